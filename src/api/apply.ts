@@ -1,0 +1,87 @@
+import { display } from '../db/ident.js';
+import { PlanError, PgshiftError } from '../errors.js';
+import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
+import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import type { Plan } from '../plan/types.js';
+import { runPhaseSteps } from '../runner/run-phase.js';
+import { inFlight } from '../state/store.js';
+import { checkChecksum, phaseInput, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
+import { recordPhase } from './record.js';
+
+/** What `apply` or `rollback` did to one plan. */
+export interface PlanOutcome {
+  readonly plan: string;
+  /** The phase the plan stood at before. */
+  readonly from: Phase | null;
+  /** The phase it stands at now. */
+  readonly to: Phase | null;
+  /** Phases applied or rolled back, in order; empty = nothing to do. */
+  readonly phases: readonly Phase[];
+  /** Set when the plan stopped on an error; the other plans still ran. */
+  readonly error?: PgshiftError | Error | undefined;
+}
+
+/**
+ * Advance each plan to `target`: one phase (`next`), or every phase up to and
+ * including the named one (a no-op when already there, so a retried pipeline
+ * step is harmless). Plans run one after the other; a failing plan does not
+ * stop the others, and its error is in its outcome.
+ */
+export async function apply(plans: readonly Plan[], target: Phase | 'next', options: RunOptions = {}): Promise<PlanOutcome[]> {
+  const outcomes: PlanOutcome[] = [];
+  for (const plan of plans) {
+    try {
+      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target)));
+    } catch (error) {
+      outcomes.push({ plan: plan.name, from: null, to: null, phases: [], error: error as Error });
+    }
+  }
+  return outcomes;
+}
+
+async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<PlanOutcome> {
+  const { client, store, plan, log } = session;
+  let state = await store.get(plan.name);
+  await checkChecksum(session, state);
+  const current = inFlight(state) || state?.status === 'complete' ? state!.phase : null;
+  // A rollback that failed part-way left `current` half undone: apply it again first.
+  const redo = state?.status === 'failed' && state.failedAction === 'rollback' ? current : null;
+  let phases = phasesToApply(current, target);
+  if (redo) phases = target === 'next' ? [redo] : phaseIndex(target) >= phaseIndex(redo) ? [redo, ...phases] : [];
+  if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
+
+  if (!inFlight(state)) {
+    const facts = await checkAgainstCatalog(client, plan, store.schema);
+    const other = await store.inFlightOn(display(facts.table), plan.name);
+    if (other) {
+      throw new PlanError([
+        {
+          file: plan.file,
+          path: 'table',
+          message: `plan "${other.name}" is already in flight on ${other.table} (at ${other.phase ?? 'no phase'}); finish or roll it back first`,
+        },
+      ]);
+    }
+    await store.start(plan.name, plan.change.kind, plan.checksum, facts);
+    state = (await store.get(plan.name))!;
+    log.info({ table: display(facts.table) }, `started plan ${plan.name}`);
+  }
+  const facts = state!.facts;
+  const { input, program } = phaseInput(session, facts, await tableOid(client, facts));
+  const done: Phase[] = [];
+  try {
+    for (const phase of phases) {
+      await recordPhase(store, plan.name, phase, 'apply', async () => {
+        log.info({ phase }, `applying ${phase}`);
+        await runPhaseSteps(input, phase, 'apply', program[phase].apply);
+        await store.moveTo(plan.name, phase);
+      });
+      done.push(phase);
+    }
+  } catch (error) {
+    return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done, error: error as Error };
+  } finally {
+    await input.ctx.close();
+  }
+  return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done };
+}

@@ -1,0 +1,21 @@
+import type { Action, Phase } from '../phases/phases.js';
+import type { StateStore } from '../state/store.js';
+
+/**
+ * Run one phase in one direction and record it: an event either way, and on
+ * failure the plan marked failed with the phase and error, so that both
+ * `apply` and `rollback` know where to pick up.
+ */
+export async function recordPhase(store: StateStore, plan: string, phase: Phase, action: Action, fn: () => Promise<void>): Promise<void> {
+  const startedAt = new Date();
+  try {
+    await fn();
+  } catch (error) {
+    const message = (error as Error).message || String(error);
+    // The connection may be what failed; the original error matters more than the record of it.
+    await store.markFailed(plan, phase, action, message).catch(() => undefined);
+    await store.event(plan, phase, action, startedAt, message).catch(() => undefined);
+    throw error;
+  }
+  await store.event(plan, phase, action, startedAt, null);
+}

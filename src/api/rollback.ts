@@ -1,0 +1,51 @@
+import { PlanError } from '../errors.js';
+import { phaseIndex, phasesToRollBack, previousPhase, type Phase } from '../phases/phases.js';
+import type { Plan } from '../plan/types.js';
+import { runPhaseSteps } from '../runner/run-phase.js';
+import type { PlanOutcome } from './apply.js';
+import { recordPhase } from './record.js';
+import { checkChecksum, phaseInput, tableOid, withPlanSession, type RunOptions } from './session.js';
+
+/**
+ * Undo the current phase (`current`), or every phase down to and including
+ * `target`, newest first. A phase whose apply failed part-way is undone
+ * first. `contract` cannot be undone: its rollback is refused (exit 2).
+ */
+export async function rollback(plan: Plan, target: Phase | 'current' = 'current', options: RunOptions = {}): Promise<PlanOutcome> {
+  return withPlanSession(plan, options, async (session) => {
+    const { client, store, log } = session;
+    const state = await store.get(plan.name);
+    if (!state || state.status === 'rolled_back') return { plan: plan.name, from: null, to: null, phases: [] };
+    await checkChecksum(session, state);
+    const current = state.phase;
+    const halfApplied = state.status === 'failed' && state.failedAction === 'apply' ? state.failedPhase : null;
+    if (state.status === 'complete' || halfApplied === 'contract') {
+      throw new PlanError(
+        `plan "${plan.name}" reached contract, which dropped the old columns: their data is gone and it cannot be rolled back. ` +
+          'Write a new plan to go back, or restore from a backup.',
+      );
+    }
+    // The highest phase with anything applied: a half-applied one sits just above `current`.
+    const top = halfApplied ?? current;
+    const phases = top !== null && (target === 'current' || phaseIndex(target) <= phaseIndex(top)) ? phasesToRollBack(top, target) : [];
+    if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
+
+    const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts));
+    const done: Phase[] = [];
+    try {
+      for (const phase of phases) {
+        await recordPhase(store, plan.name, phase, 'rollback', async () => {
+          log.info({ phase }, `rolling back ${phase}`);
+          await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
+          await store.moveTo(plan.name, previousPhase(phase));
+        });
+        done.push(phase);
+      }
+    } catch (error) {
+      return { plan: plan.name, from: current, to: (await store.get(plan.name))?.phase ?? null, phases: done, error: error as Error };
+    } finally {
+      await input.ctx.close();
+    }
+    return { plan: plan.name, from: current, to: (await store.get(plan.name))?.phase ?? null, phases: done };
+  });
+}

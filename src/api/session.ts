@@ -1,0 +1,112 @@
+import type { BackfillProgress } from '../backfill/backfill.js';
+import { compileProgram } from '../changes/program.js';
+import { resolveChange } from '../changes/registry.js';
+import { objectNames } from '../changes/sql-objects.js';
+import type { PlanFacts } from '../changes/model.js';
+import { withClient, type Client, type ConnectionOptions } from '../db/client.js';
+import { display, qualified } from '../db/ident.js';
+import { DEFAULT_STATE_SCHEMA } from '../defaults.js';
+import { PlanError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Guards, Plan } from '../plan/types.js';
+import { runContext } from '../runner/guards.js';
+import { withPlanLock } from '../runner/plan-lock.js';
+import type { PhaseInput } from '../runner/run-phase.js';
+import type { PhaseProgram } from '../runner/steps.js';
+import { ensureStateSchema } from '../state/schema.js';
+import { StateStore, inFlight, type PlanState } from '../state/store.js';
+
+/** Options shared by every command that touches the database. */
+export interface RunOptions {
+  /** Else `DATABASE_URL`, else libpq's `PG*` variables. */
+  readonly databaseUrl?: string | undefined;
+  /** Schema for pgshift's state (default `pgshift`). */
+  readonly stateSchema?: string | undefined;
+  /** Per-run overrides of the plan's guards (CLI flags). */
+  readonly guards?: Partial<Guards> | undefined;
+  /** Accept a plan edited while in flight. */
+  readonly force?: boolean | undefined;
+  readonly log?: Logger | undefined;
+  readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+}
+
+/** A plan opened against the database: its client, state, and (once started) its compiled program. */
+export interface PlanSession {
+  readonly client: Client;
+  readonly store: StateStore;
+  readonly plan: Plan;
+  readonly log: Logger;
+  readonly options: RunOptions;
+}
+
+/** The plan with the run's guard overrides applied. */
+export function withOverrides(plan: Plan, guards: Partial<Guards> | undefined): Plan {
+  if (!guards) return plan;
+  const defined = Object.fromEntries(Object.entries(guards).filter(([, v]) => v !== undefined)) as Partial<Guards>;
+  return { ...plan, guards: { ...plan.guards, ...defined } };
+}
+
+/** Connect, make sure the state schema exists, and run `fn` (no plan lock). */
+export async function withState<T>(options: RunOptions, fn: (client: Client, store: StateStore) => Promise<T>): Promise<T> {
+  const connection: ConnectionOptions = { databaseUrl: options.databaseUrl };
+  return withClient(connection, async (client) => {
+    const schema = options.stateSchema ?? DEFAULT_STATE_SCHEMA;
+    await ensureStateSchema(client, schema);
+    return fn(client, new StateStore(client, schema));
+  });
+}
+
+/** Connect, take the plan's advisory lock (exit 5 if held), and run `fn`. */
+export async function withPlanSession<T>(plan: Plan, options: RunOptions, fn: (session: PlanSession) => Promise<T>): Promise<T> {
+  const log = (options.log ?? silentLogger).child({ plan: plan.name });
+  return withState(options, (client, store) =>
+    withPlanLock(client, plan.name, () => fn({ client, store, plan: withOverrides(plan, options.guards), log, options })),
+  );
+}
+
+/** Refuse an in-flight plan whose file changed since it started, unless forced (then record the new checksum). */
+export async function checkChecksum(session: PlanSession, state: PlanState | null): Promise<void> {
+  const { plan, store, options } = session;
+  if (!state || !inFlight(state) || state.checksum === plan.checksum) return;
+  if (!options.force) {
+    throw new PlanError([
+      {
+        file: plan.file,
+        path: '',
+        message:
+          `plan "${plan.name}" changed after it started (it is at ${state.phase ?? 'no phase'}): ` +
+          'put the file back as it was, or roll the plan back first; --force accepts the edit as it is',
+      },
+    ]);
+  }
+  session.log.warn({ old: state.checksum, new: plan.checksum }, 'accepting an edited in-flight plan (--force)');
+  await store.setChecksum(plan.name, plan.checksum);
+}
+
+/** What running a phase needs, compiled from the plan and its recorded facts. */
+export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number): { input: PhaseInput; program: PhaseProgram } {
+  const { client, store, plan, log, options } = session;
+  const ctx = runContext({
+    client,
+    connection: { databaseUrl: options.databaseUrl },
+    guards: plan.guards,
+    log,
+    table: { oid: tableOid, display: display(facts.table) },
+  });
+  const input: PhaseInput = {
+    ctx,
+    store,
+    plan,
+    facts,
+    change: resolveChange(plan.change, facts),
+    names: objectNames(plan.name, facts),
+    onProgress: options.onProgress,
+  };
+  return { input, program: compileProgram(plan, facts) };
+}
+
+/** The table's current oid (0 when it no longer exists), for lock diagnostics. */
+export async function tableOid(client: Client, facts: PlanFacts): Promise<number> {
+  const { rows } = await client.query<{ oid: number | null }>(`SELECT to_regclass($1)::oid::int8::float8 AS oid`, [qualified(facts.table)]);
+  return rows[0]?.oid ?? 0;
+}

@@ -1,0 +1,28 @@
+import { compileProgram } from '../changes/program.js';
+import { PHASES, type Phase } from '../phases/phases.js';
+import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import type { Plan } from '../plan/types.js';
+import type { Step } from '../runner/steps.js';
+import { inFlight } from '../state/store.js';
+import { withState, type RunOptions } from './session.js';
+
+/** One phase as `plan show` prints it. */
+export interface ShownPhase {
+  readonly phase: Phase;
+  readonly apply: readonly Step[];
+  readonly rollback: readonly Step[];
+}
+
+/**
+ * The steps (SQL, locks, transaction or not) each phase would run, without
+ * running anything. Compiled from the facts recorded at start when the plan
+ * is in flight, else from the live catalog after validating the plan.
+ */
+export async function show(plan: Plan, phase?: Phase, options: RunOptions = {}): Promise<ShownPhase[]> {
+  return withState(options, async (client, store) => {
+    const state = await store.get(plan.name);
+    const facts = inFlight(state) || state?.status === 'complete' ? state!.facts : await checkAgainstCatalog(client, plan, store.schema);
+    const program = compileProgram(plan, facts);
+    return PHASES.filter((p) => !phase || p === phase).map((p) => ({ phase: p, ...program[p] }));
+  });
+}

@@ -1,0 +1,51 @@
+import { nextPhase, type Phase, type Status } from '../phases/phases.js';
+import type { Plan } from '../plan/types.js';
+import type { LastEvent } from '../state/store.js';
+import { withState, type RunOptions } from './session.js';
+
+/** One line of `migrate plan status`. */
+export interface PlanStatus {
+  readonly plan: string;
+  readonly table: string;
+  /** Last applied phase, or null. */
+  readonly phase: Phase | null;
+  /** `not_started` when the database has never seen the plan. */
+  readonly status: Status | 'not_started';
+  /** The phase `apply --phase next` would run, or null when complete. */
+  readonly next: Phase | null;
+  readonly backfill: { readonly done: number; readonly total: number } | null;
+  readonly lastEvent: LastEvent | null;
+  readonly lastError: string | null;
+  /** The plan file's checksum differs from the one recorded at start. */
+  readonly edited: boolean;
+}
+
+/**
+ * The state of each plan given (from files), plus every plan the database
+ * knows that no file names, so nothing in flight goes unseen.
+ */
+export async function status(plans: readonly Plan[], options: RunOptions = {}, only: readonly string[] = []): Promise<PlanStatus[]> {
+  return withState(options, async (_client, store) => {
+    const states = new Map((await store.all()).map((s) => [s.name, s]));
+    const backfills = await store.allBackfills();
+    const events = await store.lastEvents();
+    const names = new Set([...plans.map((p) => p.name), ...(only.length ? [] : states.keys())]);
+    return [...names].sort().map((name): PlanStatus => {
+      const plan = plans.find((p) => p.name === name);
+      const state = states.get(name);
+      const bf = backfills.get(name);
+      const phase = state && state.status !== 'rolled_back' ? state.phase : null;
+      return {
+        plan: name,
+        table: state?.table ?? (plan ? [plan.table.schema, plan.table.name].filter(Boolean).join('.') : ''),
+        phase,
+        status: state?.status ?? 'not_started',
+        next: state?.status === 'failed' && state.failedAction === 'apply' ? state.failedPhase : nextPhase(phase),
+        backfill: bf ? { done: bf.rowsDone, total: Math.max(bf.rowsEstimated, bf.rowsDone) } : null,
+        lastEvent: events.get(name) ?? null,
+        lastError: state?.lastError ?? null,
+        edited: Boolean(plan && state && state.checksum !== plan.checksum && state.status !== 'rolled_back'),
+      };
+    });
+  });
+}

@@ -1,0 +1,26 @@
+import { resolveChange } from '../changes/registry.js';
+import { objectNames } from '../changes/sql-objects.js';
+import { verifyRows, type VerifyResult } from '../backfill/verify.js';
+import { PlanError } from '../errors.js';
+import { phaseIndex } from '../phases/phases.js';
+import type { Plan } from '../plan/types.js';
+import { withOverrides, withState, type RunOptions } from './session.js';
+
+/**
+ * Count the rows where old and new columns disagree (0 = ok). Read-only: it
+ * takes no plan lock and can run beside a backfill. Needs the plan to be
+ * between `dual-write` and `stop-write`, when both sides exist.
+ */
+export async function verify(plan: Plan, options: RunOptions = {}): Promise<VerifyResult> {
+  return withState(options, async (client, store) => {
+    const state = await store.get(plan.name);
+    const at = state && state.status !== 'rolled_back' ? state.phase : null;
+    if (!state || phaseIndex(at) < phaseIndex('dual-write') || at === 'contract') {
+      throw new PlanError(
+        `plan "${plan.name}" is at ${at ?? 'no phase'}: verify needs both sides and the functions, from dual-write to stop-write`,
+      );
+    }
+    const p = withOverrides(plan, options.guards);
+    return verifyRows(client, state.facts, resolveChange(p.change, state.facts), objectNames(p.name, state.facts), p.guards);
+  });
+}

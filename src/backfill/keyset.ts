@@ -1,0 +1,56 @@
+import { ident, qualified, type QualifiedName } from '../db/ident.js';
+
+/** Key columns and their types, as recorded in the plan's facts. */
+export type KeyColumns = readonly { readonly name: string; readonly type: string }[];
+
+/** A key value as text, one element per key column (the checkpoint's format). */
+export type KeyValue = readonly string[];
+
+/** `ROW("k1", "k2")`: the key of the current row. */
+export function keyRow(key: KeyColumns): string {
+  return `ROW(${key.map((k) => ident(k.name)).join(', ')})`;
+}
+
+/** `ROW($n::t1, $n+1::t2)`: a key given as text parameters starting at `$first`. */
+export function keyParams(key: KeyColumns, first: number): string {
+  return `ROW(${key.map((k, i) => `$${first + i}::${k.type}`).join(', ')})`;
+}
+
+/** `"k1", "k2"` for ORDER BY, ascending or descending. */
+export function keyOrder(key: KeyColumns, direction: 'ASC' | 'DESC' = 'ASC'): string {
+  return key.map((k) => `${ident(k.name)} ${direction}`).join(', ');
+}
+
+/** `"k1"::text AS k0, ...`: a key read back as text. */
+export function keyAsText(key: KeyColumns): string {
+  return key.map((k, i) => `${ident(k.name)}::text AS k${i}`).join(', ');
+}
+
+/** The text values of a key read with `keyAsText`. */
+export function readKey(row: Record<string, unknown>, key: KeyColumns): string[] {
+  return key.map((_, i) => String(row[`k${i}`]));
+}
+
+/** The last key of the table now: the backfill's fixed upper bound. */
+export function upperKeySql(table: QualifiedName, key: KeyColumns): string {
+  return `SELECT ${keyAsText(key)} FROM ${qualified(table)} ORDER BY ${keyOrder(key, 'DESC')} LIMIT 1`;
+}
+
+/**
+ * The key that ends a batch of `$n` rows after the lower key (exclusive, when
+ * given) and not past the upper key (inclusive, when given). Parameters: `$1`
+ * the batch size, then the lower key's values, then the upper key's. Walks
+ * the key's index only; the rows themselves never leave the server.
+ */
+export function batchEndSql(table: QualifiedName, key: KeyColumns, hasLower: boolean, hasUpper: boolean): string {
+  return `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${rangeWhere(key, hasLower, hasUpper, 2)}
+           ORDER BY ${keyOrder(key)} OFFSET $1::int8 - 1 LIMIT 1`;
+}
+
+/** `(key > lower) AND (key <= upper)` with parameters starting at `$first`; `true` when unbounded. */
+export function rangeWhere(key: KeyColumns, hasLower: boolean, hasUpper: boolean, first: number): string {
+  const parts: string[] = [];
+  if (hasLower) parts.push(`${keyRow(key)} > ${keyParams(key, first)}`);
+  if (hasUpper) parts.push(`${keyRow(key)} <= ${keyParams(key, first + (hasLower ? key.length : 0))}`);
+  return parts.length ? parts.join(' AND ') : 'true';
+}

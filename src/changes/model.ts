@@ -1,0 +1,82 @@
+import type { ColumnFacts } from '../db/catalog.js';
+import type { QualifiedName } from '../db/ident.js';
+
+/**
+ * Facts about the table captured when a plan starts and stored with its
+ * state, so every later phase (and every rollback) compiles the same SQL even
+ * after the table has changed under the plan.
+ */
+export interface PlanFacts {
+  readonly table: QualifiedName;
+  /** Every column of the table as it was before `expand`. */
+  readonly columns: readonly ColumnFacts[];
+  /** Key columns with their types, for keyset batches. */
+  readonly key: readonly { readonly name: string; readonly type: string }[];
+  /** The search_path user expressions are resolved with (the runner's, at start). */
+  readonly searchPath: string;
+  /** Canonical `format_type` text of each new column's declared type, by column name. */
+  readonly newTypes: Readonly<Record<string, string>>;
+  /** Schema holding pgshift's state and generated functions. */
+  readonly stateSchema: string;
+  /** `server_version_num` at start. */
+  readonly serverVersion: number;
+}
+
+/** An existing column the change replaces, with the expression that derives it from the new ones. */
+export interface OldColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly notNull: boolean;
+  readonly default: string | null;
+  /** SQL over the new columns' names giving this column's value. */
+  readonly reverse: string;
+}
+
+/** A column the change adds, with the expression that derives it from the old ones. */
+export interface NewColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly collation: string | null;
+  /** SQL over the old columns' names giving this column's value. */
+  readonly forward: string;
+  /** Enforced in `switch-read` (rename: carried from the old column). */
+  readonly notNull: boolean;
+  /** Set from `expand` for a rename (carried), from `switch-read` when declared. */
+  readonly default: string | null;
+  readonly defaultFrom: 'expand' | 'switch-read';
+  readonly unique: boolean;
+}
+
+/**
+ * Every change kind reduces to this: old columns derived from new ones and
+ * new columns derived from old ones. The six phases are compiled from it.
+ */
+export interface ColumnChange {
+  readonly old: readonly OldColumn[];
+  readonly new: readonly NewColumn[];
+}
+
+/** A SQL expression a plan author wrote, with where it was written, for error messages. */
+export interface AuthoredExpression {
+  readonly field: string;
+  readonly sql: string;
+  /** Names of the columns (old or new side) the expression may use. */
+  readonly over: 'old' | 'new';
+  /** The column whose value it gives. */
+  readonly gives: string;
+}
+
+/** What a change kind needs from the catalog before it can resolve. */
+export interface ChangeOutline {
+  /** Columns that must exist (the old side). */
+  readonly reads: readonly string[];
+  /** Columns that must not exist yet, with their declared type text (null = same as the old column). */
+  readonly adds: readonly { readonly name: string; readonly type: string | null; readonly field: string }[];
+  readonly expressions: readonly AuthoredExpression[];
+}
+
+/** One change kind: an outline for validation, and a resolution into old and new columns. */
+export interface ChangeKindDefinition<C> {
+  outline(change: C): ChangeOutline;
+  resolve(change: C, facts: PlanFacts): ColumnChange;
+}

@@ -1,0 +1,152 @@
+import { ident, qualified } from '../db/ident.js';
+import type { Plan } from '../plan/types.js';
+import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
+import { addUniqueSafely, setNotNullSafely } from './constraints.js';
+import type { ColumnChange, PlanFacts } from './model.js';
+import { resolveChange } from './registry.js';
+import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
+
+/**
+ * Compile a plan into its six phases' steps. Pure: the same plan and facts
+ * always give the same SQL, which is what `plan show` prints and what the
+ * unit tests pin down.
+ */
+export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
+  const change = resolveChange(plan.change, facts);
+  const names = objectNames(plan.name, facts);
+  const t = qualified(facts.table);
+  const sync = (mode: SyncMode): SqlStep =>
+    ddl(`sync trigger function: ${mode}`, 'none', [syncFunction(change, names, facts, mode)]);
+  const oldWithDefault = change.old.filter((c) => c.default !== null);
+  const oldNotNull = change.old.filter((c) => c.notNull);
+  const functions = [names.syncFunction + '()', ...change.new.map((_, i) => signature(names.forward(i), change.old)), ...change.old.map((_, i) => signature(names.reverse(i), change.new))];
+
+  return {
+    expand: {
+      apply: [
+        ddl(
+          `add ${change.new.map((c) => c.name).join(', ')}, nullable, no default (catalog-only)`,
+          'ACCESS EXCLUSIVE',
+          [
+            `ALTER TABLE ${t} ${change.new
+              .map((c) => `ADD COLUMN IF NOT EXISTS ${ident(c.name)} ${c.type}${c.collation ? ` COLLATE ${c.collation}` : ''}`)
+              .join(', ')}`,
+            // A default set after ADD COLUMN applies to new rows only: no table rewrite, even for volatile defaults.
+            ...change.new
+              .filter((c) => c.default !== null && c.defaultFrom === 'expand')
+              .map((c) => `ALTER TABLE ${t} ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`),
+          ],
+        ),
+      ],
+      rollback: [
+        ddl(`drop ${change.new.map((c) => c.name).join(', ')} (catalog-only)`, 'ACCESS EXCLUSIVE', [
+          `ALTER TABLE ${t} ${change.new.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
+        ]),
+      ],
+    },
+    'dual-write': {
+      apply: [
+        ddl('create the expression functions and the sync function', 'none', [
+          ...expressionFunctions(change, names),
+          syncFunction(change, names, facts, 'two-way'),
+        ]),
+        ddl('install the sync trigger', 'SHARE ROW EXCLUSIVE', [createTrigger(names, facts)]),
+      ],
+      rollback: [
+        ddl('drop the sync trigger', 'SHARE ROW EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`]),
+        ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
+      ],
+    },
+    backfill: {
+      apply: [
+        { kind: 'backfill', description: `fill ${change.new.map((c) => c.name).join(', ')} of existing rows in keyset batches` },
+        { kind: 'verify', description: 'verify no row differs' },
+      ],
+      rollback: [{ kind: 'reset-backfill', description: 'forget the backfill checkpoint (the new columns stay in sync)' }],
+    },
+    'switch-read': {
+      apply: [
+        { kind: 'verify', description: 'verify no row differs' },
+        ...enforceDeclared(change, names, facts),
+        // From here new code may insert rows without the old columns, so a
+        // column default there would make them look written: the trigger
+        // applies the old defaults instead.
+        sync('two-way-defaults'),
+        ...(oldWithDefault.length
+          ? [
+              ddl('move the old columns\' defaults into the trigger', 'ACCESS EXCLUSIVE', [
+                `ALTER TABLE ${t} ${oldWithDefault.map((c) => `ALTER COLUMN ${ident(c.name)} DROP DEFAULT`).join(', ')}`,
+              ]),
+            ]
+          : []),
+      ],
+      rollback: [
+        ...(oldWithDefault.length
+          ? [
+              ddl('restore the old columns\' defaults', 'ACCESS EXCLUSIVE', [
+                `ALTER TABLE ${t} ${oldWithDefault.map((c) => `ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`).join(', ')}`,
+              ]),
+            ]
+          : []),
+        sync('two-way'),
+        ...releaseDeclared(change, names, facts),
+      ],
+    },
+    'stop-write': {
+      apply: [
+        ...(oldNotNull.length
+          ? [
+              ddl('drop NOT NULL on the old columns (catalog-only)', 'ACCESS EXCLUSIVE', [
+                `ALTER TABLE ${t} ${oldNotNull.map((c) => `ALTER COLUMN ${ident(c.name)} DROP NOT NULL`).join(', ')}`,
+              ]),
+            ]
+          : []),
+        sync('one-way'),
+      ],
+      rollback: [sync('two-way-defaults'), ...oldNotNull.flatMap((c) => setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)))],
+    },
+    contract: {
+      apply: [
+        ddl(`drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)`, 'ACCESS EXCLUSIVE', [
+          `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+          `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
+        ]),
+        ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
+      ],
+      rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],
+    },
+  };
+}
+
+function signature(fn: string, params: readonly { type: string }[]): string {
+  return `${fn}(${params.map((p) => p.type).join(', ')})`;
+}
+
+/** NOT NULL, DEFAULT and UNIQUE on the new columns, each the safe way. */
+function enforceDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFacts): Step[] {
+  const t = qualified(facts.table);
+  return change.new.flatMap((c) => [
+    ...(c.default !== null && c.defaultFrom === 'switch-read'
+      ? [ddl(`default on ${c.name} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`])]
+      : []),
+    ...(c.notNull ? setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)) : []),
+    ...(c.unique ? addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name)) : []),
+  ]);
+}
+
+/** Undo `enforceDeclared`: every statement catalog-only. */
+function releaseDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFacts): Step[] {
+  const t = qualified(facts.table);
+  const parts = change.new.flatMap((c) => [
+    ...(c.unique ? [`DROP CONSTRAINT IF EXISTS ${names.uniqueIndex(c.name)}`] : []),
+    ...(c.notNull ? [`ALTER COLUMN ${ident(c.name)} DROP NOT NULL`, `DROP CONSTRAINT IF EXISTS ${names.notNullCheck(c.name)}`] : []),
+    ...(c.default !== null && c.defaultFrom === 'switch-read' ? [`ALTER COLUMN ${ident(c.name)} DROP DEFAULT`] : []),
+  ]);
+  // An index built but never attached (an interrupted switch-read) is not dropped with the constraint.
+  const leftovers = change.new
+    .filter((c) => c.unique)
+    .map((c) => `DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`);
+  return parts.length
+    ? [ddl('drop what switch-read enforced on the new columns (catalog-only)', 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ${parts.join(', ')}`, ...leftovers])]
+    : [];
+}

@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { apply, type PlanOutcome } from '../../api/apply.js';
+import { loadPlans } from '../../plan/load.js';
+import type { Phase } from '../../phases/phases.js';
+import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
+import type { Output } from '../output.js';
+import { progressReporter } from '../progress.js';
+import type { CommandResult, Run } from './types.js';
+
+
+/** `migrate plan apply [PLAN...] --phase next|<phase>` */
+export function applyCommand(plan: Command, run: Run): void {
+  withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), { guards: true, force: true })
+    .description('advance each plan one phase, or up to and including <phase>')
+    .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next')
+    .action(async (names: string[], o: CommonOptions & { phase: Phase | 'next' }) =>
+      run(o, async (output) => {
+        const plans = await loadPlans(o.dir, names);
+        const progress = progressReporter(output);
+        try {
+          const outcomes = await apply(plans, o.phase, { ...runOptions(o), onProgress: progress.onProgress });
+          for (const outcome of outcomes) report(output, 'apply', outcome);
+          return { errors: outcomes.flatMap((x) => (x.error ? [x.error] : [])) };
+        } finally {
+          progress.stop();
+        }
+      }),
+    );
+}
+
+/** Print one plan's outcome of apply or rollback. */
+export function report(output: Output, verb: 'apply' | 'rollback', x: PlanOutcome): void {
+  const did = verb === 'apply' ? 'applied' : 'rolled back';
+  const text = x.phases.length
+    ? `${x.plan}: ${did} ${x.phases.join(', ')}; now at ${x.to ?? 'no phase'}`
+    : x.error
+      ? `${x.plan}: nothing ${did}`
+      : `${x.plan}: nothing to do (at ${x.to ?? 'no phase'})`;
+  output.result({ event: verb, plan: x.plan, from: x.from, to: x.to, phases: x.phases, ok: !x.error, ...(x.error ? { error: x.error.message } : {}) }, text);
+}

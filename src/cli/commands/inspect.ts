@@ -1,0 +1,63 @@
+import type { Command } from 'commander';
+import { lint } from '../../api/lint.js';
+import { show } from '../../api/show.js';
+import { verify } from '../../api/verify.js';
+import { ExitCode } from '../../errors.js';
+import { loadPlans } from '../../plan/load.js';
+import type { Phase } from '../../phases/phases.js';
+import type { Step } from '../../runner/steps.js';
+import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
+import type { Output } from '../output.js';
+import type { CommandResult, Run } from './types.js';
+
+
+
+/** `verify`, `show` and `lint`: the commands that change nothing. */
+export function inspectCommands(plan: Command, run: Run): void {
+  withCommonOptions(plan.command('verify').argument('<plan>', 'plan name'))
+    .description('count rows where old and new columns disagree (exit 4 when any)')
+    .action(async (name: string, o: CommonOptions) =>
+      run(o, async (output) => {
+        const [p] = await loadPlans(o.dir, [name]);
+        const r = await verify(p!, runOptions(o));
+        output.result(
+          { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys },
+          r.differing ? `${name}: ${r.differing} row(s) differ, e.g. key ${r.sampleKeys.map((k) => k.join(',')).join('; ')}` : `${name}: 0 rows differ`,
+        );
+        return r.differing ? { exitCode: ExitCode.verificationFailed } : {};
+      }),
+    );
+
+  withCommonOptions(plan.command('show').argument('<plan>', 'plan name'))
+    .description('the SQL each phase would run, with its locks, without running it')
+    .option('--phase <phase>', 'only this phase', phaseArgument('all'))
+    .action(async (name: string, o: CommonOptions & { phase?: Phase | 'all' }) =>
+      run(o, async (output) => {
+        const [p] = await loadPlans(o.dir, [name]);
+        const phases = await show(p!, o.phase === 'all' ? undefined : o.phase, runOptions(o));
+        for (const ph of phases) {
+          output.result(
+            { event: 'show', plan: name, phase: ph.phase, apply: ph.apply, rollback: ph.rollback },
+            [`-- phase ${ph.phase}: apply`, ...ph.apply.map(stepText), `-- phase ${ph.phase}: rollback`, ...ph.rollback.map(stepText), ''].join('\n'),
+          );
+        }
+        return {};
+      }),
+    );
+
+  withCommonOptions(plan.command('lint').argument('[plans...]', 'plan names (default: all)'))
+    .description('validate plan files and check them against the live catalog')
+    .action(async (names: string[], o: CommonOptions) =>
+      run(o, async (output) => {
+        const results = await lint(await loadPlans(o.dir, names), runOptions(o));
+        for (const r of results) output.result({ event: 'lint', plan: r.plan, outcome: r.outcome }, `${r.plan}: ok (${r.outcome.replace('_', ' ')})`);
+        return {};
+      }),
+    );
+}
+
+function stepText(step: Step): string {
+  if (step.kind !== 'sql') return `-- ${step.kind}: ${step.description}`;
+  const how = [step.transaction ? 'one transaction' : 'no transaction', `lock ${step.lock}`, `timeouts ${step.timeouts}`].join(', ');
+  return `-- ${step.description} (${how})\n${step.statements.map((s) => s + ';').join('\n')}`;
+}

@@ -1,0 +1,52 @@
+import { Command, CommanderError } from 'commander';
+import { ExitCode, exitCodeOf, PgshiftError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { applyCommand } from './commands/apply.js';
+import { inspectCommands } from './commands/inspect.js';
+import { rollbackCommand } from './commands/rollback.js';
+import { statusCommand } from './commands/status.js';
+import type { Run } from './commands/types.js';
+import { createOutput, redactorFor } from './output.js';
+import { wantsJson } from './options.js';
+
+/**
+ * The CLI. The one place that prints results and picks the exit code; it
+ * returns the code instead of calling process.exit, so it can run in tests.
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const program = new Command('migrate')
+    .description('pgshift: zero-downtime breaking column changes for PostgreSQL, as expand/contract phases')
+    .version(VERSION)
+    .exitOverride()
+    .showHelpAfterError();
+  const plan = program.command('plan').description('apply, inspect and roll back plans').exitOverride();
+
+  const run: Run = async (o, fn) => {
+    const output = createOutput(wantsJson(o), redactorFor(o.databaseUrl ?? process.env.DATABASE_URL));
+    try {
+      const result = await fn(output);
+      for (const error of result.errors ?? []) output.error(error.message, { code: exitCodeOf(error) });
+      exitCode = result.errors?.length ? exitCodeOf(result.errors[0]) : (result.exitCode ?? ExitCode.ok);
+    } catch (error) {
+      output.error(error instanceof PgshiftError ? error.message : `${(error as Error).message ?? error}`, { code: exitCodeOf(error) });
+      exitCode = exitCodeOf(error);
+    }
+  };
+
+  applyCommand(plan, run);
+  statusCommand(plan, run);
+  rollbackCommand(plan, run);
+  inspectCommands(plan, run);
+  for (const c of plan.commands) c.exitOverride();
+
+  try {
+    await program.parseAsync(argv as string[]);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? ExitCode.ok : ExitCode.invalidInput;
+    }
+    throw error;
+  }
+  return exitCode;
+}

@@ -1,0 +1,72 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_PLAN_DIR, DEFAULT_STATE_SCHEMA } from '../defaults.js';
+import type { RunOptions } from '../api/session.js';
+import { isPhase, PHASES, type Phase } from '../phases/phases.js';
+import { toMilliseconds } from '../plan/duration.js';
+import { createLogger } from '../log.js';
+
+/** Options every `plan` subcommand accepts. */
+export interface CommonOptions {
+  readonly dir: string;
+  readonly databaseUrl?: string;
+  readonly schema: string;
+  readonly json?: boolean;
+  readonly lockTimeout?: number;
+  readonly statementTimeout?: number;
+  readonly retries?: number;
+  readonly force?: boolean;
+  readonly logLevel?: string;
+}
+
+const duration = (flag: string) => (value: string): number => {
+  const ms = toMilliseconds(value);
+  if (ms === null) throw new InvalidArgumentError(`${flag} needs a duration such as 2s or 500ms`);
+  return ms;
+};
+
+const integer = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('needs a whole number');
+  return Number(value);
+};
+
+/** Parse a `--phase` value: a phase name or one of `extra`. */
+export function phaseArgument<E extends string>(extra: E): (value: string) => Phase | E {
+  return (value) => {
+    if (value === extra || isPhase(value)) return value as Phase | E;
+    throw new InvalidArgumentError(`must be ${extra} or one of ${PHASES.join(', ')}`);
+  };
+}
+
+/** Add the shared options to a subcommand. */
+export function withCommonOptions(command: Command, { guards = false, force = false } = {}): Command {
+  command
+    .option('--dir <path>', 'directory of plan files', DEFAULT_PLAN_DIR)
+    .addOption(new Option('--database-url <url>', 'connection URL (else DATABASE_URL, else libpq PG* variables)'))
+    .option('--schema <name>', 'schema for pgshift state', process.env.PGSHIFT_SCHEMA ?? DEFAULT_STATE_SCHEMA)
+    .option('--json', 'print JSON lines (the default when stdout is not a TTY)')
+    .option('--log-level <level>', 'pino log level on stderr (default info; PGSHIFT_LOG_LEVEL)');
+  if (guards) {
+    command
+      .option('--lock-timeout <duration>', "override the plan's guards.lock_timeout", duration('--lock-timeout'))
+      .option('--statement-timeout <duration>', "override the plan's guards.statement_timeout", duration('--statement-timeout'))
+      .option('--retries <n>', "override the plan's guards.retries", integer);
+  }
+  if (force) command.option('--force', 'accept a plan file edited after the plan started');
+  return command;
+}
+
+/** The API's run options from the CLI's. */
+export function runOptions(o: CommonOptions): RunOptions {
+  return {
+    databaseUrl: o.databaseUrl,
+    stateSchema: o.schema,
+    guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries },
+    force: o.force,
+    log: createLogger(o.logLevel),
+  };
+}
+
+/** JSON output unless stdout is a TTY and --json was not given. */
+export function wantsJson(o: CommonOptions): boolean {
+  return Boolean(o.json) || !process.stdout.isTTY;
+}

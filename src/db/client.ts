@@ -1,0 +1,94 @@
+import os from 'node:os';
+import pg from 'pg';
+import { VERSION } from '../version.js';
+
+/** A connected client; pgshift uses plain `pg` clients, never a pool, for DDL. */
+export type Client = pg.Client;
+
+/** Where to connect: a URL, or undefined for libpq environment variables. */
+export interface ConnectionOptions {
+  readonly databaseUrl?: string | undefined;
+  /** Shown in `pg_stat_activity.application_name`, so blockers and holders can be named. */
+  readonly applicationName?: string | undefined;
+}
+
+/** Who is running pgshift, for events and for `application_name`. */
+export function actor(): string {
+  return `${os.userInfo().username}@${os.hostname()}`;
+}
+
+/** Open one client. `DATABASE_URL` is the fallback, then libpq's `PG*` variables. */
+export async function connect(options: ConnectionOptions = {}): Promise<Client> {
+  const url = options.databaseUrl ?? process.env.DATABASE_URL;
+  const client = new pg.Client({
+    ...(url ? { connectionString: url } : {}),
+    application_name: (options.applicationName ?? `pgshift ${VERSION} ${actor()}`).slice(0, 63),
+  });
+  // An idle client whose server goes away emits 'error'; without a listener Node would crash.
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+/** Run `fn` with a fresh client, closed afterwards whatever happens. */
+export async function withClient<T>(options: ConnectionOptions, fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = await connect(options);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Run `fn` inside BEGIN/COMMIT, rolling back on any error. */
+export async function withTransaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The server process id of a connected client (what pg_stat_activity calls `pid`). */
+export function backendPid(client: Client): number {
+  return (client as unknown as { processID: number }).processID;
+}
+
+/**
+ * A query sent with the extended protocol (Parse/Bind/Execute) even without
+ * parameters: the server then refuses a second statement after a `;`.
+ */
+export function singleStatement(text: string): pg.QueryConfig {
+  return { text, queryMode: 'extended' } as pg.QueryConfig;
+}
+
+/** A URL with its password replaced, safe to print. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/:[^:@/]*@/, ':***@');
+  }
+}
+
+/** The SQLSTATE of a database error, if it is one. */
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** SQLSTATEs pgshift treats specially. */
+export const SqlState = {
+  lockNotAvailable: '55P03',
+  queryCanceled: '57014',
+  deadlockDetected: '40P01',
+  serializationFailure: '40001',
+  undefinedTable: '42P01',
+  uniqueViolation: '23505',
+} as const;

@@ -1,0 +1,48 @@
+import { BLOCKER_QUERY_MAX_CHARS } from '../defaults.js';
+import type { Blocker } from '../errors.js';
+import type { Client } from './client.js';
+
+const BLOCKER_COLUMNS = `a.pid, a.state, a.application_name AS "applicationName",
+  extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8 AS seconds,
+  left(a.query, ${BLOCKER_QUERY_MAX_CHARS}) AS query`;
+
+/** Sessions blocking `pid` right now (`pg_blocking_pids`), with what they are doing. */
+export async function blockersOf(monitor: Client, pid: number): Promise<Blocker[]> {
+  const { rows } = await monitor.query<Blocker>(
+    `SELECT ${BLOCKER_COLUMNS}, (SELECT string_agg(DISTINCT l.mode, ', ') FROM pg_locks l
+             WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation') AS mode
+       FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid`,
+    [pid],
+  );
+  return rows;
+}
+
+/**
+ * Sessions other than `pid` holding a lock on the table: the likely blockers
+ * when the moment of waiting was not caught.
+ */
+export async function lockHoldersOn(client: Client, tableOid: number, pid: number): Promise<Blocker[]> {
+  const { rows } = await client.query<Blocker>(
+    `SELECT ${BLOCKER_COLUMNS}, string_agg(l.mode, ', ') AS mode
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted AND l.pid <> $2
+      GROUP BY a.pid, a.state, a.application_name, a.xact_start, a.query_start, a.query
+      ORDER BY a.pid`,
+    [tableOid, pid],
+  );
+  return rows;
+}
+
+/** The session holding an advisory lock taken with one bigint key, described for a message. */
+export async function advisoryHolder(client: Client, key: string): Promise<string> {
+  const { rows } = await client.query<{ pid: number; app: string | null; addr: string | null; since: Date | null }>(
+    `SELECT a.pid, a.application_name AS app, a.client_addr::text AS addr, a.backend_start AS since
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND ((l.classid::int8 << 32) | l.objid::int8) = $1::int8`,
+    [key],
+  );
+  const h = rows[0];
+  if (!h) return 'a session that has just finished';
+  return `pid ${h.pid}${h.app ? `, ${h.app}` : ''}${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, connected since ${h.since.toISOString()}` : ''}`;
+}

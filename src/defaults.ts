@@ -1,0 +1,30 @@
+/**
+ * Every default pgshift uses, in one place. The README's option table is
+ * written from this file; change both together.
+ */
+
+/** `guards.lock_timeout`: how long one DDL statement may wait for its lock. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 2_000;
+/** `guards.statement_timeout`: how long one statement (DDL or backfill batch) may run. */
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+/** `guards.retries`: attempts after the first when a lock is not granted in time. */
+export const DEFAULT_RETRIES = 8;
+/** First wait between lock attempts; p-retry multiplies it by a random 1–2 (jitter). */
+export const RETRY_MIN_WAIT_MS = 500;
+/** Each wait doubles the last one … */
+export const RETRY_FACTOR = 2;
+/** … up to this cap. */
+export const RETRY_MAX_WAIT_MS = 10_000;
+
+/** `backfill.batch_size`: rows per batch transaction (the starting size when adaptive). */
+export const DEFAULT_BATCH_SIZE = 5_000;
+/** `backfill.pause`: sleep between two batches. */
+export const DEFAULT_PAUSE_MS = 20;
+
+/** `--dir`: where plan files are read from. */
+export const DEFAULT_PLAN_DIR = 'plans';
+/** `--schema`: the schema holding pgshift's state tables and functions. */
+export const DEFAULT_STATE_SCHEMA = 'pgshift';
+
+/** Longest query text kept when reporting who blocks a lock. */
+export const BLOCKER_QUERY_MAX_CHARS = 120;

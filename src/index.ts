@@ -1,0 +1,18 @@
+/**
+ * pgshift's public API. Every CLI command is one of these functions; they
+ * return result objects and throw typed errors, and never print or exit.
+ */
+export { apply, type PlanOutcome } from './api/apply.js';
+export { rollback } from './api/rollback.js';
+export { status, type PlanStatus } from './api/status.js';
+export { verify } from './api/verify.js';
+export { show, type ShownPhase } from './api/show.js';
+export { lint, type LintResult } from './api/lint.js';
+export type { RunOptions } from './api/session.js';
+export { loadPlans, loadPlanFile, parsePlan } from './plan/load.js';
+export type { Plan, Change, Guards, BackfillSettings } from './plan/types.js';
+export { PHASES, type Phase, type Status } from './phases/phases.js';
+export { currentPhase, readsSwitched } from './api/phase-flag.js';
+export * from './errors.js';
+export type { VerifyResult } from './backfill/verify.js';
+export type { BackfillProgress } from './backfill/backfill.js';

@@ -1,0 +1,144 @@
+import type { PlanFacts } from '../changes/model.js';
+import { outlineOf } from '../changes/registry.js';
+import { BODY_TAG } from '../changes/sql-objects.js';
+import { singleStatement, type Client } from '../db/client.js';
+import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
+import { display, ident } from '../db/ident.js';
+import { PlanError, type PlanProblem } from '../errors.js';
+import type { Plan } from './types.js';
+
+/**
+ * Check a plan that has not started against the live catalog, and capture the
+ * facts its phases will compile from. Every problem is reported at once.
+ * Runs in a transaction that is always rolled back: nothing is left behind.
+ */
+export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchema: string): Promise<PlanFacts> {
+  const problems: PlanProblem[] = [];
+  const problem = (path: string, message: string): void => void problems.push({ file: plan.file, path, message });
+  const tableText = plan.table.schema ? `${plan.table.schema}.${plan.table.name}` : plan.table.name;
+
+  const table = await resolveTable(client, plan.table);
+  if (!table) {
+    problem('table', `table "${tableText}" does not exist (or is not a table)`);
+    throw new PlanError(problems);
+  }
+  const facts = await readTableFacts(client, table);
+  const outline = outlineOf(plan.change);
+  const kindField = plan.change.kind;
+
+  for (const name of outline.reads) {
+    const col = column(facts, name);
+    if (!col) problem(kindField, `column "${name}" does not exist in ${display(table)}`);
+    else if (col.identity || col.generated)
+      problem(kindField, `column "${name}" is an ${col.identity ? 'identity' : 'generated'} column; pgshift cannot keep it in sync`);
+  }
+  const added = new Set<string>();
+  for (const add of outline.adds) {
+    if (column(facts, add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" already exists in ${display(table)}`);
+    if (added.has(add.name) || outline.reads.includes(add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
+    added.add(add.name);
+  }
+  if (plan.change.kind === 'merge') {
+    const reverseKeys = Object.keys(plan.change.reverse).sort();
+    const columns = [...plan.change.columns].sort();
+    if (reverseKeys.join('\0') !== columns.join('\0'))
+      problem('merge.reverse', `must give one expression for each of ${columns.map((c) => `"${c}"`).join(', ')} (has ${reverseKeys.map((c) => `"${c}"`).join(', ') || 'none'})`);
+  }
+
+  const keyNames = plan.key ?? facts.primaryKey;
+  const key: { name: string; type: string }[] = [];
+  if (!keyNames) problem('key', `${display(table)} has no primary key; set "key:" to columns that are unique and NOT NULL`);
+  else {
+    for (const name of keyNames) {
+      const col = column(facts, name);
+      if (!col) problem('key', `key column "${name}" does not exist in ${display(table)}`);
+      else {
+        if (outline.reads.includes(name)) problem('key', `key column "${name}" is changed by the plan; the key must stay put`);
+        key.push({ name, type: col.type });
+      }
+    }
+    if (key.length === keyNames.length) {
+      const nullable = key.filter((k) => !column(facts, k.name)?.notNull);
+      if (nullable.length) problem('key', `key column(s) ${nullable.map((k) => `"${k.name}"`).join(', ')} must be NOT NULL`);
+      else if (!(await isUniqueKey(client, facts.oid, keyNames))) problem('key', `(${keyNames.join(', ')}) is not covered by a unique index`);
+    }
+  }
+
+  const searchPath = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`)).rows[0]!.p;
+  const version = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+  const newTypes: Record<string, string> = {};
+  await rolledBack(client, async () => {
+    for (const add of outline.adds) {
+      if (add.type === null) continue;
+      const canonical = await canonicalType(client, add.type);
+      if (canonical === null) problem(add.field, `type "${add.type}" does not exist`);
+      else newTypes[add.name] = canonical;
+    }
+    if (problems.length) return;
+    const oldParams = outline.reads.map((n) => column(facts, n)!);
+    const newParams = outline.adds.map((a) => ({ name: a.name, type: newTypes[a.name] ?? oldParams[0]!.type }));
+    for (const expr of outline.expressions) {
+      if (expr.sql.includes(BODY_TAG)) {
+        problem(expr.field, `must not contain ${BODY_TAG}`);
+        continue;
+      }
+      const params = expr.over === 'old' ? oldParams : newParams;
+      const returns = expr.over === 'old' ? newTypes[expr.gives] : column(facts, expr.gives)?.type;
+      const error = await compiles(client, params, returns ?? 'text', expr.sql);
+      if (error) problem(expr.field, `does not compile: ${error}`);
+    }
+  });
+  if (problems.length) throw new PlanError(problems);
+  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version };
+}
+
+async function rolledBack(client: Client, fn: () => Promise<void>): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await fn();
+  } finally {
+    await client.query('ROLLBACK');
+  }
+}
+
+/**
+ * The canonical `format_type` of a type as written, or null when it is not a
+ * type. The text goes into a one-column temporary table definition sent as a
+ * single extended-protocol statement, so text that is not exactly one type
+ * fails instead of running.
+ */
+async function canonicalType(client: Client, type: string): Promise<string | null> {
+  await client.query('SAVEPOINT pgshift_type');
+  try {
+    await client.query(singleStatement(`CREATE TEMP TABLE pgshift_type_check (x ${type}) ON COMMIT DROP`));
+    const { rows } = await client.query<{ t: string; n: number }>(
+      `SELECT max(format_type(atttypid, atttypmod)) AS t, count(*)::int AS n FROM pg_attribute
+        WHERE attrelid = 'pg_temp.pgshift_type_check'::regclass AND attnum > 0`,
+    );
+    await client.query('ROLLBACK TO SAVEPOINT pgshift_type');
+    return rows[0]?.n === 1 ? rows[0].t : null;
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT pgshift_type');
+    return null;
+  }
+}
+
+/**
+ * Null when `sql` type-checks as an expression over `params` giving
+ * `returns`; else PostgreSQL's message. It is PREPAREd over a one-row
+ * subquery whose columns are the parameters: the server parses and analyses
+ * it without running it, and the extended protocol refuses a second
+ * statement smuggled in after a `;`.
+ */
+async function compiles(client: Client, params: readonly Pick<ColumnFacts, 'name' | 'type'>[], returns: string, sql: string): Promise<string | null> {
+  await client.query('SAVEPOINT pgshift_expr');
+  try {
+    const columns = params.map((p) => `NULL::${p.type} AS ${ident(p.name)}`).join(', ');
+    await client.query(singleStatement(`SELECT (${sql})::${returns} FROM (SELECT ${columns}) AS pgshift_row LIMIT 0`));
+    await client.query('RELEASE SAVEPOINT pgshift_expr');
+    return null;
+  } catch (error) {
+    await client.query('ROLLBACK TO SAVEPOINT pgshift_expr');
+    return (error as Error).message;
+  }
+}

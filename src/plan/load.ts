@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
+import type { z } from 'zod';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_PAUSE_MS,
+  DEFAULT_RETRIES,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+} from '../defaults.js';
+import { PlanError, type PlanProblem } from '../errors.js';
+import { CHANGE_KINDS, isPlanName, planFileSchema, type PlanFile } from './schema.js';
+import type { Change, Plan } from './types.js';
+
+/** Plan file extensions pgshift reads. */
+const PLAN_EXTENSIONS = ['.yaml', '.yml'];
+
+/**
+ * Parse and validate one plan file's text. Every problem in the file is
+ * reported at once, each with its line and field.
+ */
+export function parsePlan(text: string, file: string): Plan {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const problems: PlanProblem[] = doc.errors.map((e) => ({
+    file,
+    line: e.linePos?.[0]?.line,
+    path: '',
+    message: e.message.split('\n')[0] ?? e.message,
+  }));
+  if (problems.length) throw new PlanError(problems);
+  if (!isMap(doc.contents)) throw new PlanError([{ file, line: 1, path: '', message: 'a plan must be a YAML mapping' }]);
+
+  const parsed = planFileSchema.safeParse(doc.toJS());
+  if (!parsed.success) throw new PlanError(parsed.error.issues.map((issue) => toProblem(issue, doc, lines, file)));
+  const data = parsed.data;
+
+  const kinds = CHANGE_KINDS.filter((k) => data[k] !== undefined);
+  if (kinds.length !== 1) {
+    throw new PlanError([
+      {
+        file,
+        line: 1,
+        path: '',
+        message:
+          kinds.length === 0
+            ? `needs exactly one change: ${CHANGE_KINDS.join(' | ')}`
+            : `has ${kinds.join(' and ')}; a plan makes exactly one change`,
+      },
+    ]);
+  }
+  const name = data.plan ?? path.basename(file).replace(/\.ya?ml$/, '');
+  if (!isPlanName(name)) {
+    throw new PlanError([{ file, line: 1, path: 'plan', message: `plan name ${JSON.stringify(name)} must be kebab-case; set "plan:" or rename the file` }]);
+  }
+  return build(data, name, file);
+}
+
+function build(data: PlanFile, name: string, file: string): Plan {
+  const change = toChange(data);
+  const table = splitTableName(data.table);
+  const checksum = createHash('sha256')
+    .update(JSON.stringify({ table, key: data.key ?? null, change }))
+    .digest('hex');
+  return {
+    name,
+    file,
+    table,
+    key: data.key,
+    change,
+    backfill: {
+      batchSize: data.backfill?.batch_size ?? DEFAULT_BATCH_SIZE,
+      pauseMs: data.backfill?.pause ?? DEFAULT_PAUSE_MS,
+      targetBatchMs: data.backfill?.target_batch_ms ?? null,
+      maxReplicaLagMs: data.backfill?.max_replica_lag ?? null,
+    },
+    guards: {
+      lockTimeoutMs: data.guards?.lock_timeout ?? DEFAULT_LOCK_TIMEOUT_MS,
+      statementTimeoutMs: data.guards?.statement_timeout ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+      retries: data.guards?.retries ?? DEFAULT_RETRIES,
+    },
+    checksum,
+  };
+}
+
+function toChange(data: PlanFile): Change {
+  if (data.rename) return { kind: 'rename', ...data.rename };
+  if (data.split) return { kind: 'split', ...data.split };
+  if (data.merge) return { kind: 'merge', ...data.merge };
+  if (data.retype) return { kind: 'retype', ...data.retype };
+  throw new Error('unreachable: no change kind');
+}
+
+/** `schema.table`, `"Odd.Name"`, or `table`, into parts without quotes. */
+export function splitTableName(text: string): { schema?: string; name: string } {
+  const parts = text.match(/"[^"]+"|[^."]+/g) ?? [text];
+  const unquote = (p: string): string => (p.startsWith('"') ? p.slice(1, -1) : p);
+  return parts.length === 2 ? { schema: unquote(parts[0]!), name: unquote(parts[1]!) } : { name: unquote(parts[0]!) };
+}
+
+function toProblem(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter, file: string): PlanProblem {
+  const keyPath = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
+  // Unknown keys are reported on their parent; point at the key itself.
+  const unknown = issue.code === 'unrecognized_keys' ? issue.keys : [];
+  const nodePath = unknown.length ? [...keyPath, unknown[0]!] : keyPath;
+  return {
+    file,
+    line: lineOf(doc, lines, nodePath),
+    path: formatPath(nodePath),
+    message: issue.code === 'unrecognized_keys' ? `unknown key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}` : issue.message,
+  };
+}
+
+function lineOf(doc: Document, lines: LineCounter, keyPath: readonly (string | number)[]): number | undefined {
+  for (let depth = keyPath.length; depth >= 0; depth--) {
+    const sub = keyPath.slice(0, depth);
+    const parent = sub.length ? (doc.getIn(sub.slice(0, -1), true) as unknown) : doc.contents;
+    // A missing key has no node: report its parent's line instead.
+    const node = sub.length ? findKeyNode(parent, sub[sub.length - 1]!) ?? (doc.getIn(sub, true) as unknown) : parent;
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    if (range) return lines.linePos(range[0]).line;
+  }
+  return undefined;
+}
+
+function findKeyNode(parent: unknown, key: string | number): unknown {
+  if (!isMap(parent)) return undefined;
+  const pair = parent.items.find((item) => (item.key as { value?: unknown } | null)?.value === key);
+  return pair?.key;
+}
+
+function formatPath(keyPath: readonly (string | number)[]): string {
+  return keyPath.map((p, i) => (typeof p === 'number' ? `[${p}]` : i ? `.${p}` : p)).join('');
+}
+
+/** Read and validate one plan file. */
+export async function loadPlanFile(file: string): Promise<Plan> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new PlanError([{ file, path: '', message: `cannot read plan file: ${(error as Error).message}` }]);
+  }
+  return parsePlan(text, file);
+}
+
+/**
+ * Load every plan in `dir` (sorted by file name), or only the named ones.
+ * All files are checked and all problems reported together; two files with
+ * the same plan name are refused.
+ */
+export async function loadPlans(dir: string, names: readonly string[] = []): Promise<Plan[]> {
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).filter((f) => PLAN_EXTENSIONS.includes(path.extname(f))).sort();
+  } catch (error) {
+    throw new PlanError([{ file: dir, path: '', message: `cannot read the plan directory: ${(error as Error).message}` }]);
+  }
+  const problems: PlanProblem[] = [];
+  const plans: Plan[] = [];
+  for (const entry of entries) {
+    try {
+      plans.push(await loadPlanFile(path.join(dir, entry)));
+    } catch (error) {
+      if (error instanceof PlanError) problems.push(...error.problems);
+      else throw error;
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const p of plans) {
+    const other = seen.get(p.name);
+    if (other) problems.push({ file: p.file, path: 'plan', message: `plan name "${p.name}" is also used by ${other}` });
+    seen.set(p.name, p.file);
+  }
+  const selected = names.length ? plans.filter((p) => names.includes(p.name)) : plans;
+  for (const n of names) {
+    if (!plans.some((p) => p.name === n) && !problems.some((pr) => path.basename(pr.file).replace(/\.ya?ml$/, '') === n)) {
+      problems.push({ file: dir, path: '', message: `no plan named "${n}" in ${dir} (have: ${plans.map((p) => p.name).join(', ') || 'none'})` });
+    }
+  }
+  // A broken file only matters when it was asked for, or when every plan was.
+  const relevant = names.length
+    ? problems.filter((pr) => pr.file === dir || names.some((n) => pr.file.includes(n)) || selected.some((p) => p.file === pr.file))
+    : problems;
+  if (relevant.length) throw new PlanError(relevant);
+  return selected;
+}

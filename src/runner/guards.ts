@@ -1,0 +1,156 @@
+import pRetry, { AbortError } from 'p-retry';
+import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
+import { backendPid, connect, sqlState, SqlState, withTransaction, type Client, type ConnectionOptions } from '../db/client.js';
+import { blockersOf, lockHoldersOn } from '../db/locks.js';
+import { describeBlocker, LockTimeoutError, PhaseFailedError, type Blocker } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Guards } from '../plan/types.js';
+import type { SqlStep, TimeoutMode } from './steps.js';
+
+/** What a step needs to run: the runner's connection, the guards, and the table for diagnostics. */
+export interface RunContext {
+  readonly client: Client;
+  readonly connection: ConnectionOptions;
+  readonly guards: Guards;
+  readonly log: Logger;
+  readonly table: { readonly oid: number; readonly display: string };
+  /** A second connection, opened on first need, that watches who blocks the runner. */
+  monitor(): Promise<Client>;
+  close(): Promise<void>;
+}
+
+/** Build a run context; `close()` ends the monitor connection if one was opened. */
+export function runContext(fields: Omit<RunContext, 'monitor' | 'close'>): RunContext {
+  let monitor: Promise<Client> | null = null;
+  return {
+    ...fields,
+    monitor: () => (monitor ??= connect({ ...fields.connection, applicationName: 'pgshift monitor' })),
+    close: async () => {
+      if (monitor) await (await monitor).end().catch(() => undefined);
+    },
+  };
+}
+
+/** `SET LOCAL` the timeouts a step runs under. */
+export async function setLocalTimeouts(client: Client, mode: TimeoutMode, guards: Guards): Promise<void> {
+  const lock = mode === 'none' ? 0 : guards.lockTimeoutMs;
+  const statement = mode === 'guarded' ? guards.statementTimeoutMs : 0;
+  await client.query(`SET LOCAL lock_timeout = ${Math.round(lock)}`);
+  await client.query(`SET LOCAL statement_timeout = ${Math.round(statement)}`);
+}
+
+/**
+ * Run `fn` in one transaction with the plan's lock_timeout and
+ * statement_timeout set locally, so nothing outlives the transaction.
+ */
+export async function withGuards<T>(client: Client, mode: TimeoutMode, guards: Guards, fn: () => Promise<T>): Promise<T> {
+  return withTransaction(client, async () => {
+    await setLocalTimeouts(client, mode, guards);
+    return fn();
+  });
+}
+
+/** Is this error worth another attempt: a lock not granted in time, or a deadlock? */
+export function isLockConflict(error: unknown): boolean {
+  const code = sqlState(error);
+  return code === SqlState.lockNotAvailable || code === SqlState.deadlockDetected;
+}
+
+/**
+ * Run one SQL step under its guards. A lock timeout is retried with
+ * exponential backoff and jitter; each failed attempt logs who blocked it.
+ * When the attempts run out, a `LockTimeoutError` carries the blockers.
+ */
+export async function runSqlStep(ctx: RunContext, step: SqlStep): Promise<'ran' | 'skipped'> {
+  let blockers: Blocker[] = [];
+  let attempts = 0;
+  try {
+    return await pRetry(
+      async () => {
+        attempts++;
+        if (step.skipIf) {
+          const { rows } = await ctx.client.query<{ done: boolean }>(step.skipIf);
+          if (rows[0]?.done) return 'skipped' as const;
+        }
+        const watch = watchBlockers(ctx, step);
+        try {
+          await execute(ctx, step);
+          return 'ran' as const;
+        } catch (error) {
+          if (!isLockConflict(error)) throw new AbortError(error as Error);
+          blockers = await watch.result();
+          if (!blockers.length) blockers = await lockHoldersOn(ctx.client, ctx.table.oid, backendPid(ctx.client)).catch(() => []);
+          throw error;
+        } finally {
+          watch.stop();
+        }
+      },
+      {
+        retries: ctx.guards.retries,
+        factor: RETRY_FACTOR,
+        minTimeout: RETRY_MIN_WAIT_MS,
+        maxTimeout: RETRY_MAX_WAIT_MS,
+        randomize: true,
+        onFailedAttempt: ({ attemptNumber, retriesLeft }) => {
+          ctx.log.warn(
+            { step: step.description, attempt: attemptNumber, retriesLeft, blockers },
+            `lock not granted within ${ctx.guards.lockTimeoutMs} ms on ${ctx.table.display}` +
+              (blockers.length ? `; blocked by ${blockers.map(describeBlocker).join('; ')}` : ''),
+          );
+        },
+      },
+    );
+  } catch (error) {
+    const cause = error instanceof AbortError ? error.originalError : error;
+    if (isLockConflict(cause)) throw new LockTimeoutError(ctx.table.display, step.description, attempts, blockers, { cause });
+    throw stepFailure(step.description, cause);
+  }
+}
+
+/** A database error during a step, as a PhaseFailedError keeping code, detail and hint. */
+export function stepFailure(what: string, cause: unknown): PhaseFailedError {
+  if (cause instanceof PhaseFailedError) return cause;
+  const pg = cause as { message?: string; code?: string; detail?: string; hint?: string };
+  const extra = [pg.code && `SQLSTATE ${pg.code}`, pg.detail && `detail: ${pg.detail}`, pg.hint && `hint: ${pg.hint}`].filter(Boolean);
+  return new PhaseFailedError(`${what}: ${pg.message ?? String(cause)}${extra.length ? ` (${extra.join('; ')})` : ''}`, { cause });
+}
+
+async function execute(ctx: RunContext, step: SqlStep): Promise<void> {
+  if (step.transaction) {
+    await withGuards(ctx.client, step.timeouts, ctx.guards, async () => {
+      for (const sql of step.statements) await ctx.client.query(sql);
+    });
+    return;
+  }
+  // CONCURRENTLY cannot run in a transaction block, so the timeouts are set for the session and reset after.
+  const lock = step.timeouts === 'none' ? 0 : ctx.guards.lockTimeoutMs;
+  const statement = step.timeouts === 'guarded' ? ctx.guards.statementTimeoutMs : 0;
+  await ctx.client.query(`SET lock_timeout = ${lock}`);
+  await ctx.client.query(`SET statement_timeout = ${statement}`);
+  try {
+    for (const sql of step.statements) await ctx.client.query(sql);
+  } finally {
+    await ctx.client.query('RESET lock_timeout').catch(() => undefined);
+    await ctx.client.query('RESET statement_timeout').catch(() => undefined);
+  }
+}
+
+/**
+ * While a step waits for its lock, ask `pg_blocking_pids` from a second
+ * connection who is in the way. The question is asked once, halfway through
+ * the lock timeout, when the step is certainly waiting if it is going to.
+ */
+function watchBlockers(ctx: RunContext, step: SqlStep): { result(): Promise<Blocker[]>; stop(): void } {
+  if (step.lock === 'none' || step.timeouts === 'none') return { result: async () => [], stop: () => undefined };
+  let found: Promise<Blocker[]> = Promise.resolve([]);
+  const timer = setTimeout(
+    () => {
+      found = ctx
+        .monitor()
+        .then((m) => blockersOf(m, backendPid(ctx.client)))
+        .catch(() => []);
+    },
+    Math.max(20, ctx.guards.lockTimeoutMs / 2),
+  );
+  return { result: () => found, stop: () => clearTimeout(timer) };
+}

@@ -1,0 +1,52 @@
+import { runBackfill, type BackfillProgress } from '../backfill/backfill.js';
+import { verifyRows } from '../backfill/verify.js';
+import type { ColumnChange, PlanFacts } from '../changes/model.js';
+import type { ObjectNames } from '../changes/sql-objects.js';
+import { PlanError, VerificationError } from '../errors.js';
+import type { Phase, Action } from '../phases/phases.js';
+import type { Plan } from '../plan/types.js';
+import type { StateStore } from '../state/store.js';
+import { runSqlStep, type RunContext } from './guards.js';
+import type { Step } from './steps.js';
+
+/** Everything a phase's steps may need. */
+export interface PhaseInput {
+  readonly ctx: RunContext;
+  readonly store: StateStore;
+  readonly plan: Plan;
+  readonly facts: PlanFacts;
+  readonly change: ColumnChange;
+  readonly names: ObjectNames;
+  readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+}
+
+/** Run one phase's steps in one direction, in order. Every step is idempotent, so a re-run after a failure is safe. */
+export async function runPhaseSteps(input: PhaseInput, phase: Phase, action: Action, steps: readonly Step[]): Promise<void> {
+  const log = input.ctx.log.child({ plan: input.plan.name, phase, action });
+  for (const step of steps) {
+    const started = Date.now();
+    const outcome = await runStep({ ...input, ctx: { ...input.ctx, log } }, step);
+    log.debug({ step: step.description, outcome, ms: Date.now() - started }, `step ${outcome}: ${step.description}`);
+  }
+}
+
+async function runStep(input: PhaseInput, step: Step): Promise<string> {
+  switch (step.kind) {
+    case 'sql':
+      return runSqlStep(input.ctx, step);
+    case 'backfill': {
+      const result = await runBackfill({ ...input });
+      return `${result.rowsDone} rows`;
+    }
+    case 'verify': {
+      const result = await verifyRows(input.ctx.client, input.facts, input.change, input.names, input.plan.guards);
+      if (result.differing > 0) throw new VerificationError(input.plan.name, result.differing, result.sampleKeys);
+      return '0 rows differ';
+    }
+    case 'reset-backfill':
+      await input.store.resetBackfill(input.plan.name);
+      return 'reset';
+    case 'refuse':
+      throw new PlanError(`plan "${input.plan.name}": ${step.description}. Restore from a backup if you need the old columns back.`);
+  }
+}

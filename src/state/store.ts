@@ -1,0 +1,187 @@
+import type { Client } from '../db/client.js';
+import { actor } from '../db/client.js';
+import { display, ident } from '../db/ident.js';
+import type { PlanFacts } from '../changes/model.js';
+import type { Action, Phase, Status } from '../phases/phases.js';
+import type { ChangeKind } from '../plan/schema.js';
+import { VERSION } from '../version.js';
+
+/** One row of `pgshift.plans`. */
+export interface PlanState {
+  readonly name: string;
+  readonly table: string;
+  readonly kind: ChangeKind;
+  readonly checksum: string;
+  readonly phase: Phase | null;
+  readonly status: Status;
+  readonly failedPhase: Phase | null;
+  readonly failedAction: Action | null;
+  readonly lastError: string | null;
+  readonly facts: PlanFacts;
+  readonly startedAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** One row of `pgshift.backfill`. */
+export interface BackfillState {
+  readonly upperKey: string[] | null;
+  readonly lastKey: string[] | null;
+  readonly rowsDone: number;
+  readonly rowsEstimated: number;
+  readonly batchSize: number;
+  readonly finishedAt: Date | null;
+}
+
+/** The most recent event of a plan, for `status`. */
+export interface LastEvent {
+  readonly phase: Phase;
+  readonly action: Action;
+  readonly outcome: 'succeeded' | 'failed';
+  readonly finishedAt: Date;
+}
+
+/** Is a plan in flight: started and neither complete nor rolled back? */
+export function inFlight(state: PlanState | null): boolean {
+  return state !== null && (state.status === 'in_progress' || state.status === 'failed');
+}
+
+const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status, failed_phase AS "failedPhase",
+  failed_action AS "failedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
+
+/** Reads and writes pgshift's state tables in one schema. */
+export class StateStore {
+  private readonly s: string;
+  constructor(
+    private readonly client: Client,
+    readonly schema: string,
+  ) {
+    this.s = ident(schema);
+  }
+
+  /** A plan's state, or null if it never started. */
+  async get(name: string): Promise<PlanState | null> {
+    const { rows } = await this.client.query<PlanState>(`SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans WHERE name = $1`, [name]);
+    return rows[0] ?? null;
+  }
+
+  /** Every plan's state, by name. */
+  async all(): Promise<PlanState[]> {
+    const { rows } = await this.client.query<PlanState>(`SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans ORDER BY name`);
+    return rows;
+  }
+
+  /** The plan in flight on a table, other than `except`, if any. */
+  async inFlightOn(table: string, except: string): Promise<PlanState | null> {
+    const { rows } = await this.client.query<PlanState>(
+      `SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans WHERE table_name = $1 AND name <> $2 AND status IN ('in_progress', 'failed')`,
+      [table, except],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Record a plan's start (or restart after a full rollback): checksum and facts. */
+  async start(name: string, kind: ChangeKind, checksum: string, facts: PlanFacts): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.plans (name, table_name, kind, checksum, phase, status, facts)
+       VALUES ($1, $2, $3, $4, NULL, 'in_progress', $5)
+       ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, kind = EXCLUDED.kind,
+         checksum = EXCLUDED.checksum, phase = NULL, status = 'in_progress', failed_phase = NULL,
+         failed_action = NULL, last_error = NULL, facts = EXCLUDED.facts, started_at = now(), updated_at = now()`,
+      [name, display(facts.table), kind, checksum, JSON.stringify(facts)],
+    );
+  }
+
+  /** Accept an edited plan (`--force`): record its new checksum. */
+  async setChecksum(name: string, checksum: string): Promise<void> {
+    await this.client.query(`UPDATE ${this.s}.plans SET checksum = $2, updated_at = now() WHERE name = $1`, [name, checksum]);
+  }
+
+  /** A phase finished in either direction: the plan now stands at `phase`. */
+  async moveTo(name: string, phase: Phase | null): Promise<void> {
+    const status: Status = phase === 'contract' ? 'complete' : phase === null ? 'rolled_back' : 'in_progress';
+    await this.client.query(
+      `UPDATE ${this.s}.plans SET phase = $2, status = $3, failed_phase = NULL, failed_action = NULL,
+         last_error = NULL, updated_at = now() WHERE name = $1`,
+      [name, phase, status],
+    );
+  }
+
+  /** A phase failed part-way; the plan keeps its last completed phase. */
+  async markFailed(name: string, phase: Phase, action: Action, error: string): Promise<void> {
+    await this.client.query(
+      `UPDATE ${this.s}.plans SET status = 'failed', failed_phase = $2, failed_action = $3, last_error = $4,
+         updated_at = now() WHERE name = $1`,
+      [name, phase, action, error],
+    );
+  }
+
+  /** Append to the history. */
+  async event(name: string, phase: Phase, action: Action, startedAt: Date, error: string | null): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.events (plan, phase, action, outcome, error, started_at, actor, version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [name, phase, action, error === null ? 'succeeded' : 'failed', error, startedAt, actor(), VERSION],
+    );
+  }
+
+  /** The newest event of each plan. */
+  async lastEvents(): Promise<Map<string, LastEvent>> {
+    const { rows } = await this.client.query<LastEvent & { plan: string }>(
+      `SELECT DISTINCT ON (plan) plan, phase, action, outcome, finished_at AS "finishedAt"
+         FROM ${this.s}.events ORDER BY plan, id DESC`,
+    );
+    return new Map(rows.map((r) => [r.plan, r]));
+  }
+
+  /** A plan's backfill checkpoint, or null before the backfill starts. */
+  async backfill(name: string): Promise<BackfillState | null> {
+    const { rows } = await this.client.query<BackfillState>(
+      `SELECT upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
+              rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"
+         FROM ${this.s}.backfill WHERE plan = $1`,
+      [name],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Every plan's backfill progress, by plan. */
+  async allBackfills(): Promise<Map<string, BackfillState>> {
+    const { rows } = await this.client.query<BackfillState & { plan: string }>(
+      `SELECT plan, upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
+              rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"
+         FROM ${this.s}.backfill`,
+    );
+    return new Map(rows.map((r) => [r.plan, r]));
+  }
+
+  /** Start a backfill: fix its upper bound. */
+  async startBackfill(name: string, upperKey: string[] | null, rowsEstimated: number, batchSize: number): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.backfill (plan, upper_key, last_key, rows_done, rows_estimated, batch_size)
+       VALUES ($1, $2, NULL, 0, $3, $4)`,
+      [name, JSON.stringify(upperKey), Math.max(0, Math.round(rowsEstimated)), batchSize],
+    );
+  }
+
+  /**
+   * Move the checkpoint past a batch. Called inside the batch's own
+   * transaction, so the checkpoint and the rows it describes commit together.
+   */
+  async checkpoint(name: string, lastKey: string[], rows: number, batchSize: number): Promise<void> {
+    await this.client.query(
+      `UPDATE ${this.s}.backfill SET last_key = $2, rows_done = rows_done + $3, batch_size = $4, updated_at = now()
+        WHERE plan = $1`,
+      [name, JSON.stringify(lastKey), rows, batchSize],
+    );
+  }
+
+  /** The backfill reached its upper bound. */
+  async finishBackfill(name: string): Promise<void> {
+    await this.client.query(`UPDATE ${this.s}.backfill SET finished_at = now(), updated_at = now() WHERE plan = $1`, [name]);
+  }
+
+  /** Forget the checkpoint (backfill rolled back). */
+  async resetBackfill(name: string): Promise<void> {
+    await this.client.query(`DELETE FROM ${this.s}.backfill WHERE plan = $1`, [name]);
+  }
+}
