@@ -1,0 +1,71 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parsePlan } from '../../src/plan/load.js';
+import type { Plan } from '../../src/plan/types.js';
+
+/** The users table the example plans change. */
+export const USERS_TABLE = `
+  CREATE TABLE users (
+    id bigserial PRIMARY KEY,
+    full_name text NOT NULL DEFAULT 'anonymous',
+    user_name text,
+    email text
+  )`;
+
+/** Insert `n` users with names "First<i> Last<i>". */
+export function seedUsers(n: number): string {
+  return `INSERT INTO users (full_name, user_name, email)
+          SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, ${n}) g`;
+}
+
+/** The split plan of plans/split-users-full-name.yaml, with quick guards for tests. */
+export const SPLIT_YAML = `
+plan: split-users-full-name
+table: public.users
+split:
+  column: full_name
+  into:
+    - name: first_name
+      type: text
+      using: split_part(full_name, ' ', 1)
+    - name: last_name
+      type: text
+      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
+  reverse: concat_ws(' ', first_name, last_name)
+backfill:
+  batch_size: 500
+  pause: 0ms
+guards:
+  lock_timeout: 500ms
+  statement_timeout: 10s
+  retries: 1
+`;
+
+/** A rename plan with quick guards. */
+export const RENAME_YAML = `
+plan: rename-users-user-name
+table: public.users
+rename:
+  column: user_name
+  to: username
+backfill:
+  batch_size: 500
+  pause: 0ms
+guards:
+  lock_timeout: 500ms
+  statement_timeout: 10s
+  retries: 1
+`;
+
+/** Parse plan text as if read from `<name>.yaml`. */
+export function plan(yaml: string, file = 'test.yaml'): Plan {
+  return parsePlan(yaml, file);
+}
+
+/** Write plan files into a fresh directory; returns its path. */
+export async function planDir(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-plans-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  return dir;
+}
