@@ -1,3 +1,4 @@
+import { sqlState, SqlState } from '../db/client.js';
 import { display } from '../db/ident.js';
 import { PlanError, PgshiftError } from '../errors.js';
 import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
@@ -62,7 +63,13 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
         },
       ]);
     }
-    await store.start(plan.name, plan.change.kind, plan.checksum, facts);
+    try {
+      await store.start(plan.name, plan.change.kind, plan.checksum, facts);
+    } catch (error) {
+      // Another plan on the same table started between our check and our insert (the partial unique index says so).
+      if (sqlState(error) === SqlState.uniqueViolation) throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+      throw error;
+    }
     state = (await store.get(plan.name))!;
     log.info({ table: display(facts.table) }, `started plan ${plan.name}`);
   }

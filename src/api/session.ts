@@ -13,7 +13,6 @@ import { runContext } from '../runner/guards.js';
 import { withPlanLock } from '../runner/plan-lock.js';
 import type { PhaseInput } from '../runner/run-phase.js';
 import type { PhaseProgram } from '../runner/steps.js';
-import { ensureStateSchema } from '../state/schema.js';
 import { StateStore, inFlight, type PlanState } from '../state/store.js';
 
 /** Options shared by every command that touches the database. */
@@ -46,14 +45,15 @@ export function withOverrides(plan: Plan, guards: Partial<Guards> | undefined): 
   return { ...plan, guards: { ...plan.guards, ...defined } };
 }
 
-/** Connect, make sure the state schema exists, and run `fn` (no plan lock). */
+/**
+ * Connect and run `fn` with the state store. The state schema is not created
+ * here: reads of a database pgshift has never touched find no state, and
+ * the schema is made by the first write (`StateStore.ensure`), so invalid
+ * input leaves the database exactly as it was.
+ */
 export async function withState<T>(options: RunOptions, fn: (client: Client, store: StateStore) => Promise<T>): Promise<T> {
   const connection: ConnectionOptions = { databaseUrl: options.databaseUrl };
-  return withClient(connection, async (client) => {
-    const schema = options.stateSchema ?? DEFAULT_STATE_SCHEMA;
-    await ensureStateSchema(client, schema);
-    return fn(client, new StateStore(client, schema));
-  });
+  return withClient(connection, async (client) => fn(client, new StateStore(client, options.stateSchema ?? DEFAULT_STATE_SCHEMA)));
 }
 
 /** Connect, take the plan's advisory lock (exit 5 if held), and run `fn`. */

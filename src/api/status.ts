@@ -21,15 +21,16 @@ export interface PlanStatus {
 }
 
 /**
- * The state of each plan given (from files), plus every plan the database
- * knows that no file names, so nothing in flight goes unseen.
+ * The state of each plan given (from files); with `includeUnlisted`, also
+ * every plan the database knows that no file names, so nothing in flight
+ * goes unseen.
  */
-export async function status(plans: readonly Plan[], options: RunOptions = {}, only: readonly string[] = []): Promise<PlanStatus[]> {
+export async function status(plans: readonly Plan[], options: RunOptions = {}, includeUnlisted = false): Promise<PlanStatus[]> {
   return withState(options, async (_client, store) => {
     const states = new Map((await store.all()).map((s) => [s.name, s]));
     const backfills = await store.allBackfills();
     const events = await store.lastEvents();
-    const names = new Set([...plans.map((p) => p.name), ...(only.length ? [] : states.keys())]);
+    const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
     return [...names].sort().map((name): PlanStatus => {
       const plan = plans.find((p) => p.name === name);
       const state = states.get(name);

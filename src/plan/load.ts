@@ -26,7 +26,7 @@ export function parsePlan(text: string, file: string): Plan {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const problems: PlanProblem[] = doc.errors.map((e) => ({
     file,
-    line: e.linePos?.[0]?.line,
+    line: lines.linePos(e.pos[0]).line,
     path: '',
     message: e.message.split('\n')[0] ?? e.message,
   }));

@@ -70,11 +70,9 @@ export function stateSchemaSql(schema: string): string[] {
 /**
  * Create the state schema if missing. Two runners starting at once would race
  * on CREATE SCHEMA, so creation is serialised on a transaction-level advisory
- * lock and skipped entirely when the tables exist.
+ * lock; every statement is IF NOT EXISTS or OR REPLACE.
  */
 export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
-  const present = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${ident(schema)}.backfill`]);
-  if (present.rows[0]?.ok) return;
   await withTransaction(client, async () => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`pgshift-schema:${schema}`]);
     for (const sql of stateSchemaSql(schema)) await client.query(sql);

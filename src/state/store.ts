@@ -1,6 +1,7 @@
 import type { Client } from '../db/client.js';
 import { actor } from '../db/client.js';
 import { display, ident } from '../db/ident.js';
+import { ensureStateSchema } from './schema.js';
 import type { PlanFacts } from '../changes/model.js';
 import type { Action, Phase, Status } from '../phases/phases.js';
 import type { ChangeKind } from '../plan/schema.js';
@@ -51,6 +52,7 @@ const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
   private readonly s: string;
+  private present = false;
   constructor(
     private readonly client: Client,
     readonly schema: string,
@@ -58,20 +60,38 @@ export class StateStore {
     this.s = ident(schema);
   }
 
+  /** Does the state schema exist yet? Reads of a database without it find no state. */
+  async exists(): Promise<boolean> {
+    if (this.present) return true;
+    const { rows } = await this.client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${this.s}.backfill`]);
+    this.present = rows[0]?.ok ?? false;
+    return this.present;
+  }
+
+  /** Create the state schema if missing; called before the first write. */
+  async ensure(): Promise<void> {
+    if (await this.exists()) return;
+    await ensureStateSchema(this.client, this.schema);
+    this.present = true;
+  }
+
   /** A plan's state, or null if it never started. */
   async get(name: string): Promise<PlanState | null> {
+    if (!(await this.exists())) return null;
     const { rows } = await this.client.query<PlanState>(`SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans WHERE name = $1`, [name]);
     return rows[0] ?? null;
   }
 
   /** Every plan's state, by name. */
   async all(): Promise<PlanState[]> {
+    if (!(await this.exists())) return [];
     const { rows } = await this.client.query<PlanState>(`SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans ORDER BY name`);
     return rows;
   }
 
   /** The plan in flight on a table, other than `except`, if any. */
   async inFlightOn(table: string, except: string): Promise<PlanState | null> {
+    if (!(await this.exists())) return null;
     const { rows } = await this.client.query<PlanState>(
       `SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans WHERE table_name = $1 AND name <> $2 AND status IN ('in_progress', 'failed')`,
       [table, except],
@@ -81,6 +101,7 @@ export class StateStore {
 
   /** Record a plan's start (or restart after a full rollback): checksum and facts. */
   async start(name: string, kind: ChangeKind, checksum: string, facts: PlanFacts): Promise<void> {
+    await this.ensure();
     await this.client.query(
       `INSERT INTO ${this.s}.plans (name, table_name, kind, checksum, phase, status, facts)
        VALUES ($1, $2, $3, $4, NULL, 'in_progress', $5)
@@ -126,6 +147,7 @@ export class StateStore {
 
   /** The newest event of each plan. */
   async lastEvents(): Promise<Map<string, LastEvent>> {
+    if (!(await this.exists())) return new Map();
     const { rows } = await this.client.query<LastEvent & { plan: string }>(
       `SELECT DISTINCT ON (plan) plan, phase, action, outcome, finished_at AS "finishedAt"
          FROM ${this.s}.events ORDER BY plan, id DESC`,
@@ -135,6 +157,7 @@ export class StateStore {
 
   /** A plan's backfill checkpoint, or null before the backfill starts. */
   async backfill(name: string): Promise<BackfillState | null> {
+    if (!(await this.exists())) return null;
     const { rows } = await this.client.query<BackfillState>(
       `SELECT upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
               rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"
@@ -146,6 +169,7 @@ export class StateStore {
 
   /** Every plan's backfill progress, by plan. */
   async allBackfills(): Promise<Map<string, BackfillState>> {
+    if (!(await this.exists())) return new Map();
     const { rows } = await this.client.query<BackfillState & { plan: string }>(
       `SELECT plan, upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
               rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"

@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { PlanError } from '../../src/errors.js';
+import { parsePlan, splitTableName } from '../../src/plan/load.js';
+import { SPLIT_YAML } from '../helpers/fixtures.js';
+
+function problemsOf(text: string): PlanError['problems'] {
+  try {
+    parsePlan(text, 'plans/bad.yaml');
+  } catch (error) {
+    expect(error).toBeInstanceOf(PlanError);
+    return (error as PlanError).problems;
+  }
+  throw new Error('expected a PlanError');
+}
+
+describe('parsePlan', () => {
+  it('reads a split plan with its defaults and durations', () => {
+    const plan = parsePlan(SPLIT_YAML, 'plans/split.yaml');
+    expect(plan.name).toBe('split-users-full-name');
+    expect(plan.table).toEqual({ schema: 'public', name: 'users' });
+    expect(plan.change.kind).toBe('split');
+    expect(plan.guards).toEqual({ lockTimeoutMs: 500, statementTimeoutMs: 10_000, retries: 1 });
+    expect(plan.backfill).toMatchObject({ batchSize: 500, pauseMs: 0 });
+    expect(plan.checksum).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('takes the plan name from the file name when absent, and applies the documented defaults', () => {
+    const plan = parsePlan('table: users\nrename: { column: a, to: b }\n', 'plans/rename-a.yaml');
+    expect(plan.name).toBe('rename-a');
+    expect(plan.table).toEqual({ name: 'users' });
+    expect(plan.guards).toEqual({ lockTimeoutMs: 2000, statementTimeoutMs: 30_000, retries: 8 });
+    expect(plan.backfill).toMatchObject({ batchSize: 5000, pauseMs: 20 });
+  });
+
+  it('reports every mistake at once, each with its line and field', () => {
+    const problems = problemsOf(
+      [
+        'plan: Not_Kebab', // line 1
+        'table: users',
+        'colour: blue', // line 3: unknown key
+        'split:',
+        '  column: full_name',
+        '  into:',
+        '    - name: first',
+        '      type: text',
+        '      usinq: x', // line 9: typo, and `using` missing
+        '    - name: last',
+        '      type: text',
+        '      using: y',
+        '  reverse: z',
+        'guards:',
+        '  lock_timeout: soon', // line 15
+      ].join('\n'),
+    );
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p]));
+    expect(byPath['plan']).toMatchObject({ line: 1, file: 'plans/bad.yaml' });
+    expect(byPath['colour']).toMatchObject({ line: 3, message: expect.stringContaining('unknown key') });
+    expect(byPath['split.into[0].usinq']).toMatchObject({ line: 9 });
+    expect(byPath['split.into[0].using']).toMatchObject({ line: 7 });
+    expect(byPath['guards.lock_timeout']).toMatchObject({ line: 15, message: expect.stringContaining('duration') });
+    expect(problems.length).toBeGreaterThanOrEqual(5);
+  });
+
+  it('refuses a plan with no change or two changes', () => {
+    expect(problemsOf('table: users\n')[0]!.message).toMatch(/exactly one change/);
+    expect(problemsOf('table: users\nrename: { column: a, to: b }\nretype: { column: a, to: int, using: a, reverse: a }\n')[0]!.message).toMatch(
+      /rename and retype/,
+    );
+  });
+
+  it('refuses YAML that does not parse, naming the line', () => {
+    const [p] = problemsOf('table: users\nrename: { column: a, to: b\n');
+    expect(p!.line).toBeGreaterThan(0);
+  });
+
+  it('refuses duplicate keys and non-mapping documents', () => {
+    expect(problemsOf('table: a\ntable: b\nrename: { column: a, to: b }\n')[0]!.message).toMatch(/unique/i);
+    expect(problemsOf('- just a list\n')[0]!.message).toMatch(/mapping/);
+  });
+
+  it('accepts any column name as a name: quoting happens when SQL is built', () => {
+    const plan = parsePlan('table: users\nrename: { column: "r; DROP TABLE x", to: "b" }\n', 'p.yaml');
+    expect(plan.change).toMatchObject({ kind: 'rename', column: 'r; DROP TABLE x' });
+  });
+
+  it('refuses names longer than PostgreSQL keeps', () => {
+    const long = 'x'.repeat(64);
+    expect(problemsOf(`table: users\nrename: { column: a, to: ${long} }\n`)[0]).toMatchObject({ path: 'rename.to' });
+  });
+
+  it('keeps guards and backfill tuning out of the checksum, and the change in it', () => {
+    const base = parsePlan(SPLIT_YAML, 'a.yaml');
+    const tuned = parsePlan(SPLIT_YAML.replace('lock_timeout: 500ms', 'lock_timeout: 5s').replace('batch_size: 500', 'batch_size: 900'), 'a.yaml');
+    const edited = parsePlan(SPLIT_YAML.replace("split_part(full_name, ' ', 1)", "split_part(full_name, ' ', 2)"), 'a.yaml');
+    expect(tuned.checksum).toBe(base.checksum);
+    expect(edited.checksum).not.toBe(base.checksum);
+  });
+});
+
+describe('splitTableName', () => {
+  it('splits schema and table, keeping quoted dots', () => {
+    expect(splitTableName('public.users')).toEqual({ schema: 'public', name: 'users' });
+    expect(splitTableName('"odd.schema"."Users"')).toEqual({ schema: 'odd.schema', name: 'Users' });
+    expect(splitTableName('users')).toEqual({ name: 'users' });
+  });
+});

@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import type { PlanFacts } from '../../src/changes/model.js';
+import { compileProgram } from '../../src/changes/program.js';
+import { PHASES } from '../../src/phases/phases.js';
+import type { SqlStep, Step } from '../../src/runner/steps.js';
+import { plan, RENAME_YAML, SPLIT_YAML } from '../helpers/fixtures.js';
+
+const facts: PlanFacts = {
+  table: { schema: 'public', name: 'users' },
+  columns: [
+    { name: 'id', type: 'bigint', notNull: true, default: "nextval('users_id_seq'::regclass)", collation: null, identity: false, generated: false },
+    { name: 'full_name', type: 'text', notNull: true, default: "'anonymous'::text", collation: null, identity: false, generated: false },
+    { name: 'user_name', type: 'text', notNull: false, default: null, collation: null, identity: false, generated: false },
+  ],
+  key: [{ name: 'id', type: 'bigint' }],
+  searchPath: '"$user", public',
+  newTypes: { first_name: 'text', last_name: 'text' },
+  stateSchema: 'pgshift',
+  serverVersion: 180000,
+};
+
+const sql = (steps: readonly Step[]): string[] => steps.flatMap((s) => (s.kind === 'sql' ? s.statements : [`-- ${s.kind}`]));
+const sqlSteps = (steps: readonly Step[]): SqlStep[] => steps.filter((s): s is SqlStep => s.kind === 'sql');
+
+describe('split: exact SQL of every phase', () => {
+  const program = compileProgram(plan(SPLIT_YAML), facts);
+
+  it('has an apply and a rollback for every phase', () => {
+    for (const phase of PHASES) {
+      expect(program[phase].apply.length, phase).toBeGreaterThan(0);
+      expect(program[phase].rollback.length, phase).toBeGreaterThan(0);
+    }
+  });
+
+  it('expand adds the new columns nullable without default, and its rollback drops them', () => {
+    expect(sql(program.expand.apply)).toEqual([
+      'ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "first_name" text, ADD COLUMN IF NOT EXISTS "last_name" text',
+    ]);
+    expect(sql(program.expand.rollback)).toEqual([
+      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "first_name", DROP COLUMN IF EXISTS "last_name"',
+    ]);
+  });
+
+  it('dual-write creates inlinable functions whose parameters are the column names, then the trigger', () => {
+    const [functions, trigger] = program['dual-write'].apply.map((s) => sql([s]));
+    expect(functions![0]).toBe(
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd0"("full_name" text) RETURNS text LANGUAGE sql\n' +
+        "AS $pgshift_body$ SELECT (split_part(full_name, ' ', 1))::text $pgshift_body$",
+    );
+    expect(functions![2]).toBe(
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_rev0"("first_name" text, "last_name" text) RETURNS text LANGUAGE sql\n' +
+        "AS $pgshift_body$ SELECT (concat_ws(' ', first_name, last_name))::text $pgshift_body$",
+    );
+    expect(functions![3]).toContain('SET search_path = "$user", public');
+    expect(functions![3]).toContain('-- pgshift sync, mode two-way');
+    expect(trigger).toEqual([
+      'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"\n' +
+        "FOR EACH ROW WHEN (current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on')\n" +
+        'EXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
+    ]);
+    expect(sql(program['dual-write'].rollback)).toEqual([
+      'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name" ON "public"."users"',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync"()',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd0"(text)',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd1"(text)',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_rev0"(text, text)',
+    ]);
+  });
+
+  it('the trigger decides direction per row', () => {
+    const body = sql(program['dual-write'].apply)[3]!;
+    expect(body).toContain(`IF (NEW."full_name" IS NULL) AND (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`);
+    expect(body).toContain(`ELSIF ROW(NEW."first_name", NEW."last_name") IS DISTINCT FROM ROW(OLD."first_name", OLD."last_name") THEN`);
+    expect(body).toContain(`ELSIF ROW(NEW."full_name") IS DISTINCT FROM ROW(OLD."full_name") THEN`);
+  });
+
+  it('backfill fills and verifies; its rollback only forgets the checkpoint', () => {
+    expect(sql(program.backfill.apply)).toEqual(['-- backfill', '-- verify']);
+    expect(sql(program.backfill.rollback)).toEqual(['-- reset-backfill']);
+  });
+
+  it("switch-read verifies, moves the old column's default into the trigger; rollback restores it", () => {
+    const apply = sql(program['switch-read'].apply);
+    expect(apply[0]).toBe('-- verify');
+    expect(apply[1]).toContain('-- pgshift sync, mode two-way-defaults');
+    expect(apply[1]).toContain(`IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
+    expect(apply[2]).toBe('ALTER TABLE "public"."users" ALTER COLUMN "full_name" DROP DEFAULT');
+    const rollback = sql(program['switch-read'].rollback);
+    expect(rollback[0]).toBe(`ALTER TABLE "public"."users" ALTER COLUMN "full_name" SET DEFAULT 'anonymous'::text`);
+    expect(rollback[1]).toContain('-- pgshift sync, mode two-way\n');
+  });
+
+  it('stop-write drops NOT NULL on the old column and makes the trigger one-way; rollback restores NOT NULL without a long lock', () => {
+    const apply = sql(program['stop-write'].apply);
+    expect(apply[0]).toBe('ALTER TABLE "public"."users" ALTER COLUMN "full_name" DROP NOT NULL');
+    expect(apply[1]).toContain('-- pgshift sync, mode one-way');
+    const rollback = sqlSteps(program['stop-write'].rollback);
+    expect(rollback.map((s) => [s.statements.join('; '), s.lock, s.timeouts])).toEqual([
+      [expect.stringContaining('mode two-way-defaults'), 'none', 'guarded'],
+      ['ALTER TABLE "public"."users" ADD CONSTRAINT "users_full_name_pgshift_nn" CHECK ("full_name" IS NOT NULL) NOT VALID', 'ACCESS EXCLUSIVE', 'guarded'],
+      ['ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_full_name_pgshift_nn"', 'SHARE UPDATE EXCLUSIVE', 'lock-only'],
+      [
+        'ALTER TABLE "public"."users" ALTER COLUMN "full_name" SET NOT NULL; ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_full_name_pgshift_nn"',
+        'ACCESS EXCLUSIVE',
+        'guarded',
+      ],
+    ]);
+  });
+
+  it('contract drops trigger, old column and functions; its rollback is refused', () => {
+    expect(sql(program.contract.apply)).toEqual([
+      'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name" ON "public"."users"',
+      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "full_name"',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync"()',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd0"(text)',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd1"(text)',
+      'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_rev0"(text, text)',
+    ]);
+    expect(program.contract.rollback.map((s) => s.kind)).toEqual(['refuse']);
+  });
+
+  it('runs every DDL step in a transaction under the guards', () => {
+    for (const phase of PHASES) {
+      for (const step of sqlSteps([...program[phase].apply, ...program[phase].rollback])) {
+        expect(step.transaction, step.description).toBe(true);
+        expect(['guarded', 'lock-only']).toContain(step.timeouts);
+      }
+    }
+  });
+});
+
+describe('rename: exact SQL', () => {
+  const program = compileProgram(plan(RENAME_YAML), facts);
+
+  it('expand adds the new column with the old one\'s type; the forward and reverse are the column itself', () => {
+    expect(sql(program.expand.apply)).toEqual(['ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "username" text']);
+    const functions = sql(program['dual-write'].apply);
+    expect(functions[0]).toContain('("user_name" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT ("user_name")::text $pgshift_body$');
+    expect(functions[1]).toContain('("username" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT ("username")::text $pgshift_body$');
+    expect(sql(program.contract.apply)).toContain('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
+  });
+
+  it('quotes hostile names wherever it writes them', () => {
+    const hostile = compileProgram(
+      plan('plan: r\ntable: public.users\nrename: { column: user_name, to: "x\\"; DROP TABLE users; --" }\n'),
+      facts,
+    );
+    expect(sql(hostile.expand.apply)[0]).toBe('ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "x""; DROP TABLE users; --" text');
+  });
+});
