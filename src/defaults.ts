@@ -20,6 +20,15 @@ export const RETRY_MAX_WAIT_MS = 10_000;
 export const DEFAULT_BATCH_SIZE = 5_000;
 /** `backfill.pause`: sleep between two batches. */
 export const DEFAULT_PAUSE_MS = 20;
+/** `backfill.target_batch_ms`: the duration each batch aims at; the batch size adapts to it. */
+export const DEFAULT_TARGET_BATCH_MS = 200;
+/** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
+export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
+/** The adaptive batch size stays within these bounds. */
+export const MIN_BATCH_ROWS = 50;
+export const MAX_BATCH_ROWS = 200_000;
+/** How often the replica lag is asked again while waiting for replicas to catch up. */
+export const REPLICA_LAG_POLL_MS = 1_000;
 
 /** `--dir`: where plan files are read from. */
 export const DEFAULT_PLAN_DIR = 'plans';

@@ -1,24 +1,34 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pRetry, { AbortError } from 'p-retry';
-import { literal, qualified } from '../db/ident.js';
-import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
+import { literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
-import { BACKFILL_SETTING, type ObjectNames } from '../changes/sql-objects.js';
-import { sqlState, SqlState, type Client } from '../db/client.js';
+import type { ObjectNames } from '../changes/sql-objects.js';
+import type { Client } from '../db/client.js';
 import type { Plan } from '../plan/types.js';
-import { isLockConflict, stepFailure, withGuards, type RunContext } from '../runner/guards.js';
+import { withGuards, type RunContext } from '../runner/guards.js';
 import type { StateStore } from '../state/store.js';
-import { differsPredicate, fillNewAssignments } from './consistency.js';
-import { batchEndSql, rangeWhere, readKey, upperKeySql, type KeyColumns } from './keyset.js';
+import { runBatchWithRetries } from './batch.js';
+import { BatchSizer } from './batch-size.js';
+import { readKey, upperKeySql } from './keyset.js';
+import { waitForReplicas } from './throttle.js';
 
-/** Backfill progress, reported after every batch. */
+export { enterPlanTransaction } from './plan-transaction.js';
+
+/** Backfill progress, reported after every batch and while waiting for replicas. */
 export interface BackfillProgress {
   readonly plan: string;
   readonly rowsDone: number;
+  /** Estimated rows to cover (never below `rowsDone`). */
   readonly rowsTotal: number;
+  /** Rows in the next batch (adaptive). */
   readonly batchSize: number;
   readonly lastKey: readonly string[] | null;
   readonly done: boolean;
+  /** Rows per second in this run (0 until the first batch). */
+  readonly rowsPerSecond: number;
+  /** Seconds left at this run's rate; null while unknown. */
+  readonly etaSeconds: number | null;
+  /** Why the backfill is waiting right now (replica lag), or null. */
+  readonly waiting: string | null;
 }
 
 export interface BackfillInput {
@@ -32,121 +42,122 @@ export interface BackfillInput {
 }
 
 /**
- * Mark a transaction as pgshift's own: the sync trigger stands aside, and
- * user expressions resolve with the plan's search_path whatever the session's.
- */
-export async function enterPlanTransaction(client: Client, facts: PlanFacts, backfill: boolean): Promise<void> {
-  await client.query(`SELECT set_config('search_path', ${literal(facts.searchPath)}, true)`);
-  if (backfill) await client.query(`SELECT set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
-}
-
-/**
  * Fill the new columns of every row up to the upper key fixed at the start,
- * one keyset batch per transaction. Rows written after the start are kept in
- * sync by the trigger, so the walk always ends however fast inserts come. The
- * checkpoint commits with its batch: a killed runner resumes exactly there.
+ * one keyset batch per transaction, each sized to take about
+ * `backfill.target_batch_ms`. Rows written after the start are kept in sync
+ * by the trigger, so the walk always ends however fast inserts come. The
+ * checkpoint commits with its batch: a killed runner resumes exactly there,
+ * neither skipping nor repeating a committed batch. Between batches it
+ * pauses and waits for lagging replicas; at the end it runs ANALYZE.
  */
 export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
   const { ctx, store, plan, facts } = input;
-  const key = facts.key;
+  const log = ctx.log;
   let state = await store.backfill(plan.name);
   if (!state) {
-    const upper = await ctx.client.query(upperKeySql(facts.table, key));
-    const estimate = await ctx.client.query<{ n: number }>(
-      `SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = ${literal(qualified(facts.table))}::regclass`,
-    );
-    await store.startBackfill(plan.name, upper.rows[0] ? readKey(upper.rows[0], key) : null, estimate.rows[0]?.n ?? 0, plan.backfill.batchSize);
+    const upper = await ctx.client.query(upperKeySql(facts.table, facts.key));
+    const estimate = await estimateRows(ctx.client, facts.table, plan.guards.statementTimeoutMs);
+    await store.startBackfill(plan.name, upper.rows[0] ? readKey(upper.rows[0], facts.key) : null, estimate, plan.backfill.batchSize);
     state = (await store.backfill(plan.name))!;
+    log.info({ upperKey: state.upperKey, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} up to key ${state.upperKey?.join(', ') ?? '(empty table)'} (~${state.rowsEstimated} rows)`);
   } else if (!state.finishedAt) {
-    ctx.log.info(
-      { plan: plan.name, lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated },
+    log.info(
+      { lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated, batchSize: state.batchSize },
       `resuming ${plan.name} backfill at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
     );
   }
+  const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
+  const startedAt = performance.now();
+  const doneAtStart = state.rowsDone;
   let progress: BackfillProgress = {
     plan: plan.name,
     rowsDone: state.rowsDone,
     rowsTotal: Math.max(state.rowsEstimated, state.rowsDone),
-    batchSize: state.batchSize,
+    batchSize: sizer.size,
     lastKey: state.lastKey,
     done: state.finishedAt !== null || state.upperKey === null,
+    rowsPerSecond: 0,
+    etaSeconds: null,
+    waiting: null,
   };
   if (progress.done) {
-    if (!state.finishedAt) await store.finishBackfill(plan.name);
+    if (!state.finishedAt) await finish(input);
     input.onProgress?.(progress);
     return progress;
   }
   const upperKey = state.upperKey!;
-  let lastKey = state.lastKey;
-  const batchSize = plan.backfill.batchSize;
+  const maxLag = plan.backfill.maxReplicaLagMs;
+  const hiddenLagWarned = { value: false };
+  input.onProgress?.(progress);
   while (!progress.done) {
-    const batch = await runBatchWithRetries(input, key, lastKey, upperKey, batchSize);
-    lastKey = batch.end;
-    const done = batch.end.every((v, i) => v === upperKey[i]);
-    if (done) await store.finishBackfill(plan.name);
-    progress = { ...progress, rowsDone: progress.rowsDone + batch.rows, batchSize, lastKey, done };
-    progress = { ...progress, rowsTotal: Math.max(progress.rowsTotal, progress.rowsDone) };
+    if (maxLag !== null && maxLag > 0) {
+      await waitForReplicas(ctx.client, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
+    }
+    const batch = await runBatchWithRetries(input, sizer, progress.lastKey, upperKey);
+    const rowsDone = progress.rowsDone + batch.rows;
+    const rate = (rowsDone - doneAtStart) / Math.max((performance.now() - startedAt) / 1000, 1e-3);
+    const rowsTotal = Math.max(progress.rowsTotal, rowsDone);
+    progress = {
+      ...progress,
+      rowsDone,
+      rowsTotal,
+      batchSize: sizer.size,
+      lastKey: batch.end,
+      done: batch.last,
+      rowsPerSecond: rate,
+      etaSeconds: batch.last ? 0 : rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
+      waiting: null,
+    };
+    log.debug({ rows: batch.rows, written: batch.written, ms: Math.round(batch.ms), next: sizer.size, end: batch.end }, 'backfill batch committed');
+    if (batch.last) await finish(input);
     input.onProgress?.(progress);
-    if (!done && plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
+    if (!batch.last && plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
   }
   return progress;
 }
 
-/** One batch; a lock conflict with the application (timeout, deadlock, serialization) is retried with backoff. */
-async function runBatchWithRetries(
-  input: BackfillInput,
-  key: KeyColumns,
-  lastKey: readonly string[] | null,
-  upperKey: readonly string[],
-  size: number,
-): Promise<{ end: string[]; rows: number }> {
+/**
+ * Mark the backfill finished, then ANALYZE the table: every row got a new
+ * version and the new columns have no statistics yet, so plans of the
+ * application's queries on them would be guesses. ANALYZE takes SHARE UPDATE
+ * EXCLUSIVE, which conflicts only with VACUUM, ANALYZE, CREATE INDEX
+ * CONCURRENTLY and DDL, never with reads or writes; it waits at most
+ * lock_timeout (autovacuum on the table yields to it after deadlock_timeout),
+ * and a failure only warns: statistics are a courtesy, not correctness.
+ */
+async function finish(input: BackfillInput): Promise<void> {
+  const { ctx, store, plan, facts } = input;
+  await store.finishBackfill(plan.name);
+  const started = performance.now();
   try {
-    return await pRetry(
-      async () => {
-        try {
-          return await runBatch(input, key, lastKey, upperKey, size);
-        } catch (error) {
-          if (isLockConflict(error) || sqlState(error) === SqlState.serializationFailure) throw error;
-          throw new AbortError(error as Error);
-        }
-      },
-      {
-        retries: input.plan.guards.retries,
-        factor: RETRY_FACTOR,
-        minTimeout: RETRY_MIN_WAIT_MS / 5,
-        maxTimeout: RETRY_MAX_WAIT_MS,
-        randomize: true,
-        onFailedAttempt: ({ error, attemptNumber }) =>
-          input.ctx.log.warn({ plan: input.plan.name, attempt: attemptNumber, code: sqlState(error) }, `backfill batch retried: ${error.message}`),
-      },
-    );
+    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)}`));
+    ctx.log.info({ ms: Math.round(performance.now() - started) }, `analyzed ${facts.table.schema}.${facts.table.name} after the backfill`);
   } catch (error) {
-    throw stepFailure(`backfill batch after key ${lastKey?.join(', ') ?? '(start)'}`, error instanceof AbortError ? error.originalError : error);
+    ctx.log.warn({ err: (error as Error).message }, `could not ANALYZE ${facts.table.schema}.${facts.table.name} after the backfill; run it when convenient`);
   }
 }
 
-async function runBatch(
-  input: BackfillInput,
-  key: KeyColumns,
-  lastKey: readonly string[] | null,
-  upperKey: readonly string[],
-  size: number,
-): Promise<{ end: string[]; rows: number }> {
-  const { ctx, store, plan, facts, change, names } = input;
-  const client = ctx.client;
-  return withGuards(client, 'guarded', plan.guards, async () => {
-    await enterPlanTransaction(client, facts, true);
-    const lower = lastKey ?? [];
-    const bound = await client.query(batchEndSql(facts.table, key, lastKey !== null, true), [size, ...lower, ...upperKey]);
-    const end = bound.rows[0] ? readKey(bound.rows[0], key) : [...upperKey];
-    const updated = await client.query(
-      `UPDATE ${qualified(facts.table)} SET ${fillNewAssignments(change, names)}
-        WHERE ${rangeWhere(key, lastKey !== null, true, 1)} AND ${differsPredicate(change, names)}`,
-      [...lower, ...end],
-    );
-    // A full batch covered `size` rows; the last one covered what the update saw at most.
-    const rows = bound.rows[0] ? size : (updated.rowCount ?? 0);
-    await store.checkpoint(plan.name, end, rows, size);
-    return { end, rows };
-  });
+/**
+ * Rows in the table, as the planner would estimate them: `reltuples` scaled to
+ * the table's current size. A table never vacuumed nor analyzed has no
+ * estimate (-1); it is then counted, within statement_timeout (0 if that
+ * runs out: the progress total then grows with the rows done).
+ */
+export async function estimateRows(client: Client, table: QualifiedName, statementTimeoutMs: number): Promise<number> {
+  const { rows } = await client.query<{ n: number | null }>(
+    `SELECT CASE WHEN c.reltuples < 0 THEN NULL
+                 WHEN c.relpages = 0 THEN c.reltuples
+                 ELSE c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
+            END::float8 AS n
+       FROM pg_class c WHERE c.oid = ${literal(qualified(table))}::regclass`,
+  );
+  const n = rows[0]?.n;
+  if (n !== null && n !== undefined) return Math.round(n);
+  try {
+    const guards = { lockTimeoutMs: statementTimeoutMs, statementTimeoutMs, retries: 0 };
+    const counted = await withGuards(client, 'guarded', guards, () => client.query<{ n: number }>(`SELECT count(*)::float8 AS n FROM ${qualified(table)}`));
+    return counted.rows[0]?.n ?? 0;
+  } catch {
+    return 0;
+  }
 }

@@ -54,3 +54,12 @@ export function rangeWhere(key: KeyColumns, hasLower: boolean, hasUpper: boolean
   if (hasUpper) parts.push(`${keyRow(key)} <= ${keyParams(key, first + (hasLower ? key.length : 0))}`);
   return parts.length ? parts.join(' AND ') : 'true';
 }
+
+/**
+ * How many rows lie after the lower key (exclusive, when given) up to the
+ * upper key (inclusive): the last, partial batch's row count. Parameters as
+ * for `rangeWhere` from `$1`.
+ */
+export function rangeCountSql(table: QualifiedName, key: KeyColumns, hasLower: boolean): string {
+  return `SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${rangeWhere(key, hasLower, true, 1)}`;
+}

@@ -7,18 +7,22 @@ const JSON_PROGRESS_EVERY_MS = 3_000;
 
 /**
  * Backfill progress for people (a bar with rows/s and ETA on a TTY) or
- * machines (a JSON line every few seconds). Returns the callback and a
- * function that closes the bar.
+ * machines (a JSON line every few seconds, and whenever the backfill starts
+ * or stops waiting for replicas). Returns the callback and a function that
+ * closes the bar.
  */
 export function progressReporter(output: Output): { onProgress: (p: BackfillProgress) => void; stop: () => void } {
   if (output.json || !process.stderr.isTTY) {
     let last = 0;
+    let lastWaiting: string | null = null;
     return {
       onProgress: (p) => {
         const now = Date.now();
-        if (!p.done && now - last < JSON_PROGRESS_EVERY_MS) return;
+        const waitingChanged = (p.waiting === null) !== (lastWaiting === null);
+        lastWaiting = p.waiting;
+        if (!p.done && !waitingChanged && now - last < JSON_PROGRESS_EVERY_MS) return;
         last = now;
-        output.result({ event: 'backfill_progress', plan: p.plan, done: p.rowsDone, total: p.rowsTotal, batch_size: p.batchSize, finished: p.done }, '');
+        output.result(progressEvent(p), '');
       },
       stop: () => undefined,
     };
@@ -28,21 +32,57 @@ export function progressReporter(output: Output): { onProgress: (p: BackfillProg
     onProgress: (p) => {
       if (!bar) {
         bar = new cliProgress.SingleBar(
-          { format: `${p.plan} backfill [{bar}] {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_formatted}`, stream: process.stderr },
+          {
+            format: `${p.plan} backfill [{bar}] {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_text}{waiting}`,
+            stream: process.stderr,
+            hideCursor: true,
+          },
           cliProgress.Presets.shades_classic,
         );
-        bar.start(p.rowsTotal, p.rowsDone, { speed: 0 });
+        bar.start(p.rowsTotal, p.rowsDone, payload(p));
       }
       bar.setTotal(p.rowsTotal);
-      bar.update(p.rowsDone, { speed: Math.round(speedOf(bar, p.rowsDone)) });
-      if (p.done) bar.stop();
+      bar.update(p.rowsDone, payload(p));
+      if (p.done) {
+        bar.stop();
+        bar = null;
+      }
     },
     stop: () => bar?.stop(),
   };
 }
 
-function speedOf(bar: cliProgress.SingleBar, done: number): number {
-  const started = (bar as unknown as { startTime?: number }).startTime ?? Date.now();
-  const seconds = (Date.now() - started) / 1000;
-  return seconds > 0 ? done / seconds : 0;
+/** The JSON progress event (also what `--json` consumers parse). */
+export function progressEvent(p: BackfillProgress): Record<string, unknown> {
+  return {
+    event: 'backfill_progress',
+    plan: p.plan,
+    done: p.rowsDone,
+    total: p.rowsTotal,
+    percent: p.rowsTotal ? Math.min(100, Math.floor((1000 * p.rowsDone) / p.rowsTotal) / 10) : 100,
+    rows_per_second: Math.round(p.rowsPerSecond),
+    eta_seconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds),
+    batch_size: p.batchSize,
+    waiting: p.waiting,
+    finished: p.done,
+  };
+}
+
+function payload(p: BackfillProgress): Record<string, string | number> {
+  return {
+    speed: Math.round(p.rowsPerSecond),
+    eta_text: p.done ? '0s' : p.etaSeconds === null ? '?' : formatSeconds(p.etaSeconds),
+    waiting: p.waiting ? ` | ${p.waiting}` : '',
+  };
+}
+
+/** `1h02m`, `3m05s`, `42s`. */
+export function formatSeconds(total: number): string {
+  const s = Math.round(total);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m) return `${m}m${String(sec).padStart(2, '0')}s`;
+  return `${sec}s`;
 }

@@ -7,6 +7,8 @@ import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_LOCK_TIMEOUT_MS,
   DEFAULT_PAUSE_MS,
+  DEFAULT_TARGET_BATCH_MS,
+  DEFAULT_MAX_REPLICA_LAG_MS,
   DEFAULT_RETRIES,
   DEFAULT_STATEMENT_TIMEOUT_MS,
 } from '../defaults.js';
@@ -73,8 +75,8 @@ function build(data: PlanFile, name: string, file: string): Plan {
     backfill: {
       batchSize: data.backfill?.batch_size ?? DEFAULT_BATCH_SIZE,
       pauseMs: data.backfill?.pause ?? DEFAULT_PAUSE_MS,
-      targetBatchMs: data.backfill?.target_batch_ms ?? null,
-      maxReplicaLagMs: data.backfill?.max_replica_lag ?? null,
+      targetBatchMs: data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS,
+      maxReplicaLagMs: data.backfill?.max_replica_lag ?? DEFAULT_MAX_REPLICA_LAG_MS,
     },
     guards: {
       lockTimeoutMs: data.guards?.lock_timeout ?? DEFAULT_LOCK_TIMEOUT_MS,

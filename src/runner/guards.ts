@@ -72,7 +72,7 @@ export async function runSqlStep(ctx: RunContext, step: SqlStep): Promise<'ran' 
           const { rows } = await ctx.client.query<{ done: boolean }>(step.skipIf);
           if (rows[0]?.done) return 'skipped' as const;
         }
-        const watch = watchBlockers(ctx, step);
+        const watch = step.lock === 'none' || step.timeouts === 'none' ? noWatch : watchBlockers(ctx);
         try {
           await execute(ctx, step);
           return 'ran' as const;
@@ -135,13 +135,21 @@ async function execute(ctx: RunContext, step: SqlStep): Promise<void> {
   }
 }
 
+/** What `watchBlockers` found, once the statement it watched has ended. */
+export interface BlockerWatch {
+  result(): Promise<Blocker[]>;
+  stop(): void;
+}
+
+const noWatch: BlockerWatch = { result: async () => [], stop: () => undefined };
+
 /**
- * While a step waits for its lock, ask `pg_blocking_pids` from a second
- * connection who is in the way. The question is asked once, halfway through
- * the lock timeout, when the step is certainly waiting if it is going to.
+ * While a statement of the runner waits for a lock, ask `pg_blocking_pids`
+ * from a second connection who is in the way. The question is asked once,
+ * halfway through the lock timeout, when the statement is certainly waiting
+ * if it is going to. Used for DDL steps and for backfill batches alike.
  */
-function watchBlockers(ctx: RunContext, step: SqlStep): { result(): Promise<Blocker[]>; stop(): void } {
-  if (step.lock === 'none' || step.timeouts === 'none') return { result: async () => [], stop: () => undefined };
+export function watchBlockers(ctx: RunContext): BlockerWatch {
   let found: Promise<Blocker[]> = Promise.resolve([]);
   const timer = setTimeout(
     () => {
