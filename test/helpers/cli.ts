@@ -10,6 +10,21 @@ export interface CliResult {
   readonly stderr: string;
   /** stdout parsed as JSON lines (non-JSON lines skipped). */
   readonly lines: Record<string, unknown>[];
+  /** Error messages printed on stderr (JSON error events, or `error: ...` lines), joined by newlines. */
+  readonly errors: string;
+}
+
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{') || l.startsWith('['))
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
 }
 
 /** Start `migrate` as a real process (it is built by `npm test` first). */
@@ -28,16 +43,11 @@ export function startCli(args: readonly string[], env: Record<string, string | u
         code,
         stdout,
         stderr,
-        lines: stdout
-          .split('\n')
-          .filter((l) => l.startsWith('{') || l.startsWith('['))
-          .flatMap((l) => {
-            try {
-              return [JSON.parse(l) as Record<string, unknown>];
-            } catch {
-              return [];
-            }
-          }),
+        lines: jsonLines(stdout),
+        errors: [
+          ...jsonLines(stderr).filter((l) => l.event === 'error').map((l) => String(l.message)),
+          ...stderr.split('\n').filter((l) => l.startsWith('error: ')),
+        ].join('\n'),
       }),
     ),
   );
