@@ -12,7 +12,7 @@ export function statusCommand(plan: Command, run: Run): void {
     .action(async (names: string[], o: CommonOptions) =>
       run(o, async (output) => {
         const plans = await loadPlans(o.dir, names);
-        const rows = await status(plans, runOptions(o), names);
+        const rows = await status(plans, runOptions(o), names.length === 0);
         if (output.json) output.document(rows);
         else output.result({}, render(rows));
         return {};
