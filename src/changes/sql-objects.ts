@@ -80,11 +80,12 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
  * so it behaves the same through any pooler and for any session setting.
  */
 export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string {
-  const assign = (cols: readonly { name: string }[], calls: string[]): string =>
-    cols.map((c, i) => `    NEW.${ident(c.name)} := ${calls[i]};`).join('\n');
-  const fillNew = assign(change.new, forwardCalls(change, names, 'NEW.'));
-  const fillOld = assign(change.old, reverseCalls(change, names, 'NEW.'));
-  const allNull = (cols: readonly { name: string }[], op: 'AND' | 'OR', test: string): string =>
+  const pad = (depth: number): string => '  '.repeat(depth);
+  const assign = (cols: readonly { name: string }[], calls: string[], depth: number): string =>
+    cols.map((c, i) => `${pad(depth)}NEW.${ident(c.name)} := ${calls[i]};`).join('\n');
+  const fillNew = (depth: number): string => assign(change.new, forwardCalls(change, names, 'NEW.'), depth);
+  const fillOld = (depth: number): string => assign(change.old, reverseCalls(change, names, 'NEW.'), depth);
+  const every = (cols: readonly { name: string }[], op: 'AND' | 'OR', test: string): string =>
     cols.map((c) => `NEW.${ident(c.name)} ${test}`).join(` ${op} `);
   const row = (rec: 'NEW' | 'OLD', cols: readonly { name: string }[]): string =>
     `ROW(${cols.map((c) => `${rec}.${ident(c.name)}`).join(', ')})`;
@@ -92,28 +93,30 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
     mode === 'two-way-defaults'
       ? change.old
           .filter((c) => c.default !== null)
-          .map((c) => `    IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${c.default}; END IF;\n`)
+          .map((c) => `${pad(3)}IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${c.default}; END IF;\n`)
           .join('')
       : '';
   const body =
     mode === 'one-way'
-      ? `${fillOld}\n  RETURN NEW;`
-      : `IF TG_OP = 'INSERT' THEN
-    IF (${allNull(change.old, 'AND', 'IS NULL')}) AND (${allNull(change.new, 'OR', 'IS NOT NULL')}) THEN
-  ${fillOld.trimStart()}
-    ELSE
-${defaults}  ${fillNew.trimStart()}
-    END IF;
-  ELSIF ${row('NEW', change.new)} IS DISTINCT FROM ${row('OLD', change.new)} THEN
-  ${fillOld.trimStart()}
-  ELSIF ${row('NEW', change.old)} IS DISTINCT FROM ${row('OLD', change.old)} THEN
-  ${fillNew.trimStart()}
-  END IF;
-  RETURN NEW;`;
+      ? `${fillOld(1)}\n  RETURN NEW;`
+      : [
+          `  IF TG_OP = 'INSERT' THEN`,
+          `    IF (${every(change.old, 'AND', 'IS NULL')}) AND (${every(change.new, 'OR', 'IS NOT NULL')}) THEN`,
+          fillOld(3),
+          `    ELSE`,
+          `${defaults}${fillNew(3)}`,
+          `    END IF;`,
+          `  ELSIF ${row('NEW', change.new)} IS DISTINCT FROM ${row('OLD', change.new)} THEN`,
+          fillOld(2),
+          `  ELSIF ${row('NEW', change.old)} IS DISTINCT FROM ${row('OLD', change.old)} THEN`,
+          fillNew(2),
+          `  END IF;`,
+          `  RETURN NEW;`,
+        ].join('\n');
   return (
     `CREATE OR REPLACE FUNCTION ${names.syncFunction}() RETURNS trigger LANGUAGE plpgsql\n` +
     `SET search_path = ${facts.searchPath}\n` +
-    `AS ${BODY_TAG}\n-- pgshift sync, mode ${mode}\nBEGIN\n  ${body}\nEND\n${BODY_TAG}`
+    `AS ${BODY_TAG}\n-- pgshift sync, mode ${mode}\nBEGIN\n${body}\nEND\n${BODY_TAG}`
   );
 }
 

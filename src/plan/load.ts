@@ -150,8 +150,10 @@ export async function loadPlanFile(file: string): Promise<Plan> {
 
 /**
  * Load every plan in `dir` (sorted by file name), or only the named ones.
- * All files are checked and all problems reported together; two files with
- * the same plan name are refused.
+ * Every problem of every relevant file is reported together: all files when
+ * no names are given; otherwise the named plans' files, files that could not
+ * be read whose name matches, and names no file has. Two files with the same
+ * plan name are refused.
  */
 export async function loadPlans(dir: string, names: readonly string[] = []): Promise<Plan[]> {
   let entries: string[];
@@ -160,32 +162,32 @@ export async function loadPlans(dir: string, names: readonly string[] = []): Pro
   } catch (error) {
     throw new PlanError([{ file: dir, path: '', message: `cannot read the plan directory: ${(error as Error).message}` }]);
   }
-  const problems: PlanProblem[] = [];
   const plans: Plan[] = [];
+  const broken: { file: string; problems: readonly PlanProblem[] }[] = [];
   for (const entry of entries) {
+    const file = path.join(dir, entry);
     try {
-      plans.push(await loadPlanFile(path.join(dir, entry)));
+      plans.push(await loadPlanFile(file));
     } catch (error) {
-      if (error instanceof PlanError) problems.push(...error.problems);
-      else throw error;
+      if (!(error instanceof PlanError)) throw error;
+      broken.push({ file, problems: error.problems });
     }
   }
+  const wanted = (name: string): boolean => names.length === 0 || names.includes(name);
+  const stem = (file: string): string => path.basename(file).replace(/\.ya?ml$/, '');
+  const problems: PlanProblem[] = broken.filter((b) => wanted(stem(b.file))).flatMap((b) => b.problems);
   const seen = new Map<string, string>();
   for (const p of plans) {
     const other = seen.get(p.name);
-    if (other) problems.push({ file: p.file, path: 'plan', message: `plan name "${p.name}" is also used by ${other}` });
+    if (other && wanted(p.name)) problems.push({ file: p.file, path: 'plan', message: `plan name "${p.name}" is also used by ${other}` });
     seen.set(p.name, p.file);
   }
-  const selected = names.length ? plans.filter((p) => names.includes(p.name)) : plans;
-  for (const n of names) {
-    if (!plans.some((p) => p.name === n) && !problems.some((pr) => path.basename(pr.file).replace(/\.ya?ml$/, '') === n)) {
-      problems.push({ file: dir, path: '', message: `no plan named "${n}" in ${dir} (have: ${plans.map((p) => p.name).join(', ') || 'none'})` });
+  for (const name of names) {
+    if (!seen.has(name) && !broken.some((b) => stem(b.file) === name)) {
+      const unreadable = broken.length ? `; ${broken.length} file(s) could not be read: ${broken.map((b) => b.file).join(', ')}` : '';
+      problems.push({ file: dir, path: '', message: `no plan named "${name}" in ${dir} (have: ${[...seen.keys()].join(', ') || 'none'}${unreadable})` });
     }
   }
-  // A broken file only matters when it was asked for, or when every plan was.
-  const relevant = names.length
-    ? problems.filter((pr) => pr.file === dir || names.some((n) => pr.file.includes(n)) || selected.some((p) => p.file === pr.file))
-    : problems;
-  if (relevant.length) throw new PlanError(relevant);
-  return selected;
+  if (problems.length) throw new PlanError(problems);
+  return plans.filter((p) => wanted(p.name));
 }
