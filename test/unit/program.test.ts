@@ -140,6 +140,42 @@ describe('rename: exact SQL', () => {
     expect(sql(program.contract.apply)).toContain('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
   });
 
+  it('every phase, both directions', () => {
+    const fn = (suffix: string): string => `"pgshift"."rename-users-user-name_${suffix}"`;
+    const drops = [`DROP FUNCTION IF EXISTS ${fn('sync')}()`, `DROP FUNCTION IF EXISTS ${fn('fwd0')}(text)`, `DROP FUNCTION IF EXISTS ${fn('rev0')}(text)`];
+    const trigger = '"pgshift_rename-users-user-name"';
+    expect(sql(program.expand.rollback)).toEqual(['ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "username"']);
+    expect(sql(program['dual-write'].apply).at(-1)).toContain(`CREATE OR REPLACE TRIGGER ${trigger} BEFORE INSERT OR UPDATE ON "public"."users"`);
+    expect(sql(program['dual-write'].rollback)).toEqual([`DROP TRIGGER IF EXISTS ${trigger} ON "public"."users"`, ...drops]);
+    expect(sql(program.backfill.apply)).toEqual(['-- backfill', '-- verify']);
+    expect(sql(program.backfill.rollback)).toEqual(['-- reset-backfill']);
+    // user_name has no default and no NOT NULL: switch-read only verifies and swaps the trigger function.
+    expect(sql(program['switch-read'].apply).map((s) => s.split('\n')[0])).toEqual([
+      '-- verify',
+      `CREATE OR REPLACE FUNCTION ${fn('sync')}() RETURNS trigger LANGUAGE plpgsql`,
+    ]);
+    expect(sql(program['switch-read'].rollback)[0]).toContain('-- pgshift sync, mode two-way\n');
+    expect(sql(program['stop-write'].apply)).toEqual([expect.stringContaining('-- pgshift sync, mode one-way')]);
+    expect(sql(program['stop-write'].apply)[0]).toContain(`  NEW."user_name" := ${fn('rev0')}(NEW."username");\n  RETURN NEW;`);
+    expect(sql(program['stop-write'].rollback)).toEqual([expect.stringContaining('-- pgshift sync, mode two-way-defaults')]);
+    expect(sql(program.contract.apply)).toEqual([
+      `DROP TRIGGER IF EXISTS ${trigger} ON "public"."users"`,
+      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"',
+      ...drops,
+    ]);
+    expect(program.contract.rollback.map((s) => s.kind)).toEqual(['refuse']);
+  });
+
+  it('carries the default of a renamed column from expand, and its NOT NULL from switch-read', () => {
+    const carried = compileProgram(plan('plan: r\ntable: public.users\nrename: { column: full_name, to: display_name }\n'), facts);
+    expect(sql(carried.expand.apply)).toEqual([
+      'ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "display_name" text',
+      `ALTER TABLE "public"."users" ALTER COLUMN "display_name" SET DEFAULT 'anonymous'::text`,
+    ]);
+    expect(sql(carried['switch-read'].apply)).toContain('ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_display_name_pgshift_nn"');
+    expect(sql(carried['switch-read'].rollback)).toContain('ALTER TABLE "public"."users" ALTER COLUMN "display_name" DROP NOT NULL, DROP CONSTRAINT IF EXISTS "users_display_name_pgshift_nn"');
+  });
+
   it('quotes hostile names wherever it writes them', () => {
     const hostile = compileProgram(
       plan('plan: r\ntable: public.users\nrename: { column: user_name, to: "x\\"; DROP TABLE users; --" }\n'),
