@@ -1,7 +1,7 @@
 import { MAX_BATCH_ROWS, MIN_BATCH_ROWS } from '../defaults.js';
 
 /** A batch may at most grow by this factor over the last one: one fast batch (cached pages) must not make the next one huge. */
-const MAX_GROWTH = 1.5;
+const MAX_GROWTH = 2;
 /** … and shrinks at most to this fraction, unless it timed out: one slow batch (a checkpoint, a lock wait) is often noise. */
 const MAX_SHRINK = 0.5;
 /** After a statement timeout, the next attempt is this fraction of the batch that timed out. */

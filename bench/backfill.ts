@@ -1,0 +1,225 @@
+/**
+ * Backfill benchmark: how close the batched, resumable backfill comes to one
+ * UPDATE, what it costs the runner in memory, and what it costs a live
+ * application in latency. Prints figures; asserts nothing.
+ *
+ *   npm run bench:backfill -- --rows 1000000
+ *
+ * Three identical tables of N rows each get the same split plan applied up to
+ * `dual-write` (so each carries the sync trigger):
+ * - `bench_quiet`: the `backfill` phase, run by the real CLI as a child
+ *   process, with nothing else running;
+ * - `bench_update`: one `UPDATE` setting the new columns with the very same
+ *   SET list, in one transaction that sets `pgshift.backfill` like a batch,
+ *   so the trigger stands aside for both alike;
+ * - `bench_live`: the `backfill` phase again while a paced point-read /
+ *   point-write workload runs, compared with the same workload before.
+ * Both tables are freshly loaded, VACUUMed and ANALYZEd, and a CHECKPOINT
+ * precedes each timed run.
+ */
+import { spawn } from 'node:child_process';
+import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { fillNewAssignments } from '../src/backfill/consistency.js';
+import type { PlanFacts } from '../src/changes/model.js';
+import { resolveChange } from '../src/changes/registry.js';
+import { objectNames } from '../src/changes/sql-objects.js';
+import { ident, literal } from '../src/db/ident.js';
+import { parsePlan } from '../src/plan/load.js';
+import { benchServer } from './server.js';
+import { percentile, startWorkload, type WorkloadResult } from './workload.js';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/migrate.js');
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const raw = i >= 0 ? process.argv[i + 1] : process.env[`BENCH_${name.toUpperCase().replace('-', '_')}`];
+  return raw ? Number(raw.replaceAll('_', '')) : fallback;
+}
+
+const ROWS = option('rows', 1_000_000);
+const CLIENTS = option('clients', 4);
+const RATE = option('rate', 50);
+const BASELINE_S = option('baseline-seconds', 15);
+
+const planYaml = (table: string): string => `
+plan: ${table.replaceAll('_', '-')}
+table: public.${table}
+split:
+  column: full_name
+  into:
+    - name: first_name
+      type: text
+      using: split_part(full_name, ' ', 1)
+    - name: last_name
+      type: text
+      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
+  reverse: concat_ws(' ', first_name, last_name)
+`;
+
+async function main(): Promise<void> {
+  const server = await benchServer();
+  const admin = new pg.Client({ connectionString: server.adminUrl });
+  await admin.connect();
+  const dbName = `pgshift_bench_${process.pid}`;
+  await admin.query(`CREATE DATABASE ${ident(dbName)}`);
+  const url = new URL(server.adminUrl);
+  url.pathname = `/${dbName}`;
+  const dbUrl = url.toString();
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
+    console.log(`pgshift backfill benchmark: ${ROWS.toLocaleString('en')} rows, PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs`);
+    const tables = ['bench_quiet', 'bench_update', 'bench_live'];
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
+    let t = performance.now();
+    for (const table of tables) {
+      await db.query(`CREATE TABLE ${table} (id bigserial PRIMARY KEY, full_name text NOT NULL, user_name text, email text, created_at timestamptz NOT NULL DEFAULT now())`);
+      await db.query(
+        `INSERT INTO ${table} (full_name, user_name, email)
+         SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, $1::int8) g`,
+        [ROWS],
+      );
+      await db.query(`VACUUM ANALYZE ${table}`);
+      await writeFile(path.join(dir, `${table}.yaml`), planYaml(table));
+    }
+    const size = (await db.query<{ s: string }>(`SELECT pg_size_pretty(pg_total_relation_size('bench_quiet')) AS s`)).rows[0]!.s;
+    console.log(`loaded 3 tables in ${secs(performance.now() - t)} (${size} each)`);
+    const plans = tables.map((x) => x.replaceAll('_', '-'));
+    const prep = await cli(dbUrl, dir, ['apply', ...plans, '--phase', 'dual-write']);
+    if (prep.code !== 0) throw new Error(`apply dual-write failed: ${prep.stderr}`);
+
+    // 1. The backfill phase, alone.
+    await db.query('CHECKPOINT');
+    const quiet = await cli(dbUrl, dir, ['apply', 'bench-quiet', '--phase', 'backfill']);
+    if (quiet.code !== 0) throw new Error(`backfill failed: ${quiet.stderr}`);
+
+    // 2. One UPDATE computing the same values on an identical table.
+    await db.query('CHECKPOINT');
+    const facts = (await db.query<{ facts: PlanFacts }>(`SELECT facts FROM pgshift.plans WHERE name = 'bench-update'`)).rows[0]!.facts;
+    const plan = parsePlan(planYaml('bench_update'), 'bench_update.yaml');
+    const set = fillNewAssignments(resolveChange(plan.change, facts), objectNames(plan.name, facts));
+    t = performance.now();
+    await db.query('BEGIN');
+    await db.query(`SELECT set_config('search_path', ${literal(facts.searchPath)}, true), set_config('pgshift.backfill', 'on', true)`);
+    const updated = await db.query(`UPDATE public.bench_update SET ${set}`);
+    await db.query('COMMIT');
+    const updateMs = performance.now() - t;
+
+    // 3. The backfill phase under a live workload, against the same workload before.
+    await db.query('CHECKPOINT');
+    const before = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
+    await new Promise((r) => setTimeout(r, BASELINE_S * 1000));
+    const baseline = await before.stop();
+    const during = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
+    const live = await cli(dbUrl, dir, ['apply', 'bench-live', '--phase', 'backfill']);
+    const load = await during.stop();
+    if (live.code !== 0) throw new Error(`live backfill failed: ${live.stderr}`);
+    const verify = await cli(dbUrl, dir, ['verify', 'bench-live']);
+
+    const quietBackfillMs = quiet.steps.get('backfill') ?? NaN;
+    const quietVerifyMs = quiet.steps.get('verify') ?? NaN;
+    const liveBackfillMs = live.steps.get('backfill') ?? NaN;
+    const bloat = (await db.query<{ t: string; s: string }>(
+      `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname IN ('bench_quiet', 'bench_update', 'bench_live') ORDER BY relname`,
+    )).rows;
+
+    console.log('');
+    console.log(`single UPDATE (${updated.rowCount} rows):      ${secs(updateMs)}  ${rate(ROWS, updateMs)}`);
+    console.log(`backfill step, quiet:               ${secs(quietBackfillMs)}  ${rate(ROWS, quietBackfillMs)}`);
+    console.log(`  + verify step:                    ${secs(quietVerifyMs)}  (whole phase in the CLI: ${secs(quiet.wallMs)})`);
+    console.log(`ratio backfill / single UPDATE:     ${(quietBackfillMs / updateMs).toFixed(2)}  (with verify: ${((quietBackfillMs + quietVerifyMs) / updateMs).toFixed(2)})`);
+    console.log(`backfill step under the workload:   ${secs(liveBackfillMs)}  ${rate(ROWS, liveBackfillMs)}`);
+    console.log(`runner peak RSS:                    ${mb(quiet.peakRssKb)} quiet, ${mb(live.peakRssKb)} under load`);
+    console.log(`batches: ${quiet.batches.count} quiet (size ${quiet.batches.first} → ${quiet.batches.last}, median ${quiet.batches.medianMs.toFixed(0)} ms each)`);
+    console.log(`workload (${CLIENTS} clients × ${RATE} ops/s, p50 / p99 / max ms, errors):`);
+    console.log(`  before:  ${lat(baseline)}`);
+    console.log(`  during:  ${lat(load)}`);
+    const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
+    console.log(`p99 during / before:                ${(p99(load) / p99(baseline)).toFixed(2)}  (writes alone ${(percentile(load.writes, 99) / percentile(baseline.writes, 99)).toFixed(2)})`);
+    console.log(`verify after the live backfill:     exit ${verify.code} ${verify.stdout.trim()}`);
+    console.log(`table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}`);
+  } finally {
+    await db.end().catch(() => undefined);
+    await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
+    await admin.end().catch(() => undefined);
+    await server.stop();
+  }
+}
+
+interface CliRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly wallMs: number;
+  /** Max resident set size of the CLI process (VmHWM), in kB. */
+  readonly peakRssKb: number;
+  /** Duration of each step kind ('backfill', 'verify', ...) from the runner's debug log. */
+  readonly steps: Map<string, number>;
+  readonly batches: { count: number; first: number; last: number; medianMs: number };
+}
+
+/** Run the real CLI as a child process, watching its peak RSS in /proc. */
+async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [BIN, 'plan', ...args, '--dir', dir, '--json'], {
+    env: { ...process.env, DATABASE_URL: dbUrl, PGSHIFT_LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let peak = 0;
+  const poll = setInterval(() => void readPeak(child.pid!).then((kb) => (peak = Math.max(peak, kb))), 100);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearInterval(poll);
+  const steps = new Map<string, number>();
+  const sizes: number[] = [];
+  const times: number[] = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number };
+    if (entry.msg?.startsWith('step ') && entry.step && entry.ms !== undefined) {
+      const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;
+      steps.set(kind, (steps.get(kind) ?? 0) + entry.ms);
+    }
+    if (entry.msg === 'backfill batch committed' && entry.ms !== undefined) {
+      times.push(entry.ms);
+      sizes.push(entry.next ?? 0);
+    }
+  }
+  times.sort((a, b) => a - b);
+  return {
+    code,
+    stdout,
+    stderr,
+    wallMs: performance.now() - started,
+    peakRssKb: peak,
+    steps,
+    batches: { count: times.length, first: sizes[0] ?? 0, last: sizes.at(-1) ?? 0, medianMs: times[Math.floor(times.length / 2)] ?? NaN },
+  };
+}
+
+async function readPeak(pid: number): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+const rate = (rows: number, ms: number): string => `${Math.round(rows / (ms / 1000)).toLocaleString('en')} rows/s`;
+const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
+const lat = (w: WorkloadResult): string => {
+  const all = [...w.reads, ...w.writes];
+  return `${percentile(all, 50).toFixed(2)} / ${percentile(all, 99).toFixed(2)} / ${Math.max(...all).toFixed(1)} (${all.length} ops, ${w.errors} errors)`;
+};
+
+await main();
