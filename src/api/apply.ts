@@ -46,7 +46,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   await checkChecksum(session, state);
   const current = inFlight(state) || state?.status === 'complete' ? state!.phase : null;
   // A rollback that failed part-way left `current` half undone: apply it again first.
-  const redo = state?.status === 'failed' && state.failedAction === 'rollback' ? current : null;
+  const redo = state?.unfinishedAction === 'rollback' ? current : null;
   let phases = phasesToApply(current, target);
   if (redo) phases = target === 'next' ? [redo] : phaseIndex(target) >= phaseIndex(redo) ? [redo, ...phases] : [];
   if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };

@@ -2,12 +2,14 @@ import type { Action, Phase } from '../phases/phases.js';
 import type { StateStore } from '../state/store.js';
 
 /**
- * Run one phase in one direction and record it: an event either way, and on
- * failure the plan marked failed with the phase and error, so that both
- * `apply` and `rollback` know where to pick up.
+ * Run one phase in one direction and record it: the phase is marked
+ * unfinished before it starts (a killed runner leaves that mark), an event is
+ * appended either way, and on failure the plan is marked failed with the
+ * phase and error, so both `apply` and `rollback` know where to pick up.
  */
 export async function recordPhase(store: StateStore, plan: string, phase: Phase, action: Action, fn: () => Promise<void>): Promise<void> {
   const startedAt = new Date();
+  await store.markUnfinished(plan, phase, action);
   try {
     await fn();
   } catch (error) {

@@ -18,7 +18,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     if (!state || state.status === 'rolled_back') return { plan: plan.name, from: null, to: null, phases: [] };
     await checkChecksum(session, state);
     const current = state.phase;
-    const halfApplied = state.status === 'failed' && state.failedAction === 'apply' ? state.failedPhase : null;
+    const halfApplied = state.unfinishedAction === 'apply' ? state.unfinishedPhase : null;
     if (state.status === 'complete' || halfApplied === 'contract') {
       throw new PlanError(
         `plan "${plan.name}" reached contract, which dropped the old columns: their data is gone and it cannot be rolled back. ` +

@@ -16,6 +16,8 @@ export interface PlanStatus {
   readonly backfill: { readonly done: number; readonly total: number } | null;
   readonly lastEvent: LastEvent | null;
   readonly lastError: string | null;
+  /** A phase that started and did not finish (it failed, or its runner was killed, or it is running now). */
+  readonly unfinished: { readonly phase: Phase; readonly action: 'apply' | 'rollback' } | null;
   /** The plan file's checksum differs from the one recorded at start. */
   readonly edited: boolean;
 }
@@ -41,7 +43,8 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         table: state?.table ?? (plan ? [plan.table.schema, plan.table.name].filter(Boolean).join('.') : ''),
         phase,
         status: state?.status ?? 'not_started',
-        next: state?.status === 'failed' && state.failedAction === 'apply' ? state.failedPhase : nextPhase(phase),
+        next: state?.unfinishedAction === 'apply' ? state.unfinishedPhase : nextPhase(phase),
+        unfinished: state?.unfinishedPhase ? { phase: state.unfinishedPhase, action: state.unfinishedAction! } : null,
         backfill: bf ? { done: bf.rowsDone, total: Math.max(bf.rowsEstimated, bf.rowsDone) } : null,
         lastEvent: events.get(name) ?? null,
         lastError: state?.lastError ?? null,

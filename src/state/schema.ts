@@ -8,8 +8,10 @@ const inList = (values: readonly string[]): string => values.map(literal).join('
 /**
  * The state tables. Their constraints make impossible states
  * unrepresentable: a complete plan is at `contract`, a rolled-back plan has
- * no phase, one plan at most is in flight per table, and a failed event
- * carries its error.
+ * no phase, one plan at most is in flight per table, a failed plan names the
+ * phase it stopped in and why, and a failed event carries its error.
+ * `unfinished_phase` is set while a phase runs and cleared when it ends, so a
+ * runner killed mid-phase leaves a record of what it was doing.
  */
 export function stateSchemaSql(schema: string): string[] {
   const s = ident(schema);
@@ -23,15 +25,17 @@ export function stateSchemaSql(schema: string): string[] {
       checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
       phase ${phase.replace('%s', 'phase')},
       status text NOT NULL CHECK (status IN (${inList(STATUSES)})),
-      failed_phase ${phase.replace('%s', 'failed_phase')},
-      failed_action text CHECK (failed_action IN ('apply', 'rollback')),
+      unfinished_phase ${phase.replace('%s', 'unfinished_phase')},
+      unfinished_action text CHECK (unfinished_action IN ('apply', 'rollback')),
       last_error text,
       facts jsonb NOT NULL,
       started_at timestamptz NOT NULL DEFAULT now(),
       updated_at timestamptz NOT NULL DEFAULT now(),
       CHECK ((status = 'complete') = (phase IS NOT DISTINCT FROM 'contract')),
       CHECK (status <> 'rolled_back' OR phase IS NULL),
-      CHECK ((status = 'failed') = (failed_phase IS NOT NULL AND failed_action IS NOT NULL AND last_error IS NOT NULL))
+      CHECK ((unfinished_phase IS NULL) = (unfinished_action IS NULL)),
+      CHECK (status <> 'failed' OR (unfinished_phase IS NOT NULL AND last_error IS NOT NULL)),
+      CHECK (status IN ('in_progress', 'failed') OR unfinished_phase IS NULL)
     )`,
     `CREATE UNIQUE INDEX IF NOT EXISTS plans_one_in_flight_per_table ON ${s}.plans (table_name) WHERE status IN ('in_progress', 'failed')`,
     `CREATE TABLE IF NOT EXISTS ${s}.events (

@@ -15,8 +15,9 @@ export interface PlanState {
   readonly checksum: string;
   readonly phase: Phase | null;
   readonly status: Status;
-  readonly failedPhase: Phase | null;
-  readonly failedAction: Action | null;
+  /** The phase being applied or rolled back when the runner stopped (failed or killed); null when none. */
+  readonly unfinishedPhase: Phase | null;
+  readonly unfinishedAction: Action | null;
   readonly lastError: string | null;
   readonly facts: PlanFacts;
   readonly startedAt: Date;
@@ -46,8 +47,8 @@ export function inFlight(state: PlanState | null): boolean {
   return state !== null && (state.status === 'in_progress' || state.status === 'failed');
 }
 
-const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status, failed_phase AS "failedPhase",
-  failed_action AS "failedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
+const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status, unfinished_phase AS "unfinishedPhase",
+  unfinished_action AS "unfinishedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
 
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
@@ -106,8 +107,8 @@ export class StateStore {
       `INSERT INTO ${this.s}.plans (name, table_name, kind, checksum, phase, status, facts)
        VALUES ($1, $2, $3, $4, NULL, 'in_progress', $5)
        ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, kind = EXCLUDED.kind,
-         checksum = EXCLUDED.checksum, phase = NULL, status = 'in_progress', failed_phase = NULL,
-         failed_action = NULL, last_error = NULL, facts = EXCLUDED.facts, started_at = now(), updated_at = now()`,
+         checksum = EXCLUDED.checksum, phase = NULL, status = 'in_progress', unfinished_phase = NULL,
+         unfinished_action = NULL, last_error = NULL, facts = EXCLUDED.facts, started_at = now(), updated_at = now()`,
       [name, display(facts.table), kind, checksum, JSON.stringify(facts)],
     );
   }
@@ -121,16 +122,27 @@ export class StateStore {
   async moveTo(name: string, phase: Phase | null): Promise<void> {
     const status: Status = phase === 'contract' ? 'complete' : phase === null ? 'rolled_back' : 'in_progress';
     await this.client.query(
-      `UPDATE ${this.s}.plans SET phase = $2, status = $3, failed_phase = NULL, failed_action = NULL,
+      `UPDATE ${this.s}.plans SET phase = $2, status = $3, unfinished_phase = NULL, unfinished_action = NULL,
          last_error = NULL, updated_at = now() WHERE name = $1`,
       [name, phase, status],
+    );
+  }
+
+  /**
+   * A phase starts: recorded before its first statement, so that a runner
+   * killed mid-phase leaves the plan saying which phase is half done.
+   */
+  async markUnfinished(name: string, phase: Phase, action: Action): Promise<void> {
+    await this.client.query(
+      `UPDATE ${this.s}.plans SET unfinished_phase = $2, unfinished_action = $3, updated_at = now() WHERE name = $1`,
+      [name, phase, action],
     );
   }
 
   /** A phase failed part-way; the plan keeps its last completed phase. */
   async markFailed(name: string, phase: Phase, action: Action, error: string): Promise<void> {
     await this.client.query(
-      `UPDATE ${this.s}.plans SET status = 'failed', failed_phase = $2, failed_action = $3, last_error = $4,
+      `UPDATE ${this.s}.plans SET status = 'failed', unfinished_phase = $2, unfinished_action = $3, last_error = $4,
          updated_at = now() WHERE name = $1`,
       [name, phase, action, error],
     );

@@ -101,6 +101,26 @@ describe('a phase that fails part-way', () => {
     ]);
   });
 
+  it('a runner killed mid-phase leaves the phase marked unfinished, and rollback undoes that phase first', async () => {
+    const schema = 'killed';
+    await usersIn(schema, 100);
+    const before = await describeTable(db, `${schema}.users`);
+    const p = splitIn(schema);
+    const options = { databaseUrl: db.url };
+    expect((await apply([p], 'dual-write', options))[0]!.error).toBeUndefined();
+    // As a kill right after dual-write's last statement leaves it: the trigger exists, the state still says expand.
+    await db.sql(`UPDATE pgshift.plans SET phase = 'expand', unfinished_phase = 'dual-write', unfinished_action = 'apply' WHERE name = $1`, [p.name]);
+    const [st] = await status([p], options);
+    expect(st).toMatchObject({ phase: 'expand', status: 'in_progress', next: 'dual-write', unfinished: { phase: 'dual-write', action: 'apply' } });
+
+    // Rolling back expand alone would drop columns the trigger still writes; the unfinished phase goes first.
+    const back = await rollback(p, 'expand', options);
+    expect(back).toMatchObject({ phases: ['dual-write', 'expand'], to: null });
+    expect(back.error).toBeUndefined();
+    await db.sql(`INSERT INTO ${schema}.users (full_name) VALUES ('Still Works')`);
+    expect(await describeTable(db, `${schema}.users`)).toEqual(before);
+  });
+
   it('a verification failure stops switch-read with exit 4 and the plan can be fixed and resumed', async () => {
     const schema = 'tamper';
     await usersIn(schema, 200);
