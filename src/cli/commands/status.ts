@@ -27,7 +27,7 @@ function render(rows: readonly PlanStatus[]): string {
       r.plan + (r.edited ? ' (edited!)' : ''),
       r.table,
       r.phase ?? '-',
-      r.status,
+      r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
       r.next ?? '-',
       r.backfill ? `${r.backfill.total ? Math.min(100, Math.floor((100 * r.backfill.done) / r.backfill.total)) : 100}% (${r.backfill.done}/${r.backfill.total})` : '-',
       r.lastEvent
