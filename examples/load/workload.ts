@@ -1,0 +1,205 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { AppFamily, Row, Side, UsersApp, Version } from '../app/types.js';
+
+/** `application_name` of the app's connections, so the lock-wait sampler can find them. */
+export const APP_NAME = 'pgshift-example-app';
+
+export type Op = 'insert' | 'update' | 'read' | 'list';
+
+/** Share of each operation in the mix (out of 100). */
+export const OP_MIX: Readonly<Record<Op, number>> = { insert: 15, update: 35, read: 35, list: 15 };
+
+/** An acknowledged write: the row it touched and what it put there. */
+export interface WriteRecord {
+  readonly id: string;
+  readonly side: Side;
+  readonly row: Row;
+  readonly window: string;
+  readonly version: Version;
+}
+
+/** A failed operation, or one that saw something a client must never see (a row or name gone). */
+export interface ClientError {
+  readonly window: string;
+  readonly version: Version;
+  readonly op: Op;
+  readonly code: string | null;
+  readonly message: string;
+}
+
+/** What the clients did in one window of the run. */
+export interface WindowStats {
+  transactions: number;
+  readonly latenciesMs: number[];
+}
+
+export interface WorkloadOptions {
+  readonly url: string;
+  readonly family: AppFamily;
+  readonly clients: number;
+  /** Rows 1..seedRows exist before the run; each client owns those with id ≡ its index (mod clients). */
+  readonly seedRows: number;
+  /** Pause between two operations of one client, so the clients leave the DDL and the backfill some CPU. */
+  readonly thinkMs: number;
+}
+
+/**
+ * N clients running the app's operation mix, each on its own connection,
+ * each writing only rows it owns (the seed rows of its residue class and the
+ * rows it inserted), so the last acknowledged write of a row is what it must
+ * hold. Which release each client runs is switched by `deploy`, as a rolling
+ * deploy would: an operation in flight finishes on the release it started on.
+ */
+export class Workload {
+  /** The window operations are attributed to; the scenario moves it at each phase. */
+  window = 'start';
+  readonly writes: WriteRecord[] = [];
+  readonly errors: ClientError[] = [];
+  readonly stats = new Map<string, WindowStats>();
+  private releases: readonly Version[] = ['v1'];
+  private generation = 0;
+  private stopped = false;
+  private counter = 0;
+  private running: Promise<void>[] = [];
+
+  constructor(private readonly options: WorkloadOptions) {}
+
+  /** Which releases run now: client i runs `versions[i % versions.length]`. */
+  deploy(versions: readonly Version[]): void {
+    this.releases = versions;
+    this.generation++;
+  }
+
+  get deployed(): readonly Version[] {
+    return this.releases;
+  }
+
+  /** Connect every client and start the loop. */
+  async start(versions: readonly Version[]): Promise<void> {
+    this.deploy(versions);
+    const clients = await Promise.all(Array.from({ length: this.options.clients }, () => this.connect()));
+    this.running = clients.map((client, i) => this.loop(i, client));
+  }
+
+  /** Let every client finish its operation in flight, then disconnect. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.running);
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.options.url, application_name: APP_NAME });
+    // A dropped connection is reported by the failing query; without a listener Node would crash.
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  }
+
+  private statsOf(window: string): WindowStats {
+    let s = this.stats.get(window);
+    if (!s) this.stats.set(window, (s = { transactions: 0, latenciesMs: [] }));
+    return s;
+  }
+
+  private async loop(index: number, first: pg.Client): Promise<void> {
+    let client = first;
+    let app: UsersApp | null = null;
+    let generation = -1;
+    const inserted: string[] = [];
+    while (!this.stopped) {
+      if (generation !== this.generation) {
+        generation = this.generation;
+        app = this.options.family.versions[this.releases[index % this.releases.length]!]();
+      }
+      const current = app!;
+      const op = pickOp();
+      const window = this.window;
+      const started = performance.now();
+      try {
+        await this.run(current, op, client, index, inserted, window);
+        const s = this.statsOf(window);
+        s.transactions++;
+        s.latenciesMs.push(performance.now() - started);
+      } catch (error) {
+        const e = error as { code?: unknown; message?: string };
+        this.errors.push({
+          window,
+          version: current.version,
+          op,
+          code: typeof e.code === 'string' ? e.code : null,
+          message: e.message ?? String(error),
+        });
+        // A connection the server dropped stays dead: replace it, as a pool would.
+        if (typeof e.code !== 'string') {
+          await client.end().catch(() => undefined);
+          client = await this.connect();
+        }
+      }
+      if (this.options.thinkMs > 0) await sleep(this.options.thinkMs);
+    }
+    await client.end().catch(() => undefined);
+  }
+
+  private async run(app: UsersApp, op: Op, db: pg.Client, index: number, inserted: string[], window: string): Promise<void> {
+    const write = (id: string, row: Row): void => {
+      this.writes.push({ id, side: app.writes, row, window, version: app.version });
+    };
+    switch (op) {
+      case 'insert': {
+        const row = app.values(++this.counter);
+        const id = await app.insert(db, row);
+        inserted.push(id);
+        write(id, row);
+        return;
+      }
+      case 'update': {
+        const id = this.ownedId(index, inserted);
+        if (id === null) return;
+        const row = app.values(++this.counter);
+        if (!(await app.update(db, id, row))) throw new Error(`update found no row with id ${id}`);
+        write(id, row);
+        return;
+      }
+      case 'read': {
+        const id = this.ownedId(index, inserted);
+        if (id === null) return;
+        if ((await app.read(db, id)) === null) throw new Error(`read of id ${id} found no row or an empty name`);
+        return;
+      }
+      case 'list': {
+        const after = String(Math.floor(Math.random() * Math.max(1, this.options.seedRows)));
+        const { unnamed } = await app.list(db, after, 20);
+        if (unnamed > 0) throw new Error(`list after id ${after} showed ${unnamed} users without a name`);
+        return;
+      }
+    }
+  }
+
+  /** A row this client owns: half the time one it inserted, else a seed row of its residue class. */
+  private ownedId(index: number, inserted: readonly string[]): string | null {
+    if (inserted.length && (Math.random() < 0.5 || this.options.seedRows <= index)) {
+      return inserted[Math.floor(Math.random() * inserted.length)]!;
+    }
+    const { seedRows, clients } = this.options;
+    if (seedRows <= index) return null;
+    const owned = Math.floor((seedRows - 1 - index) / clients) + 1;
+    return String(1 + index + clients * Math.floor(Math.random() * owned));
+  }
+}
+
+function pickOp(): Op {
+  let r = Math.random() * 100;
+  for (const [op, share] of Object.entries(OP_MIX) as [Op, number][]) {
+    if ((r -= share) < 0) return op;
+  }
+  return 'read';
+}
+
+/** The q-quantile (0..1) of some latencies, nearest rank; 0 for none. */
+export function quantile(values: readonly number[], q: number): number {
+  if (!values.length) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
