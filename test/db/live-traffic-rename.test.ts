@@ -1,0 +1,3 @@
+import { liveTrafficSuite } from '../helpers/live-traffic.js';
+
+liveTrafficSuite('rename');
