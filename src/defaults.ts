@@ -35,5 +35,8 @@ export const DEFAULT_PLAN_DIR = 'plans';
 /** `--schema`: the schema holding pgshift's state tables and functions. */
 export const DEFAULT_STATE_SCHEMA = 'pgshift';
 
+/** How often a running CREATE INDEX CONCURRENTLY logs its progress (pg_stat_progress_create_index). */
+export const INDEX_PROGRESS_INTERVAL_MS = 10_000;
+
 /** Longest query text kept when reporting who blocks a lock. */
 export const BLOCKER_QUERY_MAX_CHARS = 120;

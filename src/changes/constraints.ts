@@ -1,4 +1,4 @@
-import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
+import { display, ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import { ddl, type SqlStep } from '../runner/steps.js';
 
 /**
@@ -39,40 +39,114 @@ export function unquote(quoted: string): string {
   return quoted.startsWith('"') ? quoted.slice(1, -1).replaceAll('""', '"') : quoted;
 }
 
+/** A query giving `done` = true when `index` exists and is valid (a finished build). */
+function validIndexExists(index: QualifiedName): string {
+  return `SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(${literal(qualified(index))}) AND indisvalid) AS done`;
+}
+
+/** A query giving `done` = true when `table` has a constraint named `name`. */
+export function constraintExists(table: QualifiedName, name: string): string {
+  return `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(${literal(qualified(table))}) AND conname = ${literal(name)}) AS done`;
+}
+
 /**
- * UNIQUE without a long lock: the index is built CONCURRENTLY (outside a
- * transaction, without timeouts, as it waits for older snapshots), a leftover
- * INVALID index from an interrupted build is dropped first, then the
- * constraint adopts the index, which is a catalog-only change.
+ * Build an index without blocking writes. `CREATE INDEX CONCURRENTLY` takes
+ * SHARE UPDATE EXCLUSIVE, which conflicts with no reads or writes (only with
+ * other DDL, VACUUM and other concurrent builds on the table). It cannot run
+ * in a transaction block, and it waits by design for every transaction that
+ * could still see the table without the index, so neither lock_timeout nor
+ * statement_timeout applies: a short one would cancel the build and leave an
+ * INVALID index. The runner drops such a leftover before each attempt
+ * (`concurrentIndex`) and logs progress while the build runs; a valid index
+ * of that name means an earlier attempt finished, and the step is skipped.
+ * `create` is the `CREATE [UNIQUE] INDEX CONCURRENTLY` statement.
+ */
+export function createIndexConcurrently(index: QualifiedName, create: string, what: string): SqlStep {
+  return {
+    kind: 'sql',
+    description: `build ${what} CONCURRENTLY (reads and writes continue; an INVALID leftover of an interrupted build is dropped first)`,
+    statements: [create],
+    lock: 'SHARE UPDATE EXCLUSIVE',
+    transaction: false,
+    timeouts: 'none',
+    skipIf: validIndexExists(index),
+    concurrentIndex: index,
+  };
+}
+
+/**
+ * Attach a valid unique index as a UNIQUE constraint. `ADD CONSTRAINT …
+ * USING INDEX` takes ACCESS EXCLUSIVE, but only for a catalog change: the
+ * index is already built and proven unique, so nothing is scanned.
+ */
+export function attachUniqueConstraint(table: QualifiedName, name: string, deferrable: 'no' | 'immediate' | 'deferred' = 'no'): SqlStep {
+  const how = deferrable === 'no' ? '' : deferrable === 'immediate' ? ' DEFERRABLE' : ' DEFERRABLE INITIALLY DEFERRED';
+  return ddl(
+    `attach the unique index ${name} as a UNIQUE constraint (catalog-only)`,
+    'ACCESS EXCLUSIVE',
+    [`ALTER TABLE ${qualified(table)} ADD CONSTRAINT ${ident(name)} UNIQUE USING INDEX ${ident(name)}${how}`],
+    constraintExists(table, name),
+  );
+}
+
+/**
+ * UNIQUE without a long lock: a unique index built CONCURRENTLY, then
+ * adopted by the constraint (catalog-only). `indexName` is quoted.
  */
 export function addUniqueSafely(table: QualifiedName, column: string, indexName: string): SqlStep[] {
-  const t = qualified(table);
-  const idx = qualified({ schema: table.schema, name: unquote(indexName) });
-  const indexState = (valid: boolean): string =>
-    `SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(${literal(idx)}) AND indisvalid = ${valid})`;
+  const index = { schema: table.schema, name: unquote(indexName) };
   return [
-    {
-      kind: 'sql',
-      description: `drop an INVALID leftover of the unique index on ${column}`,
-      statements: [`DROP INDEX CONCURRENTLY IF EXISTS ${idx}`],
-      lock: 'SHARE UPDATE EXCLUSIVE',
-      transaction: false,
-      timeouts: 'none',
-      skipIf: `SELECT NOT (${indexState(false)}) AS done`,
-    },
-    {
-      kind: 'sql',
-      description: `build a unique index on ${column} CONCURRENTLY (reads and writes continue)`,
-      statements: [`CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${indexName} ON ${t} (${ident(column)})`],
-      lock: 'SHARE UPDATE EXCLUSIVE',
-      transaction: false,
-      timeouts: 'none',
-    },
-    ddl(
-      `attach the unique index on ${column} as a constraint`,
-      'ACCESS EXCLUSIVE',
-      [`ALTER TABLE ${t} ADD CONSTRAINT ${indexName} UNIQUE USING INDEX ${indexName}`],
-      `SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = ${literal(t)}::regclass AND conname = ${literal(unquote(indexName))}) AS done`,
+    createIndexConcurrently(
+      index,
+      `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${indexName} ON ${qualified(table)} (${ident(column)})`,
+      `a unique index on ${column}`,
     ),
+    attachUniqueConstraint(table, index.name),
+  ];
+}
+
+/** A CHECK or FOREIGN KEY constraint to add without a long lock. */
+export interface SafeConstraint {
+  readonly table: QualifiedName;
+  /** Unquoted. */
+  readonly name: string;
+  /** `CHECK (…)` or `FOREIGN KEY (…) REFERENCES …`, without NOT VALID. */
+  readonly definition: string;
+  readonly kind: 'check' | 'foreign-key';
+  /** False to leave it NOT VALID (it was NOT VALID where it came from). */
+  readonly validate: boolean;
+}
+
+/**
+ * CHECK and FOREIGN KEY without a long lock: added `NOT VALID`, which only
+ * changes the catalog (new writes are checked from then on, existing rows are
+ * not scanned), then `VALIDATE CONSTRAINT`, which scans under SHARE UPDATE
+ * EXCLUSIVE: reads and writes go on, so only the lock wait is bounded, not
+ * the scan. ADD CHECK takes ACCESS EXCLUSIVE for that instant; ADD FOREIGN
+ * KEY takes SHARE ROW EXCLUSIVE on both tables (it installs triggers on
+ * each), which blocks writes for that instant only; VALIDATE of a foreign
+ * key also takes ROW SHARE on the referenced table.
+ */
+export function addConstraintSafely(c: SafeConstraint): SqlStep[] {
+  const t = qualified(c.table);
+  const what = `${c.kind === 'check' ? 'CHECK' : 'FOREIGN KEY'} ${c.name} on ${display(c.table)}`;
+  return [
+    ddl(
+      `add ${what} NOT VALID (catalog-only: existing rows are not scanned)`,
+      c.kind === 'check' ? 'ACCESS EXCLUSIVE' : 'SHARE ROW EXCLUSIVE',
+      [`ALTER TABLE ${t} ADD CONSTRAINT ${ident(c.name)} ${c.definition} NOT VALID`],
+      constraintExists(c.table, c.name),
+    ),
+    ...(c.validate
+      ? [
+          {
+            ...ddl(`validate ${what} (scans; reads and writes continue)`, 'SHARE UPDATE EXCLUSIVE', [
+              `ALTER TABLE ${t} VALIDATE CONSTRAINT ${ident(c.name)}`,
+            ]),
+            timeouts: 'lock-only' as const,
+            skipIf: `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(${literal(t)}) AND conname = ${literal(c.name)} AND NOT convalidated) AS done`,
+          },
+        ]
+      : []),
   ];
 }

@@ -5,6 +5,7 @@ import { blockersOf, lockHoldersOn } from '../db/locks.js';
 import { describeBlocker, LockTimeoutError, PhaseFailedError, type Blocker } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
+import { dropInvalidLeftover, watchIndexProgress } from './concurrent-index.js';
 import type { SqlStep, TimeoutMode } from './steps.js';
 
 /** What a step needs to run: the runner's connection, the guards, and the table for diagnostics. */
@@ -14,6 +15,8 @@ export interface RunContext {
   readonly guards: Guards;
   readonly log: Logger;
   readonly table: { readonly oid: number; readonly display: string };
+  /** How often a CREATE INDEX CONCURRENTLY logs its progress (default `INDEX_PROGRESS_INTERVAL_MS`). */
+  readonly progressEveryMs?: number | undefined;
   /** A second connection, opened on first need, that watches who blocks the runner. */
   monitor(): Promise<Client>;
   close(): Promise<void>;
@@ -127,9 +130,12 @@ async function execute(ctx: RunContext, step: SqlStep): Promise<void> {
   const statement = step.timeouts === 'guarded' ? ctx.guards.statementTimeoutMs : 0;
   await ctx.client.query(`SET lock_timeout = ${lock}`);
   await ctx.client.query(`SET statement_timeout = ${statement}`);
+  const stopProgress = step.concurrentIndex ? watchIndexProgress(ctx, step.concurrentIndex) : () => undefined;
   try {
+    if (step.concurrentIndex) await dropInvalidLeftover(ctx, step.concurrentIndex);
     for (const sql of step.statements) await ctx.client.query(sql);
   } finally {
+    stopProgress();
     await ctx.client.query('RESET lock_timeout').catch(() => undefined);
     await ctx.client.query('RESET statement_timeout').catch(() => undefined);
   }

@@ -32,6 +32,12 @@ export interface SqlStep {
   readonly timeouts: TimeoutMode;
   /** A query returning one boolean column `done`: when true the step is skipped (idempotence). */
   readonly skipIf?: string | undefined;
+  /**
+   * Set when the step is a `CREATE INDEX CONCURRENTLY` of this index: before
+   * each attempt an INVALID leftover of the same name (a killed or failed
+   * build) is dropped CONCURRENTLY, and while it runs its progress is logged.
+   */
+  readonly concurrentIndex?: { readonly schema: string; readonly name: string } | undefined;
 }
 
 /** Fill the new columns of existing rows in keyset batches. */
