@@ -1,5 +1,6 @@
 import type { ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
+import type { CarryOver } from './carry-over.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -20,6 +21,20 @@ export interface PlanFacts {
   readonly stateSchema: string;
   /** `server_version_num` at start. */
   readonly serverVersion: number;
+  /** rename: the indexes, constraints, sequences and comment carried to the new column (absent in plans started before it existed). */
+  readonly carry?: CarryOver | undefined;
+  /** retype: whether PostgreSQL changes the type in place, without rewriting the table or its indexes. */
+  readonly retype?: RetypeFacts | undefined;
+}
+
+/** What a retype probe found at plan start. */
+export interface RetypeFacts {
+  /** `ALTER COLUMN … TYPE … USING using` rewrites nothing: one catalog-only statement replaces the six phases. */
+  readonly metadataOnly: boolean;
+  /** Going back with `reverse` rewrites nothing either, so expand can be rolled back the same way. */
+  readonly reverseMetadataOnly: boolean;
+  /** Why the full copy is used instead, for `plan show`. */
+  readonly reason: string;
 }
 
 /** An existing column the change replaces, with the expression that derives it from the new ones. */
@@ -45,6 +60,8 @@ export interface NewColumn {
   readonly default: string | null;
   readonly defaultFrom: 'expand' | 'switch-read';
   readonly unique: boolean;
+  /** The parameter name of this column in the reverse functions (retype: the old column's name); default `name`. */
+  readonly exprName?: string | undefined;
 }
 
 /**
@@ -71,7 +88,13 @@ export interface ChangeOutline {
   /** Columns that must exist (the old side). */
   readonly reads: readonly string[];
   /** Columns that must not exist yet, with their declared type text (null = same as the old column). */
-  readonly adds: readonly { readonly name: string; readonly type: string | null; readonly field: string }[];
+  readonly adds: readonly {
+    readonly name: string;
+    readonly type: string | null;
+    readonly field: string;
+    /** The name expressions over the new side use for it (retype: the old column's name); default `name`. */
+    readonly exprName?: string | undefined;
+  }[];
   readonly expressions: readonly AuthoredExpression[];
 }
 

@@ -1,7 +1,9 @@
-import { ident, qualified } from '../db/ident.js';
+import { ident, literal, qualified } from '../db/ident.js';
 import type { Plan } from '../plan/types.js';
 import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
+import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
 import { addUniqueSafely, setNotNullSafely } from './constraints.js';
+import { metadataOnlyRetypeProgram } from './retype-in-place.js';
 import type { ColumnChange, PlanFacts } from './model.js';
 import { resolveChange } from './registry.js';
 import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
@@ -12,7 +14,9 @@ import { createTrigger, expressionFunctions, objectNames, syncFunction, type Obj
  * unit tests pin down.
  */
 export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
+  if (plan.change.kind === 'retype' && facts.retype?.metadataOnly) return metadataOnlyRetypeProgram(plan.change, facts);
   const change = resolveChange(plan.change, facts);
+  const carry = plan.change.kind === 'rename' ? facts.carry : undefined;
   const names = objectNames(plan.name, facts);
   const t = qualified(facts.table);
   const sync = (mode: SyncMode): SqlStep =>
@@ -35,6 +39,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
             ...change.new
               .filter((c) => c.default !== null && c.defaultFrom === 'expand')
               .map((c) => `ALTER TABLE ${t} ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`),
+            ...carryComment(carry, facts.table, change.new[0]!.name),
           ],
         ),
       ],
@@ -68,6 +73,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
       apply: [
         { kind: 'verify', description: 'verify no row differs' },
         ...enforceDeclared(change, names, facts),
+        ...(carry ? carryOverSteps(carry, facts.table) : []),
         // From here new code may insert rows without the old columns, so a
         // column default there would make them look written: the trigger
         // applies the old defaults instead.
@@ -89,6 +95,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
             ]
           : []),
         sync('two-way'),
+        ...(carry ? dropCarriedSteps(carry, facts.table) : []),
         ...releaseDeclared(change, names, facts),
       ],
     },
@@ -107,10 +114,23 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
     },
     contract: {
       apply: [
-        ddl(`drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)`, 'ACCESS EXCLUSIVE', [
-          `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
-          `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
-        ]),
+        carry
+          ? ddl(
+              `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
+              'ACCESS EXCLUSIVE',
+              [
+                `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
+                `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
+                ...contractCarryAfter(carry, facts.table),
+              ],
+              // One transaction: once the old column is gone, the renames were made with it.
+              `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
+            )
+          : ddl(`drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)`, 'ACCESS EXCLUSIVE', [
+              `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+              `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
+            ]),
         ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
       ],
       rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],

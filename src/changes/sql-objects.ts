@@ -47,7 +47,7 @@ const list = (names: readonly string[], prefix = ''): string => names.map((n) =>
  */
 export function expressionFunctions(change: ColumnChange, names: ObjectNames): string[] {
   const oldParams = change.old.map((c) => `${ident(c.name)} ${c.type}`).join(', ');
-  const newParams = change.new.map((c) => `${ident(c.name)} ${c.type}`).join(', ');
+  const newParams = change.new.map((c) => `${ident(c.exprName ?? c.name)} ${c.type}`).join(', ');
   return [
     ...change.new.map(
       (c, i) =>

@@ -1,4 +1,5 @@
 import type { PlanFacts } from '../changes/model.js';
+import { checkDependents } from './dependents.js';
 import { outlineOf } from '../changes/registry.js';
 import { BODY_TAG } from '../changes/sql-objects.js';
 import { singleStatement, type Client } from '../db/client.js';
@@ -76,7 +77,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     }
     if (problems.length) return;
     const oldParams = outline.reads.map((n) => column(facts, n)!);
-    const newParams = outline.adds.map((a) => ({ name: a.name, type: newTypes[a.name] ?? oldParams[0]!.type }));
+    const newParams = outline.adds.map((a) => ({ name: a.exprName ?? a.name, type: newTypes[a.name] ?? oldParams[0]!.type }));
     for (const expr of outline.expressions) {
       if (expr.sql.includes(BODY_TAG)) {
         problem(expr.field, `must not contain ${BODY_TAG}`);
@@ -89,7 +90,16 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     }
   });
   if (problems.length) throw new PlanError(problems);
-  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version };
+  const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
+  problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
+  if (problems.length) throw new PlanError(problems);
+  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts };
+}
+
+async function rolledBackValue<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  let value: T | undefined;
+  await rolledBack(client, async () => void (value = await fn()));
+  return value!;
 }
 
 async function rolledBack(client: Client, fn: () => Promise<void>): Promise<void> {

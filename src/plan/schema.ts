@@ -56,6 +56,8 @@ export const mergeSchema = z.strictObject({
 export const retypeSchema = z.strictObject({
   column: identifier,
   to: z.string().trim().min(1, 'must name a type'),
+  /** The new column's name while both exist, and after contract; default `<column>_new`. */
+  as: identifier.optional(),
   using: sqlExpression,
   reverse: sqlExpression,
   ...newColumnConstraints,
