@@ -62,7 +62,7 @@ export async function readIndexProgress(ctx: RunContext, pid: number): Promise<I
     `SELECT p.phase, p.blocks_done::float8 AS "blocksDone", p.blocks_total::float8 AS "blocksTotal",
             p.tuples_done::float8 AS "tuplesDone", p.tuples_total::float8 AS "tuplesTotal",
             p.lockers_done::float8 AS "lockersDone", p.lockers_total::float8 AS "lockersTotal",
-            nullif(p.current_locker_pid, 0) AS "currentLockerPid",
+            nullif(p.current_locker_pid, 0)::int AS "currentLockerPid",
             (SELECT left(a.query, ${BLOCKER_QUERY_MAX_CHARS}) FROM pg_stat_activity a WHERE a.pid = p.current_locker_pid) AS "currentLockerQuery"
        FROM pg_stat_progress_create_index p WHERE p.pid = $1`,
     [pid],
