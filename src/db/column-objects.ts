@@ -86,6 +86,7 @@ export async function readColumnObjects(client: Client, table: QualifiedName, co
     [t, attnum],
   );
   const comment = await client.query<{ c: string | null }>(`SELECT col_description($1::regclass, $2) AS c`, [t, attnum]);
+  await client.query('DROP TABLE pg_temp.pgshift_carry_names');
   return { indexes, constraints, ownedSequences: seqs.rows, comment: comment.rows[0]?.c ?? null, unsupported };
 }
 
@@ -231,6 +232,8 @@ async function readChecks(client: Client, t: string, table: QualifiedName, attnu
 
 const FK_ACTIONS: Record<string, string> = { a: '', r: 'RESTRICT', c: 'CASCADE', n: 'SET NULL', d: 'SET DEFAULT' };
 
+// Columns newer than PostgreSQL 14 (confdelsetcols 15, conperiod 17, conenforced 18) are read through
+// to_jsonb(c), which simply lacks the key on older servers instead of failing the whole query.
 async function readForeignKeys(client: Client, t: string, attnum: number, newName: string, unsupported: string[]): Promise<ColumnConstraint[]> {
   const { rows } = await client.query<{
     name: string;
@@ -256,9 +259,10 @@ async function readForeignKeys(client: Client, t: string, attnum: number, newNam
                     FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o) AS "from",
             ARRAY(SELECT CASE WHEN c.confrelid = $1::regclass AND k.n = $2 THEN $3 ELSE a.attname::text END
                     FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o) JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o) AS "to",
-            CASE WHEN c.confdelsetcols IS NULL THEN NULL ELSE
-              ARRAY(SELECT CASE WHEN c.conrelid = $1::regclass AND k.n = $2 THEN $3 ELSE a.attname::text END
-                      FROM unnest(c.confdelsetcols) WITH ORDINALITY AS k(n, o) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o) END AS delsetcols,
+            CASE WHEN jsonb_typeof(to_jsonb(c) -> 'confdelsetcols') IS DISTINCT FROM 'array' THEN NULL ELSE
+              ARRAY(SELECT CASE WHEN c.conrelid = $1::regclass AND k.n::int2 = $2 THEN $3 ELSE a.attname::text END
+                      FROM jsonb_array_elements_text(to_jsonb(c) -> 'confdelsetcols') WITH ORDINALITY AS k(n, o)
+                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n::int2 ORDER BY k.o) END AS delsetcols,
             c.confupdtype AS upd, c.confdeltype AS del, c.confmatchtype AS match,
             c.condeferrable AS deferrable, c.condeferred AS deferred, c.convalidated AS validated,
             (c.confrelid = $1::regclass AND $2 = ANY (c.confkey)) AS "references",
