@@ -32,8 +32,10 @@ export function formatReport(name: string, report: ScenarioReport): string {
     '',
     formatTable(report),
     '',
-    `checker: ${report.check.rows} rows compared (${report.writes} acknowledged writes) through the ${report.check.sides.join(' and ')} columns: ` +
-      (report.check.failed ? `${report.check.failed} lost or wrong` : '0 lost, 0 wrong'),
+    report.check.sides.length
+      ? `checker: ${report.check.rows} rows compared (${report.writes} acknowledged writes) through the ${report.check.sides.join(' and ')} columns: ` +
+        (report.check.failed ? `${report.check.failed} lost or wrong` : '0 lost, 0 wrong')
+      : `checker: did not run (${report.writes} acknowledged writes unchecked)`,
     `client errors: ${report.errors.length}`,
     `longest lock wait: ${worst ? `${ms(worst.ms)} (${worst.where}${worst.behind ? `, behind ${worst.behind}` : ''})` : 'none seen'}; bar: lock_timeout ${report.lockTimeoutMs} ms + 500 ms`,
     report.violations.length ? `BAR MISSED: ${report.violations.join('; ')}` : 'bar met: 0 errors, 0 lost or wrong writes, no wait over lock_timeout + 500 ms',

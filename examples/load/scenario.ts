@@ -170,7 +170,14 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     }
 
     say('checking every acknowledged write');
-    const check = await checkWrites(admin, plan, workload.writes, { rows: options.seedRows, columns: SEED_COLUMNS });
+    let check: CheckResult = { rows: 0, sides: [], failed: 0, failedByWindow: {}, findings: [] };
+    let checkFailure: string | null = null;
+    try {
+      check = await checkWrites(admin, plan, workload.writes, { rows: options.seedRows, columns: SEED_COLUMNS });
+    } catch (error) {
+      // A plan that failed its very first phase has no state to check against; the step failure says why.
+      checkFailure = `the checker could not run: ${(error as Error).message}`;
+    }
     for (const w of windows) {
       const stats = workload.stats.get(w.window);
       const latencies = stats?.latenciesMs ?? [];
@@ -185,6 +192,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     const lockTimeoutMs = options.guards?.lockTimeoutMs ?? plan.guards.lockTimeoutMs;
     const violations: string[] = [];
     if (stepFailure) violations.push(stepFailure);
+    if (checkFailure) violations.push(checkFailure);
     if (workload.errors.length) violations.push(`${workload.errors.length} client errors`);
     if (check.failed) violations.push(`${check.failed} lost or wrong rows`);
     const worst = sampler.max;
