@@ -9,7 +9,7 @@ import type { StateStore } from '../state/store.js';
 import { runBatchWithRetries } from './batch.js';
 import { BatchSizer } from './batch-size.js';
 import { readKey, upperKeySql } from './keyset.js';
-import { waitForReplicas } from './throttle.js';
+import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 
 export { enterPlanTransaction } from './plan-transaction.js';
 
@@ -88,10 +88,11 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   const upperKey = state.upperKey!;
   const maxLag = plan.backfill.maxReplicaLagMs;
   const hiddenLagWarned = { value: false };
+  const lagProbe = new ReplicaLagProbe(ctx.client);
   input.onProgress?.(progress);
   while (!progress.done) {
     if (maxLag !== null && maxLag > 0) {
-      await waitForReplicas(ctx.client, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
+      await waitForReplicas(lagProbe, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
     }
     const batch = await runBatchWithRetries(input, sizer, progress.lastKey, upperKey);
     const rowsDone = progress.rowsDone + batch.rows;
