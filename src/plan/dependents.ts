@@ -65,7 +65,9 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
  * `pg_cast`, ask PostgreSQL: the same ALTER runs on an empty temporary copy
  * of the table (same columns, defaults and indexes, taken by `LIKE`), and
  * the copy's storage files are compared before and after; a rewrite of the
- * table or a rebuild of an index gives a new relfilenode. This follows the
+ * table or a rebuild of an index gives a new relfilenode (an index PostgreSQL
+ * keeps is recreated under a new oid but keeps its file, so files are
+ * compared, not oids). This follows the
  * server's own rules (binary-coercible casts, `varchar` and `numeric` typmod
  * widening, reusable indexes), the `using` expression included. CHECK and
  * FOREIGN KEY constraints would be re-checked by a scan, so they rule it out,
@@ -82,7 +84,7 @@ async function probeRetype(client: Client, table: QualifiedName, facts: TableFac
   const files = async (): Promise<string> =>
     (
       await client.query<{ f: string }>(
-        `SELECT string_agg(c.oid || ':' || c.relfilenode, ',' ORDER BY c.oid) AS f FROM pg_class c
+        `SELECT string_agg(c.relfilenode::text, ',' ORDER BY c.relfilenode) AS f FROM pg_class c
           WHERE c.oid = 'pg_temp.pgshift_retype_probe'::regclass
              OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'pg_temp.pgshift_retype_probe'::regclass)`,
       )
