@@ -31,7 +31,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     const col = column(facts, name);
     if (!col) problem(kindField, `column "${name}" does not exist in ${display(table)}`);
     else if (col.identity || col.generated)
-      problem(kindField, `column "${name}" is an ${col.identity ? 'identity' : 'generated'} column; pgshift cannot keep it in sync`);
+      problem(kindField, `column "${name}" is ${col.identity ? 'an identity' : 'a generated'} column; pgshift cannot keep it in sync`);
   }
   const added = new Set<string>();
   for (const add of outline.adds) {
