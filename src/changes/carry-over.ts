@@ -92,9 +92,10 @@ export function carryOverSteps(carry: CarryOver, table: QualifiedName): SqlStep[
 
 /**
  * Undo `carryOverSteps`: drop the copies. Dropping a constraint or an index
- * changes the catalog only; each table is locked in its own short
- * transaction, foreign keys of other tables first, since they depend on the
- * copied unique index.
+ * changes the catalog only, under ACCESS EXCLUSIVE held for that instant
+ * (dropping a foreign key takes it on both tables, as its triggers live on
+ * each). One short transaction per referencing table, those first, since
+ * their foreign keys rest on the copied unique index; then the table itself.
  */
 export function dropCarriedSteps(carry: CarryOver, table: QualifiedName): SqlStep[] {
   const same = (a: QualifiedName): boolean => a.schema === table.schema && a.name === table.name;
@@ -104,7 +105,7 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName): SqlSte
     others.set(key, { table: c.table, names: [...(others.get(key)?.names ?? []), c.tempName] });
   }
   const steps = [...others.values()].map((o) =>
-    ddl(`drop the copied foreign keys on ${o.table.schema}.${o.table.name} (catalog-only)`, 'ACCESS EXCLUSIVE', [
+    ddl(`drop the copied foreign keys on ${o.table.schema}.${o.table.name} (catalog-only; locks both tables for an instant)`, 'ACCESS EXCLUSIVE', [
       `ALTER TABLE ${qualified(o.table)} ${o.names.map((n) => `DROP CONSTRAINT IF EXISTS ${ident(n)}`).join(', ')}`,
     ]),
   );
@@ -125,6 +126,10 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName): SqlSte
  * contract, before the old column goes: the originals that would stop DROP
  * COLUMN (foreign keys referencing it, from any table, and the constraints
  * they rest on) are dropped, and owned sequences move to the new column.
+ * All catalog-only: the ACCESS EXCLUSIVE locks they take (on this table and
+ * on each referencing table) last as long as contract's one transaction, and
+ * each waits at most lock_timeout. `ALTER SEQUENCE … OWNED BY` takes SHARE
+ * ROW EXCLUSIVE on the sequence: nextval() waits for that instant.
  */
 export function contractCarryBefore(carry: CarryOver, table: QualifiedName, newColumn: string): string[] {
   const drop = (c: { table: QualifiedName; name: string }): string => `ALTER TABLE ${qualified(c.table)} DROP CONSTRAINT IF EXISTS ${ident(c.name)}`;
@@ -136,7 +141,12 @@ export function contractCarryBefore(carry: CarryOver, table: QualifiedName, newC
   ];
 }
 
-/** contract, after the old column is gone: the copies take their final names. */
+/**
+ * contract, after the old column is gone: the copies take their final names.
+ * `ALTER INDEX … RENAME` takes only SHARE UPDATE EXCLUSIVE on the index
+ * (PostgreSQL 12+); `RENAME CONSTRAINT` takes ACCESS EXCLUSIVE on its table,
+ * a catalog update held within the same short transaction.
+ */
 export function contractCarryAfter(carry: CarryOver, table: QualifiedName): string[] {
   return [
     ...carry.indexes.map((i) =>
