@@ -3,7 +3,7 @@
  * UPDATE, what it costs the runner in memory, and what it costs a live
  * application in latency. Prints figures; asserts nothing.
  *
- *   npm run bench:backfill -- --rows 1000000
+ *   npm run bench:backfill -- --rows 1000000 [--clients 4 --rate 50 --baseline-seconds 15 --pause-ms 20]
  *
  * Three identical tables of N rows each get the same split plan applied up to
  * `dual-write` (so each carries the sync trigger):
@@ -29,6 +29,7 @@ import { resolveChange } from '../src/changes/registry.js';
 import { objectNames } from '../src/changes/sql-objects.js';
 import { ident, literal } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
+import { DEFAULT_PAUSE_MS } from '../src/defaults.js';
 import { benchServer } from './server.js';
 import { percentile, startWorkload, type WorkloadResult } from './workload.js';
 
@@ -44,6 +45,8 @@ const ROWS = option('rows', 1_000_000);
 const CLIENTS = option('clients', 4);
 const RATE = option('rate', 50);
 const BASELINE_S = option('baseline-seconds', 15);
+/** `backfill.pause` for the benchmark's plans; the default unless given. */
+const PAUSE_MS = option('pause-ms', DEFAULT_PAUSE_MS);
 
 const planYaml = (table: string): string => `
 plan: ${table.replaceAll('_', '-')}
@@ -58,6 +61,8 @@ split:
       type: text
       using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
   reverse: concat_ws(' ', first_name, last_name)
+backfill:
+  pause: ${PAUSE_MS}ms
 `;
 
 async function main(): Promise<void> {
@@ -135,7 +140,12 @@ async function main(): Promise<void> {
     console.log(`ratio backfill / single UPDATE:     ${(quietBackfillMs / updateMs).toFixed(2)}  (with verify: ${((quietBackfillMs + quietVerifyMs) / updateMs).toFixed(2)})`);
     console.log(`backfill step under the workload:   ${secs(liveBackfillMs)}  ${rate(ROWS, liveBackfillMs)}`);
     console.log(`runner peak RSS:                    ${mb(quiet.peakRssKb)} quiet, ${mb(live.peakRssKb)} under load`);
-    console.log(`batches: ${quiet.batches.count} quiet (size ${quiet.batches.first} → ${quiet.batches.last}, median ${quiet.batches.medianMs.toFixed(0)} ms each)`);
+    const pauses = Math.max(0, quiet.batches.count - 1) * PAUSE_MS;
+    console.log(
+      `batches: ${quiet.batches.count} quiet (next size ${quiet.batches.first} → ${quiet.batches.last}, median ${quiet.batches.medianMs.toFixed(0)} ms each); ` +
+        `in batches ${secs(quiet.batches.totalMs)}, pauses ${secs(pauses)}, ANALYZE ${secs(quiet.analyzeMs)}`,
+    );
+    console.log(`ratio without the configured pauses: ${((quietBackfillMs - pauses) / updateMs).toFixed(2)}`);
     console.log(`workload (${CLIENTS} clients × ${RATE} ops/s, p50 / p99 / max ms, errors):`);
     console.log(`  before:  ${lat(baseline)}`);
     console.log(`  during:  ${lat(load)}`);
@@ -160,7 +170,9 @@ interface CliRun {
   readonly peakRssKb: number;
   /** Duration of each step kind ('backfill', 'verify', ...) from the runner's debug log. */
   readonly steps: Map<string, number>;
-  readonly batches: { count: number; first: number; last: number; medianMs: number };
+  readonly batches: { count: number; first: number; last: number; medianMs: number; totalMs: number };
+  /** The ANALYZE after the backfill. */
+  readonly analyzeMs: number;
 }
 
 /** Run the real CLI as a child process, watching its peak RSS in /proc. */
@@ -181,6 +193,7 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
   const steps = new Map<string, number>();
   const sizes: number[] = [];
   const times: number[] = [];
+  let analyzeMs = 0;
   for (const line of stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
     const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number };
@@ -188,6 +201,7 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
       const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;
       steps.set(kind, (steps.get(kind) ?? 0) + entry.ms);
     }
+    if (entry.msg?.startsWith('analyzed ') && entry.ms !== undefined) analyzeMs = entry.ms;
     if (entry.msg === 'backfill batch committed' && entry.ms !== undefined) {
       times.push(entry.ms);
       sizes.push(entry.next ?? 0);
@@ -201,7 +215,14 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
     wallMs: performance.now() - started,
     peakRssKb: peak,
     steps,
-    batches: { count: times.length, first: sizes[0] ?? 0, last: sizes.at(-1) ?? 0, medianMs: times[Math.floor(times.length / 2)] ?? NaN },
+    batches: {
+      count: times.length,
+      first: sizes[0] ?? 0,
+      last: sizes.at(-1) ?? 0,
+      medianMs: times[Math.floor(times.length / 2)] ?? NaN,
+      totalMs: times.reduce((a, b) => a + b, 0),
+    },
+    analyzeMs,
   };
 }
 

@@ -3,7 +3,7 @@ import { literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
 import type { Client } from '../db/client.js';
-import type { Plan } from '../plan/types.js';
+import type { Guards, Plan } from '../plan/types.js';
 import { withGuards, type RunContext } from '../runner/guards.js';
 import type { StateStore } from '../state/store.js';
 import { runBatchWithRetries } from './batch.js';
@@ -56,7 +56,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   let state = await store.backfill(plan.name);
   if (!state) {
     const upper = await ctx.client.query(upperKeySql(facts.table, facts.key));
-    const estimate = await estimateRows(ctx.client, facts.table, plan.guards.statementTimeoutMs);
+    const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
     await store.startBackfill(plan.name, upper.rows[0] ? readKey(upper.rows[0], facts.key) : null, estimate, plan.backfill.batchSize);
     state = (await store.backfill(plan.name))!;
     log.info({ upperKey: state.upperKey, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} up to key ${state.upperKey?.join(', ') ?? '(empty table)'} (~${state.rowsEstimated} rows)`);
@@ -141,24 +141,26 @@ async function finish(input: BackfillInput): Promise<void> {
 /**
  * Rows in the table, as the planner would estimate them: `reltuples` scaled to
  * the table's current size. A table never vacuumed nor analyzed has no
- * estimate (-1); it is then counted, within statement_timeout (0 if that
- * runs out: the progress total then grows with the rows done).
+ * estimate (-1): it is ANALYZEd first (SHARE UPDATE EXCLUSIVE, which blocks
+ * no reads or writes, waited for at most lock_timeout), which also gives the
+ * batches' UPDATE statistics to plan with. If that fails the estimate is 0
+ * and the progress total grows with the rows done.
  */
-export async function estimateRows(client: Client, table: QualifiedName, statementTimeoutMs: number): Promise<number> {
-  const { rows } = await client.query<{ n: number | null }>(
-    `SELECT CASE WHEN c.reltuples < 0 THEN NULL
-                 WHEN c.relpages = 0 THEN c.reltuples
-                 ELSE c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
-            END::float8 AS n
-       FROM pg_class c WHERE c.oid = ${literal(qualified(table))}::regclass`,
-  );
-  const n = rows[0]?.n;
-  if (n !== null && n !== undefined) return Math.round(n);
-  try {
-    const guards = { lockTimeoutMs: statementTimeoutMs, statementTimeoutMs, retries: 0 };
-    const counted = await withGuards(client, 'guarded', guards, () => client.query<{ n: number }>(`SELECT count(*)::float8 AS n FROM ${qualified(table)}`));
-    return counted.rows[0]?.n ?? 0;
-  } catch {
-    return 0;
+export async function estimateRows(client: Client, table: QualifiedName, guards: Guards): Promise<number> {
+  const read = async (): Promise<number | null> =>
+    (
+      await client.query<{ n: number | null }>(
+        `SELECT CASE WHEN c.reltuples < 0 THEN NULL
+                     WHEN c.relpages = 0 THEN c.reltuples
+                     ELSE c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
+                END::float8 AS n
+           FROM pg_class c WHERE c.oid = ${literal(qualified(table))}::regclass`,
+      )
+    ).rows[0]?.n ?? null;
+  let n = await read();
+  if (n === null) {
+    await withGuards(client, 'guarded', guards, () => client.query(`ANALYZE ${qualified(table)}`)).catch(() => undefined);
+    n = await read();
   }
+  return Math.round(n ?? 0);
 }

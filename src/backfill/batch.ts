@@ -8,7 +8,7 @@ import type { BackfillInput } from './backfill.js';
 import { enterPlanTransaction } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
 import { differsPredicate, fillNewAssignments } from './consistency.js';
-import { batchEndSql, rangeCountSql, rangeWhere, readKey, type KeyValue } from './keyset.js';
+import { batchEndSql, onKeyIndex, rangeCountSql, rangeWhere, readKey, type KeyValue } from './keyset.js';
 
 /** A committed batch. */
 export interface BatchResult {
@@ -100,7 +100,7 @@ async function runBatch(input: BackfillInput, sizer: BatchSizer, size: number, l
   return withGuards(client, 'guarded', plan.guards, async () => {
     await enterPlanTransaction(client, facts, true);
     const low = lower ?? [];
-    const bound = await client.query(batchEndSql(facts.table, key, lower !== null, true), [size, ...low, ...upper]);
+    const bound = await onKeyIndex(client, () => client.query(batchEndSql(facts.table, key, lower !== null, true), [size, ...low, ...upper]));
     const found = bound.rows[0];
     const end = found ? readKey(found, key) : [...upper];
     const updated = await client.query(

@@ -63,3 +63,23 @@ export function rangeWhere(key: KeyColumns, hasLower: boolean, hasUpper: boolean
 export function rangeCountSql(table: QualifiedName, key: KeyColumns, hasLower: boolean): string {
   return `SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${rangeWhere(key, hasLower, true, 1)}`;
 }
+
+/**
+ * Run `fn` (a `batchEndSql` query) with the planner steered onto the key's
+ * index. The bound query must walk the index from the lower key and stop
+ * after `$1` entries; with stale or missing statistics the planner may
+ * instead pick a bitmap or sequential scan and sort every remaining row,
+ * once per batch, which makes the whole backfill quadratic. The settings are
+ * transaction-local and put back right after, so the batch's UPDATE is
+ * planned freely.
+ */
+export async function onKeyIndex<T>(client: { query: (sql: string) => Promise<unknown> }, fn: () => Promise<T>): Promise<T> {
+  const names = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort'];
+  const saved = (await client.query(
+    `SELECT ${names.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ')}`,
+  )) as { rows: Record<string, string>[] };
+  const result = await fn();
+  const row = saved.rows[0]!;
+  await client.query(`SELECT ${names.map((n, i) => `set_config('${n}', '${row[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`);
+  return result;
+}

@@ -5,7 +5,7 @@ import { sqlState, SqlState, type Client } from '../db/client.js';
 import type { Guards } from '../plan/types.js';
 import { withGuards } from '../runner/guards.js';
 import { differsPredicate } from './consistency.js';
-import { batchEndSql, keyAsText, keyOrder, rangeWhere, readKey } from './keyset.js';
+import { batchEndSql, keyAsText, keyOrder, onKeyIndex, rangeWhere, readKey } from './keyset.js';
 import { enterPlanTransaction } from './plan-transaction.js';
 
 /** Rows per verification batch: each is a short read-only transaction. */
@@ -46,7 +46,7 @@ export async function verifyRows(client: Client, facts: PlanFacts, change: Colum
     try {
       batch = await withGuards(client, 'guarded', guards, async () => {
         await enterPlanTransaction(client, facts, false);
-        const bound = await client.query(batchEndSql(facts.table, key, lastKey !== null, false), [size, ...lower]);
+        const bound = await onKeyIndex(client, () => client.query(batchEndSql(facts.table, key, lastKey !== null, false), [size, ...lower]));
         const end = bound.rows[0] ? readKey(bound.rows[0], key) : null;
         const where = rangeWhere(key, lastKey !== null, end !== null, 1);
         const params = [...lower, ...(end ?? [])];
