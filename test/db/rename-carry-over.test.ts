@@ -40,7 +40,11 @@ const PLAIN_RENAME = `
   ALTER TABLE plain.users RENAME CONSTRAINT users_user_name_key TO users_username_key;
   ALTER TABLE plain.users RENAME CONSTRAINT users_user_name_check TO users_username_check;
   ALTER TABLE plain.users RENAME CONSTRAINT users_user_name_fkey TO users_username_fkey;
-  ALTER TABLE plain.users RENAME CONSTRAINT users_user_name_not_null TO users_username_not_null;
+  DO $$ BEGIN -- NOT NULL is a named constraint from PostgreSQL 18 on
+    IF current_setting('server_version_num')::int >= 180000 THEN
+      ALTER TABLE plain.users RENAME CONSTRAINT users_user_name_not_null TO users_username_not_null;
+    END IF;
+  END $$;
   ALTER INDEX plain.users_user_name_idx RENAME TO users_username_idx;
   ALTER INDEX plain.users_lower_user_name_idx RENAME TO users_lower_username_idx;
   ALTER INDEX plain.users_user_name_active_idx RENAME TO users_username_active_idx;
