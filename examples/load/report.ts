@@ -4,7 +4,7 @@ const ms = (value: number): string => (value >= 100 ? `${Math.round(value)} ms` 
 
 /** The per-phase table of a run, as Markdown (it reads as plain text too). */
 export function formatTable(report: ScenarioReport): string {
-  const header = ['phase', 'releases', 'took', 'client tx', 'errors', 'p50', 'p99', 'max wait on a lock', 'lost/wrong rows'];
+  const header = ['phase', 'releases', 'took', 'client tx', 'errors', 'p50', 'p99', 'max', 'max wait on a lock', 'lost/wrong rows'];
   const rows = report.windows.map((w) => [
     w.window,
     w.releases.join(' → '),
@@ -13,6 +13,7 @@ export function formatTable(report: ScenarioReport): string {
     String(w.errors),
     ms(w.p50Ms),
     ms(w.p99Ms),
+    ms(w.maxMs),
     w.lockWait ? ms(w.lockWait.ms) : '0 ms',
     String(w.failedRows),
   ]);

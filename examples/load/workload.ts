@@ -29,6 +29,9 @@ export interface ClientError {
   readonly message: string;
 }
 
+/** Something a client saw that it must never see: its own acknowledged row, or a name, gone. */
+export class Anomaly extends Error {}
+
 /** What the clients did in one window of the run. */
 export interface WindowStats {
   transactions: number;
@@ -132,7 +135,7 @@ export class Workload {
           message: e.message ?? String(error),
         });
         // A connection the server dropped stays dead: replace it, as a pool would.
-        if (typeof e.code !== 'string') {
+        if (typeof e.code !== 'string' && !(error instanceof Anomaly)) {
           await client.end().catch(() => undefined);
           client = await this.connect();
         }
@@ -158,20 +161,20 @@ export class Workload {
         const id = this.ownedId(index, inserted);
         if (id === null) return;
         const row = app.values(++this.counter);
-        if (!(await app.update(db, id, row))) throw new Error(`update found no row with id ${id}`);
+        if (!(await app.update(db, id, row))) throw new Anomaly(`update found no row with id ${id}`);
         write(id, row);
         return;
       }
       case 'read': {
         const id = this.ownedId(index, inserted);
         if (id === null) return;
-        if ((await app.read(db, id)) === null) throw new Error(`read of id ${id} found no row or an empty name`);
+        if ((await app.read(db, id)) === null) throw new Anomaly(`read of id ${id} found no row or an empty name`);
         return;
       }
       case 'list': {
         const after = String(Math.floor(Math.random() * Math.max(1, this.options.seedRows)));
         const { unnamed } = await app.list(db, after, 20);
-        if (unnamed > 0) throw new Error(`list after id ${after} showed ${unnamed} users without a name`);
+        if (unnamed > 0) throw new Anomaly(`list after id ${after} showed ${unnamed} users without a name`);
         return;
       }
     }
