@@ -29,7 +29,9 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
     expand: {
       apply: [
         ddl(
-          `add ${change.new.map((c) => c.name).join(', ')}, nullable, no default (catalog-only)`,
+          `add ${change.new.map((c) => c.name).join(', ')}, nullable, no default (catalog-only)` +
+            // A retype says why it copies rather than changing the type in place.
+            (facts.retype && !facts.retype.metadataOnly ? `; a copy, not an in-place ALTER TYPE: ${facts.retype.reason}` : ''),
           'ACCESS EXCLUSIVE',
           [
             `ALTER TABLE ${t} ${change.new
