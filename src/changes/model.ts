@@ -35,6 +35,12 @@ export interface RetypeFacts {
   readonly reverseMetadataOnly: boolean;
   /** Why the full copy is used instead, for `plan show`. */
   readonly reason: string;
+  /**
+   * Indexes and constraints on the old column that a copy does not carry
+   * (they were written for the old type) and contract drops with it; `plan
+   * show` names them so they can be declared or created again.
+   */
+  readonly notCarried?: readonly string[] | undefined;
 }
 
 /** An existing column the change replaces, with the expression that derives it from the new ones. */

@@ -129,10 +129,15 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
               // One transaction: once the old column is gone, the renames were made with it.
               `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
             )
-          : ddl(`drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)`, 'ACCESS EXCLUSIVE', [
-              `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
-              `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
-            ]),
+          : ddl(
+              `drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)` +
+                (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
+              'ACCESS EXCLUSIVE',
+              [
+                `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
+              ],
+            ),
         ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
       ],
       rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],

@@ -57,7 +57,9 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
     );
     return { problems, facts: { carry: planCarryOver(found, table, change.column, change.to, new Set(taken.rows.map((r) => r.n))) } };
   }
-  return { problems, facts: { retype: await probeRetype(client, table, facts, change, newType, found) } };
+  const probe = await probeRetype(client, table, facts, change, newType, found);
+  const notCarried = [...found.indexes.map((i) => `index ${i.name}`), ...found.constraints.map((c) => `constraint ${c.name} on ${display(c.table)}`)];
+  return { problems, facts: { retype: probe.metadataOnly ? probe : { ...probe, notCarried } } };
 }
 
 /**
