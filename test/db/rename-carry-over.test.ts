@@ -204,3 +204,19 @@ describe('rename carries the column definition', () => {
     expect(await db.sql(`SELECT 1 FROM orders WHERE user_name = 'user1'`)).toEqual([]);
   });
 });
+
+describe('rename of a serial column', () => {
+  it('moves the owned sequence to the new column, so contract keeps it and numbering goes on', async () => {
+    await db.sql(`CREATE TABLE tickets (id bigserial PRIMARY KEY, number serial NOT NULL);
+                  INSERT INTO tickets DEFAULT VALUES; INSERT INTO tickets DEFAULT VALUES;`);
+    const p2 = plan(`
+plan: rename-ticket-number
+table: tickets
+rename: { column: number, to: ticket_no }`);
+    const [outcome] = await apply([p2], 'contract', { databaseUrl: db.url });
+    expect(outcome!.error).toBeUndefined();
+    const [row] = await db.sql<{ n: number }>(`INSERT INTO tickets DEFAULT VALUES RETURNING ticket_no AS n`);
+    expect(row!.n).toBe(3);
+    expect(await db.sql(`SELECT pg_get_serial_sequence('tickets', 'ticket_no') AS s`)).toEqual([{ s: 'public.tickets_number_seq' }]);
+  });
+});
