@@ -60,7 +60,8 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
         ddl('install the sync trigger', 'SHARE ROW EXCLUSIVE', [createTrigger(names, facts)]),
       ],
       rollback: [
-        ddl('drop the sync trigger', 'SHARE ROW EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`]),
+        // DROP TRIGGER takes ACCESS EXCLUSIVE (seen in pg_locks), unlike CREATE TRIGGER; catalog-only, so held for an instant.
+        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`]),
         ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
       ],
     },
