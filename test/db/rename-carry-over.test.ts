@@ -8,7 +8,8 @@ import { plan } from '../helpers/fixtures.js';
  * A rename must leave the table as a plain `RENAME COLUMN` would: the same
  * type, collation, default, NOT NULL, CHECK, foreign keys both ways, unique
  * constraint and indexes (plain, unique expression, partial), on the new
- * name. The same schema is built twice: `public` goes through pgshift's six
+ * name, and a multi-column CHECK and index (ordering, INCLUDE, storage
+ * option) too. The same schema is built twice: `public` goes through pgshift's six
  * phases with writes from both code versions, `plain` gets the plain rename.
  */
 
@@ -21,8 +22,10 @@ const SCHEMA = (s: string): string => `
       CHECK (length(user_name) > 0)
       REFERENCES ${s}.accounts (login) ON UPDATE CASCADE,
     active boolean NOT NULL DEFAULT true,
-    CONSTRAINT users_user_name_key UNIQUE (user_name)
+    CONSTRAINT users_user_name_key UNIQUE (user_name),
+    CONSTRAINT users_name_is_not_id CHECK (user_name <> id::text)
   );
+  CREATE INDEX users_active_user_name_idx ON ${s}.users (active, user_name DESC NULLS LAST) INCLUDE (id) WITH (fillfactor = 70);
   CREATE INDEX users_user_name_idx ON ${s}.users (user_name);
   CREATE UNIQUE INDEX users_lower_user_name_idx ON ${s}.users (lower(user_name));
   CREATE INDEX users_user_name_active_idx ON ${s}.users (user_name text_pattern_ops) WHERE active AND user_name <> 'a, b';
@@ -48,6 +51,7 @@ const PLAIN_RENAME = `
   ALTER INDEX plain.users_user_name_idx RENAME TO users_username_idx;
   ALTER INDEX plain.users_lower_user_name_idx RENAME TO users_lower_username_idx;
   ALTER INDEX plain.users_user_name_active_idx RENAME TO users_username_active_idx;
+  ALTER INDEX plain.users_active_user_name_idx RENAME TO users_active_username_idx;
 `;
 
 const YAML = `
@@ -151,6 +155,7 @@ describe('rename carries the column definition', () => {
         WHERE i.indrelid = 'users'::regclass AND c.relname LIKE '%pgshift' ORDER BY 1`,
     );
     expect(copies).toEqual([
+      { name: 'users_active_username_idx_pgshift', valid: true },
       { name: 'users_lower_username_idx_pgshift', valid: true },
       { name: 'users_username_active_idx_pgshift', valid: true },
       { name: 'users_username_idx_pgshift', valid: true },
@@ -192,7 +197,7 @@ describe('rename carries the column definition', () => {
     const ours = await catalogOf('public');
     const plain = await catalogOf('plain');
     expect(ours).toEqual(plain);
-    expect((ours as { users: { indexes: unknown[] } }).users.indexes).toHaveLength(5);
+    expect((ours as { users: { indexes: unknown[] } }).users.indexes).toHaveLength(6);
 
     // The foreign keys work through the new column: both ways.
     await expect(db.sql(`INSERT INTO orders (user_name) VALUES ('nobody')`)).rejects.toThrow(/orders_user_name_fkey/);
