@@ -9,6 +9,7 @@
  *   npm run demo -- --scenario rollback            forward to stop-write, back to nothing
  *   npm run demo -- --scenario all --plan rename   both scenarios, rename plan
  *   npm run demo -- --rows 20000 --window 1s --out table.md
+ *   npm run demo -- --slow 0                       no slow request before each phase
  *
  * With DATABASE_URL set it runs there (it drops and recreates table `users`,
  * so it refuses unless `--reset` is given when that table exists); without,
@@ -17,8 +18,8 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import pino from 'pino';
 import { loadPlans } from '../src/index.js';
-import { createLogger } from '../src/log.js';
 import { toMilliseconds } from '../src/plan/duration.js';
 import { APPS, type AppName } from '../examples/app/index.js';
 import { formatReport } from '../examples/load/report.js';
@@ -33,11 +34,22 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '8' },
     window: { type: 'string', default: '3s' },
     think: { type: 'string', default: '2ms' },
+    slow: { type: 'string', default: '1.5' },
     dir: { type: 'string', default: 'plans' },
     out: { type: 'string' },
     reset: { type: 'boolean', default: false },
   },
 });
+
+/**
+ * pgshift's warnings (a lock not granted in time, who held it, the retry) are
+ * the story of a slow request meeting a phase, so they are shown as they
+ * happen, as plain lines among the progress; the rest would drown the table.
+ */
+const log = pino(
+  { level: process.env.PGSHIFT_LOG_LEVEL ?? 'warn' },
+  { write: (line: string) => void process.stderr.write(`  pgshift: ${(JSON.parse(line) as { msg: string }).msg}\n`) },
+);
 
 async function main(): Promise<number> {
   if (!(args.plan! in APPS)) throw new Error(`--plan must be one of ${Object.keys(APPS).join(', ')}`);
@@ -70,8 +82,8 @@ async function main(): Promise<number> {
         clients: Number(args.clients),
         windowMs: duration('--window', args.window!),
         thinkMs: duration('--think', args.think!),
-        // Lock retries and phase failures are worth seeing live; the rest would drown the table.
-        log: createLogger(process.env.PGSHIFT_LOG_LEVEL ?? 'warn'),
+        slowRequest: Number(args.slow),
+        log,
         onProgress: (line) => process.stderr.write(`${line}\n`),
       });
       const text = formatReport(name, report);

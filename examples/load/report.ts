@@ -29,7 +29,8 @@ export function formatReport(name: string, report: ScenarioReport): string {
     null,
   );
   const lines = [
-    `${name} scenario, plan ${report.plan}, PostgreSQL ${report.server}: ${report.seedRows} seeded rows, ${report.clients} clients`,
+    `${name} scenario, plan ${report.plan}, PostgreSQL ${report.server}: ${report.seedRows} seeded rows, ${report.clients} clients` +
+      (report.slowHoldMs ? `, and a slow request holding its transaction ${report.slowHoldMs} ms as each phase starts` : ''),
     '',
     formatTable(report),
     '',

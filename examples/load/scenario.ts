@@ -68,6 +68,12 @@ export interface ScenarioOptions {
   /** Traffic after each step, and before the first. */
   readonly windowMs: number;
   readonly thinkMs: number;
+  /**
+   * Before every phase, start a slow request that holds a transaction open
+   * this many times the lock_timeout (0 = none): the phase's DDL then times
+   * out, retries, and the clients queued behind it show what they wait.
+   */
+  readonly slowRequest?: number | undefined;
   /** Guard overrides for every phase (as the CLI's flags would). */
   readonly guards?: Partial<Guards> | undefined;
   readonly log?: Logger | undefined;
@@ -104,6 +110,8 @@ export interface ScenarioReport {
   readonly check: CheckResult;
   readonly writes: number;
   readonly lockTimeoutMs: number;
+  /** How long the slow request before each phase held its transaction (0 = none). */
+  readonly slowHoldMs: number;
   /** Every way the run missed the bar; empty = 0 errors, 0 lost or wrong writes, no wait over lock_timeout + slack. */
   readonly violations: readonly string[];
 }
@@ -127,6 +135,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     say(`seeding ${options.seedRows} users`);
     await createUsers(admin, options.seedRows);
 
+    const lockTimeoutMs = options.guards?.lockTimeoutMs ?? plan.guards.lockTimeoutMs;
+    const slowHoldMs = Math.round((options.slowRequest ?? 0) * lockTimeoutMs);
     const workload = new Workload({ url, family, clients: options.clients, seedRows: options.seedRows, thinkMs: options.thinkMs });
     const sampler = new LockWaitSampler(url, APP_NAME);
     const windows: WindowReport[] = [];
@@ -151,6 +161,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
           const label = step.do === 'apply' ? step.phase : `rollback ${step.phase}`;
           const window = open(label, null);
           say(`${label} …`);
+          if (slowHoldMs > 0) await workload.slowRequest(slowHoldMs);
           const started = performance.now();
           const runOptions = { databaseUrl: url, guards: options.guards, log };
           const outcome = step.do === 'apply' ? (await apply([plan], step.phase, runOptions))[0]! : await rollback(plan, step.phase, runOptions);
@@ -189,7 +200,6 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
       w.lockWait = sampler.longest.get(w.window) ?? null;
       w.failedRows = check.failedByWindow[w.window] ?? 0;
     }
-    const lockTimeoutMs = options.guards?.lockTimeoutMs ?? plan.guards.lockTimeoutMs;
     const violations: string[] = [];
     if (stepFailure) violations.push(stepFailure);
     if (checkFailure) violations.push(checkFailure);
@@ -210,6 +220,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
       check,
       writes: workload.writes.length,
       lockTimeoutMs,
+      slowHoldMs,
       violations,
     };
   } finally {

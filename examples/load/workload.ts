@@ -92,6 +92,47 @@ export class Workload {
     await Promise.all(this.running);
   }
 
+  /**
+   * A slow request, as a real app has: on a connection of its own, insert a
+   * user, then in one transaction read it, hold the transaction `holdMs` (a
+   * call to another service, say) and update it. Resolves once the
+   * transaction holds its locks, so a phase started next has to wait for it;
+   * its outcome is recorded like any client's. It runs the release of client 0.
+   */
+  async slowRequest(holdMs: number): Promise<void> {
+    const app = this.options.family.versions[this.releases[0]!]();
+    const window = this.window;
+    const client = await this.connect();
+    let op: Op = 'insert';
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const done = (async () => {
+      try {
+        const first = app.values(++this.counter);
+        const id = await app.insert(client, first);
+        this.writes.push({ id, side: app.writes, row: first, window, version: app.version });
+        op = 'update';
+        await client.query('BEGIN');
+        if ((await app.read(client, id)) === null) throw new Anomaly(`slow request: read of id ${id} found no row or an empty name`);
+        holding();
+        await sleep(holdMs);
+        const row = app.values(++this.counter);
+        if (!(await app.update(client, id, row))) throw new Anomaly(`slow request: update found no row with id ${id}`);
+        await client.query('COMMIT');
+        this.writes.push({ id, side: app.writes, row, window, version: app.version });
+        this.statsOf(window).transactions += 2;
+      } catch (error) {
+        const e = error as { code?: unknown; message?: string };
+        this.errors.push({ window, version: app.version, op, code: typeof e.code === 'string' ? e.code : null, message: `${e.message ?? String(error)} (slow request)` });
+      } finally {
+        holding();
+        await client.end().catch(() => undefined);
+      }
+    })();
+    this.running.push(done);
+    await held;
+  }
+
   private async connect(): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: this.options.url, application_name: APP_NAME });
     // A dropped connection is reported by the failing query; without a listener Node would crash.
