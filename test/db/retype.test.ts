@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, PlanError, rollback, show, type Phase, type Plan } from '../../src/index.js';
+import { apply, PlanError, rollback, show, verify, type Phase, type Plan } from '../../src/index.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
 
@@ -233,6 +233,8 @@ retype: { column: body, to: text, using: "body::text", reverse: "body::varchar(5
     expect(await columnOf('notes', 'body')).toEqual({ type: 'text', notNull: true });
     await db.sql(`INSERT INTO notes (body) VALUES ('old code, at most fifty characters')`);
     await db.sql(`INSERT INTO notes (body) VALUES (repeat('new code writes longer ', 5))`);
+    // Done in place, there is no second side to compare: verify says 0, not an error.
+    expect((await verify(p, { databaseUrl: db.url })).differing).toBe(0);
 
     const refused = await rollback(p, 'current', { databaseUrl: db.url });
     expect(refused.error).toBeInstanceOf(PlanError);
