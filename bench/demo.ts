@@ -10,6 +10,7 @@
  *   npm run demo -- --scenario all --plan rename   both scenarios, rename plan
  *   npm run demo -- --rows 20000 --window 1s --out table.md
  *   npm run demo -- --slow 0                       no slow request before each phase
+ *   npm run demo -- --hot 0                        no hot rows shared by all clients
  *
  * With DATABASE_URL set it runs there (it drops and recreates table `users`,
  * so it refuses unless `--reset` is given when that table exists); without,
@@ -32,6 +33,7 @@ const { values: args } = parseArgs({
     scenario: { type: 'string', default: 'forward' },
     rows: { type: 'string', default: '200000' },
     clients: { type: 'string', default: '8' },
+    hot: { type: 'string', default: '50' },
     window: { type: 'string', default: '3s' },
     think: { type: 'string', default: '2ms' },
     slow: { type: 'string', default: '1.5' },
@@ -80,6 +82,7 @@ async function main(): Promise<number> {
         steps: SCENARIOS[name],
         seedRows: Number(args.rows),
         clients: Number(args.clients),
+        hotRows: Number(args.hot),
         windowMs: duration('--window', args.window!),
         thinkMs: duration('--think', args.think!),
         slowRequest: Number(args.slow),

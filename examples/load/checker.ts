@@ -16,6 +16,8 @@ export interface Finding {
   /** The window and release of the last write ('seed' for a row never written during the run). */
   readonly window: string;
   readonly version: string;
+  /** Writes the row may hold one of: 1, or every write of a hot row (then `expected` shows the last acknowledged). */
+  readonly candidates: number;
   readonly expected: Record<string, string | null>;
   readonly actual: Record<string, string | null> | null;
 }
@@ -23,6 +25,8 @@ export interface Finding {
 export interface CheckResult {
   /** Rows compared: every seed row and every row the clients wrote. */
   readonly rows: number;
+  /** Of those, hot rows written by several clients (several acceptable values). */
+  readonly sharedRows: number;
   /** The plan's sides the final schema has (both mid-flight, one at either end). */
   readonly sides: readonly Side[];
   /** How many rows are lost or wrong (exact). */
@@ -44,7 +48,8 @@ const MAX_FINDINGS = 1_000;
 
 /**
  * Read every acknowledged write back through the table as it is now and
- * compare it with what the client wrote. A write on the side the table no
+ * compare it with what the client wrote: a row's last write, or for a hot row
+ * that several clients wrote at once, one of its writes as a whole. A write on the side the table no
  * longer has is mapped through the plan's own expressions (`using` from old to
  * new, `reverse` from new to old), as resolved from the facts pgshift
  * recorded when the plan started; columns outside the plan (email) must hold
@@ -70,11 +75,16 @@ export async function checkWrites(
   const columns = new Set(present.map((r) => r.name));
   const sides = (['old', 'new'] as const).filter((s) => change[s].every((c) => columns.has(c.name)));
 
-  // Each row is written by one client only, so its last record is its last acknowledged write.
-  const last = new Map<string, WriteRecord>();
-  for (const w of writes) last.set(w.id, w);
+  // A row one client owns must hold its last acknowledged write; a hot row, any one of its writes, whole.
+  const candidates = new Map<string, WriteRecord[]>();
+  for (const w of writes) {
+    const list = candidates.get(w.id);
+    if (list && w.shared) list.push(w);
+    else candidates.set(w.id, [w]);
+  }
+  const written = [...candidates.values()].flat();
   const planColumns = new Set([...change.old, ...change.new].map((c) => c.name));
-  const extras = [...new Set([...Object.keys(seed.columns), ...[...last.values()].flatMap((w) => Object.keys(w.row))])].filter(
+  const extras = [...new Set([...Object.keys(seed.columns), ...written.flatMap((w) => Object.keys(w.row))])].filter(
     (c) => !planColumns.has(c) && columns.has(c),
   );
 
@@ -93,34 +103,47 @@ export async function checkWrites(
 
   return withTransaction(client, async () => {
     await client.query(
-      `CREATE TEMP TABLE pgshift_expected (id bigint PRIMARY KEY, side text NOT NULL, win text NOT NULL, version text NOT NULL, row jsonb NOT NULL) ON COMMIT DROP`,
+      `CREATE TEMP TABLE pgshift_expected (id bigint, seq int, side text NOT NULL, win text NOT NULL, version text NOT NULL, row jsonb NOT NULL,
+         PRIMARY KEY (id, seq)) ON COMMIT DROP`,
     );
+    await client.query(
+      `INSERT INTO pgshift_expected SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, seq int, side text, win text, version text, row jsonb)`,
+      [JSON.stringify(written.map((w, seq) => ({ id: w.id, seq: seq + 1, side: w.side, win: w.window, version: w.version, row: w.row })))],
+    );
+    // A seed row nobody wrote must still hold its seed values, through the backfill.
     const seedRow = Object.entries(seed.columns).flatMap(([name, sql]) => [literal(name), `(${sql})::text`]);
     await client.query(
-      `INSERT INTO pgshift_expected SELECT g, 'old', 'seed', 'seed', jsonb_build_object(${seedRow.join(', ')}) FROM generate_series(1, $1::bigint) g`,
+      `INSERT INTO pgshift_expected SELECT g, 0, 'old', 'seed', 'seed', jsonb_build_object(${seedRow.join(', ')}) FROM generate_series(1, $1::bigint) g
+        WHERE NOT EXISTS (SELECT 1 FROM pgshift_expected w WHERE w.id = g)`,
       [seed.rows],
     );
     await client.query(
-      `INSERT INTO pgshift_expected SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, side text, win text, version text, row jsonb)
-       ON CONFLICT (id) DO UPDATE SET side = EXCLUDED.side, win = EXCLUDED.win, version = EXCLUDED.version, row = EXCLUDED.row`,
-      [JSON.stringify([...last.values()].map((w) => ({ id: w.id, side: w.side, win: w.window, version: w.version, row: w.row })))],
+      `CREATE TEMP TABLE pgshift_verdict ON COMMIT DROP AS
+       SELECT id::text AS id, bool_or(lost) AS lost, bool_or(NOT lost AND expected IS NOT DISTINCT FROM actual) AS ok, count(*)::int AS candidates,
+              (array_agg(win ORDER BY seq DESC))[1] AS win, (array_agg(version ORDER BY seq DESC))[1] AS version,
+              (array_agg(expected ORDER BY seq DESC))[1] AS expected, (array_agg(actual))[1] AS actual
+         FROM (SELECT e.id, e.seq, e.win, e.version, t.${ident(key)} IS NULL AS lost,
+                      jsonb_build_object(${expected.join(', ')}) AS expected,
+                      CASE WHEN t.${ident(key)} IS NOT NULL THEN jsonb_build_object(${actual.join(', ')}) END AS actual
+                 FROM pgshift_expected e LEFT JOIN ${table} t ON t.${ident(key)} = e.id) c
+        GROUP BY id`,
     );
-    const compared = `
-      SELECT e.id::text AS id, e.win, e.version, t.${ident(key)} IS NULL AS lost,
-             jsonb_build_object(${expected.join(', ')}) AS expected,
-             CASE WHEN t.${ident(key)} IS NOT NULL THEN jsonb_build_object(${actual.join(', ')}) END AS actual
-        FROM pgshift_expected e LEFT JOIN ${table} t ON t.${ident(key)} = e.id`;
-    const { rows } = await client.query<{ id: string; win: string; version: string; lost: boolean; expected: Finding['expected']; actual: Finding['actual'] }>(
-      `SELECT * FROM (${compared}) c WHERE lost OR expected IS DISTINCT FROM actual ORDER BY id::bigint LIMIT ${MAX_FINDINGS}`,
+    const { rows } = await client.query<{
+      id: string;
+      win: string;
+      version: string;
+      lost: boolean;
+      candidates: number;
+      expected: Finding['expected'];
+      actual: Finding['actual'];
+    }>(`SELECT * FROM pgshift_verdict WHERE NOT ok ORDER BY id::bigint LIMIT ${MAX_FINDINGS}`);
+    const count = await client.query<{ n: number; failed: number; hot: number }>(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT ok)::int AS failed, count(*) FILTER (WHERE candidates > 1)::int AS hot FROM pgshift_verdict`,
     );
-    const count = await client.query<{ n: number; failed: number }>(
-      `SELECT count(*)::int AS n, count(*) FILTER (WHERE lost OR expected IS DISTINCT FROM actual)::int AS failed FROM (${compared}) c`,
-    );
-    const byWindow = await client.query<{ win: string; n: number }>(
-      `SELECT win, count(*)::int AS n FROM (${compared}) c WHERE lost OR expected IS DISTINCT FROM actual GROUP BY win`,
-    );
+    const byWindow = await client.query<{ win: string; n: number }>(`SELECT win, count(*)::int AS n FROM pgshift_verdict WHERE NOT ok GROUP BY win`);
     return {
       rows: count.rows[0]?.n ?? 0,
+      sharedRows: count.rows[0]?.hot ?? 0,
       failed: count.rows[0]?.failed ?? 0,
       failedByWindow: Object.fromEntries(byWindow.rows.map((r) => [r.win, r.n])),
       sides,
@@ -129,6 +152,7 @@ export async function checkWrites(
         kind: r.lost ? ('lost' as const) : ('wrong' as const),
         window: r.win,
         version: r.version,
+        candidates: r.candidates,
         expected: r.expected,
         actual: r.actual,
       })),

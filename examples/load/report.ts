@@ -4,7 +4,7 @@ const ms = (value: number): string => (value >= 100 ? `${Math.round(value)} ms` 
 
 /** The per-phase table of a run, as Markdown (it reads as plain text too). */
 export function formatTable(report: ScenarioReport): string {
-  const header = ['phase', 'releases', 'took', 'client tx', 'errors', 'p50', 'p99', 'max', 'max wait on a lock', 'lost/wrong rows'];
+  const header = ['phase', 'releases', 'took', 'client tx', 'errors', 'p50', 'p99', 'max', 'max wait on a lock', 'sides differ', 'lost/wrong rows'];
   const rows = report.windows.map((w) => [
     w.window,
     w.releases.join(' → '),
@@ -15,6 +15,7 @@ export function formatTable(report: ScenarioReport): string {
     ms(w.p99Ms),
     ms(w.maxMs),
     w.lockWait ? ms(w.lockWait.ms) : '0 ms',
+    w.differing === null ? '–' : String(w.differing),
     String(w.failedRows),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -35,7 +36,7 @@ export function formatReport(name: string, report: ScenarioReport): string {
     formatTable(report),
     '',
     report.check.sides.length
-      ? `checker: ${report.check.rows} rows compared (${report.writes} acknowledged writes) through the ${report.check.sides.join(' and ')} columns: ` +
+      ? `checker: ${report.check.rows} rows compared (${report.writes} acknowledged writes, ${report.check.sharedRows} hot rows written by every client) through the ${report.check.sides.join(' and ')} columns: ` +
         (report.check.failed ? `${report.check.failed} lost or wrong` : '0 lost, 0 wrong')
       : `checker: did not run (${report.writes} acknowledged writes unchecked)`,
     `client errors: ${report.errors.length}`,
@@ -45,7 +46,8 @@ export function formatReport(name: string, report: ScenarioReport): string {
   for (const e of report.errors.slice(0, 20)) lines.push(`  error in ${e.window} (${e.version} ${e.op}): ${e.code ? `[${e.code}] ` : ''}${e.message}`);
   if (report.errors.length > 20) lines.push(`  … and ${report.errors.length - 20} more errors`);
   for (const f of report.check.findings.slice(0, 20)) {
-    lines.push(`  ${f.kind} row ${f.id} (last written in ${f.window} by ${f.version}): expected ${JSON.stringify(f.expected)}, found ${JSON.stringify(f.actual)}`);
+    const expected = f.candidates > 1 ? `one of its ${f.candidates} writes, the last acknowledged being` : 'expected';
+    lines.push(`  ${f.kind} row ${f.id} (last written in ${f.window} by ${f.version}): ${expected} ${JSON.stringify(f.expected)}, found ${JSON.stringify(f.actual)}`);
   }
   if (report.check.failed > 20) lines.push(`  … and ${report.check.failed - 20} more rows`);
   return lines.join('\n');

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { apply, rollback, type Guards, type Phase, type Plan } from '../../src/index.js';
+import { apply, rollback, verify, type Guards, type Phase, type Plan } from '../../src/index.js';
 import { ident } from '../../src/db/ident.js';
 import { DEFAULT_STATE_SCHEMA } from '../../src/defaults.js';
 import type { Logger } from '../../src/log.js';
@@ -65,6 +65,8 @@ export interface ScenarioOptions {
   /** Rows in `users` before the run (it is recreated). */
   readonly seedRows: number;
   readonly clients: number;
+  /** Seed rows every client updates, old and new releases alike (0 = none). */
+  readonly hotRows: number;
   /** Traffic after each step, and before the first. */
   readonly windowMs: number;
   readonly thinkMs: number;
@@ -96,6 +98,11 @@ export interface WindowReport {
   lockWait: LockWait | null;
   /** Rows whose last write was in this window and that are lost or wrong. */
   failedRows: number;
+  /**
+   * Rows whose old and new sides disagreed (pgshift's verify) at the end of
+   * the window, traffic running; null where the sides are not kept in sync.
+   */
+  differing: number | null;
 }
 
 export interface ScenarioReport {
@@ -137,11 +144,30 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
 
     const lockTimeoutMs = options.guards?.lockTimeoutMs ?? plan.guards.lockTimeoutMs;
     const slowHoldMs = Math.round((options.slowRequest ?? 0) * lockTimeoutMs);
-    const workload = new Workload({ url, family, clients: options.clients, seedRows: options.seedRows, thinkMs: options.thinkMs });
+    const workload = new Workload({
+      url,
+      family,
+      clients: options.clients,
+      seedRows: options.seedRows,
+      hotRows: options.hotRows,
+      thinkMs: options.thinkMs,
+    });
     const sampler = new LockWaitSampler(url, APP_NAME);
     const windows: WindowReport[] = [];
     const open = (window: string, applyMs: number | null): WindowReport => {
-      const w: WindowReport = { window, releases: [workload.deployed.join('+')], applyMs, transactions: 0, errors: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, lockWait: null, failedRows: 0 };
+      const w: WindowReport = {
+        window,
+        releases: [workload.deployed.join('+')],
+        applyMs,
+        transactions: 0,
+        errors: 0,
+        p50Ms: 0,
+        p99Ms: 0,
+        maxMs: 0,
+        lockWait: null,
+        failedRows: 0,
+        differing: null,
+      };
       windows.push(w);
       workload.window = sampler.window = window;
       return w;
@@ -150,6 +176,9 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     await workload.start(['v1']);
     open(BEFORE, null);
     let stepFailure: string | null = null;
+    // Both sides are kept in sync from a finished backfill until dual-write is rolled back or contract drops the old side.
+    let synced = false;
+    const runOptions = { databaseUrl: url, guards: options.guards, log };
     try {
       await sleep(options.windowMs);
       for (const step of options.steps) {
@@ -163,7 +192,6 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
           say(`${label} …`);
           if (slowHoldMs > 0) await workload.slowRequest(slowHoldMs);
           const started = performance.now();
-          const runOptions = { databaseUrl: url, guards: options.guards, log };
           const outcome = step.do === 'apply' ? (await apply([plan], step.phase, runOptions))[0]! : await rollback(plan, step.phase, runOptions);
           window.applyMs = performance.now() - started;
           if (outcome.error) {
@@ -172,8 +200,11 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
             break;
           }
           say(`  done in ${Math.round(window.applyMs)} ms`);
+          if (step.do === 'apply' && step.phase === 'backfill') synced = true;
+          if ((step.do === 'rollback' && step.phase === 'dual-write') || (step.do === 'apply' && step.phase === 'contract')) synced = false;
         }
         await sleep(options.windowMs);
+        if (synced) windows.at(-1)!.differing = (await verify(plan, runOptions)).differing;
       }
     } finally {
       await workload.stop();
@@ -181,7 +212,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     }
 
     say('checking every acknowledged write');
-    let check: CheckResult = { rows: 0, sides: [], failed: 0, failedByWindow: {}, findings: [] };
+    let check: CheckResult = { rows: 0, sharedRows: 0, sides: [], failed: 0, failedByWindow: {}, findings: [] };
     let checkFailure: string | null = null;
     try {
       check = await checkWrites(admin, plan, workload.writes, { rows: options.seedRows, columns: SEED_COLUMNS });
@@ -205,6 +236,8 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     if (checkFailure) violations.push(checkFailure);
     if (workload.errors.length) violations.push(`${workload.errors.length} client errors`);
     if (check.failed) violations.push(`${check.failed} lost or wrong rows`);
+    const differing = windows.filter((w) => w.differing);
+    if (differing.length) violations.push(`old and new sides disagreed under traffic: ${differing.map((w) => `${w.differing} rows after ${w.window}`).join(', ')}`);
     const worst = sampler.max;
     if (worst && worst.ms > lockTimeoutMs + LOCK_WAIT_SLACK_MS) {
       violations.push(`a client waited ${Math.round(worst.ms)} ms for ${worst.lock} in ${worst.window} (behind ${worst.blockedBy ?? 'unknown'}), over lock_timeout ${lockTimeoutMs} ms + ${LOCK_WAIT_SLACK_MS} ms`);

@@ -11,6 +11,9 @@ export type Op = 'insert' | 'update' | 'read' | 'list';
 /** Share of each operation in the mix (out of 100). */
 export const OP_MIX: Readonly<Record<Op, number>> = { insert: 15, update: 35, read: 35, list: 15 };
 
+/** Share of updates that go to the hot rows, when there are any. */
+export const HOT_SHARE = 0.2;
+
 /** An acknowledged write: the row it touched and what it put there. */
 export interface WriteRecord {
   readonly id: string;
@@ -18,6 +21,8 @@ export interface WriteRecord {
   readonly row: Row;
   readonly window: string;
   readonly version: Version;
+  /** A hot row every client updates: it must end as one of its writes, whole. */
+  readonly shared: boolean;
 }
 
 /** A failed operation, or one that saw something a client must never see (a row or name gone). */
@@ -42,17 +47,23 @@ export interface WorkloadOptions {
   readonly url: string;
   readonly family: AppFamily;
   readonly clients: number;
-  /** Rows 1..seedRows exist before the run; each client owns those with id ≡ its index (mod clients). */
+  /** Rows 1..seedRows exist before the run; each client owns those above the hot rows with id ≡ its index (mod clients). */
   readonly seedRows: number;
+  /**
+   * Rows 1..hotRows are updated by every client, whatever release it runs, so
+   * old and new code write the same rows at once (0 = none).
+   */
+  readonly hotRows: number;
   /** Pause between two operations of one client, so the clients leave the DDL and the backfill some CPU. */
   readonly thinkMs: number;
 }
 
 /**
- * N clients running the app's operation mix, each on its own connection,
- * each writing only rows it owns (the seed rows of its residue class and the
- * rows it inserted), so the last acknowledged write of a row is what it must
- * hold. Which release each client runs is switched by `deploy`, as a rolling
+ * N clients running the app's operation mix, each on its own connection.
+ * Most writes go to rows the client owns (seed rows of its residue class,
+ * rows it inserted), so the last acknowledged write of such a row is what it
+ * must hold; a share of updates goes to a few hot rows that all clients
+ * write, which must end as one of their acknowledged writes, never a mix. Which release each client runs is switched by `deploy`, as a rolling
  * deploy would: an operation in flight finishes on the release it started on.
  */
 export class Workload {
@@ -110,7 +121,7 @@ export class Workload {
       try {
         const first = app.values(++this.counter);
         const id = await app.insert(client, first);
-        this.writes.push({ id, side: app.writes, row: first, window, version: app.version });
+        this.writes.push({ id, side: app.writes, row: first, window, version: app.version, shared: false });
         op = 'update';
         await client.query('BEGIN');
         if ((await app.read(client, id)) === null) throw new Anomaly(`slow request: read of id ${id} found no row or an empty name`);
@@ -119,7 +130,7 @@ export class Workload {
         const row = app.values(++this.counter);
         if (!(await app.update(client, id, row))) throw new Anomaly(`slow request: update found no row with id ${id}`);
         await client.query('COMMIT');
-        this.writes.push({ id, side: app.writes, row, window, version: app.version });
+        this.writes.push({ id, side: app.writes, row, window, version: app.version, shared: false });
         this.statsOf(window).transactions += 2;
       } catch (error) {
         const e = error as { code?: unknown; message?: string };
@@ -187,8 +198,8 @@ export class Workload {
   }
 
   private async run(app: UsersApp, op: Op, db: pg.Client, index: number, inserted: string[], window: string): Promise<void> {
-    const write = (id: string, row: Row): void => {
-      this.writes.push({ id, side: app.writes, row, window, version: app.version });
+    const write = (id: string, row: Row, shared = false): void => {
+      this.writes.push({ id, side: app.writes, row, window, version: app.version, shared });
     };
     switch (op) {
       case 'insert': {
@@ -199,11 +210,12 @@ export class Workload {
         return;
       }
       case 'update': {
-        const id = this.ownedId(index, inserted);
+        const hot = this.options.hotRows > 0 && Math.random() < HOT_SHARE;
+        const id = hot ? String(1 + Math.floor(Math.random() * this.options.hotRows)) : this.ownedId(index, inserted);
         if (id === null) return;
         const row = app.values(++this.counter);
         if (!(await app.update(db, id, row))) throw new Anomaly(`update found no row with id ${id}`);
-        write(id, row);
+        write(id, row, hot);
         return;
       }
       case 'read': {
@@ -221,15 +233,17 @@ export class Workload {
     }
   }
 
-  /** A row this client owns: half the time one it inserted, else a seed row of its residue class. */
+  /** A row this client owns: half the time one it inserted, else a seed row of its residue class above the hot rows. */
   private ownedId(index: number, inserted: readonly string[]): string | null {
-    if (inserted.length && (Math.random() < 0.5 || this.options.seedRows <= index)) {
+    const { seedRows, clients, hotRows } = this.options;
+    // Seed row ids of this client are 1 + index + clients * k, for k in [first, last].
+    const first = Math.max(0, Math.ceil((hotRows - index) / clients));
+    const last = Math.floor((seedRows - 1 - index) / clients);
+    if (inserted.length && (Math.random() < 0.5 || last < first)) {
       return inserted[Math.floor(Math.random() * inserted.length)]!;
     }
-    const { seedRows, clients } = this.options;
-    if (seedRows <= index) return null;
-    const owned = Math.floor((seedRows - 1 - index) / clients) + 1;
-    return String(1 + index + clients * Math.floor(Math.random() * owned));
+    if (last < first) return null;
+    return String(1 + index + clients * (first + Math.floor(Math.random() * (last - first + 1))));
   }
 }
 

@@ -10,7 +10,7 @@ import { freshDatabase, type TestDatabase } from './db.js';
  * switch under traffic. A short lock_timeout (as `--lock-timeout` would set)
  * keeps the waits short; the bar is measured against it.
  */
-export const CI_SCALE = { seedRows: 3_000, clients: 4, windowMs: 250, thinkMs: 2, guards: { lockTimeoutMs: 300 } } as const;
+export const CI_SCALE = { seedRows: 3_000, clients: 4, hotRows: 10, windowMs: 250, thinkMs: 2, guards: { lockTimeoutMs: 300 } } as const;
 
 /**
  * Going forward, a slow request holds a transaction 1.5 × lock_timeout as
@@ -44,6 +44,11 @@ export function liveTrafficSuite(app: AppName): void {
       // The check read the schema each scenario ends on, and traffic ran in every window.
       expect(report.check.sides).toEqual(scenario === 'forward' ? ['new'] : ['old']);
       expect(report.check.rows).toBeGreaterThan(CI_SCALE.seedRows);
+      expect(report.check.sharedRows).toBeGreaterThan(0);
+      // pgshift's own verify ran under traffic after every window where both sides are kept in sync.
+      expect(report.windows.filter((w) => w.differing !== null).map((w) => w.window)).toEqual(
+        scenario === 'forward' ? ['backfill', 'switch-read', 'stop-write'] : ['backfill', 'switch-read', 'stop-write', 'rollback stop-write', 'rollback switch-read', 'rollback backfill'],
+      );
       for (const w of report.windows) expect(w.transactions, `${w.window}\n${evidence}`).toBeGreaterThan(0);
       // The slow request did make clients queue behind a phase's DDL, or the wait bar would prove nothing.
       if (SLOW_REQUEST[scenario]) expect(Math.max(...report.windows.map((w) => w.lockWait?.ms ?? 0)), evidence).toBeGreaterThan(CI_SCALE.guards.lockTimeoutMs / 3);
