@@ -3,18 +3,21 @@
  * UPDATE, what it costs the runner in memory, and what it costs a live
  * application in latency. Prints figures; asserts nothing.
  *
- *   npm run bench:backfill -- --rows 1000000 [--clients 4 --rate 50 --baseline-seconds 15 --pause-ms 20]
+ *   npm run bench:backfill -- --rows 1000000 [--clients 4 --rate 50 --baseline-seconds 15 --pause-ms 20 --target-ms 200]
  *
- * Three identical tables of N rows each get the same split plan applied up to
+ * Four identical tables of N rows each get the same split plan applied up to
  * `dual-write` (so each carries the sync trigger):
  * - `bench_quiet`: the `backfill` phase, run by the real CLI as a child
  *   process, with nothing else running;
- * - `bench_update`: one `UPDATE` setting the new columns with the very same
- *   SET list, in one transaction that sets `pgshift.backfill` like a batch,
- *   so the trigger stands aside for both alike;
+ * - `bench_update_1` before it and `bench_update_2` after it: one `UPDATE`
+ *   setting the new columns with the very same SET list, in one transaction
+ *   that sets `pgshift.backfill` like a batch, so the trigger stands aside
+ *   for both alike; the ratio uses the mean of the two, which brackets a
+ *   change in the (shared) machine's load;
  * - `bench_live`: the `backfill` phase again while a paced point-read /
- *   point-write workload runs, compared with the same workload before.
- * Both tables are freshly loaded, VACUUMed and ANALYZEd, and a CHECKPOINT
+ *   point-write workload runs, compared with the same workload before and
+ *   after it.
+ * Every table is freshly loaded, VACUUMed and ANALYZEd, and a CHECKPOINT
  * precedes each timed run.
  */
 import { spawn } from 'node:child_process';
@@ -29,7 +32,7 @@ import { resolveChange } from '../src/changes/registry.js';
 import { objectNames } from '../src/changes/sql-objects.js';
 import { ident, literal } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
-import { DEFAULT_PAUSE_MS } from '../src/defaults.js';
+import { DEFAULT_PAUSE_MS, DEFAULT_TARGET_BATCH_MS } from '../src/defaults.js';
 import { benchServer } from './server.js';
 import { percentile, startWorkload, type WorkloadResult } from './workload.js';
 
@@ -47,6 +50,8 @@ const RATE = option('rate', 50);
 const BASELINE_S = option('baseline-seconds', 15);
 /** `backfill.pause` for the benchmark's plans; the default unless given. */
 const PAUSE_MS = option('pause-ms', DEFAULT_PAUSE_MS);
+/** `backfill.target_batch_ms` for the benchmark's plans; the default unless given. */
+const TARGET_MS = option('target-ms', DEFAULT_TARGET_BATCH_MS);
 
 const planYaml = (table: string): string => `
 plan: ${table.replaceAll('_', '-')}
@@ -63,6 +68,7 @@ split:
   reverse: concat_ws(' ', first_name, last_name)
 backfill:
   pause: ${PAUSE_MS}ms
+  target_batch_ms: ${TARGET_MS}
 `;
 
 async function main(): Promise<void> {
@@ -79,7 +85,8 @@ async function main(): Promise<void> {
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     console.log(`pgshift backfill benchmark: ${ROWS.toLocaleString('en')} rows, PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs`);
-    const tables = ['bench_quiet', 'bench_update', 'bench_live'];
+    console.log(`plan: backfill.pause ${PAUSE_MS} ms, backfill.target_batch_ms ${TARGET_MS}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    const tables = ['bench_update_1', 'bench_quiet', 'bench_update_2', 'bench_live'];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
     let t = performance.now();
     for (const table of tables) {
@@ -93,48 +100,46 @@ async function main(): Promise<void> {
       await writeFile(path.join(dir, `${table}.yaml`), planYaml(table));
     }
     const size = (await db.query<{ s: string }>(`SELECT pg_size_pretty(pg_total_relation_size('bench_quiet')) AS s`)).rows[0]!.s;
-    console.log(`loaded 3 tables in ${secs(performance.now() - t)} (${size} each)`);
+    console.log(`loaded ${tables.length} tables in ${secs(performance.now() - t)} (${size} each)`);
     const plans = tables.map((x) => x.replaceAll('_', '-'));
     const prep = await cli(dbUrl, dir, ['apply', ...plans, '--phase', 'dual-write']);
     if (prep.code !== 0) throw new Error(`apply dual-write failed: ${prep.stderr}`);
 
-    // 1. The backfill phase, alone.
+    // 1. One UPDATE computing the same values, on an identical table; again after the backfill, on another,
+    // so a change in the machine's load during the run shows (the ratio uses their mean).
+    const update1 = await singleUpdate(db, 'bench_update_1');
+    // 2. The backfill phase, alone.
     await db.query('CHECKPOINT');
     const quiet = await cli(dbUrl, dir, ['apply', 'bench-quiet', '--phase', 'backfill']);
     if (quiet.code !== 0) throw new Error(`backfill failed: ${quiet.stderr}`);
-
-    // 2. One UPDATE computing the same values on an identical table.
-    await db.query('CHECKPOINT');
-    const facts = (await db.query<{ facts: PlanFacts }>(`SELECT facts FROM pgshift.plans WHERE name = 'bench-update'`)).rows[0]!.facts;
-    const plan = parsePlan(planYaml('bench_update'), 'bench_update.yaml');
-    const set = fillNewAssignments(resolveChange(plan.change, facts), objectNames(plan.name, facts));
-    t = performance.now();
-    await db.query('BEGIN');
-    await db.query(`SELECT set_config('search_path', ${literal(facts.searchPath)}, true), set_config('pgshift.backfill', 'on', true)`);
-    const updated = await db.query(`UPDATE public.bench_update SET ${set}`);
-    await db.query('COMMIT');
-    const updateMs = performance.now() - t;
+    const update2 = await singleUpdate(db, 'bench_update_2');
+    const updateMs = (update1.ms + update2.ms) / 2;
 
     // 3. The backfill phase under a live workload, against the same workload before.
     await db.query('CHECKPOINT');
-    const before = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
-    await new Promise((r) => setTimeout(r, BASELINE_S * 1000));
-    const baseline = await before.stop();
+    // The baseline is taken before and after (half each), for the same reason as the two UPDATEs.
+    const baseline1 = await workloadFor(dbUrl, BASELINE_S / 2);
     const during = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
     const live = await cli(dbUrl, dir, ['apply', 'bench-live', '--phase', 'backfill']);
     const load = await during.stop();
     if (live.code !== 0) throw new Error(`live backfill failed: ${live.stderr}`);
+    const baseline2 = await workloadFor(dbUrl, BASELINE_S / 2);
+    const baseline: WorkloadResult = {
+      reads: [...baseline1.reads, ...baseline2.reads],
+      writes: [...baseline1.writes, ...baseline2.writes],
+      errors: baseline1.errors + baseline2.errors,
+    };
     const verify = await cli(dbUrl, dir, ['verify', 'bench-live']);
 
     const quietBackfillMs = quiet.steps.get('backfill') ?? NaN;
     const quietVerifyMs = quiet.steps.get('verify') ?? NaN;
     const liveBackfillMs = live.steps.get('backfill') ?? NaN;
     const bloat = (await db.query<{ t: string; s: string }>(
-      `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname IN ('bench_quiet', 'bench_update', 'bench_live') ORDER BY relname`,
+      `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname LIKE 'bench\\_%' AND relkind = 'r' ORDER BY relname`,
     )).rows;
 
     console.log('');
-    console.log(`single UPDATE (${updated.rowCount} rows):      ${secs(updateMs)}  ${rate(ROWS, updateMs)}`);
+    console.log(`single UPDATE (${update1.rows} rows):      ${secs(updateMs)}  ${rate(ROWS, updateMs)}  (before the backfill ${secs(update1.ms)}, after ${secs(update2.ms)})`);
     console.log(`backfill step, quiet:               ${secs(quietBackfillMs)}  ${rate(ROWS, quietBackfillMs)}`);
     console.log(`  + verify step:                    ${secs(quietVerifyMs)}  (whole phase in the CLI: ${secs(quiet.wallMs)})`);
     console.log(`ratio backfill / single UPDATE:     ${(quietBackfillMs / updateMs).toFixed(2)}  (with verify: ${((quietBackfillMs + quietVerifyMs) / updateMs).toFixed(2)})`);
@@ -143,12 +148,14 @@ async function main(): Promise<void> {
     const pauses = Math.max(0, quiet.batches.count - 1) * PAUSE_MS;
     console.log(
       `batches: ${quiet.batches.count} quiet (next size ${quiet.batches.first} → ${quiet.batches.last}, median ${quiet.batches.medianMs.toFixed(0)} ms each); ` +
-        `in batches ${secs(quiet.batches.totalMs)}, pauses ${secs(pauses)}, ANALYZE ${secs(quiet.analyzeMs)}`,
+        `batches committed in ${secs(quiet.batches.committedMs)} (UPDATEs ${secs(quiet.batches.updateMs)}, finding batch ends ${secs(quiet.batches.boundMs)}), ` +
+        `pauses ${secs(pauses)}, ANALYZE ${secs(quiet.analyzeMs)}`,
     );
+    console.log(`ratio of the UPDATE statements alone: ${(quiet.batches.updateMs / updateMs).toFixed(2)}`);
     console.log(`ratio without the configured pauses: ${((quietBackfillMs - pauses) / updateMs).toFixed(2)}`);
     console.log(`workload (${CLIENTS} clients × ${RATE} ops/s, p50 / p99 / max ms, errors):`);
-    console.log(`  before:  ${lat(baseline)}`);
-    console.log(`  during:  ${lat(load)}`);
+    console.log(`  before and after:  ${lat(baseline)}`);
+    console.log(`  during:            ${lat(load)}`);
     const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
     console.log(`p99 during / before:                ${(p99(load) / p99(baseline)).toFixed(2)}  (writes alone ${(percentile(load.writes, 99) / percentile(baseline.writes, 99)).toFixed(2)})`);
     console.log(`verify after the live backfill:     exit ${verify.code} ${verify.stdout.trim()}`);
@@ -161,6 +168,31 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * One UPDATE setting the new columns with the very SET list a batch uses, in
+ * a transaction that sets `pgshift.backfill` as a batch does, so the
+ * trigger's WHEN clause skips it just the same.
+ */
+async function singleUpdate(db: pg.Client, table: string): Promise<{ ms: number; rows: number }> {
+  await db.query('CHECKPOINT');
+  const name = table.replaceAll('_', '-');
+  const facts = (await db.query<{ facts: PlanFacts }>(`SELECT facts FROM pgshift.plans WHERE name = $1`, [name])).rows[0]!.facts;
+  const plan = parsePlan(planYaml(table), `${table}.yaml`);
+  const set = fillNewAssignments(resolveChange(plan.change, facts), objectNames(plan.name, facts));
+  const t = performance.now();
+  await db.query('BEGIN');
+  await db.query(`SELECT set_config('search_path', ${literal(facts.searchPath)}, true), set_config('pgshift.backfill', 'on', true)`);
+  const updated = await db.query(`UPDATE public.${ident(table)} SET ${set}`);
+  await db.query('COMMIT');
+  return { ms: performance.now() - t, rows: updated.rowCount ?? 0 };
+}
+
+async function workloadFor(dbUrl: string, seconds: number): Promise<WorkloadResult> {
+  const w = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  return w.stop();
+}
+
 interface CliRun {
   readonly code: number | null;
   readonly stdout: string;
@@ -170,7 +202,7 @@ interface CliRun {
   readonly peakRssKb: number;
   /** Duration of each step kind ('backfill', 'verify', ...) from the runner's debug log. */
   readonly steps: Map<string, number>;
-  readonly batches: { count: number; first: number; last: number; medianMs: number; totalMs: number };
+  readonly batches: { count: number; first: number; last: number; medianMs: number; totalMs: number; boundMs: number; updateMs: number; committedMs: number };
   /** The ANALYZE after the backfill. */
   readonly analyzeMs: number;
 }
@@ -194,9 +226,12 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
   const sizes: number[] = [];
   const times: number[] = [];
   let analyzeMs = 0;
+  let boundMs = 0;
+  let updateMs = 0;
+  let committedMs = 0;
   for (const line of stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number };
+    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number; boundMs?: number; updateMs?: number; committedMs?: number };
     if (entry.msg?.startsWith('step ') && entry.step && entry.ms !== undefined) {
       const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;
       steps.set(kind, (steps.get(kind) ?? 0) + entry.ms);
@@ -205,6 +240,9 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
     if (entry.msg === 'backfill batch committed' && entry.ms !== undefined) {
       times.push(entry.ms);
       sizes.push(entry.next ?? 0);
+      boundMs += entry.boundMs ?? 0;
+      updateMs += entry.updateMs ?? 0;
+      committedMs += entry.committedMs ?? 0;
     }
   }
   times.sort((a, b) => a - b);
@@ -221,6 +259,9 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
       last: sizes.at(-1) ?? 0,
       medianMs: times[Math.floor(times.length / 2)] ?? NaN,
       totalMs: times.reduce((a, b) => a + b, 0),
+      boundMs,
+      updateMs,
+      committedMs,
     },
     analyzeMs,
   };

@@ -94,7 +94,9 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     if (maxLag !== null && maxLag > 0) {
       await waitForReplicas(lagProbe, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
     }
+    const batchStarted = performance.now();
     const batch = await runBatchWithRetries(input, sizer, progress.lastKey, upperKey);
+    const committedMs = performance.now() - batchStarted;
     const rowsDone = progress.rowsDone + batch.rows;
     const rate = (rowsDone - doneAtStart) / Math.max((performance.now() - startedAt) / 1000, 1e-3);
     const rowsTotal = Math.max(progress.rowsTotal, rowsDone);
@@ -109,7 +111,10 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
       etaSeconds: batch.last ? 0 : rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
       waiting: null,
     };
-    log.debug({ rows: batch.rows, written: batch.written, ms: Math.round(batch.ms), next: sizer.size, end: batch.end }, 'backfill batch committed');
+    log.debug(
+      { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end },
+      'backfill batch committed',
+    );
     if (batch.last) await finish(input);
     input.onProgress?.(progress);
     if (!batch.last && plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
