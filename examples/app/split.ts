@@ -3,18 +3,30 @@ import { insertedId, page, type AppFamily, type Row, type UsersApp } from './typ
 
 /**
  * The users app across `plans/split-users-full-name.yaml`. Every tenth name
- * is a single word, which the split leaves with no last name.
+ * is a single word, which the split leaves with no last name; one insert in
+ * twenty gives no name at all.
  */
 const PLAN = 'split-users-full-name';
+
+/** `users.full_name`'s column default, which v1 relies on for users who give no name. */
+const ANONYMOUS = 'anonymous';
 
 /** v1: knows `full_name` only. Runs until switch-read, and again when it is rolled back. */
 function v1(): UsersApp {
   return {
     version: 'v1',
     writes: 'old',
-    values: (n) => ({ full_name: n % 10 === 0 ? `Mononym${n}` : `Ada${n} Lovelace${n}`, email: `ada${n}@example.com` }),
+    values: (n) => ({
+      full_name: n % 20 === 5 ? ANONYMOUS : n % 10 === 0 ? `Mononym${n}` : `Ada${n} Lovelace${n}`,
+      email: `ada${n}@example.com`,
+    }),
+    // A user without a name is inserted without the column, so the default applies (from switch-read on, pgshift's trigger applies it).
     insert: async (db, row) =>
-      insertedId(await db.query('INSERT INTO users (full_name, email) VALUES ($1, $2) RETURNING id', [row.full_name, row.email])),
+      insertedId(
+        row.full_name === ANONYMOUS
+          ? await db.query('INSERT INTO users (email) VALUES ($1) RETURNING id', [row.email])
+          : await db.query('INSERT INTO users (full_name, email) VALUES ($1, $2) RETURNING id', [row.full_name, row.email]),
+      ),
     update: async (db, id, row) =>
       (await db.query('UPDATE users SET full_name = $2, email = $3 WHERE id = $1', [id, row.full_name, row.email])).rowCount === 1,
     read: async (db, id) => (await db.query<{ name: string | null }>('SELECT full_name AS name FROM users WHERE id = $1', [id])).rows[0]?.name || null,
