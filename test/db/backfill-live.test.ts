@@ -68,7 +68,7 @@ describe('backfill under live traffic', () => {
     // The writers never stopped during the whole backfill: the fixed upper key let it end anyway.
     expect(counts.inserts).toBeGreaterThan(50);
     expect(counts.updates).toBeGreaterThan(50);
-    expect(messages().filter((m) => m === 'backfill batch committed').length).toBeGreaterThan(5);
+    expect(messages().filter((m) => m === 'backfill batch committed').length).toBeGreaterThan(2);
     expect(await inconsistentRows(db, 'live')).toBe(0);
     expect((await verify(p, { databaseUrl: db.url })).differing).toBe(0);
     // Rows inserted after the start lie above the upper key: the trigger filled them, the backfill never counted them.

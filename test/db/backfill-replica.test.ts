@@ -50,7 +50,7 @@ describe.skipIf(!bin)('backfill throttled by replica lag (real streaming standby
 
   it('waits between batches while the standby lags more than max_replica_lag, says so, and goes on when it catches up', async () => {
     await primary.query(`CREATE TABLE people (id bigserial PRIMARY KEY, full_name text)`);
-    await primary.query(`INSERT INTO people (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, 20000) g`);
+    await primary.query(`INSERT INTO people (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, 40000) g`);
     const p = plan(splitPlanYaml('split-people', 'public.people', '{ batch_size: 200, pause: 20ms, target_batch_ms: 5, max_replica_lag: 500ms }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }'));
     expect((await apply([p], 'dual-write', { databaseUrl: pair.primaryUrl }))[0]!.error).toBeUndefined();
     await waitFor('the standby to catch up', caughtUp, 30_000, 100);
@@ -78,10 +78,10 @@ describe.skipIf(!bin)('backfill throttled by replica lag (real streaming standby
     const [outcome] = await running;
     expect(outcome!.error).toBeUndefined();
     expect(entries().some((e) => String(e.msg).startsWith('replicas caught up after'))).toBe(true);
-    expect(await progress()).toEqual({ n: 20000, f: true });
+    expect(await progress()).toEqual({ n: 40000, f: true });
     // And the standby has the backfilled rows too.
     await waitFor('the standby to replay the backfill', caughtUp, 30_000, 100);
     const onStandby = await standby.query<{ n: number }>(`SELECT count(*)::int AS n FROM people WHERE first_name IS NOT NULL`);
-    expect(onStandby.rows[0]!.n).toBe(20000);
+    expect(onStandby.rows[0]!.n).toBe(40000);
   });
 });
