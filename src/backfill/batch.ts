@@ -3,6 +3,7 @@ import { qualified } from '../db/ident.js';
 import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { sqlState, SqlState } from '../db/client.js';
 import { LockTimeoutError, type Blocker } from '../errors.js';
+import type { Guards } from '../plan/types.js';
 import { isLockConflict, stepFailure, watchBlockers, withGuards } from '../runner/guards.js';
 import type { BackfillInput } from './backfill.js';
 import { enterPlanTransaction } from './plan-transaction.js';
@@ -30,6 +31,20 @@ export interface BatchResult {
 const FIRST_RETRY_WAIT_MS = RETRY_MIN_WAIT_MS / 5;
 /** A query cancel counts as our statement_timeout when the statement ran at least this share of it (locale-free). */
 const TIMEOUT_SHARE = 0.9;
+/** A batch waits at least this long for a row, however short its target: an application's own short transactions must not fail it. */
+const MIN_ROW_WAIT_MS = 100;
+
+/**
+ * The guards of one batch. A batch waiting for a row the application holds
+ * keeps every row it has already updated locked, and the application's
+ * writers of those rows wait behind it; so it waits no longer than about one
+ * batch (its target duration, never more than the plan's lock_timeout), then
+ * rolls back, releasing them all, and retries after a backoff.
+ */
+export function batchGuards(guards: Guards, targetMs: number | null): Guards {
+  const rowWait = targetMs === null ? guards.lockTimeoutMs : Math.max(MIN_ROW_WAIT_MS, targetMs);
+  return { ...guards, lockTimeoutMs: Math.min(guards.lockTimeoutMs, rowWait) };
+}
 
 /**
  * Run the batch after `lower` and commit it with its checkpoint; on a
@@ -42,7 +57,10 @@ const TIMEOUT_SHARE = 0.9;
  *   minimum size also times out.
  */
 export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSizer, lower: KeyValue | null, upper: KeyValue): Promise<BatchResult> {
-  const { ctx, plan } = input;
+  const { plan } = input;
+  const guards = batchGuards(plan.guards, sizer.targetMs);
+  // The watcher asks who blocks us halfway through the batch's own lock timeout.
+  const ctx = { ...input.ctx, guards };
   let conflicts = 0;
   let blockers: Blocker[] = [];
   for (;;) {
@@ -50,7 +68,7 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
     const started = performance.now();
     const watch = watchBlockers(ctx);
     try {
-      return await runBatch(input, sizer, size, lower, upper);
+      return await runBatch(input, guards, sizer, size, lower, upper);
     } catch (error) {
       const ms = performance.now() - started;
       const code = sqlState(error);
@@ -95,12 +113,12 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    the batch waited is re-checked and recomputed from its new version;
  * 3. move the checkpoint in the same transaction.
  */
-async function runBatch(input: BackfillInput, sizer: BatchSizer, size: number, lower: KeyValue | null, upper: KeyValue): Promise<BatchResult> {
+async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, size: number, lower: KeyValue | null, upper: KeyValue): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
   const client = ctx.client;
   const key = facts.key;
   const started = performance.now();
-  return withGuards(client, 'guarded', plan.guards, async () => {
+  return withGuards(client, 'guarded', guards, async () => {
     await enterPlanTransaction(client, facts, true);
     const low = lower ?? [];
     const t0 = performance.now();

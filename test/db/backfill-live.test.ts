@@ -80,9 +80,10 @@ describe('backfill under live traffic', () => {
 
   it('retries a batch that deadlocks with an application transaction touching rows in reverse order', async () => {
     await table('dl', 3_000);
-    // The batch (one, over every row) must start waiting before the application closes the cycle; lock_timeout is
-    // longer than deadlock_timeout so the deadlock detector, not the lock timeout, breaks the cycle.
-    const p = plan(splitPlanYaml('split-dl', 'public.dl', '{ batch_size: 5000, pause: 0ms }', guards('5s', '20s', 3)));
+    // The batch (one, over every row) must start waiting before the application closes the cycle; the batch's
+    // lock wait (lock_timeout, capped by target_batch_ms) is longer than deadlock_timeout, so the deadlock
+    // detector, not the lock timeout, breaks the cycle.
+    const p = plan(splitPlanYaml('split-dl', 'public.dl', '{ batch_size: 5000, pause: 0ms, target_batch_ms: 5000 }', guards('5s', '20s', 3)));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
     const app = await db.connect();
     try {
@@ -108,7 +109,7 @@ describe('backfill under live traffic', () => {
     }
   });
 
-  it('does not wait on a row the application holds for longer than lock_timeout, retries, and names the holder', async () => {
+  it('does not wait on a row the application holds for longer than one batch (within lock_timeout), retries, and names the holder', async () => {
     await table('held', 2_000);
     const p = plan(splitPlanYaml('split-held', 'public.held', '{ batch_size: 500, pause: 0ms }', guards('300ms', '10s', 8)));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();

@@ -48,3 +48,14 @@ describe('adaptive batch size', () => {
     expect(s.size).toBe(1_000);
   });
 });
+
+describe('a batch waits for a held row about one batch long', () => {
+  const guards = { lockTimeoutMs: 2_000, statementTimeoutMs: 30_000, retries: 8 };
+  it('caps lock_timeout at the target, with a floor for short application transactions', async () => {
+    const { batchGuards } = await import('../../src/backfill/batch.js');
+    expect(batchGuards(guards, 200)).toEqual({ ...guards, lockTimeoutMs: 200 });
+    expect(batchGuards(guards, 5)).toEqual({ ...guards, lockTimeoutMs: 100 });
+    expect(batchGuards(guards, 5_000)).toEqual(guards);
+    expect(batchGuards(guards, null)).toEqual(guards);
+  });
+});
