@@ -157,7 +157,8 @@ async function main(): Promise<void> {
     console.log(`  before and after:  ${lat(baseline)}`);
     console.log(`  during:            ${lat(load)}`);
     const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
-    console.log(`p99 during / before:                ${(p99(load) / p99(baseline)).toFixed(2)}  (writes alone ${(percentile(load.writes, 99) / percentile(baseline.writes, 99)).toFixed(2)})`);
+    const ratio99 = (a: number[], b: number[]): string => (percentile(a, 99) / percentile(b, 99)).toFixed(2);
+    console.log(`p99 during / before:                ${(p99(load) / p99(baseline)).toFixed(2)}  (reads alone ${ratio99(load.reads, baseline.reads)}, writes alone ${ratio99(load.writes, baseline.writes)})`);
     console.log(`verify after the live backfill:     exit ${verify.code} ${verify.stdout.trim()}`);
     console.log(`table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}`);
   } finally {
