@@ -31,6 +31,7 @@ export interface BackfillProgress {
   readonly waiting: string | null;
 }
 
+/** What a backfill needs: the runner's context and state store, the plan, and its compiled change. */
 export interface BackfillInput {
   readonly ctx: RunContext;
   readonly store: StateStore;
