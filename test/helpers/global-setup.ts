@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { startServer } from './server.js';
+import { requestedMajor, startServer } from './server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -13,6 +13,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('adminUrl', server.adminUrl);
   const version = await serverVersion(server.adminUrl);
   console.log(`pgshift tests: PostgreSQL ${version} (${server.source})`);
+  // A package for another platform may map one major to another's binaries: never test the wrong one quietly.
+  const wanted = requestedMajor();
+  if (wanted !== null && server.source !== 'TEST_DATABASE_URL' && Number.parseInt(version, 10) !== wanted) {
+    await server.stop();
+    throw new Error(`PGSHIFT_TEST_PG_MAJOR=${wanted} but the server is PostgreSQL ${version}`);
+  }
   return () => server.stop();
 }
 
