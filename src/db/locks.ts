@@ -6,12 +6,21 @@ const BLOCKER_COLUMNS = `a.pid, a.state, a.application_name AS "applicationName"
   extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8 AS seconds,
   left(a.query, ${BLOCKER_QUERY_MAX_CHARS}) AS query`;
 
-/** Sessions blocking `pid` right now (`pg_blocking_pids`), with what they are doing. */
+/**
+ * Sessions blocking `pid` right now (`pg_blocking_pids`), with what they are
+ * doing. pg_blocking_pids briefly takes every lock-manager partition lock
+ * and is volatile, so it is called once (not once per pg_stat_activity row)
+ * and only when `pid` is waiting for a lock at all: the backfill asks this
+ * during most batches, which are usually just running.
+ */
 export async function blockersOf(monitor: Client, pid: number): Promise<Blocker[]> {
   const { rows } = await monitor.query<Blocker>(
-    `SELECT ${BLOCKER_COLUMNS}, (SELECT string_agg(DISTINCT l.mode, ', ') FROM pg_locks l
+    `WITH blocking AS MATERIALIZED (
+       SELECT unnest(pg_blocking_pids($1)) AS pid
+        WHERE EXISTS (SELECT 1 FROM pg_stat_activity w WHERE w.pid = $1 AND w.wait_event_type = 'Lock'))
+     SELECT ${BLOCKER_COLUMNS}, (SELECT string_agg(DISTINCT l.mode, ', ') FROM pg_locks l
              WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation') AS mode
-       FROM pg_stat_activity a WHERE a.pid = ANY (pg_blocking_pids($1)) ORDER BY a.pid`,
+       FROM pg_stat_activity a WHERE a.pid IN (SELECT pid FROM blocking) ORDER BY a.pid`,
     [pid],
   );
   return rows;
