@@ -8,7 +8,7 @@ import { isLockConflict, stepFailure, watchBlockers, withGuards } from '../runne
 import type { BackfillInput } from './backfill.js';
 import { enterPlanTransaction } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
-import { differsPredicate, fillNewAssignments } from './consistency.js';
+import { fillNewAssignments, newSideStale } from './consistency.js';
 import { batchEndSql, onKeyIndex, rangeCountSql, rangeWhere, readKey, type KeyValue } from './keyset.js';
 
 /** A committed batch. */
@@ -108,8 +108,8 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    SHARE and stronger, i.e. DDL and CREATE INDEX without CONCURRENTLY, so
  *    the application's reads and writes go on; row locks on the rows it
  *    rewrites, which a concurrent writer of the same row waits for until the
- *    batch commits, so batches are kept short). Only rows whose sides differ
- *    are rewritten; in READ COMMITTED a row changed by the application while
+ *    batch commits, so batches are kept short). Only rows whose new side is
+ *    not what `using` gives are rewritten; in READ COMMITTED a row changed by the application while
  *    the batch waited is re-checked and recomputed from its new version;
  * 3. move the checkpoint in the same transaction.
  */
@@ -128,7 +128,7 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     const t1 = performance.now();
     const updated = await client.query(
       `UPDATE ${qualified(facts.table)} SET ${fillNewAssignments(change, names)}
-        WHERE ${rangeWhere(key, lower !== null, true, 1)} AND ${differsPredicate(change, names)}`,
+        WHERE ${rangeWhere(key, lower !== null, true, 1)} AND ${newSideStale(change, names)}`,
       [...low, ...end],
     );
     const t2 = performance.now();

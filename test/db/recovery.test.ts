@@ -121,6 +121,20 @@ describe('a phase that fails part-way', () => {
     expect(await describeTable(db, `${schema}.users`)).toEqual(before);
   });
 
+  it('a row whose old value is what the reverse gives from NULLs is still backfilled, and verified', async () => {
+    const schema = 'blank';
+    await usersIn(schema, 50);
+    // concat_ws(' ', NULL, NULL) is '': such a row must not pass for already in sync.
+    await db.sql(`INSERT INTO ${schema}.users (full_name) VALUES ('')`);
+    const p = splitIn(schema);
+    const options = { databaseUrl: db.url };
+    expect((await apply([p], 'dual-write', options))[0]!.error).toBeUndefined();
+    expect((await verify(p, options)).differing).toBe(51);
+    expect((await apply([p], 'backfill', options))[0]!.error).toBeUndefined();
+    expect(await db.sql(`SELECT first_name, last_name FROM ${schema}.users WHERE full_name = ''`)).toEqual([{ first_name: '', last_name: null }]);
+    expect((await verify(p, options)).differing).toBe(0);
+  });
+
   it('a verification failure stops switch-read with exit 4 and the plan can be fixed and resumed', async () => {
     const schema = 'tamper';
     await usersIn(schema, 200);
