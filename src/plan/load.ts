@@ -75,7 +75,8 @@ function build(data: PlanFile, name: string, file: string): Plan {
     backfill: {
       batchSize: data.backfill?.batch_size ?? DEFAULT_BATCH_SIZE,
       pauseMs: data.backfill?.pause ?? DEFAULT_PAUSE_MS,
-      targetBatchMs: data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS,
+      // 0 turns the adaptive size off: every batch is `batch_size` rows.
+      targetBatchMs: data.backfill?.target_batch_ms === 0 ? null : (data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS),
       maxReplicaLagMs: data.backfill?.max_replica_lag ?? DEFAULT_MAX_REPLICA_LAG_MS,
     },
     guards: {

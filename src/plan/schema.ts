@@ -66,7 +66,8 @@ export const retypeSchema = z.strictObject({
 export const backfillSchema = z.strictObject({
   batch_size: z.number().int().min(1).max(10_000_000).optional(),
   pause: duration.optional(),
-  target_batch_ms: z.number().int().min(1).optional(),
+  /** 0 keeps every batch at `batch_size`. */
+  target_batch_ms: z.number().int().min(0).optional(),
   max_replica_lag: duration.optional(),
 });
 
