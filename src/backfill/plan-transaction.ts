@@ -11,6 +11,14 @@ import type { Client } from '../db/client.js';
  */
 export async function enterPlanTransaction(client: Client, facts: PlanFacts, backfill: boolean): Promise<void> {
   const settings = [`set_config('search_path', ${literal(facts.searchPath)}, true)`];
-  if (backfill) settings.push(`set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
+  if (backfill) {
+    settings.push(`set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
+    // A batch and its checkpoint commit together, and both are derived from
+    // rows already durable: a crash that loses the last few unflushed batches
+    // loses their checkpoint with them, and the resumed run redoes them. So
+    // the batch need not wait for its WAL flush, and application commits are
+    // not queued behind the backfill's flushes either.
+    settings.push(`set_config('synchronous_commit', 'off', true)`);
+  }
   await client.query(`SELECT ${settings.join(', ')}`);
 }

@@ -38,8 +38,8 @@ export function runContext(fields: Omit<RunContext, 'monitor' | 'close'>): RunCo
 export async function setLocalTimeouts(client: Client, mode: TimeoutMode, guards: Guards): Promise<void> {
   const lock = mode === 'none' ? 0 : guards.lockTimeoutMs;
   const statement = mode === 'guarded' ? guards.statementTimeoutMs : 0;
-  await client.query(`SET LOCAL lock_timeout = ${Math.round(lock)}`);
-  await client.query(`SET LOCAL statement_timeout = ${Math.round(statement)}`);
+  // One round trip for both (simple protocol, numbers only): it is paid once per backfill batch.
+  await client.query(`SET LOCAL lock_timeout = ${Math.round(lock)}; SET LOCAL statement_timeout = ${Math.round(statement)}`);
 }
 
 /**

@@ -29,7 +29,7 @@ describe('parsePlan', () => {
     expect(plan.name).toBe('rename-a');
     expect(plan.table).toEqual({ name: 'users' });
     expect(plan.guards).toEqual({ lockTimeoutMs: 2000, statementTimeoutMs: 30_000, retries: 8 });
-    expect(plan.backfill).toMatchObject({ batchSize: 5000, pauseMs: 20 });
+    expect(plan.backfill).toMatchObject({ batchSize: 5000, pauseMs: 0, targetBatchMs: 50 });
   });
 
   it('reports every mistake at once, each with its line and field', () => {
@@ -70,7 +70,7 @@ describe('parsePlan', () => {
 
   it('keeps batches at batch_size when target_batch_ms is 0', () => {
     expect(parsePlan(SPLIT_YAML.replace('pause: 0ms', 'pause: 0ms\n  target_batch_ms: 0'), 'a.yaml').backfill.targetBatchMs).toBeNull();
-    expect(parsePlan(SPLIT_YAML, 'a.yaml').backfill.targetBatchMs).toBe(200);
+    expect(parsePlan(SPLIT_YAML, 'a.yaml').backfill.targetBatchMs).toBe(50);
   });
 
   it('refuses YAML that does not parse, naming the line', () => {
