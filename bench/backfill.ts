@@ -35,6 +35,7 @@ import { parsePlan } from '../src/plan/load.js';
 import { DEFAULT_PAUSE_MS, DEFAULT_TARGET_BATCH_MS } from '../src/defaults.js';
 import { benchServer } from './server.js';
 import { percentile, startWorkload, type WorkloadResult } from './workload.js';
+import { splitPlanYaml } from '../test/helpers/fixtures.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/migrate.js');
 
@@ -53,23 +54,8 @@ const PAUSE_MS = option('pause-ms', DEFAULT_PAUSE_MS);
 /** `backfill.target_batch_ms` for the benchmark's plans; the default unless given. */
 const TARGET_MS = option('target-ms', DEFAULT_TARGET_BATCH_MS);
 
-const planYaml = (table: string): string => `
-plan: ${table.replaceAll('_', '-')}
-table: public.${table}
-split:
-  column: full_name
-  into:
-    - name: first_name
-      type: text
-      using: split_part(full_name, ' ', 1)
-    - name: last_name
-      type: text
-      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
-  reverse: concat_ws(' ', first_name, last_name)
-backfill:
-  pause: ${PAUSE_MS}ms
-  target_batch_ms: ${TARGET_MS}
-`;
+const planYaml = (table: string): string =>
+  splitPlanYaml(table.replaceAll('_', '-'), `public.${table}`, `{ pause: ${PAUSE_MS}ms, target_batch_ms: ${TARGET_MS} }`, '{}');
 
 async function main(): Promise<void> {
   const server = await benchServer();

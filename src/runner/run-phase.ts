@@ -1,24 +1,12 @@
-import { runBackfill, type BackfillProgress } from '../backfill/backfill.js';
+import { runBackfill, type BackfillInput } from '../backfill/backfill.js';
 import { verifyRows } from '../backfill/verify.js';
-import type { ColumnChange, PlanFacts } from '../changes/model.js';
-import type { ObjectNames } from '../changes/sql-objects.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
-import type { Plan } from '../plan/types.js';
-import type { StateStore } from '../state/store.js';
-import { runSqlStep, type RunContext } from './guards.js';
+import { runSqlStep } from './guards.js';
 import type { Step } from './steps.js';
 
-/** Everything a phase's steps may need. */
-export interface PhaseInput {
-  readonly ctx: RunContext;
-  readonly store: StateStore;
-  readonly plan: Plan;
-  readonly facts: PlanFacts;
-  readonly change: ColumnChange;
-  readonly names: ObjectNames;
-  readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
-}
+/** Everything a phase's steps may need: what a backfill needs is all of it. */
+export type PhaseInput = BackfillInput;
 
 /** Run one phase's steps in one direction, in order. Every step is idempotent, so a re-run after a failure is safe. */
 export async function runPhaseSteps(input: PhaseInput, phase: Phase, action: Action, steps: readonly Step[]): Promise<void> {

@@ -88,7 +88,7 @@ describe('runners', () => {
 
   it('a runner killed mid-backfill leaves a checkpoint; the next apply resumes there and ends with 0 differing rows', async () => {
     // Small fixed batches with long pauses, so the kill lands while the backfill is under way.
-    const slow = SPLIT_YAML.replace('batch_size: 500', 'batch_size: 100').replace('pause: 0ms', 'pause: 150ms\n  target_batch_ms: 0');
+    const slow = SPLIT_YAML.replace('batch_size: 500', 'batch_size: 100').replace('pause: 0ms', 'pause: 150ms, target_batch_ms: 0');
     const dir = await planDir({ 'split.yaml': slow });
     const args = ['--dir', dir, '--database-url', db.url];
     expect((await runCli(['plan', 'apply', '--phase', 'dual-write', ...args])).code).toBe(0);

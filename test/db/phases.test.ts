@@ -3,7 +3,7 @@ import { apply, rollback, status, verify } from '../../src/index.js';
 import { PHASES, phaseIndex, type Phase } from '../../src/phases/phases.js';
 import { describeTable } from '../helpers/catalog.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
-import { plan } from '../helpers/fixtures.js';
+import { plan, splitPlanYaml } from '../helpers/fixtures.js';
 
 /**
  * Every change kind through all six phases with writes from the code versions
@@ -28,23 +28,12 @@ interface Kind {
   readonly defaulted: { old: Record<string, string | null>; new: Record<string, string | null> };
 }
 
-const guards = `
-backfill: { batch_size: 300, pause: 0ms }
-guards: { lock_timeout: 1s, statement_timeout: 20s, retries: 2 }
-`;
+const BACKFILL = '{ batch_size: 300, pause: 0ms }';
+const GUARDS = '{ lock_timeout: 1s, statement_timeout: 20s, retries: 2 }';
 
 const KINDS: Record<string, Kind> = {
   split: {
-    yaml: (schema) => `
-plan: split-${schema.replaceAll('_', '-')}
-table: ${schema}.users
-split:
-  column: full_name
-  into:
-    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }
-    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }
-  reverse: "concat_ws(' ', first_name, last_name)"
-${guards}`,
+    yaml: (schema) => splitPlanYaml(`split-${schema.replaceAll('_', '-')}`, `${schema}.users`, BACKFILL, GUARDS),
     oldColumns: ['full_name'],
     newColumns: ['first_name', 'last_name'],
     oldValue: (i) => ({ old: { full_name: `Old${i} Writer${i}` }, new: { first_name: `Old${i}`, last_name: `Writer${i}` } }),
@@ -56,7 +45,8 @@ ${guards}`,
 plan: rename-${schema.replaceAll('_', '-')}
 table: ${schema}.users
 rename: { column: full_name, to: display_name }
-${guards}`,
+backfill: ${BACKFILL}
+guards: ${GUARDS}`,
     oldColumns: ['full_name'],
     newColumns: ['display_name'],
     oldValue: (i) => ({ old: { full_name: `Old ${i}` }, new: { display_name: `Old ${i}` } }),

