@@ -10,7 +10,8 @@ export type PhaseInput = BackfillInput;
 
 /** Run one phase's steps in one direction, in order. Every step is idempotent, so a re-run after a failure is safe. */
 export async function runPhaseSteps(input: PhaseInput, phase: Phase, action: Action, steps: readonly Step[]): Promise<void> {
-  const log = input.ctx.log.child({ plan: input.plan.name, phase, action });
+  // The session's logger already carries the plan.
+  const log = input.ctx.log.child({ phase, action });
   for (const step of steps) {
     const started = Date.now();
     const outcome = await runStep({ ...input, ctx: { ...input.ctx, log } }, step);

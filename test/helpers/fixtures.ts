@@ -3,15 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { parsePlan } from '../../src/plan/load.js';
 import type { Plan } from '../../src/plan/types.js';
+import { USERS_DDL } from '../../examples/app/schema.js';
 
-/** The users table the example plans change. */
-export const USERS_TABLE = `
-  CREATE TABLE users (
-    id bigserial PRIMARY KEY,
-    full_name text NOT NULL DEFAULT 'anonymous',
-    user_name text,
-    email text
-  )`;
+/** The users table the example plans change: the example application's own. */
+export const USERS_TABLE = USERS_DDL;
 
 /** Insert `n` users with names "First<i> Last<i>". */
 export function seedUsers(n: number): string {
