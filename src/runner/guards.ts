@@ -34,12 +34,20 @@ export function runContext(fields: Omit<RunContext, 'monitor' | 'close'>): RunCo
   };
 }
 
-/** `SET LOCAL` the timeouts a step runs under. */
-export async function setLocalTimeouts(client: Client, mode: TimeoutMode, guards: Guards): Promise<void> {
+/**
+ * The SET statements for the timeouts a step runs under, for the transaction
+ * (`LOCAL`) or the session. One text, so one round trip (simple protocol,
+ * numbers only): it is paid once per backfill batch.
+ */
+function timeoutSettings(mode: TimeoutMode, guards: Guards, scope: 'LOCAL' | 'SESSION'): string {
   const lock = mode === 'none' ? 0 : guards.lockTimeoutMs;
   const statement = mode === 'guarded' ? guards.statementTimeoutMs : 0;
-  // One round trip for both (simple protocol, numbers only): it is paid once per backfill batch.
-  await client.query(`SET LOCAL lock_timeout = ${Math.round(lock)}; SET LOCAL statement_timeout = ${Math.round(statement)}`);
+  return `SET ${scope} lock_timeout = ${Math.round(lock)}; SET ${scope} statement_timeout = ${Math.round(statement)}`;
+}
+
+/** `SET LOCAL` the timeouts a step runs under. */
+export async function setLocalTimeouts(client: Client, mode: TimeoutMode, guards: Guards): Promise<void> {
+  await client.query(timeoutSettings(mode, guards, 'LOCAL'));
 }
 
 /**
@@ -126,18 +134,14 @@ async function execute(ctx: RunContext, step: SqlStep): Promise<void> {
     return;
   }
   // CONCURRENTLY cannot run in a transaction block, so the timeouts are set for the session and reset after.
-  const lock = step.timeouts === 'none' ? 0 : ctx.guards.lockTimeoutMs;
-  const statement = step.timeouts === 'guarded' ? ctx.guards.statementTimeoutMs : 0;
-  await ctx.client.query(`SET lock_timeout = ${lock}`);
-  await ctx.client.query(`SET statement_timeout = ${statement}`);
+  await ctx.client.query(timeoutSettings(step.timeouts, ctx.guards, 'SESSION'));
   const stopProgress = step.concurrentIndex ? watchIndexProgress(ctx, step.concurrentIndex) : () => undefined;
   try {
     if (step.concurrentIndex) await dropInvalidLeftover(ctx, step.concurrentIndex);
     for (const sql of step.statements) await ctx.client.query(sql);
   } finally {
     stopProgress();
-    await ctx.client.query('RESET lock_timeout').catch(() => undefined);
-    await ctx.client.query('RESET statement_timeout').catch(() => undefined);
+    await ctx.client.query('RESET lock_timeout; RESET statement_timeout').catch(() => undefined);
   }
 }
 

@@ -50,6 +50,9 @@ export function inFlight(state: PlanState | null): boolean {
 const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status, unfinished_phase AS "unfinishedPhase",
   unfinished_action AS "unfinishedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
 
+const BACKFILL_COLUMNS = `upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
+  rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"`;
+
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
   private readonly s: string;
@@ -171,9 +174,7 @@ export class StateStore {
   async backfill(name: string): Promise<BackfillState | null> {
     if (!(await this.exists())) return null;
     const { rows } = await this.client.query<BackfillState>(
-      `SELECT upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
-              rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"
-         FROM ${this.s}.backfill WHERE plan = $1`,
+      `SELECT ${BACKFILL_COLUMNS} FROM ${this.s}.backfill WHERE plan = $1`,
       [name],
     );
     return rows[0] ?? null;
@@ -183,9 +184,7 @@ export class StateStore {
   async allBackfills(): Promise<Map<string, BackfillState>> {
     if (!(await this.exists())) return new Map();
     const { rows } = await this.client.query<BackfillState & { plan: string }>(
-      `SELECT plan, upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
-              rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"
-         FROM ${this.s}.backfill`,
+      `SELECT plan, ${BACKFILL_COLUMNS} FROM ${this.s}.backfill`,
     );
     return new Map(rows.map((r) => [r.plan, r]));
   }
