@@ -115,6 +115,21 @@ export class PlanBusyError extends PgshiftError {
   }
 }
 
+/** The state schema was written by a newer pgshift than this one. Exit 2. */
+export class StateSchemaError extends PgshiftError {
+  readonly exitCode = ExitCode.invalidInput;
+  constructor(
+    readonly schema: string,
+    readonly found: number,
+    readonly supported: number,
+  ) {
+    super(
+      `the state schema "${schema}" is at version ${found}, newer than this pgshift understands (${supported}): ` +
+        'a newer pgshift has run against this database. Run that version (or newer) instead; nothing was changed.',
+    );
+  }
+}
+
 /** Anything else that stops a phase: the database said no. Exit 1. */
 export class PhaseFailedError extends PgshiftError {
   readonly exitCode = ExitCode.failed;

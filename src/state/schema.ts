@@ -1,84 +1,60 @@
 import { withTransaction, type Client } from '../db/client.js';
-import { ident, literal } from '../db/ident.js';
-import { CHANGE_KINDS } from '../plan/schema.js';
-import { PHASES, STATUSES } from '../phases/phases.js';
-
-const inList = (values: readonly string[]): string => values.map(literal).join(', ');
+import { ident } from '../db/ident.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from '../defaults.js';
+import { StateSchemaError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { STATE_MIGRATIONS, STATE_SCHEMA_VERSION } from './migrations.js';
 
 /**
- * The state tables. Their constraints make impossible states
- * unrepresentable: a complete plan is at `contract`, a rolled-back plan has
- * no phase, one plan at most is in flight per table, a failed plan names the
- * phase it stopped in and why, and a failed event carries its error.
- * `unfinished_phase` is set while a phase runs and cleared when it ends, so a
- * runner killed mid-phase leaves a record of what it was doing.
+ * The version of the state schema in `schema`: 0 when there is none, 1 for
+ * the tables pgshift 0.1.0 made (they predate the version table), else what
+ * `schema_version` records.
  */
-export function stateSchemaSql(schema: string): string[] {
+export async function stateSchemaVersion(client: Client, schema: string): Promise<number> {
   const s = ident(schema);
-  const phase = `text CHECK (%s IN (${inList(PHASES)}))`;
-  return [
-    `CREATE SCHEMA IF NOT EXISTS ${s}`,
-    `CREATE TABLE IF NOT EXISTS ${s}.plans (
-      name text PRIMARY KEY CHECK (name ~ '^[a-z0-9]+(-[a-z0-9]+)*$'),
-      table_name text NOT NULL,
-      kind text NOT NULL CHECK (kind IN (${inList(CHANGE_KINDS)})),
-      checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
-      phase ${phase.replace('%s', 'phase')},
-      status text NOT NULL CHECK (status IN (${inList(STATUSES)})),
-      unfinished_phase ${phase.replace('%s', 'unfinished_phase')},
-      unfinished_action text CHECK (unfinished_action IN ('apply', 'rollback')),
-      last_error text,
-      facts jsonb NOT NULL,
-      started_at timestamptz NOT NULL DEFAULT now(),
-      updated_at timestamptz NOT NULL DEFAULT now(),
-      CHECK ((status = 'complete') = (phase IS NOT DISTINCT FROM 'contract')),
-      CHECK (status <> 'rolled_back' OR phase IS NULL),
-      CHECK ((unfinished_phase IS NULL) = (unfinished_action IS NULL)),
-      CHECK (status <> 'failed' OR (unfinished_phase IS NOT NULL AND last_error IS NOT NULL)),
-      CHECK (status IN ('in_progress', 'failed') OR unfinished_phase IS NULL)
-    )`,
-    `CREATE UNIQUE INDEX IF NOT EXISTS plans_one_in_flight_per_table ON ${s}.plans (table_name) WHERE status IN ('in_progress', 'failed')`,
-    `CREATE TABLE IF NOT EXISTS ${s}.events (
-      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      plan text NOT NULL REFERENCES ${s}.plans (name) ON DELETE CASCADE,
-      phase ${phase.replace('%s', 'phase')} NOT NULL,
-      action text NOT NULL CHECK (action IN ('apply', 'rollback')),
-      outcome text NOT NULL CHECK (outcome IN ('succeeded', 'failed')),
-      error text,
-      started_at timestamptz NOT NULL,
-      finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-      actor text NOT NULL,
-      version text NOT NULL,
-      CHECK ((outcome = 'failed') = (error IS NOT NULL)),
-      CHECK (finished_at >= started_at)
-    )`,
-    `CREATE INDEX IF NOT EXISTS events_plan ON ${s}.events (plan, id)`,
-    `CREATE TABLE IF NOT EXISTS ${s}.backfill (
-      plan text PRIMARY KEY REFERENCES ${s}.plans (name) ON DELETE CASCADE,
-      upper_key jsonb,
-      last_key jsonb,
-      rows_done bigint NOT NULL DEFAULT 0 CHECK (rows_done >= 0),
-      rows_estimated bigint NOT NULL DEFAULT 0 CHECK (rows_estimated >= 0),
-      batch_size integer NOT NULL CHECK (batch_size > 0),
-      started_at timestamptz NOT NULL DEFAULT now(),
-      updated_at timestamptz NOT NULL DEFAULT now(),
-      finished_at timestamptz
-    )`,
-    `CREATE OR REPLACE FUNCTION ${s}.phase(plan_name text) RETURNS text
-      LANGUAGE sql STABLE SET search_path = pg_catalog
-      AS $$ SELECT phase FROM ${s}.plans WHERE name = plan_name $$`,
-    `COMMENT ON FUNCTION ${s}.phase(text) IS 'The last phase pgshift applied for a plan (NULL when none): applications switch their reads on it.'`,
-  ];
+  const { rows } = await client.query<{ versioned: boolean; plans: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AS versioned, to_regclass($2) IS NOT NULL AS plans`,
+    [`${s}.schema_version`, `${s}.plans`],
+  );
+  const { versioned, plans } = rows[0]!;
+  if (!versioned) return plans ? 1 : 0;
+  const { rows: v } = await client.query<{ version: number }>(`SELECT version FROM ${s}.schema_version`);
+  return v[0]?.version ?? 1;
+}
+
+/** Refuse a state schema written by a newer pgshift: its meaning may have changed under us. */
+export function assertNotNewer(schema: string, version: number): void {
+  if (version > STATE_SCHEMA_VERSION) throw new StateSchemaError(schema, version, STATE_SCHEMA_VERSION);
 }
 
 /**
- * Create the state schema if missing. Two runners starting at once would race
- * on CREATE SCHEMA, so creation is serialised on a transaction-level advisory
- * lock; every statement is IF NOT EXISTS or OR REPLACE.
+ * Create the state schema, or upgrade an older one in place, to
+ * `STATE_SCHEMA_VERSION`. Runners starting at once serialise on a
+ * transaction-level advisory lock, and the version is read again under it,
+ * so each step runs once; the steps and the version bump commit together.
+ * The state tables are small and only pgshift writes them, but the
+ * application reads `phase()` from them: `lock_timeout` keeps an upgrade's
+ * ALTERs from queueing those reads for long.
  */
 export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
+  const s = ident(schema);
   await withTransaction(client, async () => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`pgshift-schema:${schema}`]);
-    for (const sql of stateSchemaSql(schema)) await client.query(sql);
+    await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${DEFAULT_LOCK_TIMEOUT_MS}ms`]);
+    const from = await stateSchemaVersion(client, schema);
+    assertNotNewer(schema, from);
+    if (from === STATE_SCHEMA_VERSION) return;
+    // CREATE SCHEMA IF NOT EXISTS checks the database's CREATE privilege even
+    // when the schema exists, so an existing schema is never created again.
+    const { rows } = await client.query<{ present: boolean }>(`SELECT to_regnamespace($1) IS NOT NULL AS present`, [s]);
+    if (!rows[0]!.present) await client.query(`CREATE SCHEMA ${s}`);
+    for (const step of STATE_MIGRATIONS.filter((m) => m.version > from)) {
+      for (const sql of step.statements(schema)) await client.query(sql);
+    }
+    await client.query(
+      `INSERT INTO ${s}.schema_version (singleton, version, pgshift) VALUES (true, $1, $2)
+       ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, pgshift = EXCLUDED.pgshift, upgraded_at = now()`,
+      [STATE_SCHEMA_VERSION, VERSION],
+    );
   });
 }

@@ -1,7 +1,8 @@
 import type { Client } from '../db/client.js';
 import { actor } from '../db/client.js';
 import { display, ident } from '../db/ident.js';
-import { ensureStateSchema } from './schema.js';
+import { STATE_SCHEMA_VERSION } from './migrations.js';
+import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
 import type { PlanFacts } from '../changes/model.js';
 import type { Action, Phase, Status } from '../phases/phases.js';
 import type { ChangeKind } from '../plan/schema.js';
@@ -56,7 +57,8 @@ const BACKFILL_COLUMNS = `upper_key AS "upperKey", last_key AS "lastKey", rows_d
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
   private readonly s: string;
-  private present = false;
+  /** The state schema's version, once read (0 = none yet). */
+  private version: number | null = null;
   constructor(
     private readonly client: Client,
     readonly schema: string,
@@ -64,19 +66,24 @@ export class StateStore {
     this.s = ident(schema);
   }
 
-  /** Does the state schema exist yet? Reads of a database without it find no state. */
+  /**
+   * Does the state schema exist yet? Reads of a database without it find no
+   * state. A schema written by a newer pgshift is refused (exit 2) before
+   * anything reads or writes it.
+   */
   async exists(): Promise<boolean> {
-    if (this.present) return true;
-    const { rows } = await this.client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${this.s}.backfill`]);
-    this.present = rows[0]?.ok ?? false;
-    return this.present;
+    if (this.version === null) {
+      this.version = await stateSchemaVersion(this.client, this.schema);
+      assertNotNewer(this.schema, this.version);
+    }
+    return this.version > 0;
   }
 
-  /** Create the state schema if missing; called before the first write. */
+  /** Create the state schema, or upgrade an older one, before the first write. */
   async ensure(): Promise<void> {
-    if (await this.exists()) return;
+    if ((await this.exists()) && this.version === STATE_SCHEMA_VERSION) return;
     await ensureStateSchema(this.client, this.schema);
-    this.present = true;
+    this.version = STATE_SCHEMA_VERSION;
   }
 
   /** A plan's state, or null if it never started. */

@@ -1,0 +1,102 @@
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { STATE_SCHEMA_VERSION } from '../../src/state/migrations.js';
+import { ensureStateSchema, stateSchemaVersion } from '../../src/state/schema.js';
+import { describeDatabase } from '../helpers/catalog.js';
+import { runCli } from '../helpers/cli.js';
+import { freshDatabase, type TestDatabase } from '../helpers/db.js';
+import { planDir, seedUsers, SPLIT_YAML, USERS_TABLE } from '../helpers/fixtures.js';
+
+/**
+ * The state schema is versioned: a newer pgshift upgrades the tables an
+ * older one made, in place and keeping their rows; an older pgshift refuses
+ * a newer schema. Version 1 is the DDL pgshift 0.1.0 ran, kept verbatim as a
+ * fixture, so the test sees exactly what an existing installation has.
+ */
+
+const V1_DDL = new URL('../fixtures/state-schema-v1.sql', import.meta.url);
+
+let db: TestDatabase;
+let dir: string;
+beforeAll(async () => {
+  db = await freshDatabase();
+  await db.sql(USERS_TABLE);
+  await db.sql(seedUsers(200));
+  await db.sql(await readFile(V1_DDL, 'utf8'));
+  // A plan 0.1.0 finished on another table: its row and history must survive the upgrade.
+  await db.sql(`INSERT INTO pgshift.plans (name, table_name, kind, checksum, phase, status, facts)
+                VALUES ('old-rename', 'public.accounts', 'rename', repeat('a', 64), 'contract', 'complete', '{}')`);
+  await db.sql(`INSERT INTO pgshift.events (plan, phase, action, outcome, started_at, actor, version)
+                VALUES ('old-rename', 'contract', 'apply', 'succeeded', now() - interval '1 day', 'ops@ci', '0.1.0')`);
+  dir = await planDir({ 'split-users-full-name.yaml': SPLIT_YAML });
+});
+
+const args = (verb: string, ...rest: string[]): string[] => ['plan', verb, ...rest, '--dir', dir, '--database-url', db.url, '--json'];
+
+describe('state schema versions', () => {
+  it('reads a version 1 schema without changing it', async () => {
+    expect(await stateSchemaVersion(db.client, 'pgshift')).toBe(1);
+    const before = await describeDatabase(db);
+    const status = await runCli(args('status'));
+    expect(status.code).toBe(0);
+    const rows = status.lines[0] as unknown as { plan: string; status: string }[];
+    expect(rows.map((r) => [r.plan, r.status])).toEqual(
+      expect.arrayContaining([
+        ['old-rename', 'complete'],
+        ['split-users-full-name', 'not_started'],
+      ]),
+    );
+    expect(await describeDatabase(db)).toEqual(before);
+    expect(await db.sql(`SELECT to_regclass('pgshift.schema_version') AS t`)).toEqual([{ t: null }]);
+  });
+
+  it('upgrades version 1 in place on the first write, keeping every row, and records the version', async () => {
+    const result = await runCli(args('apply', '--phase', 'dual-write'));
+    expect(result.errors).toBe('');
+    expect(result.code).toBe(0);
+    expect(await stateSchemaVersion(db.client, 'pgshift')).toBe(STATE_SCHEMA_VERSION);
+    expect(await db.sql(`SELECT version, pgshift FROM pgshift.schema_version`)).toEqual([
+      { version: STATE_SCHEMA_VERSION, pgshift: expect.stringMatching(/^\d+\.\d+\.\d+/) },
+    ]);
+    expect(await db.sql(`SELECT name, status, phase FROM pgshift.plans ORDER BY name`)).toEqual([
+      { name: 'old-rename', status: 'complete', phase: 'contract' },
+      { name: 'split-users-full-name', status: 'in_progress', phase: 'dual-write' },
+    ]);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.events WHERE plan = 'old-rename'`)).toEqual([{ n: 1 }]);
+    // The kind is no longer a list frozen at install time.
+    const checks = await db.sql<{ conname: string }>(
+      `SELECT conname FROM pg_constraint WHERE conrelid = 'pgshift.plans'::regclass AND contype = 'c' AND conname LIKE 'plans_kind%' ORDER BY 1`,
+    );
+    expect(checks.map((c) => c.conname)).toEqual(['plans_kind_format']);
+    await db.sql(`UPDATE pgshift.plans SET kind = 'drop' WHERE name = 'old-rename'`);
+    await db.sql(`UPDATE pgshift.plans SET kind = 'rename' WHERE name = 'old-rename'`);
+  });
+
+  it('upgrades once when two runners start at the same moment', async () => {
+    const other = await freshDatabase();
+    await other.sql(await readFile(V1_DDL, 'utf8'));
+    const clients = await Promise.all([other.connect(), other.connect(), other.connect()]);
+    try {
+      await Promise.all(clients.map((c) => ensureStateSchema(c, 'pgshift')));
+      expect(await stateSchemaVersion(other.client, 'pgshift')).toBe(STATE_SCHEMA_VERSION);
+      expect(await other.sql(`SELECT count(*)::int AS n FROM pgshift.schema_version`)).toEqual([{ n: 1 }]);
+    } finally {
+      await Promise.all(clients.map((c: pg.Client) => c.end()));
+    }
+  });
+
+  it('refuses, with exit 2 and nothing changed, a schema written by a newer pgshift', async () => {
+    await db.sql(`UPDATE pgshift.schema_version SET version = $1`, [STATE_SCHEMA_VERSION + 1]);
+    const before = await describeDatabase(db);
+    const stateBefore = await db.sql(`SELECT name, phase, status, updated_at FROM pgshift.plans ORDER BY name`);
+    for (const verb of [['apply', '--phase', 'next'], ['rollback'], ['status']]) {
+      const result = await runCli(args(verb[0]!, ...(verb[0] === 'status' ? [] : ['split-users-full-name']), ...verb.slice(1)));
+      expect(result.code).toBe(2);
+      expect(result.errors).toMatch(new RegExp(`"pgshift" is at version ${STATE_SCHEMA_VERSION + 1}, newer than this pgshift understands \\(${STATE_SCHEMA_VERSION}\\)`));
+    }
+    expect(await describeDatabase(db)).toEqual(before);
+    expect(await db.sql(`SELECT name, phase, status, updated_at FROM pgshift.plans ORDER BY name`)).toEqual(stateBefore);
+    await db.sql(`UPDATE pgshift.schema_version SET version = $1`, [STATE_SCHEMA_VERSION]);
+  });
+});
