@@ -1,0 +1,25 @@
+-- The tables the example plans in plans/ change, with a few rows each.
+-- psql "$DATABASE_URL" -f examples/schema.sql
+CREATE TABLE users (
+  id bigserial PRIMARY KEY,
+  full_name text NOT NULL DEFAULT 'anonymous',
+  user_name text,
+  email text
+);
+INSERT INTO users (full_name, user_name, email)
+SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, 10000) g;
+
+CREATE TABLE customers (
+  id bigserial PRIMARY KEY,
+  street text NOT NULL,
+  city text NOT NULL
+);
+INSERT INTO customers (street, city)
+SELECT g || ' Main Street', (ARRAY['Lisbon', 'Oslo', 'Quito'])[1 + g % 3] FROM generate_series(1, 10000) g;
+
+CREATE TABLE orders (
+  id bigserial PRIMARY KEY,
+  price text NOT NULL
+);
+INSERT INTO orders (price)
+SELECT (g % 1000) || '.' || lpad((g % 100)::text, 2, '0') FROM generate_series(1, 10000) g;
