@@ -5,6 +5,8 @@
 export { apply, type PlanOutcome } from './api/apply.js';
 export { rollback } from './api/rollback.js';
 export { status, type PlanStatus } from './api/status.js';
+export { history } from './api/log.js';
+export type { HistoryEvent } from './state/store.js';
 export { verify } from './api/verify.js';
 export { show, type ShownPhase } from './api/show.js';
 export { lint, type LintResult } from './api/lint.js';

@@ -82,7 +82,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
         log.info({ phase }, `applying ${phase}`);
         await runPhaseSteps(input, phase, 'apply', program[phase].apply);
         await store.moveTo(plan.name, phase);
-      });
+      }, Boolean(session.options.force));
       done.push(phase);
     }
   } catch (error) {

@@ -6,8 +6,16 @@ import type { StateStore } from '../state/store.js';
  * unfinished before it starts (a killed runner leaves that mark), an event is
  * appended either way, and on failure the plan is marked failed with the
  * phase and error, so both `apply` and `rollback` know where to pick up.
+ * `forced` marks the events of a run given `--force`.
  */
-export async function recordPhase(store: StateStore, plan: string, phase: Phase, action: Action, fn: () => Promise<void>): Promise<void> {
+export async function recordPhase(
+  store: StateStore,
+  plan: string,
+  phase: Phase,
+  action: Action,
+  fn: () => Promise<void>,
+  forced = false,
+): Promise<void> {
   const startedAt = new Date();
   await store.markUnfinished(plan, phase, action);
   try {
@@ -16,8 +24,8 @@ export async function recordPhase(store: StateStore, plan: string, phase: Phase,
     const message = (error as Error).message || String(error);
     // The connection may be what failed; the original error matters more than the record of it.
     await store.markFailed(plan, phase, action, message).catch(() => undefined);
-    await store.event(plan, phase, action, startedAt, message).catch(() => undefined);
+    await store.event(plan, phase, action, startedAt, message, forced).catch(() => undefined);
     throw error;
   }
-  await store.event(plan, phase, action, startedAt, null);
+  await store.event(plan, phase, action, startedAt, null, forced);
 }

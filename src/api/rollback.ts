@@ -38,7 +38,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
           log.info({ phase }, `rolling back ${phase}`);
           await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
           await store.moveTo(plan.name, previousPhase(phase));
-        });
+        }, Boolean(options.force));
         done.push(phase);
       }
     } catch (error) {

@@ -1,7 +1,18 @@
 import { nextPhase, type Phase, type Status } from '../phases/phases.js';
 import type { Plan } from '../plan/types.js';
-import type { LastEvent } from '../state/store.js';
+import type { BackfillState, LastEvent } from '../state/store.js';
 import { withState, type RunOptions } from './session.js';
+
+/** Backfill progress: rows done of the estimate, and while it runs, its rate and time to go. */
+export interface BackfillStatus {
+  readonly done: number;
+  readonly total: number;
+  readonly finished: boolean;
+  /** Rows per second since the backfill started (null before its first checkpoint or once finished). */
+  readonly rowsPerSecond: number | null;
+  /** Seconds left at that rate (null when unknown or finished). */
+  readonly etaSeconds: number | null;
+}
 
 /** One line of `migrate plan status`. */
 export interface PlanStatus {
@@ -13,7 +24,7 @@ export interface PlanStatus {
   readonly status: Status | 'not_started';
   /** The phase `apply --phase next` would run, or null when complete. */
   readonly next: Phase | null;
-  readonly backfill: { readonly done: number; readonly total: number } | null;
+  readonly backfill: BackfillStatus | null;
   readonly lastEvent: LastEvent | null;
   readonly lastError: string | null;
   /** A phase that started and did not finish (it failed, or its runner was killed, or it is running now). */
@@ -45,11 +56,25 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         status: state?.status ?? 'not_started',
         next: state?.unfinishedAction === 'apply' ? state.unfinishedPhase : nextPhase(phase),
         unfinished: state?.unfinishedPhase ? { phase: state.unfinishedPhase, action: state.unfinishedAction! } : null,
-        backfill: bf ? { done: bf.rowsDone, total: Math.max(bf.rowsEstimated, bf.rowsDone) } : null,
+        backfill: bf ? backfillStatus(bf) : null,
         lastEvent: events.get(name) ?? null,
         lastError: state?.lastError ?? null,
         edited: Boolean(plan && state && state.checksum !== plan.checksum && state.status !== 'rolled_back'),
       };
     });
   });
+}
+
+function backfillStatus(bf: BackfillState): BackfillStatus {
+  const total = Math.max(bf.rowsEstimated, bf.rowsDone);
+  const seconds = (bf.updatedAt.getTime() - bf.startedAt.getTime()) / 1000;
+  const running = bf.finishedAt === null && bf.rowsDone > 0 && seconds > 0;
+  const rate = running ? bf.rowsDone / seconds : null;
+  return {
+    done: bf.rowsDone,
+    total,
+    finished: bf.finishedAt !== null,
+    rowsPerSecond: rate === null ? null : Math.round(rate),
+    etaSeconds: rate ? Math.round((total - bf.rowsDone) / rate) : null,
+  };
 }

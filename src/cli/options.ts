@@ -24,7 +24,8 @@ const duration = (flag: string) => (value: string): number => {
   return ms;
 };
 
-const integer = (value: string): number => {
+/** Parse a whole-number flag. */
+export const integer = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('needs a whole number');
   return Number(value);
 };
@@ -44,6 +45,7 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
     .addOption(new Option('--database-url <url>', 'connection URL (else DATABASE_URL, else libpq PG* variables)'))
     .option('--schema <name>', 'schema for pgshift state', process.env.PGSHIFT_SCHEMA ?? DEFAULT_STATE_SCHEMA)
     .option('--json', 'print JSON lines (the default when stdout is not a TTY)')
+    .option('--no-json', 'print human text even when stdout is not a TTY')
     .option('--log-level <level>', 'pino log level on stderr (default info; PGSHIFT_LOG_LEVEL)');
   if (guards) {
     command
@@ -66,7 +68,8 @@ export function runOptions(o: CommonOptions): RunOptions {
   };
 }
 
-/** JSON output unless stdout is a TTY and --json was not given. */
+/** JSON output unless stdout is a TTY and --json was not given; `--no-json` asks for the human text anywhere. */
 export function wantsJson(o: CommonOptions): boolean {
+  if (o.json === false) return false;
   return Boolean(o.json) || !process.stdout.isTTY;
 }

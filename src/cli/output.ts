@@ -40,3 +40,12 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
+
+/** "4 min ago" for a moment in the past, as a person reads a status line. */
+export function ago(when: Date, now: Date = new Date()): string {
+  const seconds = Math.max(0, Math.round((now.getTime() - when.getTime()) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86_400)} days ago`;
+}

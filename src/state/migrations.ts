@@ -77,7 +77,8 @@ function version1(schema: string): string[] {
 }
 
 /**
- * Version 2: the schema records its own version, and `plans.kind` is no
+ * Version 2: the schema records its own version, events record whether
+ * `--force` was given, and `plans.kind` is no
  * longer a list fixed at install time (an installation kept the list of the
  * release that created it, so a newer pgshift could not record a new change
  * kind); the kind is checked by the plan loader, the table keeps its shape.
@@ -94,13 +95,15 @@ function version2(schema: string): string[] {
     `ALTER TABLE ${s}.plans DROP CONSTRAINT IF EXISTS plans_kind_check`,
     `ALTER TABLE ${s}.plans DROP CONSTRAINT IF EXISTS plans_kind_format`,
     `ALTER TABLE ${s}.plans ADD CONSTRAINT plans_kind_format CHECK (kind ~ '^[a-z][a-z0-9-]*$')`,
+    // `--force` overrides a refusal; the history says when it did.
+    `ALTER TABLE ${s}.events ADD COLUMN IF NOT EXISTS forced boolean NOT NULL DEFAULT false`,
   ];
 }
 
 /** The state schema's whole history, oldest first; the last step's version is the current one. */
 export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 1, description: 'plans, events, backfill checkpoint, phase()', statements: version1 },
-  { version: 2, description: 'record the schema version; change kinds no longer fixed by a CHECK', statements: version2 },
+  { version: 2, description: 'record the schema version and forced events; change kinds no longer fixed by a CHECK', statements: version2 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -32,6 +32,9 @@ export interface BackfillState {
   readonly rowsDone: number;
   readonly rowsEstimated: number;
   readonly batchSize: number;
+  readonly startedAt: Date;
+  /** When the last checkpoint was written. */
+  readonly updatedAt: Date;
   readonly finishedAt: Date | null;
 }
 
@@ -43,6 +46,25 @@ export interface LastEvent {
   readonly finishedAt: Date;
 }
 
+/** One event of the history, as `migrate plan log` shows it. */
+export interface HistoryEvent {
+  readonly id: number;
+  readonly plan: string;
+  readonly phase: Phase;
+  readonly action: Action;
+  readonly outcome: 'succeeded' | 'failed';
+  readonly error: string | null;
+  readonly startedAt: Date;
+  readonly finishedAt: Date;
+  readonly durationMs: number;
+  /** `user@host` of the runner. */
+  readonly actor: string;
+  /** The pgshift version that ran it. */
+  readonly version: string;
+  /** The run was given `--force`. */
+  readonly forced: boolean;
+}
+
 /** Is a plan in flight: started and neither complete nor rolled back? */
 export function inFlight(state: PlanState | null): boolean {
   return state !== null && (state.status === 'in_progress' || state.status === 'failed');
@@ -52,7 +74,8 @@ const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status
   unfinished_action AS "unfinishedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
 
 const BACKFILL_COLUMNS = `upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
-  rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", finished_at AS "finishedAt"`;
+  rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", started_at AS "startedAt", updated_at AS "updatedAt",
+  finished_at AS "finishedAt"`;
 
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
@@ -158,13 +181,25 @@ export class StateStore {
     );
   }
 
-  /** Append to the history. */
-  async event(name: string, phase: Phase, action: Action, startedAt: Date, error: string | null): Promise<void> {
+  /** Append to the history; `forced` records that the run was given `--force`. */
+  async event(name: string, phase: Phase, action: Action, startedAt: Date, error: string | null, forced = false): Promise<void> {
     await this.client.query(
-      `INSERT INTO ${this.s}.events (plan, phase, action, outcome, error, started_at, actor, version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [name, phase, action, error === null ? 'succeeded' : 'failed', error, startedAt, actor(), VERSION],
+      `INSERT INTO ${this.s}.events (plan, phase, action, outcome, error, started_at, actor, version, forced)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [name, phase, action, error === null ? 'succeeded' : 'failed', error, startedAt, actor(), VERSION, forced],
     );
+  }
+
+  /** The history, newest first: every plan's, or those named. */
+  async history(plans: readonly string[], limit: number): Promise<HistoryEvent[]> {
+    if (!(await this.exists())) return [];
+    const { rows } = await this.client.query<HistoryEvent>(
+      `SELECT id::float8 AS id, plan, phase, action, outcome, error, started_at AS "startedAt", finished_at AS "finishedAt",
+              (extract(epoch FROM finished_at - started_at) * 1000)::float8 AS "durationMs", actor, version, forced
+         FROM ${this.s}.events WHERE cardinality($1::text[]) = 0 OR plan = ANY ($1) ORDER BY id DESC LIMIT $2`,
+      [plans, limit],
+    );
+    return rows;
   }
 
   /** The newest event of each plan. */

@@ -54,7 +54,7 @@ describe('backfill through the CLI', () => {
 
     const s = await runCli(['plan', 'status', NAME, '--dir', dir, '--json'], env);
     expect(s.code).toBe(0);
-    expect(s.lines[0]).toEqual([expect.objectContaining({ plan: NAME, phase: 'backfill', backfill: { done: ROWS, total: ROWS } })]);
+    expect(s.lines[0]).toEqual([expect.objectContaining({ plan: NAME, phase: 'backfill', backfill: { done: ROWS, total: ROWS, finished: true, rowsPerSecond: null, etaSeconds: null } })]);
   });
 
   it('ANALYZEd the table after the backfill, so the new columns have statistics', async () => {

@@ -81,7 +81,7 @@ describe('runners', () => {
     expect(loser.errors).toMatch(/plan "split-users-full-name" is being run by another runner \(pid \d+, pgshift/);
     const status = await runCli(['plan', 'status', 'split-users-full-name', '--json', ...args]);
     expect(JSON.parse(status.stdout)).toEqual([
-      expect.objectContaining({ plan: 'split-users-full-name', phase: 'backfill', status: 'in_progress', next: 'switch-read', backfill: { done: 3000, total: 3000 } }),
+      expect.objectContaining({ plan: 'split-users-full-name', phase: 'backfill', status: 'in_progress', next: 'switch-read', backfill: { done: 3000, total: 3000, finished: true, rowsPerSecond: null, etaSeconds: null } }),
     ]);
     expect((await runCli(['plan', 'rollback', 'split-users-full-name', '--phase', 'expand', ...args])).code).toBe(0);
   });

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { status, type PlanStatus } from '../../api/status.js';
+import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
+import { phaseIndex, PHASES } from '../../phases/phases.js';
 import { loadPlans } from '../../plan/load.js';
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
-import { table, type Output } from '../output.js';
+import { ago, table } from '../output.js';
 import type { CommandResult, Run } from './types.js';
 
 /** `migrate plan status [PLAN...] [--json]` */
@@ -26,13 +27,20 @@ function render(rows: readonly PlanStatus[]): string {
     rows.map((r) => [
       r.plan + (r.edited ? ' (edited!)' : ''),
       r.table,
-      r.phase ?? '-',
+      r.phase ? `${phaseIndex(r.phase) + 1}/${PHASES.length} ${r.phase}` : `0/${PHASES.length}`,
       r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
       r.next ?? '-',
-      r.backfill ? `${r.backfill.total ? Math.min(100, Math.floor((100 * r.backfill.done) / r.backfill.total)) : 100}% (${r.backfill.done}/${r.backfill.total})` : '-',
+      r.backfill ? backfillText(r.backfill) : '-',
       r.lastEvent
-        ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${r.lastEvent.finishedAt.toISOString()}` + (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
+        ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` + (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
         : '-',
     ]),
   );
+}
+
+function backfillText(b: BackfillStatus): string {
+  const percent = b.total ? Math.min(100, Math.floor((100 * b.done) / b.total)) : 100;
+  const base = `${b.finished ? 100 : percent}% (${b.done}/${b.total})`;
+  if (b.finished) return `${base} done`;
+  return b.rowsPerSecond === null ? base : `${base} ${b.rowsPerSecond} rows/s, ETA ${b.etaSeconds ?? '?'} s`;
 }
