@@ -76,7 +76,7 @@ describe('history', () => {
       expect(e.version).toMatch(/^\d+\.\d+\.\d+/);
     }
     expect((await cli('log', 'no-such-plan', '--json')).lines[0]).toEqual([]);
-    expect(((await cli('log', '--json', '--limit', '2')).lines[0] as unknown[]).length).toBe(2);
+    expect(((await cli('log', '--json', '--limit', '2')).lines[0] as unknown as unknown[]).length).toBe(2);
   });
 
   it('prints a table for people, forced runs marked', async () => {
