@@ -6,6 +6,7 @@ export { apply, type PlanOutcome } from './api/apply.js';
 export { rollback } from './api/rollback.js';
 export { status, type PlanStatus } from './api/status.js';
 export { history } from './api/log.js';
+export { detect, type DetectResult, type Detection } from './api/detect.js';
 export type { HistoryEvent } from './state/store.js';
 export { verify } from './api/verify.js';
 export { show, type ShownPhase } from './api/show.js';

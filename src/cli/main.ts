@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, exitCodeOf, PgshiftError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { applyCommand } from './commands/apply.js';
+import { detectCommand } from './commands/detect.js';
 import { inspectCommands } from './commands/inspect.js';
 import { logCommand } from './commands/log.js';
 import { rollbackCommand } from './commands/rollback.js';
@@ -40,6 +41,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   rollbackCommand(plan, run);
   inspectCommands(plan, run);
   logCommand(plan, run);
+  detectCommand(plan, run);
   for (const c of plan.commands) c.exitOverride();
 
   try {

@@ -14,7 +14,14 @@ const identifier = z
   .refine((s) => Buffer.byteLength(s) <= 63, 'is longer than 63 bytes, PostgreSQL would truncate it')
   .refine((s) => !s.includes('\0'), 'must not contain a NUL byte');
 
-const sqlExpression = z.string().trim().min(1, 'must be a SQL expression');
+/** Marks what pgshift could not write for you (`plan detect`, `plan new`); `lint` refuses it until a person does. */
+export const PLACEHOLDER = 'TODO(pgshift):';
+
+const sqlExpression = z
+  .string()
+  .trim()
+  .min(1, 'must be a SQL expression')
+  .refine((s) => !s.includes(PLACEHOLDER), `is a placeholder (${PLACEHOLDER}): write the SQL expression it asks for`);
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = toMilliseconds(value);

@@ -1,0 +1,66 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parse } from 'libpg-query';
+import { PlanError, type PlanProblem } from '../errors.js';
+
+/** One parsed statement of a migration file, with where it starts. */
+export interface ParsedStatement {
+  readonly file: string;
+  /** 1-based line of the statement's first character (comments before it skipped). */
+  readonly line: number;
+  /** The statement's text as written. */
+  readonly text: string;
+  /** Offset of `text` in the file, for locations inside it. */
+  readonly offset: number;
+  /** libpg_query's parse tree of the statement: `{ NodeType: {...} }`. */
+  readonly node: Record<string, unknown>;
+}
+
+/** The `.sql` files under each path (a file is taken as given), in a stable order. */
+export async function sqlFiles(paths: readonly string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const p of paths) {
+    const info = await stat(p).catch(() => null);
+    if (!info) throw new PlanError([{ file: p, path: '', message: 'no such file or directory' }]);
+    if (info.isFile()) found.push(p);
+    else {
+      const entries = (await readdir(p, { recursive: true })) as string[];
+      found.push(...entries.filter((e) => e.endsWith('.sql')).sort().map((e) => path.join(p, e)));
+    }
+  }
+  return found;
+}
+
+/**
+ * Parse a migration file with PostgreSQL's own parser (libpg_query, through
+ * WebAssembly): what PostgreSQL would run, never a guess by pattern. A file
+ * that does not parse is an input error naming the file and line.
+ */
+export async function parseSqlFile(file: string): Promise<ParsedStatement[]> {
+  const source = await readFile(file, 'utf8');
+  let tree: { stmts?: { stmt: Record<string, unknown>; stmt_location?: number; stmt_len?: number }[] };
+  try {
+    tree = (await parse(source)) as typeof tree;
+  } catch (error) {
+    const cursor = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition;
+    const problem: PlanProblem = {
+      file,
+      line: cursor === undefined ? undefined : lineAt(source, cursor),
+      path: '',
+      message: `does not parse as SQL: ${(error as Error).message}`,
+    };
+    throw new PlanError([problem]);
+  }
+  return (tree.stmts ?? []).map(({ stmt, stmt_location = 0, stmt_len }) => {
+    const raw = source.slice(stmt_location, stmt_len === undefined || stmt_len === 0 ? undefined : stmt_location + stmt_len);
+    // The statement's text starts after the comments and blanks that precede it.
+    const lead = /^(?:\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/)*/.exec(raw)![0].length;
+    return { file, line: lineAt(source, stmt_location + lead), text: raw, offset: stmt_location, node: stmt };
+  });
+}
+
+function lineAt(source: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < source.length; i++) if (source[i] === '\n') line++;
+  return line;
+}

@@ -1,0 +1,53 @@
+import { stringify } from 'yaml';
+import { PLACEHOLDER } from '../plan/schema.js';
+import type { ColumnChangeSuggestion } from './rules.js';
+
+/** A plan file `detect` proposes instead of an unsafe statement. */
+export interface SuggestedPlan {
+  readonly name: string;
+  /** The file's text: the plan, with a comment saying where it came from. */
+  readonly yaml: string;
+}
+
+/** A kebab-case plan name from its parts (the plan-name rule: lowercase letters, digits, single dashes). */
+export function planName(...parts: readonly string[]): string {
+  return (
+    parts
+      .join('-')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 60)
+      .replace(/-+$/, '') || 'plan'
+  );
+}
+
+/** How a plan names a table: `schema.table`, quoting a part that holds a dot. */
+function tableText(t: { schema: string | undefined; name: string }): string {
+  const part = (p: string): string => (p.includes('.') ? `"${p}"` : p);
+  return t.schema ? `${part(t.schema)}.${part(t.name)}` : part(t.name);
+}
+
+/**
+ * The plan that makes `change` the zero-downtime way. What pgshift cannot
+ * know from the SQL alone (a retype's way back to the old type) is left as a
+ * marked placeholder, which `lint` refuses until a person writes it.
+ */
+export function suggestPlan(change: ColumnChangeSuggestion, source: string): SuggestedPlan {
+  const name = planName(change.kind, change.table.name, change.column);
+  const body =
+    change.kind === 'rename'
+      ? { plan: name, table: tableText(change.table), rename: { column: change.column, to: change.to } }
+      : {
+          plan: name,
+          table: tableText(change.table),
+          retype: {
+            column: change.column,
+            to: change.to,
+            as: `${change.column}_new`,
+            using: change.using ?? `${change.column}::${change.to}`,
+            reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${change.column}::<old type>)`,
+          },
+        };
+  return { name, yaml: `# Written by \`migrate plan detect\` for ${source}.\n${stringify(body)}` };
+}
