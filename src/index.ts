@@ -7,6 +7,7 @@ export { rollback } from './api/rollback.js';
 export { status, type PlanStatus } from './api/status.js';
 export { history } from './api/log.js';
 export { detect, type DetectResult, type Detection } from './api/detect.js';
+export { newPlan, type NewPlanRequest, type NewPlanResult } from './api/new-plan.js';
 export type { HistoryEvent } from './state/store.js';
 export { verify } from './api/verify.js';
 export { show, type ShownPhase } from './api/show.js';

@@ -5,6 +5,7 @@ import { applyCommand } from './commands/apply.js';
 import { detectCommand } from './commands/detect.js';
 import { inspectCommands } from './commands/inspect.js';
 import { logCommand } from './commands/log.js';
+import { newCommand } from './commands/new.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { statusCommand } from './commands/status.js';
 import type { Run } from './commands/types.js';
@@ -42,6 +43,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   inspectCommands(plan, run);
   logCommand(plan, run);
   detectCommand(plan, run);
+  newCommand(plan, run);
   for (const c of plan.commands) c.exitOverride();
 
   try {

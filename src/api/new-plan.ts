@@ -1,0 +1,187 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { column, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
+import type { QualifiedName } from '../db/ident.js';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_MAX_REPLICA_LAG_MS,
+  DEFAULT_PAUSE_MS,
+  DEFAULT_RETRIES,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+  DEFAULT_TARGET_BATCH_MS,
+} from '../defaults.js';
+import { PlanError } from '../errors.js';
+import { planName } from '../detect/suggest.js';
+import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { parsePlan, splitTableName } from '../plan/load.js';
+import { PLACEHOLDER, type ChangeKind } from '../plan/schema.js';
+import { withState, type RunOptions } from './session.js';
+
+/** What `plan new` is asked for: a kind, `table.column` (merge: `table.a,b`) and the kind's targets. */
+export interface NewPlanRequest {
+  readonly kind: ChangeKind;
+  /** `[schema.]table.column`, or `[schema.]table.col1,col2` for merge. */
+  readonly source: string;
+  /** rename: the new name; split: the new columns; merge: the new column; retype: the new type. */
+  readonly targets: readonly string[];
+  /** Where to write the file (default `plans`). */
+  readonly dir?: string | undefined;
+  /** The plan's name (default from kind, table and column). */
+  readonly name?: string | undefined;
+}
+
+/** The file `plan new` wrote. */
+export interface NewPlanResult {
+  readonly plan: string;
+  readonly file: string;
+  /** Fields left as placeholders for a person to write; `lint` refuses the plan until they are. */
+  readonly placeholders: readonly string[];
+}
+
+type Expr = string | null; // null: a placeholder
+
+/**
+ * Write a plan file for a change, from the live catalog: the types are the
+ * columns' own, `using` and `reverse` are proposed where pgshift can (none
+ * for a rename; casts both ways for a retype the server accepts; a split on
+ * the first space, or a join with one, between text columns), and every
+ * default is spelled out with a comment. A column pgshift cannot change is
+ * refused with the reason (exit 2), and nothing is written.
+ */
+export async function newPlan(request: NewPlanRequest, options: RunOptions = {}): Promise<NewPlanResult> {
+  const { table: tableText, columns } = splitSource(request.source);
+  return withState(options, async (client, store) => {
+    const table = await resolveTable(client, splitTableName(tableText));
+    if (!table) throw new PlanError([{ file: '', path: 'table', message: `table "${tableText}" does not exist (or is not a table)` }]);
+    const facts = await readTableFacts(client, table);
+    const old = columns.map((name) => {
+      const c = column(facts, name);
+      if (!c) throw new PlanError([{ file: '', path: 'column', message: `column "${name}" does not exist in ${tableText}` }]);
+      return c;
+    });
+    const name = request.name ?? planName(request.kind, table.name, ...columns);
+    const file = path.join(request.dir ?? 'plans', `${name}.yaml`);
+    let change = propose(request, old);
+    // Check what would be written, placeholders standing for typed NULLs, so a refusal names its reason now.
+    const check = async (c: Record<string, unknown>): Promise<PlanError | null> => {
+      const plan = parsePlan(render(name, table, c, (e, type) => e ?? `NULL::${type}`), file);
+      return checkAgainstCatalog(client, plan, store.schema).then(() => null, (error: unknown) => (error instanceof PlanError ? error : Promise.reject(error)));
+    };
+    let refusal = await check(change);
+    if (refusal && request.kind === 'retype' && refusal.problems.every((p) => /^retype\.(using|reverse)$/.test(p.path))) {
+      // The server has no cast for one direction: leave it to a person.
+      change = propose(request, old, false);
+      refusal = await check(change);
+    }
+    if (refusal) {
+      throw new PlanError(refusal.problems.map((p) => ({ ...p, file: '', message: `pgshift cannot make this change: ${p.message}` })));
+    }
+    const placeholders: string[] = [];
+    const text = render(name, table, change, (e, _type, field) => e ?? (placeholders.push(field), `${PLACEHOLDER} write this expression`));
+    await writeFile(file, text, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') throw new PlanError([{ file, path: '', message: 'already exists; pick another --name or remove the file' }]);
+      throw error;
+    });
+    return { plan: name, file, placeholders };
+  });
+}
+
+function splitSource(source: string): { table: string; columns: string[] } {
+  const cut = source.lastIndexOf('.');
+  if (cut <= 0) throw new PlanError([{ file: '', path: 'source', message: `"${source}" must be table.column (or schema.table.column)` }]);
+  return { table: source.slice(0, cut), columns: source.slice(cut + 1).split(',').filter(Boolean) };
+}
+
+const TEXTUAL = /^(text|character varying(\(\d+\))?|varchar(\(\d+\))?)$/;
+
+/** A change with proposed expressions (`null` = placeholder), typed for rendering. */
+function propose(r: NewPlanRequest, old: readonly ColumnFacts[], castBack = true): Record<string, unknown> {
+  const need = (count: number, what: string): void => {
+    if (r.targets.length !== count && !(count < 0 && r.targets.length >= -count))
+      throw new PlanError([{ file: '', path: 'targets', message: `${r.kind} needs ${what}` }]);
+  };
+  const [first] = old as [ColumnFacts];
+  switch (r.kind) {
+    case 'rename':
+      need(1, 'the new name: plan new rename table.column new_name');
+      return { rename: { column: first.name, to: r.targets[0] } };
+    case 'retype': {
+      need(1, 'the new type: plan new retype table.column "numeric(10,2)"');
+      const to = r.targets[0]!;
+      return { retype: { column: first.name, to, as: `${first.name}_new`, using: expr(castBack ? `${first.name}::${to}` : null, to), reverse: expr(castBack ? `${first.name}::${first.type}` : null, first.type) } };
+    }
+    case 'split': {
+      need(-2, 'two or more new columns: plan new split table.column first last');
+      const text = TEXTUAL.test(first.type) && r.targets.length === 2;
+      const c = first.name;
+      const [a, b] = r.targets as [string, string];
+      return {
+        split: {
+          column: c,
+          into: r.targets.map((n, i) => ({
+            name: n,
+            type: first.type,
+            using: expr(text ? (i === 0 ? `split_part(${c}, ' ', 1)` : `nullif(substr(${c}, strpos(${c}, ' ') + 1), ${c})`) : null, first.type),
+          })),
+          reverse: expr(text ? `concat_ws(' ', ${a}, ${b})` : null, first.type),
+        },
+      };
+    }
+    case 'merge': {
+      need(1, 'the new column: plan new merge table.col1,col2 merged');
+      if (old.length < 2) throw new PlanError([{ file: '', path: 'source', message: 'merge needs two or more columns: table.col1,col2' }]);
+      const text = old.length === 2 && old.every((c) => TEXTUAL.test(c.type));
+      const into = r.targets[0]!;
+      const [a, b] = old as [ColumnFacts, ColumnFacts];
+      return {
+        merge: {
+          columns: old.map((c) => c.name),
+          into: { name: into, type: 'text', using: expr(text ? `concat_ws(' ', ${a.name}, ${b.name})` : null, 'text') },
+          reverse: Object.fromEntries(
+            old.map((c, i) => [c.name, expr(text ? (i === 0 ? `split_part(${into}, ' ', 1)` : `nullif(substr(${into}, strpos(${into}, ' ') + 1), ${into})`) : null, c.type)]),
+          ),
+        },
+      };
+    }
+  }
+}
+
+/** An expression or a placeholder, with the type a placeholder stands for when checked. */
+interface Proposed {
+  readonly sql: Expr;
+  readonly type: string;
+}
+const expr = (sql: Expr, type: string): Proposed => ({ sql, type });
+
+const isProposed = (v: unknown): v is Proposed => typeof v === 'object' && v !== null && 'sql' in v && 'type' in v;
+
+/** The plan file: header, change, and every default spelled out with its meaning. */
+function render(name: string, table: QualifiedName, change: Record<string, unknown>, fill: (sql: Expr, type: string, field: string) => string): string {
+  const resolve = (value: unknown, field: string): unknown => {
+    if (isProposed(value)) return fill(value.sql, value.type, field);
+    if (Array.isArray(value)) return value.map((v, i) => resolve(v, `${field}[${i}]`));
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v, field ? `${field}.${k}` : k)]));
+    return value;
+  };
+  const part = (p: string): string => (p.includes('.') ? `"${p}"` : p);
+  return [
+    `# Written by \`migrate plan new\`. Check the expressions, then: migrate plan lint ${name} && migrate plan show ${name}`,
+    stringify({ plan: name, table: `${part(table.schema)}.${part(table.name)}`, ...(resolve(change, '') as object) }).trimEnd(),
+    'backfill:',
+    `  batch_size: ${DEFAULT_BATCH_SIZE}         # rows in the first batch; the size then adapts (default)`,
+    `  pause: ${duration(DEFAULT_PAUSE_MS)}               # sleep between batches (default)`,
+    `  target_batch_ms: ${DEFAULT_TARGET_BATCH_MS}      # each batch aims at this duration; 0 keeps batch_size (default)`,
+    `  max_replica_lag: ${duration(DEFAULT_MAX_REPLICA_LAG_MS)}    # wait while a replica lags more than this; 0 = off (default)`,
+    'guards:',
+    `  lock_timeout: ${duration(DEFAULT_LOCK_TIMEOUT_MS)}         # how long one statement waits for its lock (default)`,
+    `  statement_timeout: ${duration(DEFAULT_STATEMENT_TIMEOUT_MS)}   # how long one statement may run (default)`,
+    `  retries: ${DEFAULT_RETRIES}              # attempts after the first when a lock is not granted (default)`,
+    '',
+  ].join('\n');
+}
+
+function duration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
