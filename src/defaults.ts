@@ -52,3 +52,6 @@ export const INDEX_PROGRESS_INTERVAL_MS = 10_000;
 
 /** Longest query text kept when reporting who blocks a lock. */
 export const BLOCKER_QUERY_MAX_CHARS = 120;
+
+/** `--concurrency`: how many target databases a fleet command works on at once. */
+export const DEFAULT_FLEET_CONCURRENCY = 4;

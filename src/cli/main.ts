@@ -26,7 +26,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const plan = program.command('plan').description('apply, inspect and roll back plans').exitOverride();
 
   const run: Run = async (o, fn) => {
-    const output = createOutput(wantsJson(o), redactorFor(o.databaseUrl ?? process.env.DATABASE_URL));
+    const output = createOutput(wantsJson(o), redactorFor([...(o.databaseUrl ?? []), process.env.DATABASE_URL]));
     try {
       const result = await fn(output);
       for (const error of result.errors ?? []) output.error(error.message, { code: exitCodeOf(error) });

@@ -8,7 +8,8 @@ import { createLogger } from '../log.js';
 /** Options every `plan` subcommand accepts. */
 export interface CommonOptions {
   readonly dir: string;
-  readonly databaseUrl?: string;
+  /** Every `--database-url` given, in order (several: run on each). */
+  readonly databaseUrl?: string[];
   readonly schema: string;
   readonly json?: boolean;
   readonly lockTimeout?: number;
@@ -42,7 +43,11 @@ export function phaseArgument<E extends string>(extra: E): (value: string) => Ph
 export function withCommonOptions(command: Command, { guards = false, force = false } = {}): Command {
   command
     .option('--dir <path>', 'directory of plan files', DEFAULT_PLAN_DIR)
-    .addOption(new Option('--database-url <url>', 'connection URL (else DATABASE_URL, else libpq PG* variables)'))
+    .addOption(
+      new Option('--database-url <url>', 'connection URL (else DATABASE_URL, else libpq PG* variables); repeat it for several databases').argParser(
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+      ),
+    )
     .option('--schema <name>', 'schema for pgshift state', process.env.PGSHIFT_SCHEMA ?? DEFAULT_STATE_SCHEMA)
     .option('--json', 'print JSON lines (the default when stdout is not a TTY)')
     .option('--no-json', 'print human text even when stdout is not a TTY')
@@ -57,10 +62,10 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
   return command;
 }
 
-/** The API's run options from the CLI's. */
-export function runOptions(o: CommonOptions): RunOptions {
+/** The API's run options from the CLI's, for `target` (default: the first `--database-url`). */
+export function runOptions(o: CommonOptions, target: string | undefined = o.databaseUrl?.[0]): RunOptions {
   return {
-    databaseUrl: o.databaseUrl,
+    databaseUrl: target,
     stateSchema: o.schema,
     guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries },
     force: o.force,

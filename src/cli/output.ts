@@ -22,16 +22,19 @@ export function createOutput(json: boolean, redact: Redact, out = process.stdout
   };
 }
 
-/** A redactor for the password in a connection URL (or none). */
-export function redactorFor(url: string | undefined): Redact {
-  const password = (() => {
-    try {
-      return url ? decodeURIComponent(new URL(url).password) : '';
-    } catch {
-      return '';
-    }
-  })() || process.env.PGPASSWORD || '';
-  return password ? (text) => text.split(password).join('***') : (text) => text;
+/** A redactor for the passwords of connection URLs (and PGPASSWORD). */
+export function redactorFor(urls: readonly (string | undefined)[]): Redact {
+  const passwords = [
+    ...urls.map((url) => {
+      try {
+        return url ? decodeURIComponent(new URL(url).password) : '';
+      } catch {
+        return '';
+      }
+    }),
+    process.env.PGPASSWORD ?? '',
+  ].filter(Boolean);
+  return (text) => passwords.reduce((t, p) => t.split(p).join('***'), text);
 }
 
 /** Render rows as an aligned text table. */

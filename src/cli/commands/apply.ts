@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { apply, type PlanOutcome } from '../../api/apply.js';
+import { exitCodeOf } from '../../errors.js';
 import { loadPlans } from '../../plan/load.js';
+import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions, type FleetRow } from '../fleet.js';
 import type { Phase } from '../../phases/phases.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import type { Output } from '../output.js';
@@ -10,12 +12,14 @@ import type { CommandResult, Run } from './types.js';
 
 /** `migrate plan apply [PLAN...] --phase next|<phase>` */
 export function applyCommand(plan: Command, run: Run): void {
-  withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), { guards: true, force: true })
+  const command = withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), { guards: true, force: true })
     .description('advance each plan one phase, or up to and including <phase>')
-    .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next')
-    .action(async (names: string[], o: CommonOptions & { phase: Phase | 'next' }) =>
+    .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next');
+  withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions & { phase: Phase | 'next' }) =>
       run(o, async (output) => {
         const plans = await loadPlans(o.dir, names);
+        const targets = await targetsOf(o);
+        if (targets.length > 1) return runOnFleet(output, targets, o, (url) => apply(plans, o.phase, runOptions(o, url)), (outcomes) => outcomes.map(fleetRow));
         const progress = progressReporter(output);
         try {
           const outcomes = await apply(plans, o.phase, { ...runOptions(o), onProgress: progress.onProgress });
@@ -26,6 +30,16 @@ export function applyCommand(plan: Command, run: Run): void {
         }
       }),
     );
+}
+
+/** One plan's outcome of apply or rollback as a line of a fleet's table. */
+export function fleetRow(x: PlanOutcome): FleetRow {
+  return {
+    plan: x.plan,
+    phase: x.to,
+    outcome: x.error ? `failed: ${x.error.message.split('\n')[0]}` : x.phases.length ? `did ${x.phases.join(', ')}` : 'nothing to do',
+    exitCode: x.error ? exitCodeOf(x.error) : 0,
+  };
 }
 
 /** Print one plan's outcome of apply or rollback. */

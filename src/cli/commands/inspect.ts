@@ -4,6 +4,7 @@ import { show } from '../../api/show.js';
 import { verify } from '../../api/verify.js';
 import { ExitCode } from '../../errors.js';
 import { loadPlans } from '../../plan/load.js';
+import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import type { Phase } from '../../phases/phases.js';
 import type { Step } from '../../runner/steps.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
@@ -14,11 +15,18 @@ import type { CommandResult, Run } from './types.js';
 
 /** `verify`, `show` and `lint`: the commands that change nothing. */
 export function inspectCommands(plan: Command, run: Run): void {
-  withCommonOptions(plan.command('verify').argument('<plan>', 'plan name'))
-    .description('count rows where old and new columns disagree (exit 4 when any)')
-    .action(async (name: string, o: CommonOptions) =>
+  const verifyCommand = withCommonOptions(plan.command('verify').argument('<plan>', 'plan name')).description(
+    'count rows where old and new columns disagree (exit 4 when any)',
+  );
+  withFleetOptions(verifyCommand).action(async (name: string, o: CommonOptions & FleetOptions) =>
       run(o, async (output) => {
         const [p] = await loadPlans(o.dir, [name]);
+        const targets = await targetsOf(o);
+        if (targets.length > 1) {
+          return runOnFleet(output, targets, o, (url) => verify(p!, runOptions(o, url)), (r) => [
+            { plan: name, phase: null, outcome: `${r.differing} row(s) differ`, exitCode: r.differing ? ExitCode.verificationFailed : ExitCode.ok },
+          ]);
+        }
         const r = await verify(p!, runOptions(o));
         output.result(
           { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys },

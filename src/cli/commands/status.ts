@@ -2,17 +2,25 @@ import type { Command } from 'commander';
 import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
 import { phaseIndex, PHASES } from '../../phases/phases.js';
 import { loadPlans } from '../../plan/load.js';
+import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import { ago, table } from '../output.js';
 import type { CommandResult, Run } from './types.js';
 
 /** `migrate plan status [PLAN...] [--json]` */
 export function statusCommand(plan: Command, run: Run): void {
-  withCommonOptions(plan.command('status').argument('[plans...]', 'plan names (default: all)'))
-    .description('plan, table, phase, status, backfill progress and last event of each plan')
-    .action(async (names: string[], o: CommonOptions) =>
+  const command = withCommonOptions(plan.command('status').argument('[plans...]', 'plan names (default: all)')).description(
+    'plan, table, phase, status, backfill progress and last event of each plan',
+  );
+  withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions) =>
       run(o, async (output) => {
         const plans = await loadPlans(o.dir, names);
+        const targets = await targetsOf(o);
+        if (targets.length > 1) {
+          return runOnFleet(output, targets, o, (url) => status(plans, runOptions(o, url), names.length === 0), (rows) =>
+            rows.map((r) => ({ plan: r.plan, phase: r.phase, outcome: r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''), exitCode: 0 })),
+          );
+        }
         const rows = await status(plans, runOptions(o), names.length === 0);
         if (output.json) output.document(rows);
         else output.result({}, render(rows));
