@@ -55,3 +55,6 @@ export const BLOCKER_QUERY_MAX_CHARS = 120;
 
 /** `--concurrency`: how many target databases a fleet command works on at once. */
 export const DEFAULT_FLEET_CONCURRENCY = 4;
+
+/** How many real rows `lint` reads to check that `reverse` undoes `using`. */
+export const INVERSE_SAMPLE_ROWS = 1_000;

@@ -53,6 +53,19 @@ export async function withTransaction<T>(client: Client, fn: () => Promise<T>): 
   }
 }
 
+/**
+ * Run `fn` in a transaction that is always rolled back, whatever it did or
+ * threw: for reads and probes that must leave nothing behind.
+ */
+export async function withRolledBackTransaction<T>(client: Client, fn: () => Promise<T>, { readOnly = false } = {}): Promise<T> {
+  await client.query(readOnly ? 'BEGIN READ ONLY' : 'BEGIN');
+  try {
+    return await fn();
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
 /** The server process id of a connected client (what pg_stat_activity calls `pid`). */
 export function backendPid(client: Client): number {
   return (client as unknown as { processID: number }).processID;

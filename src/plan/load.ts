@@ -157,11 +157,22 @@ export async function loadPlanFile(file: string): Promise<Plan> {
  * plan name are refused.
  */
 export async function loadPlans(dir: string, names: readonly string[] = []): Promise<Plan[]> {
+  const { plans, problems } = await readPlans(dir, names);
+  if (problems.length) throw new PlanError(problems);
+  return plans;
+}
+
+/**
+ * `loadPlans` without the throw: the plans that are valid, and every problem
+ * of the others, so `lint` can check the valid ones against the catalog in
+ * the same run.
+ */
+export async function readPlans(dir: string, names: readonly string[] = []): Promise<{ plans: Plan[]; problems: PlanProblem[] }> {
   let entries: string[];
   try {
     entries = (await readdir(dir)).filter((f) => PLAN_EXTENSIONS.includes(path.extname(f))).sort();
   } catch (error) {
-    throw new PlanError([{ file: dir, path: '', message: `cannot read the plan directory: ${(error as Error).message}` }]);
+    return { plans: [], problems: [{ file: dir, path: '', message: `cannot read the plan directory: ${(error as Error).message}` }] };
   }
   const plans: Plan[] = [];
   const broken: { file: string; problems: readonly PlanProblem[] }[] = [];
@@ -178,9 +189,13 @@ export async function loadPlans(dir: string, names: readonly string[] = []): Pro
   const stem = (file: string): string => path.basename(file).replace(/\.ya?ml$/, '');
   const problems: PlanProblem[] = broken.filter((b) => wanted(stem(b.file))).flatMap((b) => b.problems);
   const seen = new Map<string, string>();
+  const duplicates = new Set<Plan>();
   for (const p of plans) {
     const other = seen.get(p.name);
-    if (other && wanted(p.name)) problems.push({ file: p.file, path: 'plan', message: `plan name "${p.name}" is also used by ${other}` });
+    if (other && wanted(p.name)) {
+      problems.push({ file: p.file, path: 'plan', message: `plan name "${p.name}" is also used by ${other}` });
+      duplicates.add(p);
+    }
     seen.set(p.name, p.file);
   }
   for (const name of names) {
@@ -189,6 +204,16 @@ export async function loadPlans(dir: string, names: readonly string[] = []): Pro
       problems.push({ file: dir, path: '', message: `no plan named "${name}" in ${dir} (have: ${[...seen.keys()].join(', ') || 'none'}${unreadable})` });
     }
   }
-  if (problems.length) throw new PlanError(problems);
-  return plans.filter((p) => wanted(p.name));
+  return { plans: plans.filter((p) => wanted(p.name) && !duplicates.has(p)), problems };
+}
+
+/** The line of a field (`split.into[1].type`) in a plan file's text, or of its nearest parent that is there. */
+export function lineOfField(text: string, field: string): number | undefined {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines });
+  const keyPath = field
+    .split(/\.|\[(\d+)\]/)
+    .filter((p): p is string => Boolean(p))
+    .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+  return lineOf(doc, lines, keyPath);
 }

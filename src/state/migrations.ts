@@ -89,7 +89,7 @@ function version2(schema: string): string[] {
     `CREATE TABLE IF NOT EXISTS ${s}.schema_version (
       singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
       version integer NOT NULL CHECK (version > 0),
-      pgshift text NOT NULL,
+      written_by text NOT NULL,
       upgraded_at timestamptz NOT NULL DEFAULT now()
     )`,
     `ALTER TABLE ${s}.plans DROP CONSTRAINT IF EXISTS plans_kind_check`,

@@ -52,8 +52,8 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
       for (const sql of step.statements(schema)) await client.query(sql);
     }
     await client.query(
-      `INSERT INTO ${s}.schema_version (singleton, version, pgshift) VALUES (true, $1, $2)
-       ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, pgshift = EXCLUDED.pgshift, upgraded_at = now()`,
+      `INSERT INTO ${s}.schema_version (singleton, version, written_by) VALUES (true, $1, $2)
+       ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, written_by = EXCLUDED.written_by, upgraded_at = now()`,
       [STATE_SCHEMA_VERSION, VERSION],
     );
   });

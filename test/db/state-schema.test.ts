@@ -56,8 +56,8 @@ describe('state schema versions', () => {
     expect(result.errors).toBe('');
     expect(result.code).toBe(0);
     expect(await stateSchemaVersion(db.client, 'pgshift')).toBe(STATE_SCHEMA_VERSION);
-    expect(await db.sql(`SELECT version, pgshift FROM pgshift.schema_version`)).toEqual([
-      { version: STATE_SCHEMA_VERSION, pgshift: expect.stringMatching(/^\d+\.\d+\.\d+/) },
+    expect(await db.sql(`SELECT version, written_by FROM pgshift.schema_version`)).toEqual([
+      { version: STATE_SCHEMA_VERSION, written_by: expect.stringMatching(/^\d+\.\d+\.\d+/) },
     ]);
     expect(await db.sql(`SELECT name, status, phase FROM pgshift.plans ORDER BY name`)).toEqual([
       { name: 'old-rename', status: 'complete', phase: 'contract' },

@@ -3,7 +3,7 @@ import { lint } from '../../api/lint.js';
 import { show } from '../../api/show.js';
 import { verify } from '../../api/verify.js';
 import { ExitCode } from '../../errors.js';
-import { loadPlans } from '../../plan/load.js';
+import { loadPlans, readPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import type { Phase } from '../../phases/phases.js';
 import type { Step } from '../../runner/steps.js';
@@ -57,8 +57,11 @@ export function inspectCommands(plan: Command, run: Run): void {
     .description('validate plan files and check them against the live catalog')
     .action(async (names: string[], o: CommonOptions) =>
       run(o, async (output) => {
-        const results = await lint(await loadPlans(o.dir, names), runOptions(o));
-        for (const r of results) output.result({ event: 'lint', plan: r.plan, outcome: r.outcome }, `${r.plan}: ok (${r.outcome.replace('_', ' ')})`);
+        const { plans, problems } = await readPlans(o.dir, names);
+        const results = await lint(plans, runOptions(o), problems);
+        for (const r of results) {
+          output.result({ event: 'lint', plan: r.plan, outcome: r.outcome, warnings: r.warnings }, [`${r.plan}: ok (${r.outcome.replace('_', ' ')})`, ...r.warnings.map((w) => `  warning: ${w}`)].join('\n'));
+        }
         return {};
       }),
     );
