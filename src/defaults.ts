@@ -52,3 +52,6 @@ export const INDEX_PROGRESS_INTERVAL_MS = 10_000;
 
 /** Longest query text kept when reporting who blocks a lock. */
 export const BLOCKER_QUERY_MAX_CHARS = 120;
+
+/** `rehearse`: lines of a failing command's output kept in the report. */
+export const REHEARSE_TAIL_LINES = 20;

@@ -3,6 +3,7 @@ import { ExitCode, exitCodeOf, PgshiftError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { applyCommand } from './commands/apply.js';
 import { inspectCommands } from './commands/inspect.js';
+import { rehearseCommand } from './commands/rehearse.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { statusCommand } from './commands/status.js';
 import type { Run } from './commands/types.js';
@@ -38,6 +39,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   statusCommand(plan, run);
   rollbackCommand(plan, run);
   inspectCommands(plan, run);
+  rehearseCommand(plan, run);
   for (const c of plan.commands) c.exitOverride();
 
   try {
