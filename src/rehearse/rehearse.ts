@@ -84,6 +84,10 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined
   });
   try {
     return await Promise.race([work, aborted]);
+  } catch (error) {
+    // The work may fail first, on a killed command or the dropped database: the abort is the cause.
+    if (signal.aborted) throw interrupted(signal);
+    throw error;
   } finally {
     signal.removeEventListener('abort', listener!);
   }

