@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -120,6 +120,17 @@ describe('migrate plan rehearse', () => {
     const r = await done;
     expect(r.code).toBe(1);
     expect(r.errors).toMatch(/rehearsal interrupted \(SIGINT\); the scratch database was dropped/);
+  });
+
+  it('runs on an embedded PostgreSQL when no --database-url is given, and removes it', async () => {
+    const leftovers = async (): Promise<string[]> => (await readdir(os.tmpdir())).filter((f) => f.startsWith('pgshift-rehearse-'));
+    const before = await leftovers();
+    const r = await runCli(['plan', 'rehearse', 'split-users-full-name', '--setup', SETUP, '--old', OLD, '--new', NEW_SPLIT, '--rows', '20', '--json']);
+    const result = report(r);
+    expect(result.server).toBe('embedded');
+    expect(result.failures).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(await leftovers()).toEqual(before);
   });
 
   it('refuses bad input with exit 2 and leaves no scratch database', async () => {
