@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import type { Client } from '../db/client.js';
 import { ident, literal } from '../db/ident.js';
 import { PlanError } from '../errors.js';
@@ -27,16 +28,18 @@ export function oldColumnsOf(plan: Plan): string[] {
 /**
  * A value of a type with category `category` for row `g` (a bigint), or null
  * when there is no sensible one. Text carries a space, so a split has two
- * parts; numbers are distinct per row, so a key or UNIQUE column holds.
+ * parts; integers count on from the column's maximum (`offset`), and text,
+ * uuids, json, bytea and inet from a random base (`n` = g + base), so a key
+ * or UNIQUE column holds beside rows setup or an earlier fill wrote.
  */
-function synthetic(typname: string, category: string, typeSql: string, offset: string): string | null {
+function synthetic(typname: string, category: string, typeSql: string, offset: string, n: string): string | null {
   switch (category) {
     case 'N':
       if (typname === 'int2') return `(g % 32000)`;
       if (['int4', 'int8', 'oid'].includes(typname)) return `(g + ${offset})`;
       return `(g + 0.5)`;
     case 'S':
-      return `('w' || g || ' x' || g)`;
+      return `('w' || ${n} || ' x' || ${n})`;
     case 'B':
       return `(g % 2 = 0)`;
     case 'D':
@@ -48,11 +51,11 @@ function synthetic(typname: string, category: string, typeSql: string, offset: s
     case 'E':
       return `(enum_range(NULL::${typeSql}))[1 + (g % array_length(enum_range(NULL::${typeSql}), 1))::int]`;
     case 'I':
-      return `('10.0.0.0'::inet + g)`;
+      return `('10.0.0.0'::inet + ${n} % 16000000)`;
     case 'U':
-      if (typname === 'uuid') return `md5(g::text)::uuid`;
-      if (typname === 'json' || typname === 'jsonb') return `json_build_object('n', g)`;
-      if (typname === 'bytea') return `decode(md5(g::text), 'hex')`;
+      if (typname === 'uuid') return `md5(${n}::text)::uuid`;
+      if (typname === 'json' || typname === 'jsonb') return `json_build_object('n', ${n})`;
+      if (typname === 'bytea') return `decode(md5(${n}::text), 'hex')`;
       return null;
     default:
       return null;
@@ -87,6 +90,7 @@ export async function fillTable(client: Client, plan: Plan, rows: number): Promi
   const tableSql = (plan.table.schema ? ident(plan.table.schema) + '.' : '') + ident(plan.table.name);
   const columns = await columnsOf(client, tableSql);
   const replaced = new Set(oldColumnsOf(plan));
+  const n = `(g + ${randomInt(1_000_000_000)})`;
   const names: string[] = [];
   const values: string[] = [];
   for (const col of columns) {
@@ -101,10 +105,10 @@ export async function fillTable(client: Client, plan: Plan, rows: number): Promi
           [plan.change.to],
         );
         const t = target.rows[0];
-        const inner = t ? synthetic(t.typname, t.category, plan.change.to, '0') : null;
+        const inner = t ? synthetic(t.typname, t.category, plan.change.to, '0', n) : null;
         value = inner ? `(${inner})::${plan.change.to}` : null;
       }
-      value ??= synthetic(col.typname, col.category, col.type, offset);
+      value ??= synthetic(col.typname, col.category, col.type, offset, n);
     }
     if (value === null) {
       if (col.notNull) {
