@@ -83,7 +83,10 @@ async function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined
     signal.addEventListener('abort', listener, { once: true });
   });
   try {
-    return await Promise.race([work, aborted]);
+    const value = await Promise.race([work, aborted]);
+    // The work may end first, on a phase the drop's FORCE cut short: the abort is the cause still.
+    if (signal.aborted) throw interrupted(signal);
+    return value;
   } catch (error) {
     // The work may fail first, on a killed command or the dropped database: the abort is the cause.
     if (signal.aborted) throw interrupted(signal);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -109,7 +109,8 @@ describe('migrate plan rehearse', () => {
   });
 
   it('drops the scratch database when interrupted with SIGINT mid-run, and exits 1', async () => {
-    const marker = path.join(await mkdtemp(path.join(os.tmpdir(), 'pgshift-rehearse-')), 'old-started');
+    const markerDir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-test-marker-'));
+    const marker = path.join(markerDir, 'old-started');
     // The old suite leaves a mark, then hangs as a slow test suite would.
     const { child, done } = startCli(rehearseArgs('split-users-full-name', ['--new', NEW_SPLIT], `touch ${marker} && sleep 60`));
     for (let i = 0; i < 600 && !existsSync(marker); i++) await new Promise((r) => setTimeout(r, 100));
@@ -120,6 +121,7 @@ describe('migrate plan rehearse', () => {
     const r = await done;
     expect(r.code).toBe(1);
     expect(r.errors).toMatch(/rehearsal interrupted \(SIGINT\); the scratch database was dropped/);
+    await rm(markerDir, { recursive: true, force: true });
   });
 
   it('runs on an embedded PostgreSQL when no --database-url is given, and removes it', async () => {
