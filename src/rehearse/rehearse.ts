@@ -3,7 +3,8 @@ import { lint } from '../api/lint.js';
 import { rollback } from '../api/rollback.js';
 import type { RunOptions } from '../api/session.js';
 import { verify } from '../api/verify.js';
-import { withClient } from '../db/client.js';
+import { withClient, type Client } from '../db/client.js';
+import { ident } from '../db/ident.js';
 import { REHEARSE_TAIL_LINES } from '../defaults.js';
 import { PlanError } from '../errors.js';
 import { silentLogger } from '../log.js';
@@ -65,12 +66,26 @@ function checkInput(plans: readonly Plan[], options: RehearseOptions): void {
   for (const plan of plans) {
     const table = `${plan.table.schema ?? ''}.${plan.table.name}`;
     const other = seen.get(table);
-    if (other) {
-      throw new PlanError([
-        { file: plan.file, path: 'table', message: `plans "${other}" and "${plan.name}" change the same table; a deploy runs one at a time, so rehearse them one at a time` },
-      ]);
-    }
+    if (other) throw sameTable(other, plan);
     seen.set(table, plan.name);
+  }
+}
+
+function sameTable(other: string, plan: Plan): PlanError {
+  return new PlanError([
+    { file: plan.file, path: 'table', message: `plans "${other}" and "${plan.name}" change the same table; a deploy runs one at a time, so rehearse them one at a time` },
+  ]);
+}
+
+/** Two plans naming one table differently (`users`, `public.users`): found once the schema exists. */
+async function refuseSharedTables(client: Client, plans: readonly Plan[]): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const plan of plans) {
+    const name = (plan.table.schema ? ident(plan.table.schema) + '.' : '') + ident(plan.table.name);
+    const { rows } = await client.query<{ oid: string }>('SELECT to_regclass($1)::oid::text AS oid', [name]);
+    const other = seen.get(rows[0]!.oid);
+    if (other) throw sameTable(other, plan);
+    seen.set(rows[0]!.oid, plan.name);
   }
 }
 
@@ -128,11 +143,10 @@ async function rehearseIn(plans: readonly Plan[], options: RehearseOptions, serv
 
   // The plans must fit the schema setup built: a mismatch is bad input (exit 2), like `lint`.
   await lint(plans, run);
-  if (options.rows) {
-    await withClient({ databaseUrl: database.url }, async (client) => {
-      for (const plan of plans) await fillTable(client, plan, options.rows!);
-    });
-  }
+  await withClient({ databaseUrl: database.url }, async (client) => {
+    await refuseSharedTables(client, plans);
+    for (const plan of plans) if (options.rows) await fillTable(client, plan, options.rows);
+  });
 
   const steps: RehearsalStep[] = [];
   for (const step of rehearsalSchedule(options.newFrom ?? DEFAULT_NEW_FROM)) {

@@ -140,6 +140,11 @@ describe('migrate plan rehearse', () => {
     const same = await runCli(['plan', 'rehearse', 'rename-users-user-name', 'other-rename', '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true']);
     expect(same.code).toBe(2);
     expect(same.errors).toMatch(/change the same table; a deploy runs one at a time/);
+    // The same table named two ways is found once the schema exists.
+    const twoWays = await planDir({ 'a.yaml': RENAME_YAML, 'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename').replace('public.users', 'users') });
+    const unqualified = await runCli(['plan', 'rehearse', 'rename-users-user-name', 'other-rename', '--dir', twoWays, '--database-url', adminUrl, '--setup', SETUP, '--old', 'true', '--new', 'true']);
+    expect(unqualified.code).toBe(2);
+    expect(unqualified.errors).toMatch(/plans "rename-users-user-name" and "other-rename" change the same table/);
     const rows = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true', '--rows', 'many']);
     expect(rows.code).toBe(2);
     const noNew = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true']);
