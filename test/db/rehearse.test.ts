@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -133,6 +133,23 @@ describe('migrate plan rehearse', () => {
     expect(result.failures).toEqual([]);
     expect(r.code).toBe(0);
     expect(await leftovers()).toEqual(before);
+  });
+
+  it('moves several plans together, phase by phase, and verifies each', async () => {
+    const split = await readFile('plans/split-users-full-name.yaml', 'utf8');
+    const dir = await planDir({ 'a-rename-accounts.yaml': `table: accounts\nrename: { column: nick, to: handle }\n`, 'b-split.yaml': split });
+    const r = await runCli([
+      ...rehearseArgs('split-users-full-name', ['--new', NEW_SPLIT, '--dir', dir, 'a-rename-accounts']),
+      '--setup',
+      `${SETUP} && node examples/rehearse/setup-accounts.mjs`,
+    ]);
+    const result = report(r);
+    expect(result.plans).toEqual(['a-rename-accounts', 'split-users-full-name']);
+    expect(result.failures).toEqual([]);
+    expect(r.code).toBe(0);
+    const backfill = result.steps.find((s) => s.direction === 'forward' && s.at === 'backfill')!;
+    expect(backfill.verify.differing).toEqual({ 'a-rename-accounts': 0, 'split-users-full-name': 0 });
+    expect(result.steps.filter((s) => !s.quiet)).toHaveLength(11);
   });
 
   it('refuses bad input with exit 2 and leaves no scratch database', async () => {
