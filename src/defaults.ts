@@ -58,3 +58,5 @@ export const DEFAULT_FLEET_CONCURRENCY = 4;
 
 /** How many real rows `lint` reads to check that `reverse` undoes `using`. */
 export const INVERSE_SAMPLE_ROWS = 1_000;
+/** `rehearse`: lines of a failing command's output kept in the report. */
+export const REHEARSE_TAIL_LINES = 20;

@@ -20,3 +20,6 @@ export { currentPhase, readsSwitched } from './api/phase-flag.js';
 export * from './errors.js';
 export type { VerifyResult } from './backfill/verify.js';
 export type { BackfillProgress } from './backfill/backfill.js';
+export { rehearse } from './rehearse/rehearse.js';
+export type { Rehearsal, RehearsalStep, RehearseOptions, CommandCell, VerifyCell, MigrateCell, CellOutcome } from './rehearse/types.js';
+export { RehearsalInterruptedError } from './rehearse/types.js';

@@ -6,6 +6,7 @@ import { detectCommand } from './commands/detect.js';
 import { inspectCommands } from './commands/inspect.js';
 import { logCommand } from './commands/log.js';
 import { newCommand } from './commands/new.js';
+import { rehearseCommand } from './commands/rehearse.js';
 import { rollbackCommand } from './commands/rollback.js';
 import { statusCommand } from './commands/status.js';
 import type { Run } from './commands/types.js';
@@ -44,6 +45,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   logCommand(plan, run);
   detectCommand(plan, run);
   newCommand(plan, run);
+  rehearseCommand(plan, run);
   for (const c of plan.commands) c.exitOverride();
 
   try {
