@@ -1,0 +1,225 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { apply, lint, LockTimeoutError, PlanError, rollback, show, type Phase } from '../../src/index.js';
+import { PHASES, phaseIndex } from '../../src/phases/phases.js';
+import { describeDatabase } from '../helpers/catalog.js';
+import { freshDatabase, type TestDatabase } from '../helpers/db.js';
+import { plan, splitPlanYaml } from '../helpers/fixtures.js';
+
+/**
+ * Views that read the column a plan replaces go along: a view on the old
+ * column, a view over that view, and a materialized view (with a unique
+ * index, a grant and a comment). Old code reads them at every phase, new
+ * code writes its own columns from switch-read on, rollback restores the
+ * original definitions, and contract drops the old column while the views
+ * keep answering the same rows.
+ */
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await freshDatabase();
+});
+
+const BACKFILL = '{ batch_size: 100, pause: 0ms }';
+const GUARDS = '{ lock_timeout: 1s, statement_timeout: 20s, retries: 2 }';
+
+const schemaSql = (s: string): string => `
+  CREATE SCHEMA ${s};
+  CREATE TABLE ${s}.users (id int PRIMARY KEY, full_name text NOT NULL, email text);
+  INSERT INTO ${s}.users SELECT g, 'First' || g || ' Last' || g, 'u' || g || '@example.com' FROM generate_series(1, 60) g;
+  CREATE VIEW ${s}.names WITH (security_barrier) AS
+    SELECT id, full_name, upper(full_name) AS shout FROM ${s}.users WHERE full_name <> '' ;
+  CREATE VIEW ${s}.even_names AS SELECT n.id, n.full_name FROM ${s}.names n WHERE n.id % 2 = 0;
+  CREATE MATERIALIZED VIEW ${s}.name_lengths AS SELECT id, full_name, length(full_name) AS len FROM ${s}.users;
+  CREATE UNIQUE INDEX name_lengths_id ON ${s}.name_lengths (id);
+  GRANT SELECT ON ${s}.name_lengths TO PUBLIC;
+  COMMENT ON MATERIALIZED VIEW ${s}.name_lengths IS 'lengths';
+`;
+
+interface Kind {
+  readonly yaml: (s: string) => string;
+  /** The column(s) new code writes, for a full name. */
+  readonly newWrite: (full: string) => Record<string, string>;
+  /** A word only the rewritten definitions contain. */
+  readonly newColumn: string;
+}
+
+const KINDS: Record<string, Kind> = {
+  rename: {
+    yaml: (s) => `
+plan: rename-${s.replaceAll('_', '-')}
+table: ${s}.users
+rename: { column: full_name, to: display_name }
+backfill: ${BACKFILL}
+guards: ${GUARDS}`,
+    newWrite: (full) => ({ display_name: full }),
+    newColumn: 'display_name',
+  },
+  split: {
+    yaml: (s) => splitPlanYaml(`split-${s.replaceAll('_', '-')}`, `${s}.users`, BACKFILL, GUARDS),
+    newWrite: (full) => ({ first_name: full.split(' ')[0]!, last_name: full.split(' ')[1]! }),
+    newColumn: 'last_name',
+  },
+};
+
+const VIEWS = ['names', 'even_names', 'name_lengths'] as const;
+
+async function definitions(s: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const v of VIEWS) out[v] = (await db.sql<{ d: string }>(`SELECT pg_get_viewdef('${s}.${v}'::regclass, true) AS d`))[0]!.d;
+  return out;
+}
+
+/** What the three relations must answer, from the names the test wrote. */
+async function expectViews(s: string, names: ReadonlyMap<number, string>, at: string): Promise<void> {
+  const ids = [...names.keys()].sort((a, b) => a - b);
+  const rows = await db.sql(`SELECT id, full_name, shout FROM ${s}.names ORDER BY id`);
+  expect(rows, `names at ${at}`).toEqual(ids.map((id) => ({ id, full_name: names.get(id), shout: names.get(id)!.toUpperCase() })));
+  const even = await db.sql(`SELECT id, full_name FROM ${s}.even_names ORDER BY id`);
+  expect(even, `even_names at ${at}`).toEqual(ids.filter((id) => id % 2 === 0).map((id) => ({ id, full_name: names.get(id) })));
+  // Applications refresh a materialized view; CONCURRENTLY needs its unique index, so it proves the index is there.
+  await db.sql(`REFRESH MATERIALIZED VIEW CONCURRENTLY ${s}.name_lengths`);
+  const lengths = await db.sql(`SELECT id, full_name, len FROM ${s}.name_lengths ORDER BY id`);
+  expect(lengths, `name_lengths at ${at}`).toEqual(ids.map((id) => ({ id, full_name: names.get(id), len: names.get(id)!.length })));
+  const extras = await db.sql<{ grant: boolean; comment: string }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = '${s}.name_lengths'::regclass AND a.grantee = 0 AND a.privilege_type = 'SELECT') AS grant,
+            obj_description('${s}.name_lengths'::regclass, 'pg_class') AS comment`,
+  );
+  expect(extras[0], `grant and comment of name_lengths at ${at}`).toEqual({ grant: true, comment: 'lengths' });
+  const barrier = await db.sql<{ o: string[] }>(`SELECT reloptions AS o FROM pg_class WHERE oid = '${s}.names'::regclass`);
+  expect(barrier[0]!.o, `options of names at ${at}`).toEqual(['security_barrier=true']);
+}
+
+/** Which code versions may run once `phase` is applied (design §2). */
+const oldCodeAt = (phase: Phase | null): boolean => phaseIndex(phase) <= phaseIndex('switch-read');
+const newCodeAt = (phase: Phase | null): boolean => phaseIndex(phase) >= phaseIndex('switch-read');
+
+describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => {
+  const kind = KINDS[kindName]!;
+  const s = `views_${kindName}`;
+  const p = plan(kind.yaml(s));
+  const options = { databaseUrl: '' };
+  const names = new Map<number, string>();
+  let next = 1000;
+
+  /** Writes from every code version that may run at `phase`; the ledger says what the views must show. */
+  async function writeAt(phase: Phase | null): Promise<void> {
+    if (oldCodeAt(phase)) {
+      const id = next++;
+      await db.sql(`INSERT INTO ${s}.users (id, full_name) VALUES ($1, $2)`, [id, `Old${id} Writer${id}`]);
+      names.set(id, `Old${id} Writer${id}`);
+      await db.sql(`UPDATE ${s}.users SET full_name = $2 WHERE id = $1`, [2, `Renamed${id} Two`]);
+      names.set(2, `Renamed${id} Two`);
+    }
+    if (newCodeAt(phase)) {
+      const id = next++;
+      const values = kind.newWrite(`New${id} Writer${id}`);
+      const cols = Object.keys(values);
+      await db.sql(`INSERT INTO ${s}.users (id, ${cols.join(', ')}) VALUES ($1, ${cols.map((_, i) => `$${i + 2}`).join(', ')})`, [id, ...Object.values(values)]);
+      names.set(id, `New${id} Writer${id}`);
+      const update = kind.newWrite(`Newer${id} Four`);
+      await db.sql(`UPDATE ${s}.users SET ${Object.keys(update).map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1`, [4, ...Object.values(update)]);
+      names.set(4, `Newer${id} Four`);
+    }
+  }
+
+  it('keeps every view answering through all six phases, and rollback restores the original definitions', async () => {
+    await db.sql(schemaSql(s));
+    for (let i = 1; i <= 60; i++) names.set(i, `First${i} Last${i}`);
+    const run = { ...options, databaseUrl: db.url };
+    const original = await definitions(s);
+    await expectViews(s, names, 'start');
+
+    // Forward to stop-write, where the views move to the new columns, checking reads at every phase.
+    for (const phase of PHASES.slice(0, PHASES.indexOf('stop-write') + 1)) {
+      const [outcome] = await apply([p], 'next', run);
+      expect(outcome!.error, `apply ${phase}`).toBeUndefined();
+      await writeAt(phase);
+      await expectViews(s, names, phase);
+    }
+    const moved = await definitions(s);
+    expect(moved.names).toContain(kind.newColumn);
+    expect(moved.names).not.toContain('full_name)'); // reads no old column (the output keeps its name)
+    expect(moved.name_lengths).toContain(kind.newColumn);
+    // The view over the view needs no redefinition: its inner view kept its columns.
+    expect(moved.even_names).toBe(original.even_names);
+    const shown = (await show(p, 'stop-write', run))[0]!;
+    expect(JSON.stringify(shown.apply)).toContain('CREATE OR REPLACE VIEW');
+    expect(JSON.stringify(shown.rollback)).toContain('swap the original materialized view');
+
+    // Back one phase at a time to nothing: the original definitions return at stop-write's rollback.
+    for (const phase of [...PHASES.slice(0, PHASES.indexOf('stop-write') + 1)].reverse()) {
+      const back = await rollback(p, 'current', run);
+      expect(back.error, `rollback of ${phase}`).toBeUndefined();
+      expect(await definitions(s), `definitions after rolling back ${phase}`).toEqual(original);
+      const below = PHASES[PHASES.indexOf(phase) - 1] ?? null;
+      await writeAt(below);
+      await expectViews(s, names, `rollback of ${phase}`);
+    }
+    expect(await db.sql(`SELECT relname FROM pg_class WHERE relname LIKE 'name_lengths_pgshift%'`)).toEqual([]);
+
+    // And all the way through contract: the old column goes, the views keep answering.
+    for (const phase of PHASES) {
+      const [outcome] = await apply([p], 'next', run);
+      expect(outcome!.error, `apply ${phase} again`).toBeUndefined();
+      await writeAt(phase);
+      await expectViews(s, names, `${phase} (second run)`);
+    }
+    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = '${s}.users'::regclass AND attname = 'full_name' AND NOT attisdropped`)).toEqual([]);
+    expect(await db.sql(`SELECT relname FROM pg_class WHERE relname LIKE 'name_lengths_pgshift%'`)).toEqual([]);
+    expect((await definitions(s)).even_names).toBe(original.even_names);
+  });
+});
+
+describe('what cannot go along is refused up front', () => {
+  it('refuses a rule and a materialized view that another view reads, naming them, and changes nothing', async () => {
+    await db.sql(`
+      CREATE SCHEMA refusals;
+      CREATE TABLE refusals.users (id int PRIMARY KEY, full_name text);
+      CREATE TABLE refusals.log (full_name text);
+      CREATE RULE log_names AS ON UPDATE TO refusals.users DO ALSO INSERT INTO refusals.log VALUES (new.full_name);
+      CREATE MATERIALIZED VIEW refusals.snap AS SELECT id, full_name FROM refusals.users;
+      CREATE VIEW refusals.on_snap AS SELECT full_name FROM refusals.snap;`);
+    const before = await describeDatabase(db);
+    const p = plan(`
+plan: rename-refused
+table: refusals.users
+rename: { column: full_name, to: display_name }`);
+    const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
+    expect(outcome!.error).toBeInstanceOf(PlanError);
+    const message = outcome!.error!.message;
+    expect(message).toMatch(/rule log_names on table refusals\.users \(a rule, not a view\).*replace it by a trigger/);
+    expect(message).toMatch(/materialized view refusals\.snap reads the column and is used by view refusals\.on_snap/);
+    await expect(lint([p], { databaseUrl: db.url })).rejects.toBeInstanceOf(PlanError);
+    expect(await describeDatabase(db)).toEqual(before);
+  });
+
+  it('lint never takes the table lock; apply computes the definitions under lock_timeout and gives up with exit 3', async () => {
+    await db.sql(`
+      CREATE SCHEMA locked;
+      CREATE TABLE locked.users (id int PRIMARY KEY, full_name text);
+      CREATE VIEW locked.names AS SELECT id, full_name FROM locked.users;`);
+    const p = plan(`
+plan: rename-locked
+table: locked.users
+rename: { column: full_name, to: display_name }
+guards: { lock_timeout: 100ms, retries: 0 }`);
+    const reader = await db.connect();
+    try {
+      // A long reader holds ACCESS SHARE: anything wanting ACCESS EXCLUSIVE waits for it.
+      await reader.query('BEGIN; SELECT * FROM locked.names');
+      expect(await lint([p], { databaseUrl: db.url })).toEqual([{ plan: 'rename-locked', outcome: 'checked' }]);
+      const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
+      expect(outcome!.error).toBeInstanceOf(LockTimeoutError);
+      expect(outcome!.error!.message).toMatch(/compute the dependent views' definitions/);
+    } finally {
+      await reader.query('ROLLBACK');
+      await reader.end();
+    }
+    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'locked.users'::regclass AND attnum > 0 ORDER BY attnum`)).toEqual([
+      { attname: 'id' },
+      { attname: 'full_name' },
+    ]);
+    const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
+    expect(outcome!.error).toBeUndefined();
+  });
+});
