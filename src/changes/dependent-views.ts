@@ -35,6 +35,12 @@ export interface DependentView {
     /** The owner when it is not the runner that started the plan; null otherwise. */
     readonly owner: string | null;
     readonly comment: string | null;
+    /**
+     * Plain views that read the materialized view (by oid): after each swap
+     * their original definition is given again, so PostgreSQL binds its name
+     * to the relation now holding it. Their columns do not change.
+     */
+    readonly readers?: readonly { readonly view: QualifiedName; readonly options: readonly string[]; readonly definition: string }[] | undefined;
   } | undefined;
 }
 
@@ -111,10 +117,12 @@ export function restoreViewsSteps(views: readonly DependentView[] | undefined): 
         `swap the original ${describe(v)} back in and drop the rebuilt copy (catalog-only)`,
         'ACCESS EXCLUSIVE',
         [
+          ...readersBefore(v),
           `ALTER MATERIALIZED VIEW ${qualified(v.view)} RENAME TO ${ident(n.built.name)}`,
           ...indexes.map((i) => `ALTER INDEX ${qualified({ schema: v.view.schema, name: i.name })} RENAME TO ${ident(n.index(i.name, 'built'))}`),
           `ALTER MATERIALIZED VIEW ${qualified(n.parked)} RENAME TO ${ident(v.view.name)}`,
           ...indexes.map((i) => `ALTER INDEX ${qualified({ schema: v.view.schema, name: n.index(i.name, 'parked') })} RENAME TO ${ident(i.name)}`),
+          ...readersAfter(v),
         ],
         missing(n.parked),
       ),
@@ -170,10 +178,12 @@ function buildAndSwap(v: DependentView, definition: string): SqlStep[] {
     `swap the copy in for ${describe(v)}; the original is kept aside until contract (catalog-only)`,
     'ACCESS EXCLUSIVE',
     [
+      ...readersBefore(v),
       `ALTER MATERIALIZED VIEW ${qualified(v.view)} RENAME TO ${ident(n.parked.name)}`,
       ...m.indexes.map((i) => `ALTER INDEX ${qualified({ schema: v.view.schema, name: i.name })} RENAME TO ${ident(n.index(i.name, 'parked'))}`),
       `ALTER MATERIALIZED VIEW ${built} RENAME TO ${ident(v.view.name)}`,
       ...m.indexes.map((i) => `ALTER INDEX ${qualified({ schema: v.view.schema, name: n.index(i.name, 'built') })} RENAME TO ${ident(i.name)}`),
+      ...readersAfter(v),
     ],
     exists(n.parked),
   );
@@ -183,4 +193,17 @@ function buildAndSwap(v: DependentView, definition: string): SqlStep[] {
 /** The materialized view must still be defined as at start before pgshift builds its replacement. */
 function unchangedGuardMatview(v: DependentView): string {
   return unchangedGuard({ ...v, rewritten: v.original });
+}
+
+/** Before a swap: the readers must still be defined as at start (checked while their names still bind as then). */
+function readersBefore(v: DependentView): string[] {
+  const readers = v.matview?.readers ?? [];
+  return readers.length
+    ? [EMPTY_SEARCH_PATH, ...readers.map((r) => unchangedGuard({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options }))]
+    : [];
+}
+
+/** After a swap: each reader's own text again, now naming the relation that took the materialized view's name. */
+function readersAfter(v: DependentView): string[] {
+  return (v.matview?.readers ?? []).map((r) => replaceView({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options }, r.definition));
 }

@@ -77,22 +77,35 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
       views.push({ ...base, kind: 'view' });
       continue;
     }
-    const users = await client.query<{ what: string }>(
-      `SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS what FROM pg_depend d
-        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::oid AND d.deptype = 'n'
-          AND NOT (d.classid = 'pg_rewrite'::regclass AND d.objid IN (SELECT oid FROM pg_rewrite WHERE ev_class = $1::oid))
+    // Views reading the materialized view follow it to its copy; anything else reading it cannot.
+    const users = await client.query<{ what: string; view: string | null; schema: string; name: string; plain: boolean; owned: boolean; options: string[]; def: string | null }>(
+      `SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS what, u.oid::text AS view, un.nspname AS schema, u.relname AS name,
+              (rw.rulename = '_RETURN' AND u.relkind = 'v') AS plain, pg_has_role(u.relowner, 'MEMBER') AS owned,
+              coalesce(u.reloptions, '{}') AS options, CASE WHEN u.relkind = 'v' THEN pg_get_viewdef(u.oid, true) END AS def
+         FROM pg_depend d
+         LEFT JOIN pg_rewrite rw ON d.classid = 'pg_rewrite'::regclass AND rw.oid = d.objid
+         LEFT JOIN pg_class u ON u.oid = rw.ev_class LEFT JOIN pg_namespace un ON un.oid = u.relnamespace
+        WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::oid AND d.deptype = 'n' AND rw.ev_class IS DISTINCT FROM $1::oid
         ORDER BY 1`,
       [r.oid],
     );
-    if (users.rows.length) {
-      for (const u of users.rows)
-        problems.push(
-          `${what} reads the column and is used by ${u.what}: pgshift moves a materialized view by building a copy and swapping names, ` +
-            `and cannot carry ${u.what} to the copy. Without downtime: make it read a plain view with the same query instead ` +
-            `(CREATE OR REPLACE VIEW), which pgshift redefines in place, or run the plan after dropping the dependency`,
-        );
-      continue;
+    const readers: { view: { schema: string; name: string }; options: string[]; definition: string }[] = [];
+    for (const u of users.rows) {
+      const who = u.view === null ? u.what : `${u.plain ? 'view' : 'materialized view'} ${u.schema}.${u.name}`;
+      if (u.plain && u.owned && !oids.includes(Number(u.view))) {
+        readers.push({ view: { schema: u.schema, name: u.name }, options: u.options, definition: bare(u.def!) });
+        continue;
+      }
+      problems.push(
+        `${what} reads the column and is used by ${who}: pgshift moves a materialized view by building a copy and swapping names, ` +
+          (u.plain && !u.owned
+            ? `and moves the views reading it to the copy, which only their owner can do: run pgshift as the owner of ${who}`
+            : u.plain
+              ? `and cannot also redefine ${who}, which reads the table's column itself. Without downtime: make ${who} read the column only through ${what} (CREATE OR REPLACE VIEW), then run the plan`
+              : `and cannot carry ${who} to the copy. Without downtime: make it read a plain view with the same query instead (CREATE OR REPLACE VIEW), which pgshift redefines in place`),
+      );
     }
+    if (readers.length < users.rows.length) continue;
     const indexes = await client.query<ViewIndex & { definition: string | null }>(
       `SELECT i.relname AS name, x.indisunique AS unique,
               CASE WHEN starts_with(d.def, d.prefix) THEN substr(d.def, length(d.prefix) + 1) END AS definition
@@ -118,6 +131,7 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
         grants: grants.rows,
         owner: r.owner,
         comment: r.comment,
+        readers,
       },
     });
   }

@@ -33,6 +33,7 @@ const schemaSql = (s: string): string => `
   CREATE UNIQUE INDEX name_lengths_id ON ${s}.name_lengths (id);
   GRANT SELECT ON ${s}.name_lengths TO PUBLIC;
   COMMENT ON MATERIALIZED VIEW ${s}.name_lengths IS 'lengths';
+  CREATE VIEW ${s}.long_names AS SELECT id FROM ${s}.name_lengths WHERE len > 20;
 `;
 
 interface Kind {
@@ -61,7 +62,7 @@ guards: ${GUARDS}`,
   },
 };
 
-const VIEWS = ['names', 'even_names', 'name_lengths'] as const;
+const VIEWS = ['names', 'even_names', 'name_lengths', 'long_names'] as const;
 
 async function definitions(s: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -80,6 +81,8 @@ async function expectViews(s: string, names: ReadonlyMap<number, string>, at: st
   await db.sql(`REFRESH MATERIALIZED VIEW CONCURRENTLY ${s}.name_lengths`);
   const lengths = await db.sql(`SELECT id, full_name, len FROM ${s}.name_lengths ORDER BY id`);
   expect(lengths, `name_lengths at ${at}`).toEqual(ids.map((id) => ({ id, full_name: names.get(id), len: names.get(id)!.length })));
+  const long = await db.sql(`SELECT id FROM ${s}.long_names ORDER BY id`);
+  expect(long, `long_names (over the materialized view) at ${at}`).toEqual(ids.filter((id) => names.get(id)!.length > 20).map((id) => ({ id })));
   const extras = await db.sql<{ grant: boolean; comment: string }>(
     `SELECT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = '${s}.name_lengths'::regclass AND a.grantee = 0 AND a.privilege_type = 'SELECT') AS grant,
             obj_description('${s}.name_lengths'::regclass, 'pg_class') AS comment`,
@@ -140,8 +143,10 @@ describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => 
     expect(moved.names).toContain(kind.newColumn);
     expect(moved.names).not.toContain('full_name)'); // reads no old column (the output keeps its name)
     expect(moved.name_lengths).toContain(kind.newColumn);
-    // The view over the view needs no redefinition: its inner view kept its columns.
+    // The view over the view needs no redefinition: its inner view kept its columns;
+    // the view over the materialized view reads the copy under the same name.
     expect(moved.even_names).toBe(original.even_names);
+    expect(moved.long_names).toBe(original.long_names);
     const shown = (await show(p, 'stop-write', run))[0]!;
     expect(JSON.stringify(shown.apply)).toContain('CREATE OR REPLACE VIEW');
     expect(JSON.stringify(shown.rollback)).toContain('swap the original materialized view');
@@ -166,19 +171,21 @@ describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => 
     }
     expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = '${s}.users'::regclass AND attname = 'full_name' AND NOT attisdropped`)).toEqual([]);
     expect(await db.sql(`SELECT relname FROM pg_class WHERE relname LIKE 'name_lengths_pgshift%'`)).toEqual([]);
-    expect((await definitions(s)).even_names).toBe(original.even_names);
+    const final = await definitions(s);
+    expect(final.even_names).toBe(original.even_names);
+    expect(final.long_names).toBe(original.long_names);
   });
 });
 
 describe('what cannot go along is refused up front', () => {
-  it('refuses a rule and a materialized view that another view reads, naming them, and changes nothing', async () => {
+  it('refuses a rule and a materialized view that another materialized view reads, naming them, and changes nothing', async () => {
     await db.sql(`
       CREATE SCHEMA refusals;
       CREATE TABLE refusals.users (id int PRIMARY KEY, full_name text);
       CREATE TABLE refusals.log (full_name text);
       CREATE RULE log_names AS ON UPDATE TO refusals.users DO ALSO INSERT INTO refusals.log VALUES (new.full_name);
       CREATE MATERIALIZED VIEW refusals.snap AS SELECT id, full_name FROM refusals.users;
-      CREATE VIEW refusals.on_snap AS SELECT full_name FROM refusals.snap;`);
+      CREATE MATERIALIZED VIEW refusals.on_snap AS SELECT full_name FROM refusals.snap;`);
     const before = await describeDatabase(db);
     const p = plan(`
 plan: rename-refused
@@ -188,7 +195,7 @@ rename: { column: full_name, to: display_name }`);
     expect(outcome!.error).toBeInstanceOf(PlanError);
     const message = outcome!.error!.message;
     expect(message).toMatch(/rule log_names on table refusals\.users \(a rule, not a view\).*replace it by a trigger/);
-    expect(message).toMatch(/materialized view refusals\.snap reads the column and is used by view refusals\.on_snap/);
+    expect(message).toMatch(/materialized view refusals\.snap reads the column and is used by materialized view refusals\.on_snap.*make it read a plain view/);
     await expect(lint([p], { databaseUrl: db.url })).rejects.toBeInstanceOf(PlanError);
     expect(await describeDatabase(db)).toEqual(before);
   });
