@@ -217,7 +217,16 @@ async function rewriteInTransaction(client: Client, facts: PlanFacts, change: Co
       await client.query(EMPTY_PATH);
       const again = await client.query<{ def: string }>(`SELECT pg_get_viewdef($1::regclass, true) AS def`, [qualified(target)]);
       const rewritten = bare(again.rows[0]!.def);
-      if (tokens.some(({ token }) => rewritten.includes(token))) throw new Error('an old column is still used where it cannot be replaced');
+      // The catalog, not the text, says whether the old columns are still read: PostgreSQL may keep one
+      // under an alias list (JOIN … USING needs the name), where no token shows.
+      const still = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+          WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass
+            AND d.refobjid = $2::regclass AND d.refobjsubid IN (SELECT attnum FROM pg_attribute WHERE attrelid = $2::regclass AND attname = ANY ($3::text[]))`,
+        [qualified(target), t, tokens.map((x) => x.token)],
+      );
+      if (still.rows[0]!.n || tokens.some(({ token }) => rewritten.includes(token)))
+        throw new Error('it would still read the old column where it cannot be replaced (for example in JOIN … USING)');
       await client.query('RELEASE SAVEPOINT pgshift_view');
       out.push({ ...v, rewritten });
     } catch (error) {

@@ -200,6 +200,20 @@ rename: { column: full_name, to: display_name }`);
     expect(await describeDatabase(db)).toEqual(before);
   });
 
+  it('refuses a view that would still read the old column (JOIN … USING), naming it, and changes nothing', async () => {
+    await db.sql(`
+      CREATE SCHEMA joined;
+      CREATE TABLE joined.users (id int PRIMARY KEY, full_name text);
+      CREATE TABLE joined.notes (full_name text, note text);
+      CREATE VIEW joined.user_notes AS SELECT * FROM joined.users JOIN joined.notes USING (full_name);`);
+    const before = await describeDatabase(db);
+    const p = plan(splitPlanYaml('split-joined', 'joined.users', BACKFILL, GUARDS));
+    const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
+    expect(outcome!.error).toBeInstanceOf(PlanError);
+    expect(outcome!.error!.message).toMatch(/view joined\.user_notes reads "full_name" and cannot be redefined.*JOIN … USING.*Without downtime/);
+    expect(await describeDatabase(db)).toEqual(before);
+  });
+
   it('lint never takes the table lock; apply computes the definitions under lock_timeout and gives up with exit 3', async () => {
     await db.sql(`
       CREATE SCHEMA locked;
