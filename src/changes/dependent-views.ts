@@ -195,11 +195,23 @@ function unchangedGuardMatview(v: DependentView): string {
   return unchangedGuard({ ...v, rewritten: v.original });
 }
 
-/** Before a swap: the readers must still be defined as at start (checked while their names still bind as then). */
+/**
+ * Before a swap: the readers must still be defined as at start (checked while
+ * their names still bind as then), and each is locked before the
+ * materialized view. A query on a reader locks the reader, then the
+ * materialized view; taking them in the other order deadlocks with it (seen
+ * under concurrent reads). Giving the reader its own text once more takes
+ * ACCESS EXCLUSIVE on the reader alone; `LOCK TABLE` on a view would also
+ * lock every table it reads in that mode.
+ */
 function readersBefore(v: DependentView): string[] {
   const readers = v.matview?.readers ?? [];
   return readers.length
-    ? [EMPTY_SEARCH_PATH, ...readers.map((r) => unchangedGuard({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options }))]
+    ? [
+        EMPTY_SEARCH_PATH,
+        ...readers.map((r) => unchangedGuard({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options })),
+        ...readersAfter(v),
+      ]
     : [];
 }
 

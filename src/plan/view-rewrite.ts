@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DependentView, ViewIndex } from '../changes/dependent-views.js';
-import { matviewNames, viewOptionsClause } from '../changes/dependent-views.js';
+import { viewOptionsClause } from '../changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import { resolveChange } from '../changes/registry.js';
 import type { Client } from '../db/client.js';
@@ -147,12 +147,13 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
  * (rename), or by a scalar subquery that evaluates the plan's `reverse`
  * expression over the new columns (split, merge, retype), so the old value
  * is read exactly as the trigger derives it. The result is handed back to
- * PostgreSQL (`CREATE OR REPLACE VIEW`, or a materialized copy WITH NO DATA),
- * which checks it keeps the view's output columns and types, and deparsed
- * once more: that text is what stop-write runs.
+ * PostgreSQL as a temporary view, whose output columns must match the
+ * view's (names, types, typmods, collations), which must not read an old
+ * column any more (`pg_depend`), and which is deparsed once more: that text
+ * is what stop-write runs.
  *
- * The renames take ACCESS EXCLUSIVE on the table for the few milliseconds
- * the transaction lasts (catalog-only), under the plan's lock_timeout and
+ * The renames take ACCESS EXCLUSIVE on the table (not on the views) for the
+ * few milliseconds the transaction lasts (catalog-only), under the plan's lock_timeout and
  * retried like any step; it runs once, when the plan starts, and only when
  * a view reads an old column. `lint` never runs it.
  */
@@ -190,30 +191,29 @@ async function rewriteInTransaction(client: Client, facts: PlanFacts, change: Co
   await client.query(EMPTY_PATH);
   const out: DependentView[] = [];
   const problems: string[] = [];
-  for (const v of views) {
+  for (const [i, v] of views.entries()) {
     const what = `${v.kind === 'view' ? 'view' : 'materialized view'} ${display(v.view)}`;
     const { rows } = await client.query<{ def: string }>(`SELECT pg_get_viewdef($1::regclass, true) AS def`, [qualified(v.view)]);
     const tokenized = bare(rows[0]!.def);
-    const target = v.kind === 'view' ? v.view : matviewNames(v).built;
+    // A temporary view stands in for the real one: the views themselves are not locked here, so a
+    // query reading a view (view first, then the table) cannot deadlock with this transaction.
+    const target = { schema: 'pg_temp', name: `pgshift_view_probe_${i}` };
     await client.query('SAVEPOINT pgshift_view');
     try {
       const text = substitute(tokenized, tokens, change);
       await client.query(userPath, [facts.searchPath]);
-      const options = viewOptionsClause(v.options);
-      if (v.kind === 'view') await client.query(`CREATE OR REPLACE VIEW ${qualified(v.view)}${options} AS ${text}`);
-      else {
-        await client.query(`CREATE MATERIALIZED VIEW ${qualified(target)}${options} AS ${text} WITH NO DATA`);
-        const differs = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM (
-             (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
-              EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped)
-             UNION ALL
-             (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped
-              EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped)) d`,
-          [qualified(v.view), qualified(target)],
-        );
-        if (differs.rows[0]!.n) throw new Error('its columns would change name, type or collation');
-      }
+      // A materialized view's options are storage parameters, which a view does not take.
+      await client.query(`CREATE TEMP VIEW ${ident(target.name)}${v.kind === 'view' ? viewOptionsClause(v.options) : ''} AS ${text}`);
+      const differs = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM (
+           (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
+            EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped)
+           UNION ALL
+           (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped
+            EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped)) d`,
+        [qualified(v.view), qualified(target)],
+      );
+      if (differs.rows[0]!.n) throw new Error('its columns would change name, type or collation');
       await client.query(EMPTY_PATH);
       const again = await client.query<{ def: string }>(`SELECT pg_get_viewdef($1::regclass, true) AS def`, [qualified(target)]);
       const rewritten = bare(again.rows[0]!.def);

@@ -196,6 +196,56 @@ describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => 
   });
 });
 
+describe('readers during the redefinitions', () => {
+  it('concurrent readers of every view see no error and the same rows from the plan start, while stop-write swaps them back and forth, through contract', async () => {
+    const s = 'views_live';
+    await db.sql(schemaSql(s));
+    const p = plan(KINDS.split!.yaml(s));
+    const run = { databaseUrl: db.url };
+    const queries = [
+      `SELECT count(*)::int AS n, max(shout) AS m FROM ${s}.names`,
+      `SELECT count(*)::int AS n, max(full_name) AS m FROM ${s}.even_names`,
+      `SELECT count(*)::int AS n, max(full_name) AS m FROM ${s}.name_lengths`,
+      `SELECT count(*)::int AS n, max(id)::text AS m FROM ${s}.long_names`,
+    ];
+    const expected = await Promise.all(queries.map(async (q) => (await db.sql(q))[0]));
+    let stop = false;
+    const errors: string[] = [];
+    const wrong: string[] = [];
+    let reads = 0;
+    const readers = await Promise.all([db.connect(), db.connect()]);
+    const loops = readers.map(async (c, r) => {
+      for (let i = r; !stop; i++) {
+        const q = queries[i % queries.length]!;
+        try {
+          const { rows } = await c.query(q);
+          reads++;
+          if (JSON.stringify(rows[0]) !== JSON.stringify(expected[i % queries.length])) wrong.push(`${q}: ${JSON.stringify(rows[0])}`);
+        } catch (error) {
+          errors.push(`${q}: ${(error as Error).message}`);
+        }
+      }
+    });
+    try {
+      // From the plan's start (where the definitions are computed under the table's lock) to contract.
+      for (const step of ['switch-read', 'stop-write', 'rollback', 'stop-write', 'contract'] as const) {
+        const before = reads;
+        const outcome = step === 'rollback' ? await rollback(p, 'current', run) : (await apply([p], step, run))[0]!;
+        expect(outcome.error, step).toBeUndefined();
+        // Let the readers go around at least once between two steps.
+        while (reads < before + 2 * queries.length) await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+      await Promise.all(readers.map((c) => c.end()));
+    }
+    expect(errors).toEqual([]);
+    expect(wrong).toEqual([]);
+    expect(reads).toBeGreaterThan(8 * queries.length);
+  });
+});
+
 describe('what cannot go along is refused up front', () => {
   it('refuses a rule and a materialized view that another materialized view reads, naming them, and changes nothing', async () => {
     await db.sql(`
