@@ -4,10 +4,10 @@ import type { DependentView, ViewIndex } from '../changes/dependent-views.js';
 import { viewOptionsClause } from '../changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import { resolveChange } from '../changes/registry.js';
-import type { Client } from '../db/client.js';
+import { sqlState, type Client } from '../db/client.js';
 import { display, ident, qualified } from '../db/ident.js';
 import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
-import { LockTimeoutError } from '../errors.js';
+import { LockTimeoutError, PgshiftError, PlanError } from '../errors.js';
 import { isLockConflict } from '../runner/guards.js';
 import type { Guards, Plan } from './types.js';
 
@@ -172,6 +172,11 @@ export async function rewriteDependentViews(client: Client, plan: Plan, facts: P
     } finally {
       await client.query('ROLLBACK');
     }
+    // The database refused the probe itself (e.g. an inherited column cannot be renamed): nothing changed.
+    if (!isLockConflict(failure) && sqlState(failure) && !(failure instanceof PgshiftError))
+      throw new PlanError([
+        { file: plan.file, path: plan.change.kind, message: `the views reading the column cannot be redefined by pgshift: ${(failure as Error).message}` },
+      ]);
     if (!isLockConflict(failure)) throw failure;
     if (attempt > guards.retries)
       throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt, [], { cause: failure });
