@@ -86,6 +86,26 @@ function replaceView(v: DependentView, definition: string): string {
   return `CREATE OR REPLACE VIEW ${qualified(v.view)}${viewOptionsClause(v.options)} AS ${definition}`;
 }
 
+/**
+ * Move a view from one definition to the other, as one statement that looks
+ * first: already there, nothing to do (a retried step); at `from`, replace
+ * it; anything else is someone's change since the plan started, which
+ * forward (`other: 'refuse'`) will not overwrite, and a rollback leaves
+ * alone (`other: 'leave'`: pgshift did not make it, so there is nothing of
+ * its own to undo, and a rollback must never be stuck on it).
+ */
+function switchDefinition(v: DependentView, from: string, to: string, other: 'refuse' | 'leave'): string {
+  const refuse =
+    `RAISE EXCEPTION ${literal(`view ${v.view.schema}.${v.view.name} was redefined after the plan started; pgshift will not replace it`)} ` +
+    `USING HINT = ${literal('put the definition back as it was (plan show prints it), or roll the plan back')};`;
+  const body =
+    `DECLARE d text := pg_catalog.pg_get_viewdef(${literal(qualified(v.view))}::pg_catalog.regclass, true); BEGIN ` +
+    `IF d = ${literal(to + ';')} THEN RETURN; END IF; ` +
+    `IF d = ${literal(from + ';')} THEN EXECUTE ${literal(replaceView(v, to))}; RETURN; END IF; ` +
+    `${other === 'refuse' ? refuse : 'RETURN;'} END`;
+  return `DO ${literal(body)}`;
+}
+
 const exists = (q: QualifiedName): string => `SELECT to_regclass(${literal(qualified(q))}) IS NOT NULL AS done`;
 const missing = (q: QualifiedName): string => `SELECT to_regclass(${literal(qualified(q))}) IS NULL AS done`;
 
@@ -100,7 +120,7 @@ export function redefineViewsSteps(views: readonly DependentView[] | undefined):
   return (views ?? []).flatMap((v) => {
     if (v.rewritten === null) return [ddl(`redefine ${describe(v)} over the new columns (the definition is computed when the plan starts)`, 'ACCESS EXCLUSIVE', [])];
     if (v.kind === 'view')
-      return [ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, unchangedGuard(v), replaceView(v, v.rewritten)])];
+      return [ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, switchDefinition(v, v.original, v.rewritten, 'refuse')])];
     return buildAndSwap(v, v.rewritten);
   });
 }
@@ -109,7 +129,7 @@ export function redefineViewsSteps(views: readonly DependentView[] | undefined):
 export function restoreViewsSteps(views: readonly DependentView[] | undefined): SqlStep[] {
   return (views ?? []).flatMap((v) => {
     if (v.kind === 'view')
-      return [ddl(`restore the original definition of ${describe(v)} (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, unchangedGuard(v), replaceView(v, v.original)])];
+      return [ddl(`restore the original definition of ${describe(v)} (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, switchDefinition(v, v.rewritten ?? v.original, v.original, 'leave')])];
     const n = matviewNames(v);
     const indexes = v.matview?.indexes ?? [];
     return [
@@ -117,7 +137,8 @@ export function restoreViewsSteps(views: readonly DependentView[] | undefined): 
         `swap the original ${describe(v)} back in and drop the rebuilt copy (catalog-only)`,
         'ACCESS EXCLUSIVE',
         [
-          ...readersBefore(v),
+          // No check here: the readers must follow the original back whatever happened, or nothing could be dropped.
+          ...(v.matview?.readers?.length ? [EMPTY_SEARCH_PATH, ...readersAfter(v)] : []),
           `ALTER MATERIALIZED VIEW ${qualified(v.view)} RENAME TO ${ident(n.built.name)}`,
           ...indexes.map((i) => `ALTER INDEX ${qualified({ schema: v.view.schema, name: i.name })} RENAME TO ${ident(n.index(i.name, 'built'))}`),
           `ALTER MATERIALIZED VIEW ${qualified(n.parked)} RENAME TO ${ident(v.view.name)}`,

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, lint, LockTimeoutError, PlanError, rollback, show, type Phase } from '../../src/index.js';
+import { apply, lint, LockTimeoutError, PhaseFailedError, PlanError, rollback, show, type Phase } from '../../src/index.js';
 import { PHASES, phaseIndex } from '../../src/phases/phases.js';
 import { describeDatabase } from '../helpers/catalog.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
@@ -243,6 +243,31 @@ describe('readers during the redefinitions', () => {
     expect(errors).toEqual([]);
     expect(wrong).toEqual([]);
     expect(reads).toBeGreaterThan(8 * queries.length);
+  });
+});
+
+describe('a view someone redefines while the plan is in flight', () => {
+  it('is not overwritten by stop-write, and does not keep the plan from rolling back', async () => {
+    await db.sql(`
+      CREATE SCHEMA changed;
+      CREATE TABLE changed.users (id int PRIMARY KEY, full_name text);
+      CREATE VIEW changed.names AS SELECT id, full_name FROM changed.users;`);
+    const p = plan(`
+plan: rename-changed
+table: changed.users
+rename: { column: full_name, to: display_name }
+guards: ${GUARDS}`);
+    const run = { databaseUrl: db.url };
+    expect((await apply([p], 'switch-read', run))[0]!.error).toBeUndefined();
+    await db.sql(`CREATE OR REPLACE VIEW changed.names AS SELECT id, full_name FROM changed.users WHERE id > 0`);
+    const theirs = await db.sql(`SELECT pg_get_viewdef('changed.names'::regclass, true) AS d`);
+    const [outcome] = await apply([p], 'stop-write', run);
+    expect(outcome!.error).toBeInstanceOf(PhaseFailedError);
+    expect(outcome!.error!.message).toMatch(/view changed\.names was redefined after the plan started; pgshift will not replace it/);
+    expect(await db.sql(`SELECT pg_get_viewdef('changed.names'::regclass, true) AS d`)).toEqual(theirs);
+    const back = await rollback(p, 'expand', run);
+    expect(back.error).toBeUndefined();
+    expect(await db.sql(`SELECT pg_get_viewdef('changed.names'::regclass, true) AS d`)).toEqual(theirs);
   });
 });
 
