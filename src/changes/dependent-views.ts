@@ -69,9 +69,9 @@ function reloptionText(option: string): string {
 }
 
 /**
- * Refuse to replace a view someone redefined since the plan started: its
- * definition must be the original or ours, else the statement would undo
- * their change silently.
+ * Going forward, refuse to replace a view someone redefined since the plan
+ * started: its definition must be the original or ours (a retried step),
+ * else the replacement would undo their change silently.
  */
 function unchangedGuard(v: DependentView): string {
   const defs = [v.original, v.rewritten ?? v.original].map((d) => literal(d + ';'));
@@ -87,22 +87,15 @@ function replaceView(v: DependentView, definition: string): string {
 }
 
 /**
- * Move a view from one definition to the other, as one statement that looks
- * first: already there, nothing to do (a retried step); at `from`, replace
- * it; anything else is someone's change since the plan started, which
- * forward (`other: 'refuse'`) will not overwrite, and a rollback leaves
- * alone (`other: 'leave'`: pgshift did not make it, so there is nothing of
- * its own to undo, and a rollback must never be stuck on it).
+ * Give a view its original definition back, as one statement that looks
+ * first: only a view at pgshift's definition is restored. Anything else was
+ * not made by pgshift (already restored, or someone's change since), so
+ * there is nothing of its own to undo, and a rollback is never stuck on it.
  */
-function switchDefinition(v: DependentView, from: string, to: string, other: 'refuse' | 'leave'): string {
-  const refuse =
-    `RAISE EXCEPTION ${literal(`view ${v.view.schema}.${v.view.name} was redefined after the plan started; pgshift will not replace it`)} ` +
-    `USING HINT = ${literal('put the definition back as it was (plan show prints it), or roll the plan back')};`;
+function restoreDefinition(v: DependentView): string {
   const body =
-    `DECLARE d text := pg_catalog.pg_get_viewdef(${literal(qualified(v.view))}::pg_catalog.regclass, true); BEGIN ` +
-    `IF d = ${literal(to + ';')} THEN RETURN; END IF; ` +
-    `IF d = ${literal(from + ';')} THEN EXECUTE ${literal(replaceView(v, to))}; RETURN; END IF; ` +
-    `${other === 'refuse' ? refuse : 'RETURN;'} END`;
+    `BEGIN IF pg_catalog.pg_get_viewdef(${literal(qualified(v.view))}::pg_catalog.regclass, true) = ${literal((v.rewritten ?? v.original) + ';')} ` +
+    `THEN EXECUTE ${literal(replaceView(v, v.original))}; END IF; END`;
   return `DO ${literal(body)}`;
 }
 
@@ -120,7 +113,7 @@ export function redefineViewsSteps(views: readonly DependentView[] | undefined):
   return (views ?? []).flatMap((v) => {
     if (v.rewritten === null) return [ddl(`redefine ${describe(v)} over the new columns (the definition is computed when the plan starts)`, 'ACCESS EXCLUSIVE', [])];
     if (v.kind === 'view')
-      return [ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, switchDefinition(v, v.original, v.rewritten, 'refuse')])];
+      return [ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, unchangedGuard(v), replaceView(v, v.rewritten)])];
     return buildAndSwap(v, v.rewritten);
   });
 }
@@ -129,7 +122,7 @@ export function redefineViewsSteps(views: readonly DependentView[] | undefined):
 export function restoreViewsSteps(views: readonly DependentView[] | undefined): SqlStep[] {
   return (views ?? []).flatMap((v) => {
     if (v.kind === 'view')
-      return [ddl(`restore the original definition of ${describe(v)} (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, switchDefinition(v, v.rewritten ?? v.original, v.original, 'leave')])];
+      return [ddl(`restore the original definition of ${describe(v)} (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, restoreDefinition(v)])];
     const n = matviewNames(v);
     const indexes = v.matview?.indexes ?? [];
     return [
