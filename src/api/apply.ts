@@ -52,7 +52,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
 
   if (!inFlight(state)) {
-    const facts = await checkAgainstCatalog(client, plan, store.schema);
+    const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
     const other = await store.inFlightOn(display(facts.table), plan.name);
     if (other) {
       throw new PlanError([

@@ -1,6 +1,7 @@
 import type { ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
 import type { CarryOver } from './carry-over.js';
+import type { DependentView } from './dependent-views.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -25,6 +26,8 @@ export interface PlanFacts {
   readonly carry?: CarryOver | undefined;
   /** retype: whether PostgreSQL changes the type in place, without rewriting the table or its indexes. */
   readonly retype?: RetypeFacts | undefined;
+  /** Views and materialized views that read an old column, redefined over the new ones at stop-write. */
+  readonly views?: readonly DependentView[] | undefined;
 }
 
 /** What a retype probe found at plan start. */

@@ -3,6 +3,7 @@ import type { Plan } from '../plan/types.js';
 import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
 import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
 import { addUniqueSafely, setNotNullSafely } from './constraints.js';
+import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
 import { metadataOnlyRetypeProgram } from './retype-in-place.js';
 import type { ColumnChange, PlanFacts } from './model.js';
 import { resolveChange } from './registry.js';
@@ -112,8 +113,10 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
             ]
           : []),
         sync('one-way'),
+        // From here the new columns are the truth and the old ones derived: views move over to read them.
+        ...redefineViewsSteps(facts.views),
       ],
-      rollback: [sync('two-way-defaults'), ...oldNotNull.flatMap((c) => setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)))],
+      rollback: [...restoreViewsSteps(facts.views), sync('two-way-defaults'), ...oldNotNull.flatMap((c) => setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)))],
     },
     contract: {
       apply: [
@@ -124,6 +127,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
               [
                 `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
                 ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
+                ...contractViewStatements(facts.views),
                 `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
                 ...contractCarryAfter(carry, facts.table),
               ],
@@ -136,6 +140,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
               'ACCESS EXCLUSIVE',
               [
                 `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                ...contractViewStatements(facts.views),
                 `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
               ],
             ),

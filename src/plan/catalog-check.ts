@@ -6,14 +6,25 @@ import { singleStatement, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import { display, ident } from '../db/ident.js';
 import { PlanError, type PlanProblem } from '../errors.js';
-import type { Plan } from './types.js';
+import type { Guards, Plan } from './types.js';
+import { rewriteDependentViews } from './view-rewrite.js';
+
+/** How far the check may go. */
+export interface CatalogCheckOptions {
+  /**
+   * Set when the plan is starting: dependent views' definitions over the new
+   * columns are computed, which takes ACCESS EXCLUSIVE on the table for an
+   * instant under these guards (see view-rewrite). Unset for lint and show.
+   */
+  readonly rewriteViewsUnder?: Guards | undefined;
+}
 
 /**
  * Check a plan that has not started against the live catalog, and capture the
  * facts its phases will compile from. Every problem is reported at once.
  * Runs in a transaction that is always rolled back: nothing is left behind.
  */
-export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchema: string): Promise<PlanFacts> {
+export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchema: string, options: CatalogCheckOptions = {}): Promise<PlanFacts> {
   const problems: PlanProblem[] = [];
   const problem = (path: string, message: string): void => void problems.push({ file: plan.file, path, message });
   const tableText = plan.table.schema ? `${plan.table.schema}.${plan.table.name}` : plan.table.name;
@@ -93,7 +104,11 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
-  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts };
+  const planFacts: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts };
+  if (!options.rewriteViewsUnder || !planFacts.views?.length) return planFacts;
+  const views = await rewriteDependentViews(client, plan, planFacts, options.rewriteViewsUnder);
+  if (views.problems.length) throw new PlanError(views.problems.map((message) => ({ file: plan.file, path: plan.change.kind, message })));
+  return { ...planFacts, views: views.views };
 }
 
 async function rolledBackValue<T>(client: Client, fn: () => Promise<T>): Promise<T> {

@@ -1,6 +1,8 @@
 import { planCarryOver, type CarryOver } from '../changes/carry-over.js';
 import type { RetypeFacts } from '../changes/model.js';
+import type { DependentView } from '../changes/dependent-views.js';
 import { retypedColumn } from '../changes/retype.js';
+import { readDependentViews } from './view-rewrite.js';
 import { singleStatement, type Client } from '../db/client.js';
 import type { TableFacts } from '../db/catalog.js';
 import { readColumnObjects, type ColumnObjects } from '../db/column-objects.js';
@@ -11,13 +13,14 @@ import type { Plan } from './types.js';
 /** What `checkDependents` found: problems, and facts for the plan. */
 export interface DependentsCheck {
   readonly problems: readonly { readonly path: string; readonly message: string }[];
-  readonly facts: { readonly carry?: CarryOver; readonly retype?: RetypeFacts };
+  readonly facts: { readonly carry?: CarryOver; readonly retype?: RetypeFacts; readonly views?: readonly DependentView[] };
 }
 
 /**
  * Look at what depends on the columns a plan replaces. A rename carries
  * indexes, CHECKs, foreign keys (both ways), owned sequences and the comment,
- * and records them; every kind refuses what it cannot carry (views, rules,
+ * and records them; views and materialized views reading the columns are
+ * recorded (see view-rewrite); every kind refuses what it cannot carry (rules,
  * policies, triggers naming the column, statistics objects, exclusion
  * constraints, the primary key), since contract's DROP COLUMN would fail on
  * them or silently take them along. A retype is probed for an in-place type
@@ -31,7 +34,8 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
   for (const column of columns) {
     const found = await readColumnObjects(client, table, column, change.kind === 'rename' ? change.to : column);
     objects.set(column, found);
-    for (const u of found.unsupported) problems.push({ path: change.kind, message: `column "${column}" is used by ${u}; drop it first and create it again after contract` });
+    for (const u of found.unsupported)
+      problems.push({ path: change.kind, message: `column "${column}" is used by ${u}${u.includes('; ') ? '' : '; drop it first and create it again after contract'}` });
     if (change.kind !== 'rename') {
       for (const fk of found.constraints.filter((c) => c.kind === 'foreign-key' && c.direction === 'to')) {
         problems.push({
@@ -41,25 +45,32 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
       }
     }
   }
-  if (problems.length || change.kind === 'split' || change.kind === 'merge') return { problems, facts: {} };
+  const viewOids = [...new Set([...objects.values()].flatMap((o) => o.views ?? []))];
+  const dependentViews = viewOids.length ? await readDependentViews(client, viewOids) : { views: [], problems: [] };
+  problems.push(...dependentViews.problems.map((message) => ({ path: change.kind, message })));
+  const views = dependentViews.views.length ? { views: dependentViews.views } : {};
+  if (problems.length || change.kind === 'split' || change.kind === 'merge') return { problems, facts: views };
 
   const found = objects.get(change.column)!;
   if (change.kind === 'rename') {
     const relkind = await client.query<{ k: string }>(`SELECT relkind::text AS k FROM pg_class WHERE oid = $1::regclass`, [qualified(table)]);
     if (relkind.rows[0]?.k === 'p' && found.indexes.length) {
       problems.push({ path: 'rename', message: `${display(table)} is partitioned: its indexes on "${change.column}" cannot be built CONCURRENTLY; rename each partition instead` });
-      return { problems, facts: {} };
+      return { problems, facts: views };
     }
     const taken = await client.query<{ n: string }>(
       `SELECT c.relname::text AS n FROM pg_class c WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $1::regclass)
        UNION SELECT conname::text FROM pg_constraint WHERE conrelid = $1::regclass`,
       [qualified(table)],
     );
-    return { problems, facts: { carry: planCarryOver(found, table, change.column, change.to, new Set(taken.rows.map((r) => r.n))) } };
+    return { problems, facts: { ...views, carry: planCarryOver(found, table, change.column, change.to, new Set(taken.rows.map((r) => r.n))) } };
   }
-  const probe = await probeRetype(client, table, facts, change, newType, found);
+  // ALTER COLUMN … TYPE refuses a column a view reads; the copy lets the views move over at stop-write.
+  const probe: RetypeFacts = dependentViews.views.length
+    ? { metadataOnly: false, reverseMetadataOnly: false, reason: 'views read the column; they move to the new column at stop-write' }
+    : await probeRetype(client, table, facts, change, newType, found);
   const notCarried = [...found.indexes.map((i) => `index ${i.name}`), ...found.constraints.map((c) => `constraint ${c.name} on ${display(c.table)}`)];
-  return { problems, facts: { retype: probe.metadataOnly ? probe : { ...probe, notCarried } } };
+  return { problems, facts: { ...views, retype: probe.metadataOnly ? probe : { ...probe, notCarried } } };
 }
 
 /**

@@ -35,13 +35,14 @@ key: [code]
 rename: { column: ${column}, to: ${to} }`;
 
 describe('rename refuses what it cannot carry', () => {
-  it('refuses identity, generated, primary key, exclusion and view-dependent columns, and changes nothing', async () => {
+  it('refuses identity, generated, primary key and exclusion columns, and changes nothing', async () => {
     const before = await describeDatabase(db);
     expect(await refusal(renamePlan('id', 'ident'))).toMatch(/column "id" is an identity column/);
     expect(await refusal(renamePlan('shout', 'loud'))).toMatch(/column "shout" is a generated column/);
     const pk = await refusal(renamePlan('name', 'full_name'));
     expect(pk).toMatch(/column "name" is used by constraint t_pkey on table t: the column is part of the primary key/);
-    expect(pk).toMatch(/used by rule _RETURN on view t_names/);
+    // The view t_names reads the column too: views now go along (test/db/views.test.ts), so only the key is refused.
+    expect(pk).not.toMatch(/t_names/);
     expect(await refusal(renamePlan('during', 'period'))).toMatch(/exclusion constraints are not carried/);
     expect(await describeDatabase(db)).toEqual(before);
   });
