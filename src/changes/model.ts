@@ -1,6 +1,7 @@
 import type { ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
 import type { CarryOver } from './carry-over.js';
+import type { Partitioning } from '../db/partitions.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -25,6 +26,8 @@ export interface PlanFacts {
   readonly carry?: CarryOver | undefined;
   /** retype: whether PostgreSQL changes the type in place, without rewriting the table or its indexes. */
   readonly retype?: RetypeFacts | undefined;
+  /** A partitioned table: its partitions, so indexes are built per partition (absent for a plain table). */
+  readonly partitioning?: Partitioning | undefined;
 }
 
 /** What a retype probe found at plan start. */
@@ -66,6 +69,8 @@ export interface NewColumn {
   readonly default: string | null;
   readonly defaultFrom: 'expand' | 'switch-read';
   readonly unique: boolean;
+  /** Existing columns the unique index also covers (`unique: { with: [...] }`), after the column. */
+  readonly uniqueWith?: readonly string[] | undefined;
   /** The parameter name of this column in the reverse functions (retype: the old column's name); default `name`. */
   readonly exprName?: string | undefined;
 }

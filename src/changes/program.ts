@@ -2,9 +2,11 @@ import { ident, literal, qualified } from '../db/ident.js';
 import type { Plan } from '../plan/types.js';
 import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
 import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
-import { addUniqueSafely, setNotNullSafely } from './constraints.js';
+import { partitionIndexName } from '../db/partitions.js';
+import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
+import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 import { metadataOnlyRetypeProgram } from './retype-in-place.js';
-import type { ColumnChange, PlanFacts } from './model.js';
+import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
 import { resolveChange } from './registry.js';
 import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
 
@@ -158,8 +160,24 @@ function enforceDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
       ? [ddl(`default on ${c.name} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`])]
       : []),
     ...(c.notNull ? setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)) : []),
-    ...(c.unique ? addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name)) : []),
+    ...(c.unique
+      ? facts.partitioning
+        ? buildPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts), `the unique index on ${c.name}`)
+        : addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name), c.uniqueWith)
+      : []),
   ]);
+}
+
+/** A declared UNIQUE on a partitioned table, as a constraint on it and on each partition. */
+function declaredUnique(c: NewColumn, names: ObjectNames, facts: PlanFacts): PartitionedIndex {
+  const columns = [c.name, ...(c.uniqueWith ?? [])].map(ident).join(', ');
+  return {
+    name: unquote(names.uniqueIndex(c.name)),
+    unique: true,
+    definition: `(${columns})`,
+    constraint: { definition: `UNIQUE (${columns})`, deferrable: 'no' },
+    partitionName: (p) => partitionIndexName(p, c.name, 'pgshift_uq'),
+  };
 }
 
 /** Undo `enforceDeclared`: every statement catalog-only. */
@@ -173,7 +191,11 @@ function releaseDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
   // An index built but never attached (an interrupted switch-read) is not dropped with the constraint.
   const leftovers = change.new
     .filter((c) => c.unique)
-    .map((c) => `DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`);
+    .flatMap((c) =>
+      facts.partitioning
+        ? dropPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts))
+        : [`DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`],
+    );
   return parts.length
     ? [ddl('drop what switch-read enforced on the new columns (catalog-only)', 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ${parts.join(', ')}`, ...leftovers])]
     : [];

@@ -5,6 +5,8 @@ import { BODY_TAG } from '../changes/sql-objects.js';
 import { singleStatement, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import { display, ident } from '../db/ident.js';
+import { readPartitioning } from '../db/partitions.js';
+import { checkDeclaredUnique } from './partition-check.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import type { Plan } from './types.js';
 
@@ -89,11 +91,19 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       if (error) problem(expr.field, `does not compile: ${error}`);
     }
   });
+  const partitioning = await readPartitioning(client, table);
+  for (const k of partitioning?.keyColumns.filter((k) => outline.reads.includes(k)) ?? [])
+    problem(
+      kindField,
+      `column "${k}" is in the partition key of ${display(table)}, and PostgreSQL cannot drop a partition key column, so contract could not finish; ` +
+        `keep the column, or move the rows to a table partitioned by other columns first`,
+    );
+  for (const p of checkDeclaredUnique(plan, table, facts, outline.reads, partitioning)) problem(p.path, p.message);
   if (problems.length) throw new PlanError(problems);
   const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
-  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts };
+  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
 }
 
 async function rolledBackValue<T>(client: Client, fn: () => Promise<T>): Promise<T> {

@@ -1,0 +1,202 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { apply, lint, PlanError, rollback, type Phase } from '../../src/index.js';
+import { describeDatabase } from '../helpers/catalog.js';
+import { runCli } from '../helpers/cli.js';
+import { freshDatabase, type TestDatabase } from '../helpers/db.js';
+import { plan, planDir } from '../helpers/fixtures.js';
+
+/**
+ * Partitioned tables: a list-partitioned table with two leaf partitions and
+ * a sub-partitioned one (two leaves below it), primary key (id, region).
+ * A split declaring NOT NULL and UNIQUE on a new column, and the rename of
+ * an indexed column, each go through all six phases and back, with writes
+ * from the code versions that may run at each phase, row-moving UPDATEs
+ * (region changes) included: every write succeeds and reads back as written.
+ */
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await freshDatabase();
+});
+
+const PARTITIONS = (t: string): string => `
+  CREATE TABLE ${t}_eu PARTITION OF ${t} FOR VALUES IN ('eu');
+  CREATE TABLE ${t}_us PARTITION OF ${t} FOR VALUES IN ('us');
+  CREATE TABLE ${t}_ap PARTITION OF ${t} FOR VALUES IN ('as', 'oc') PARTITION BY LIST (region);
+  CREATE TABLE ${t}_ap_as PARTITION OF ${t}_ap FOR VALUES IN ('as');
+  CREATE TABLE ${t}_ap_oc PARTITION OF ${t}_ap FOR VALUES IN ('oc');`;
+const LEAVES = ['eu', 'us', 'ap_as', 'ap_oc'];
+const REGIONS = ['eu', 'us', 'as', 'oc'];
+
+const GUARDS = '{ lock_timeout: 1s, statement_timeout: 20s, retries: 2 }';
+
+async function applyTo(p: ReturnType<typeof plan>, phase: Phase): Promise<void> {
+  const [outcome] = await apply([p], phase, { databaseUrl: db.url });
+  expect(outcome!.error).toBeUndefined();
+}
+
+async function rollbackTo(p: ReturnType<typeof plan>, phase: Phase): Promise<void> {
+  const outcome = await rollback(p, phase, { databaseUrl: db.url });
+  expect(outcome.error).toBeUndefined();
+}
+
+/** Indexes of `table` and its partitions whose name matches `like`, with validity and the index each is attached to. */
+async function indexTree(like: string): Promise<{ index: string; table: string; valid: boolean; parent: string | null }[]> {
+  return db.sql(
+    `SELECT c.relname AS index, i.indrelid::regclass::text AS table, i.indisvalid AS valid,
+            (SELECT h.inhparent::regclass::text FROM pg_inherits h WHERE h.inhrelid = i.indexrelid) AS parent
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+      WHERE c.relname LIKE $1 ORDER BY 2, 1`,
+    [like],
+  );
+}
+
+describe('split with not_null and unique on a partitioned table', () => {
+  const T = 'people';
+  const yaml = (unique: string): string => `
+plan: split-people
+table: ${T}
+split:
+  column: full_name
+  into:
+    - name: first_name
+      type: text
+      using: split_part(full_name, ' ', 1)
+      not_null: true
+      unique: ${unique}
+    - name: last_name
+      type: text
+      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
+  reverse: concat_ws(' ', first_name, last_name)
+backfill: { batch_size: 50, pause: 0ms }
+guards: ${GUARDS}`;
+  const p = plan(yaml('{ with: [region] }'));
+
+  /** What each row must read back: full name and region. */
+  const ledger = new Map<number, { full: string; region: string }>();
+  let next = 10_000;
+  const region = (i: number): string => REGIONS[i % REGIONS.length]!;
+
+  beforeAll(async () => {
+    await db.sql(`
+      CREATE TABLE ${T} (id bigint NOT NULL, region text NOT NULL, full_name text NOT NULL DEFAULT 'anonymous',
+                         PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      ${PARTITIONS(T)}
+      INSERT INTO ${T} (id, region, full_name) SELECT g, (ARRAY['eu','us','as','oc'])[1 + g % 4], 'First' || g || ' Last' || g FROM generate_series(1, 400) g;`);
+    for (let g = 1; g <= 400; g++) ledger.set(g, { full: `First${g} Last${g}`, region: REGIONS[g % 4]! });
+  });
+
+  /** Old code: insert, update, and an update that moves the row to another partition (and one changing the name too). */
+  async function oldCodeWrites(): Promise<void> {
+    const id = next++;
+    await db.sql(`INSERT INTO ${T} (id, region, full_name) VALUES ($1, $2, $3)`, [id, region(id), `Old${id} Ins${id}`]);
+    await db.sql(`UPDATE ${T} SET full_name = $2 WHERE id = $1`, [id, `Old${id} Upd${id}`]);
+    await db.sql(`UPDATE ${T} SET region = $2 WHERE id = $1`, [id, region(id + 1)]);
+    ledger.set(id, { full: `Old${id} Upd${id}`, region: region(id + 1) });
+    const seeded = 1 + (id % 400);
+    await db.sql(`UPDATE ${T} SET region = $2, full_name = $3 WHERE id = $1`, [seeded, region(id + 2), `Moved${id} Old${seeded}`]);
+    ledger.set(seeded, { full: `Moved${id} Old${seeded}`, region: region(id + 2) });
+  }
+
+  /** New code: writes first_name/last_name only, moves rows too. */
+  async function newCodeWrites(): Promise<void> {
+    const id = next++;
+    await db.sql(`INSERT INTO ${T} (id, region, first_name, last_name) VALUES ($1, $2, $3, $4)`, [id, region(id), `New${id}`, `Ins${id}`]);
+    await db.sql(`UPDATE ${T} SET last_name = $2 WHERE id = $1`, [id, `Upd${id}`]);
+    await db.sql(`UPDATE ${T} SET region = $2 WHERE id = $1`, [id, region(id + 1)]);
+    ledger.set(id, { full: `New${id} Upd${id}`, region: region(id + 1) });
+    // A row move that also changes the new columns: the destination partition must keep what new code wrote.
+    const seeded = 1 + ((id * 7) % 400);
+    await db.sql(`UPDATE ${T} SET region = $2, first_name = $3, last_name = $4 WHERE id = $1`, [seeded, region(id + 3), `Anna${id}`, `Lena${id} Berg`]);
+    ledger.set(seeded, { full: `Anna${id} Lena${id} Berg`, region: region(id + 3) });
+  }
+
+  /** Every acknowledged write, through the old column (while it exists) and the new ones (once kept in sync). */
+  async function check(sides: { old: boolean; new: boolean }): Promise<void> {
+    const rows = await db.sql<{ id: string; region: string; full_name?: string; first_name?: string; last_name?: string | null }>(`SELECT * FROM ${T}`);
+    expect(rows).toHaveLength(ledger.size);
+    const wrong: unknown[] = [];
+    for (const r of rows) {
+      const want = ledger.get(Number(r.id));
+      if (!want || want.region !== r.region) wrong.push({ row: r, want });
+      else if (sides.old && r.full_name !== want.full) wrong.push({ row: r, want });
+      else if (sides.new && [r.first_name, r.last_name].filter((x) => x != null).join(' ') !== want.full) wrong.push({ row: r, want });
+    }
+    expect(wrong).toEqual([]);
+  }
+
+  it('refuses unique on the new column alone up front, with advice that works, and changes nothing', async () => {
+    const before = await describeDatabase(db);
+    const [outcome] = await apply([plan(yaml('true'))], 'expand', { databaseUrl: db.url });
+    expect(outcome!.error).toBeInstanceOf(PlanError);
+    expect(outcome!.error!.message).toMatch(
+      /split\.into\[0\]\.unique: "first_name" cannot be unique on its own: public\.people is partitioned by \(region\).*Write "unique: \{ with: \[region\] \}"/,
+    );
+    // lint says the same, with exit 2.
+    const dir = await planDir({ 'split-people.yaml': yaml('true') });
+    const cli = await runCli(['plan', 'lint', '--dir', dir, '--database-url', db.url, '--json']);
+    expect(cli.code).toBe(2);
+    expect(cli.errors).toMatch(/cannot be unique on its own/);
+    expect(await describeDatabase(db)).toEqual(before);
+    // The advised plan passes lint.
+    expect(await lint([p], { databaseUrl: db.url })).toEqual([{ plan: 'split-people', outcome: 'checked' }]);
+  });
+
+  it('goes through all six phases and back with old- and new-code writes, row moves included', async () => {
+    for (const phase of ['expand', 'dual-write', 'backfill'] as const) {
+      await applyTo(p, phase);
+      await oldCodeWrites();
+      await check({ old: true, new: phase === 'backfill' });
+    }
+    await applyTo(p, 'switch-read');
+    // NOT NULL on the table and every partition; the unique constraint valid and attached everywhere.
+    const notNull = await db.sql<{ t: string; nn: boolean }>(
+      `SELECT attrelid::regclass::text AS t, attnotnull AS nn FROM pg_attribute WHERE attname = 'first_name' AND attrelid::regclass::text LIKE '${T}%' AND (SELECT relkind FROM pg_class WHERE oid = attrelid) IN ('r', 'p') ORDER BY 1`,
+    );
+    expect(notNull).toHaveLength(1 + 5);
+    expect(notNull.every((r) => r.nn)).toBe(true);
+    const tree = await indexTree('%first_name_pgshift_uq%');
+    expect(tree).toHaveLength(1 + 5);
+    expect(tree.every((i) => i.valid)).toBe(true);
+    expect(tree.filter((i) => i.parent === null).map((i) => i.table)).toEqual([T]);
+    await expect(db.sql(`INSERT INTO ${T} (id, region, full_name) VALUES (99999, 'eu', 'First4 Dup')`)).rejects.toThrow(/duplicate key/);
+    await oldCodeWrites();
+    await newCodeWrites();
+    await check({ old: true, new: true });
+
+    await applyTo(p, 'stop-write');
+    await newCodeWrites();
+    await check({ old: true, new: true });
+
+    // And back to nothing, writes at every step (rolling back X undoes X).
+    await rollbackTo(p, 'stop-write');
+    await newCodeWrites();
+    await oldCodeWrites();
+    await check({ old: true, new: true });
+    for (const phase of ['switch-read', 'backfill', 'dual-write', 'expand'] as const) {
+      await rollbackTo(p, phase);
+      await oldCodeWrites();
+      await check({ old: true, new: phase === 'switch-read' || phase === 'backfill' });
+      if (phase === 'switch-read') {
+        expect(await indexTree('%pgshift%')).toEqual([]);
+        expect(await db.sql(`SELECT 1 FROM pg_attribute WHERE attname = 'first_name' AND attnotnull`)).toEqual([]);
+      }
+    }
+
+    // Forward again, to the end.
+    await applyTo(p, 'switch-read');
+    await newCodeWrites();
+    await oldCodeWrites();
+    await applyTo(p, 'contract');
+    await newCodeWrites();
+    await check({ old: false, new: true });
+    const after = await indexTree('%first_name_pgshift_uq%');
+    expect(after).toHaveLength(1 + 5);
+    expect(after.every((i) => i.valid)).toBe(true);
+    const leaves = after.filter((i) => LEAVES.some((l) => i.table === `${T}_${l}`));
+    expect(leaves).toHaveLength(4);
+    expect(await db.sql(`SELECT conname FROM pg_constraint WHERE conrelid = '${T}'::regclass AND contype = 'u'`)).toEqual([
+      { conname: 'people_first_name_pgshift_uq' },
+    ]);
+  });
+});
