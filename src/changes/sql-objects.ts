@@ -75,7 +75,10 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
 /**
  * The trigger function. On INSERT the side that was given fills the other
  * (the old side wins when both are, since old code never writes the new
- * columns); on UPDATE the side that changed fills the other (the new side
+ * columns, unless the old side already equals what the reverse expressions
+ * give from the new side: that is a row an UPDATE moved to another partition,
+ * which the UPDATE branch synced on its way out, and recomputing the new side
+ * from a lossy reverse would change what new code wrote); on UPDATE the side that changed fills the other (the new side
  * wins when both changed: that writer knows both). Its search_path is fixed,
  * so it behaves the same through any pooler and for any session setting.
  */
@@ -103,6 +106,12 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
           `  IF TG_OP = 'INSERT' THEN`,
           `    IF (${every(change.old, 'AND', 'IS NULL')}) AND (${every(change.new, 'OR', 'IS NOT NULL')}) THEN`,
           fillOld(3),
+          // A row an UPDATE moves to another partition arrives here as an
+          // INSERT with both sides set, after the UPDATE branch ran on the
+          // source partition: it already holds old = reverse(new), and
+          // deriving new from old again would change what new code wrote.
+          `    ELSIF (${every(change.new, 'OR', 'IS NOT NULL')}) AND ${row('NEW', change.old)} IS NOT DISTINCT FROM ROW(${reverseCalls(change, names, 'NEW.').join(', ')}) THEN`,
+          `      NULL;`,
           `    ELSE`,
           `${defaults}${fillNew(3)}`,
           `    END IF;`,
