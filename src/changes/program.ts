@@ -78,7 +78,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
       apply: [
         { kind: 'verify', description: 'verify no row differs' },
         ...enforceDeclared(change, names, facts),
-        ...(carry ? carryOverSteps(carry, facts.table) : []),
+        ...(carry ? carryOverSteps(carry, facts.table, facts.partitioning) : []),
         // From here new code may insert rows without the old columns, so a
         // column default there would make them look written: the trigger
         // applies the old defaults instead.
@@ -100,7 +100,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
             ]
           : []),
         sync('two-way'),
-        ...(carry ? dropCarriedSteps(carry, facts.table) : []),
+        ...(carry ? dropCarriedSteps(carry, facts.table, facts.partitioning) : []),
         ...releaseDeclared(change, names, facts),
       ],
     },

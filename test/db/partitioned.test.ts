@@ -200,3 +200,129 @@ guards: ${GUARDS}`;
     ]);
   });
 });
+
+describe('rename of an indexed column of a partitioned table', () => {
+  const SCHEMA = (s: string): string => `
+    CREATE SCHEMA IF NOT EXISTS ${s};
+    SET search_path = ${s};
+    CREATE TABLE members (id bigint NOT NULL, region text NOT NULL, nick text NOT NULL CHECK (length(nick) > 0),
+                          PRIMARY KEY (id, region), CONSTRAINT members_nick_region_key UNIQUE (nick, region)) PARTITION BY LIST (region);
+    ${PARTITIONS('members')}
+    CREATE INDEX members_nick_idx ON members (nick);
+    CREATE UNIQUE INDEX members_lower_nick_idx ON members (lower(nick), region) WHERE nick <> 'x';
+    INSERT INTO members SELECT g, (ARRAY['eu','us','as','oc'])[1 + g % 4], 'nick' || g FROM generate_series(1, 300) g;
+    SET search_path = "$user", public;`;
+  /** What a plain RENAME COLUMN leaves, with the names pgshift gives (the old column name replaced by the new one). */
+  const PLAIN_RENAME = `
+    ALTER TABLE plain.members RENAME COLUMN nick TO handle;
+    ALTER TABLE plain.members RENAME CONSTRAINT members_nick_check TO members_handle_check;
+    DO $$ DECLARE r record; BEGIN
+      FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'plain'::regnamespace AND c.relkind IN ('i', 'I') AND c.relname LIKE '%nick%' LOOP
+        EXECUTE format('ALTER INDEX plain.%I RENAME TO %I', r.relname, replace(r.relname, 'nick', 'handle'));
+      END LOOP;
+    END $$;`;
+  const p = plan(`
+plan: rename-members-nick
+table: members
+rename: { column: nick, to: handle }
+backfill: { batch_size: 40, pause: 0ms }
+guards: ${GUARDS}`);
+  const ledger = new Map<number, { nick: string; region: string }>();
+  let next = 20_000;
+  const region = (i: number): string => REGIONS[i % REGIONS.length]!;
+
+  beforeAll(async () => {
+    await db.sql(SCHEMA('public'));
+    await db.sql(SCHEMA('plain'));
+    for (let g = 1; g <= 300; g++) ledger.set(g, { nick: `nick${g}`, region: REGIONS[g % 4]! });
+  });
+
+  async function writes(column: 'nick' | 'handle'): Promise<void> {
+    const id = next++;
+    await db.sql(`INSERT INTO members (id, region, ${column}) VALUES ($1, $2, $3)`, [id, region(id), `${column}-ins-${id}`]);
+    await db.sql(`UPDATE members SET ${column} = $2 WHERE id = $1`, [id, `${column}-upd-${id}`]);
+    await db.sql(`UPDATE members SET region = $2 WHERE id = $1`, [id, region(id + 1)]);
+    ledger.set(id, { nick: `${column}-upd-${id}`, region: region(id + 1) });
+    const seeded = 1 + ((id * 13) % 300);
+    await db.sql(`UPDATE members SET region = $2, ${column} = $3 WHERE id = $1`, [seeded, region(id + 2), `${column}-moved-${id}`]);
+    ledger.set(seeded, { nick: `${column}-moved-${id}`, region: region(id + 2) });
+  }
+
+  async function check(sides: { old: boolean; new: boolean }): Promise<void> {
+    const rows = await db.sql<{ id: string; region: string; nick?: string; handle?: string }>(`SELECT * FROM members`);
+    expect(rows).toHaveLength(ledger.size);
+    const wrong = rows.filter((r) => {
+      const want = ledger.get(Number(r.id));
+      return !want || want.region !== r.region || (sides.old && r.nick !== want.nick) || (sides.new && r.handle !== want.nick);
+    });
+    expect(wrong).toEqual([]);
+  }
+
+  /** Indexes and UNIQUE/CHECK constraints of members and its partitions in `schema`, unqualified. */
+  async function catalogOf(schema: string): Promise<unknown> {
+    const indexes = await db.sql<{ def: string }>(
+      `SELECT c.relname AS name, t.relname AS table, i.indisvalid AS valid,
+              (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent WHERE h.inhrelid = i.indexrelid) AS parent,
+              pg_get_indexdef(i.indexrelid) AS def
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+        WHERE t.relnamespace = $1::regnamespace AND t.relname LIKE 'members%' ORDER BY 2, 1`,
+      [schema],
+    );
+    const constraints = await db.sql(
+      `SELECT k.conname AS name, t.relname AS table, pg_get_constraintdef(k.oid) AS def, k.convalidated AS valid
+         FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+        WHERE t.relnamespace = $1::regnamespace AND t.relname LIKE 'members%' AND k.contype IN ('u', 'c') ORDER BY 2, 1`,
+      [schema],
+    );
+    return { indexes: indexes.map((r) => ({ ...r, def: r.def.replaceAll(`${schema}.`, '') })), constraints };
+  }
+
+  it('goes through all six phases and back with old- and new-code writes, row moves included, and ends as a plain RENAME COLUMN', async () => {
+    for (const phase of ['expand', 'dual-write', 'backfill'] as const) {
+      await applyTo(p, phase);
+      await writes('nick');
+      await check({ old: true, new: phase === 'backfill' });
+    }
+    await applyTo(p, 'switch-read');
+    // Each copy valid on the table, attached on every partition.
+    const copies = await indexTree('%pgshift');
+    expect(copies).toHaveLength(3 * (1 + 5));
+    expect(copies.filter((c) => !c.valid)).toEqual([]);
+    expect(copies.filter((c) => c.parent === null).map((c) => c.index)).toEqual([
+      'members_handle_idx_pgshift',
+      'members_handle_region_key_pgshift',
+      'members_lower_nick_idx_pgshift'.replace('nick', 'handle'),
+    ]);
+    await writes('nick');
+    await writes('handle');
+    await check({ old: true, new: true });
+    await applyTo(p, 'stop-write');
+    await writes('handle');
+    await check({ old: true, new: true });
+
+    await rollbackTo(p, 'stop-write');
+    await writes('handle');
+    await writes('nick');
+    for (const phase of ['switch-read', 'backfill', 'dual-write', 'expand'] as const) {
+      await rollbackTo(p, phase);
+      await writes('nick');
+      await check({ old: true, new: phase === 'switch-read' || phase === 'backfill' });
+      if (phase === 'switch-read') expect(await indexTree('members%pgshift%')).toEqual([]);
+    }
+
+    await applyTo(p, 'switch-read');
+    await writes('handle');
+    await writes('nick');
+    await applyTo(p, 'contract');
+    await writes('handle');
+    await check({ old: false, new: true });
+
+    await db.sql(PLAIN_RENAME);
+    const ours = await catalogOf('public');
+    expect(ours).toEqual(await catalogOf('plain'));
+    const idx = (ours as { indexes: { name: string; valid: boolean; parent: string | null }[] }).indexes;
+    expect(idx.filter((i) => i.name.includes('handle') && i.parent === null).map((i) => i.name)).toEqual(['members_handle_idx', 'members_handle_region_key', 'members_lower_handle_idx']);
+    expect(idx.every((i) => i.valid)).toBe(true);
+    await expect(db.sql(`INSERT INTO members (id, region, handle) VALUES (1, 'us', 'again')`)).rejects.toThrow(/duplicate key/);
+  });
+});
