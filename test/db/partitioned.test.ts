@@ -326,3 +326,67 @@ guards: ${GUARDS}`);
     await expect(db.sql(`INSERT INTO members (id, region, handle) VALUES (1, 'us', 'again')`)).rejects.toThrow(/duplicate key/);
   });
 });
+
+describe('refusals on a partitioned table', () => {
+  it('refuses what cannot be carried or built, with advice, and changes nothing', async () => {
+    await db.sql(`
+      CREATE TABLE accounts (code text PRIMARY KEY);
+      CREATE TABLE items (id bigint NOT NULL, region text NOT NULL, sku text NOT NULL, label text,
+                          PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      ${PARTITIONS('items')}
+      CREATE INDEX items_eu_sku_local ON items_eu (sku);
+      ALTER TABLE items_us ADD CONSTRAINT items_us_sku_check CHECK (sku <> '');
+      CREATE TABLE tagged (id bigint NOT NULL, region text NOT NULL, code text REFERENCES accounts,
+                           PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      ${PARTITIONS('tagged')}`);
+    // The pgshift schema is made on first use, by whichever test runs first: compare the rest.
+    const userObjects = async (): Promise<unknown[]> => (await describeDatabase(db)).filter((r) => (r as { nspname: string }).nspname !== 'pgshift');
+    const before = await userObjects();
+    const refusal = async (yaml: string): Promise<string> => {
+      const [outcome] = await apply([plan(yaml)], 'expand', { databaseUrl: db.url });
+      expect(outcome!.error).toBeInstanceOf(PlanError);
+      return outcome!.error!.message;
+    };
+    const local = await refusal(`
+plan: rename-items-sku
+table: items
+rename: { column: sku, to: code }`);
+    expect(local).toMatch(/column "sku" is used by index items_eu_sku_local on partition items_eu, which the partition has on its own.*DROP INDEX CONCURRENTLY/);
+    expect(local).toMatch(/column "sku" is used by constraint items_us_sku_check on partition items_us/);
+    // A partition key column cannot be dropped, so contract could never finish.
+    expect(
+      await refusal(`
+plan: rename-items-region
+table: items
+rename: { column: region, to: area }`),
+    ).toMatch(/column "region" is in the partition key of public\.items/);
+    // "with" must name a column that stays.
+    expect(
+      await refusal(`
+plan: split-items-label
+table: items
+split:
+  column: label
+  into:
+    - { name: a, type: text, using: "label", unique: { with: [nope] } }
+    - { name: b, type: text, using: "label" }
+  reverse: a`),
+    ).toMatch(/"with" names column "nope", which does not exist in public\.items/);
+    const [{ v }] = (await db.sql<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`)) as [{ v: number }];
+    const fk = apply([plan(`
+plan: rename-tagged-code
+table: tagged
+rename: { column: code, to: account }`)], 'expand', { databaseUrl: db.url });
+    const [outcome] = await fk;
+    // Before 18 a foreign key cannot be added NOT VALID on a partitioned table: refused; from 18 on, carried.
+    if (v < 180000) expect(outcome!.error?.message).toMatch(/PostgreSQL before 18 cannot add a foreign key NOT VALID on a partitioned table/);
+    else {
+      expect(outcome!.error).toBeUndefined();
+      await rollbackTo(plan(`
+plan: rename-tagged-code
+table: tagged
+rename: { column: code, to: account }`), 'expand');
+    }
+    expect(await userObjects()).toEqual(before);
+  });
+});
