@@ -390,3 +390,41 @@ rename: { column: code, to: account }`), 'expand');
     expect(await userObjects()).toEqual(before);
   });
 });
+
+describe('an interrupted build on a partitioned table', () => {
+  it('fails in switch-read naming the partition, rolls back to nothing left, and a retry goes through once the data is fixed', async () => {
+    await db.sql(`
+      CREATE TABLE tags (id bigint NOT NULL, region text NOT NULL, full_name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      ${PARTITIONS('tags')}
+      INSERT INTO tags SELECT g, (ARRAY['eu','us','as','oc'])[1 + g % 4], 'Tag' || g || ' X' FROM generate_series(1, 100) g;
+      -- Two rows of one partition share a first word: the unique build on tags_us fails.
+      INSERT INTO tags VALUES (1001, 'us', 'Tag1 Y'), (1005, 'us', 'Tag1 Z');`);
+    const p = plan(`
+plan: split-tags
+table: tags
+split:
+  column: full_name
+  into:
+    - { name: word, type: text, using: "split_part(full_name, ' ', 1)", unique: { with: [region] } }
+    - { name: rest, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }
+  reverse: concat_ws(' ', word, rest)
+guards: ${GUARDS}`);
+    await applyTo(p, 'backfill');
+    const [failed] = await apply([p], 'switch-read', { databaseUrl: db.url });
+    expect(failed!.error?.message).toMatch(/on partition public\.tags_us.*could not create unique index "tags_us_word_pgshift_uq"/s);
+    // Part of it was built: the constraint ON ONLY, some partitions' indexes, an INVALID one on tags_us.
+    expect((await indexTree('tags%pgshift%')).length).toBeGreaterThan(1);
+    await rollbackTo(p, 'switch-read');
+    expect(await indexTree('tags%pgshift%')).toEqual([]);
+    expect(await db.sql(`SELECT conname FROM pg_constraint WHERE conname LIKE 'tags%pgshift%'`)).toEqual([]);
+    // Half-applied again, then fixed, and retried forward: the INVALID leftover on tags_us is dropped and built again.
+    const [again] = await apply([p], 'switch-read', { databaseUrl: db.url });
+    expect(again!.error?.message).toMatch(/tags_us_word_pgshift_uq/);
+    expect((await indexTree('tags_us%pgshift%')).map((i) => i.valid)).toEqual([false]);
+    await db.sql(`UPDATE tags SET full_name = 'Other' || id || ' Z' WHERE id > 1000`);
+    await applyTo(p, 'contract');
+    const tree = await indexTree('tags%pgshift%');
+    expect(tree).toHaveLength(1 + 5);
+    expect(tree.every((i) => i.valid)).toBe(true);
+  });
+});
