@@ -100,14 +100,23 @@ export function buildPartitionedIndex(root: QualifiedName, partitions: readonly 
     );
   });
   const top = indexOn(root, index, root);
+  // A partition attached or created after the plan started is not in `partitions`: name it, and say how to finish by hand.
+  const howTo =
+    `CREATE ${index.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY <name> ON <partition> ${index.definition}` +
+    (index.constraint ? `; ALTER TABLE <partition> ADD CONSTRAINT <name> UNIQUE USING INDEX <name>` : '') +
+    `; ALTER INDEX <index of its parent> ATTACH PARTITION <name>`;
   const check = ddl(
     `check that ${what} on ${display(root)} is valid (every partition's index attached)`,
     'none',
     [
-      `DO $pgshift$ BEGIN RAISE EXCEPTION ${literal(
-        `index ${display(top)} on partitioned table ${display(root)} is not valid: a partition has no index attached to it ` +
-          `(was a partition attached after the plan started?). Roll back switch-read and start the plan again`,
-      )}; END $pgshift$`,
+      `DO $pgshift$ DECLARE missing text; BEGIN
+  SELECT string_agg(t.relid::regclass::text, ', ' ORDER BY t.relid::regclass::text) INTO missing
+    FROM pg_partition_tree(${literal(qualified(root))}::regclass) t
+   WHERE t.level > 0 AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(${literal(qualified(top))}::regclass) i
+                                      JOIN pg_index x ON x.indexrelid = i.relid WHERE x.indrelid = t.relid);
+  RAISE EXCEPTION '%', ${literal(`index ${display(top)} on partitioned table ${display(root)} is not valid: no index is attached for partition(s) `)}
+    || coalesce(missing, '?') || ${literal(` (added after the plan started?). For each: ${howTo}; then apply again, or roll back switch-read`)};
+END $pgshift$`,
     ],
     `SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(${literal(qualified(top))})), false) AS done`,
   );

@@ -428,3 +428,32 @@ guards: ${GUARDS}`);
     expect(tree.every((i) => i.valid)).toBe(true);
   });
 });
+
+describe('a partition added after the plan started', () => {
+  it('stops switch-read naming it and how to finish; done by hand, apply goes on', async () => {
+    await db.sql(`
+      CREATE TABLE notes (id bigint NOT NULL, region text NOT NULL, full_name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+      ${PARTITIONS('notes')}
+      INSERT INTO notes SELECT g, (ARRAY['eu','us','as','oc'])[1 + g % 4], 'Note' || g || ' X' FROM generate_series(1, 40) g;`);
+    const p = plan(`
+plan: split-notes
+table: notes
+split:
+  column: full_name
+  into:
+    - { name: word, type: text, using: "split_part(full_name, ' ', 1)", unique: { with: [region] } }
+    - { name: rest, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }
+  reverse: concat_ws(' ', word, rest)
+guards: ${GUARDS}`);
+    await applyTo(p, 'backfill');
+    await db.sql(`CREATE TABLE notes_sa PARTITION OF notes FOR VALUES IN ('sa'); INSERT INTO notes VALUES (500, 'sa', 'South X')`);
+    const [stopped] = await apply([p], 'switch-read', { databaseUrl: db.url });
+    expect(stopped!.error?.message).toMatch(/no index is attached for partition\(s\) notes_sa .*CREATE UNIQUE INDEX CONCURRENTLY <name> ON <partition> \("word", "region"\)/);
+    await db.sql(`CREATE UNIQUE INDEX CONCURRENTLY notes_sa_word ON notes_sa (word, region)`);
+    await db.sql(`ALTER TABLE notes_sa ADD CONSTRAINT notes_sa_word UNIQUE USING INDEX notes_sa_word`);
+    await db.sql(`ALTER INDEX notes_word_pgshift_uq ATTACH PARTITION notes_sa_word`);
+    await applyTo(p, 'contract');
+    expect((await indexTree('notes%word%')).every((i) => i.valid)).toBe(true);
+    await expect(db.sql(`INSERT INTO notes (id, region, word, rest) VALUES (501, 'sa', 'South', 'Y')`)).rejects.toThrow(/duplicate key/);
+  });
+});
