@@ -71,3 +71,14 @@ describe('declared unique on a partitioned table', () => {
     );
   });
 });
+
+describe('unique: { with } on a plain table', () => {
+  it('builds one unique index CONCURRENTLY over the new column and the named ones, then adopts it as the constraint', () => {
+    const { partitioning: _, ...plain } = facts;
+    const statements = sql(compileProgram(plan(YAML), plain)['switch-read'].apply).filter((s) => s.includes('pgshift_uq'));
+    expect(statements).toEqual([
+      'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "people_first_name_pgshift_uq" ON "public"."people" ("first_name", "region")',
+      'ALTER TABLE "public"."people" ADD CONSTRAINT "people_first_name_pgshift_uq" UNIQUE USING INDEX "people_first_name_pgshift_uq"',
+    ]);
+  });
+});
