@@ -2,6 +2,7 @@ import type { ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
 import type { CarryOver } from './carry-over.js';
 import type { Partitioning } from '../db/partitions.js';
+import type { InlinedExpressions } from './inline.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -24,6 +25,12 @@ export interface PlanFacts {
   readonly serverVersion: number;
   /** rename: the indexes, constraints, sequences and comment carried to the new column (absent in plans started before it existed). */
   readonly carry?: CarryOver | undefined;
+  /**
+   * The expressions as PostgreSQL printed them at start, names qualified, for
+   * a trigger that calls nothing (absent in plans started before it existed,
+   * or when it could not be made: the trigger then calls the expression functions).
+   */
+  readonly inline?: InlinedExpressions | undefined;
   /** retype: whether PostgreSQL changes the type in place, without rewriting the table or its indexes. */
   readonly retype?: RetypeFacts | undefined;
   /** A partitioned table: its partitions, so indexes are built per partition (absent for a plain table). */

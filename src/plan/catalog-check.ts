@@ -1,6 +1,7 @@
 import type { PlanFacts } from '../changes/model.js';
 import { checkDependents } from './dependents.js';
-import { outlineOf } from '../changes/registry.js';
+import { outlineOf, resolveChange } from '../changes/registry.js';
+import { inlineExpressions } from '../changes/inline.js';
 import { BODY_TAG } from '../changes/sql-objects.js';
 import { singleStatement, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
@@ -103,7 +104,10 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
-  return { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
+  const captured: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
+  // An in-place retype has no trigger.
+  const inline = captured.retype?.metadataOnly ? undefined : await rolledBackValue(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
+  return inline ? { ...captured, inline } : captured;
 }
 
 async function rolledBackValue<T>(client: Client, fn: () => Promise<T>): Promise<T> {

@@ -64,11 +64,40 @@ export function stateSchemaSql(schema: string): string[] {
       updated_at timestamptz NOT NULL DEFAULT now(),
       finished_at timestamptz
     )`,
+    // Every application role reads the flag, and none may read the state
+    // tables: SECURITY DEFINER runs the one query as the schema's owner, and
+    // the fixed search_path (with the table qualified) leaves a caller nothing
+    // to substitute. EXECUTE is granted explicitly, as default privileges may
+    // have revoked it from PUBLIC.
     `CREATE OR REPLACE FUNCTION ${s}.phase(plan_name text) RETURNS text
-      LANGUAGE sql STABLE SET search_path = pg_catalog
+      LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
       AS $$ SELECT phase FROM ${s}.plans WHERE name = plan_name $$`,
     `COMMENT ON FUNCTION ${s}.phase(text) IS 'The last phase pgshift applied for a plan (NULL when none): applications switch their reads on it.'`,
+    `GRANT EXECUTE ON FUNCTION ${s}.phase(text) TO PUBLIC`,
   ];
+}
+
+/** The tables `stateSchemaSql` creates: a schema holding no other table is pgshift's own. */
+export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill'];
+
+/**
+ * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
+ * the schema is pgshift's own: the runner may act as its owner and it holds
+ * no table but pgshift's state tables (which grant nothing to anyone, so
+ * USAGE lets a role look names up and read nothing). A schema of the user's
+ * that also holds other tables is left as it is: widening who may reach
+ * those is not pgshift's call (docs/trigger.md gives the GRANT to run).
+ */
+function grantUsageSql(schema: string): string {
+  return `DO $pgshift_grant$ BEGIN
+      IF EXISTS (SELECT 1 FROM pg_namespace n
+                  WHERE n.nspname = ${literal(schema)} AND pg_has_role(n.nspowner, 'USAGE')
+                    AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee = 0 AND a.privilege_type = 'USAGE')
+                    AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                                      AND c.relname <> ALL (ARRAY[${inList(STATE_TABLES)}]))) THEN
+        GRANT USAGE ON SCHEMA ${ident(schema)} TO PUBLIC;
+      END IF;
+    END $pgshift_grant$`;
 }
 
 /**
@@ -80,5 +109,6 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
   await withTransaction(client, async () => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`pgshift-schema:${schema}`]);
     for (const sql of stateSchemaSql(schema)) await client.query(sql);
+    await client.query(grantUsageSql(schema));
   });
 }
