@@ -1,3 +1,4 @@
+import { retypedColumn } from '../changes/retype.js';
 import type { TableFacts } from '../db/catalog.js';
 import { display, type QualifiedName } from '../db/ident.js';
 import type { Partitioning } from '../db/partitions.js';
@@ -20,7 +21,7 @@ function declaredUniques(plan: Plan): DeclaredUnique[] {
     case 'merge':
       return of('merge.into.unique', change.into.name, change.into.unique);
     case 'retype':
-      return of('retype.unique', change.as ?? `${change.column}_new`, change.unique);
+      return of('retype.unique', retypedColumn(change), change.unique);
     case 'rename':
       return [];
   }

@@ -372,6 +372,13 @@ split:
     - { name: b, type: text, using: "label" }
   reverse: a`),
     ).toMatch(/"with" names column "nope", which does not exist in public\.items/);
+    // A retype's new column too.
+    expect(
+      await refusal(`
+plan: retype-items-label
+table: items
+retype: { column: label, to: varchar(20), using: "label::varchar(20)", reverse: "label_new::text", unique: true }`),
+    ).toMatch(/retype\.unique: "label_new" cannot be unique on its own: public\.items is partitioned by \(region\)/);
     const [{ v }] = (await db.sql<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`)) as [{ v: number }];
     const fkPlan = plan(`
 plan: rename-tagged-code
