@@ -1,7 +1,9 @@
-import type { ColumnConstraint, ColumnIndex, ColumnObjects } from '../db/column-objects.js';
+import type { ColumnConstraint, ColumnObjects } from '../db/column-objects.js';
+import type { Partitioning } from '../db/partitions.js';
 import { ident, literal, MAX_IDENTIFIER_BYTES, objectName, qualified, type QualifiedName } from '../db/ident.js';
 import { ddl, type SqlStep } from '../runner/steps.js';
 import { addConstraintSafely, attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
+import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies, type CarriedIndex } from './partitioned-carry.js';
 
 /** The three names of a carried object. */
 export interface CarriedNames {
@@ -18,7 +20,8 @@ export interface CarriedNames {
  * plan's facts at start, so every phase compiles the same statements.
  */
 export interface CarryOver {
-  readonly indexes: readonly (ColumnIndex & CarriedNames)[];
+  /** On a partitioned table, each with its copy's names on every partition. */
+  readonly indexes: readonly CarriedIndex[];
   readonly constraints: readonly (ColumnConstraint & CarriedNames)[];
   readonly ownedSequences: readonly QualifiedName[];
   readonly comment: string | null;
@@ -73,9 +76,9 @@ export function hasCarriedObjects(carry: CarryOver | undefined): carry is CarryO
  * CHECKs, then foreign keys (from the new column, and to it from other
  * tables). A constraint that was NOT VALID on the old column stays so.
  */
-export function carryOverSteps(carry: CarryOver, table: QualifiedName): SqlStep[] {
+export function carryOverSteps(carry: CarryOver, table: QualifiedName, partitioning?: Partitioning): SqlStep[] {
   const t = qualified(table);
-  const indexes = carry.indexes.flatMap((i) => [
+  const indexes = partitioning ? carryPartitionedIndexes(carry, table, partitioning) : carry.indexes.flatMap((i) => [
     createIndexConcurrently(
       { schema: table.schema, name: i.tempName },
       `CREATE ${i.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${ident(i.tempName)} ON ${t} ${i.definition}`,
@@ -97,7 +100,7 @@ export function carryOverSteps(carry: CarryOver, table: QualifiedName): SqlStep[
  * each). One short transaction per referencing table, those first, since
  * their foreign keys rest on the copied unique index; then the table itself.
  */
-export function dropCarriedSteps(carry: CarryOver, table: QualifiedName): SqlStep[] {
+export function dropCarriedSteps(carry: CarryOver, table: QualifiedName, partitioning?: Partitioning): SqlStep[] {
   const same = (a: QualifiedName): boolean => a.schema === table.schema && a.name === table.name;
   const others = new Map<string, { table: QualifiedName; names: string[] }>();
   for (const c of carry.constraints.filter((c) => !same(c.table))) {
@@ -117,6 +120,8 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName): SqlSte
     ...(own.length ? [`ALTER TABLE ${qualified(table)} ${own.map((n) => `DROP CONSTRAINT IF EXISTS ${ident(n)}`).join(', ')}`] : []),
     // Also a copy never attached, or left INVALID by an interrupted build.
     ...carry.indexes.map((i) => `DROP INDEX IF EXISTS ${qualified({ schema: table.schema, name: i.tempName })}`),
+    // A partitioned table: also each partition's copy never attached.
+    ...(partitioning ? dropPartitionedCopies(carry, table, partitioning) : []),
   ];
   if (statements.length) steps.push(ddl('drop the copied indexes and constraints (catalog-only)', 'ACCESS EXCLUSIVE', statements));
   return steps;
@@ -155,6 +160,7 @@ export function contractCarryAfter(carry: CarryOver, table: QualifiedName): stri
         : `ALTER INDEX ${qualified({ schema: table.schema, name: i.tempName })} RENAME TO ${ident(i.finalName)}`,
     ),
     ...carry.constraints.map((c) => `ALTER TABLE ${qualified(c.table)} RENAME CONSTRAINT ${ident(c.tempName)} TO ${ident(c.finalName)}`),
+    ...renamePartitionCopies(carry),
   ];
 }
 

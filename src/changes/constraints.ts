@@ -91,14 +91,15 @@ export function attachUniqueConstraint(table: QualifiedName, name: string, defer
 
 /**
  * UNIQUE without a long lock: a unique index built CONCURRENTLY, then
- * adopted by the constraint (catalog-only). `indexName` is quoted.
+ * adopted by the constraint (catalog-only). `indexName` is quoted; `also`
+ * are further columns of the constraint (`unique: { with: [...] }`).
  */
-export function addUniqueSafely(table: QualifiedName, column: string, indexName: string): SqlStep[] {
+export function addUniqueSafely(table: QualifiedName, column: string, indexName: string, also: readonly string[] = []): SqlStep[] {
   const index = { schema: table.schema, name: unquote(indexName) };
   return [
     createIndexConcurrently(
       index,
-      `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${indexName} ON ${qualified(table)} (${ident(column)})`,
+      `CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ${indexName} ON ${qualified(table)} (${[column, ...also].map(ident).join(', ')})`,
       `a unique index on ${column}`,
     ),
     attachUniqueConstraint(table, index.name),

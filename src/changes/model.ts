@@ -2,6 +2,8 @@ import type { ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
 import type { CarryOver } from './carry-over.js';
 import type { DependentView } from './dependent-views.js';
+import type { Partitioning } from '../db/partitions.js';
+import type { InlinedExpressions } from './inline.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -24,10 +26,18 @@ export interface PlanFacts {
   readonly serverVersion: number;
   /** rename: the indexes, constraints, sequences and comment carried to the new column (absent in plans started before it existed). */
   readonly carry?: CarryOver | undefined;
+  /**
+   * The expressions as PostgreSQL printed them at start, names qualified, for
+   * a trigger that calls nothing (absent in plans started before it existed,
+   * or when it could not be made: the trigger then calls the expression functions).
+   */
+  readonly inline?: InlinedExpressions | undefined;
   /** retype: whether PostgreSQL changes the type in place, without rewriting the table or its indexes. */
   readonly retype?: RetypeFacts | undefined;
   /** Views and materialized views that read an old column, redefined over the new ones at stop-write. */
   readonly views?: readonly DependentView[] | undefined;
+  /** A partitioned table: its partitions, so indexes are built per partition (absent for a plain table). */
+  readonly partitioning?: Partitioning | undefined;
 }
 
 /** What a retype probe found at plan start. */
@@ -69,6 +79,8 @@ export interface NewColumn {
   readonly default: string | null;
   readonly defaultFrom: 'expand' | 'switch-read';
   readonly unique: boolean;
+  /** Existing columns the unique index also covers (`unique: { with: [...] }`), after the column. */
+  readonly uniqueWith?: readonly string[] | undefined;
   /** The parameter name of this column in the reverse functions (retype: the old column's name); default `name`. */
   readonly exprName?: string | undefined;
 }

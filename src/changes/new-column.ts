@@ -11,7 +11,8 @@ export function newColumnFrom(spec: NewColumnSpec, facts: PlanFacts): NewColumn 
     notNull: spec.not_null ?? false,
     default: spec.default ?? null,
     defaultFrom: 'switch-read',
-    unique: spec.unique ?? false,
+    unique: !!spec.unique,
+    uniqueWith: typeof spec.unique === 'object' ? spec.unique.with : undefined,
   };
 }
 

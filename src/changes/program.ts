@@ -2,10 +2,12 @@ import { ident, literal, qualified } from '../db/ident.js';
 import type { Plan } from '../plan/types.js';
 import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
 import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
-import { addUniqueSafely, setNotNullSafely } from './constraints.js';
 import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
+import { partitionIndexName } from '../db/partitions.js';
+import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
+import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 import { metadataOnlyRetypeProgram } from './retype-in-place.js';
-import type { ColumnChange, PlanFacts } from './model.js';
+import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
 import { resolveChange } from './registry.js';
 import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
 
@@ -77,7 +79,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
       apply: [
         { kind: 'verify', description: 'verify no row differs' },
         ...enforceDeclared(change, names, facts),
-        ...(carry ? carryOverSteps(carry, facts.table) : []),
+        ...(carry ? carryOverSteps(carry, facts.table, facts.partitioning) : []),
         // From here new code may insert rows without the old columns, so a
         // column default there would make them look written: the trigger
         // applies the old defaults instead.
@@ -99,7 +101,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
             ]
           : []),
         sync('two-way'),
-        ...(carry ? dropCarriedSteps(carry, facts.table) : []),
+        ...(carry ? dropCarriedSteps(carry, facts.table, facts.partitioning) : []),
         ...releaseDeclared(change, names, facts),
       ],
     },
@@ -163,8 +165,24 @@ function enforceDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
       ? [ddl(`default on ${c.name} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`])]
       : []),
     ...(c.notNull ? setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)) : []),
-    ...(c.unique ? addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name)) : []),
+    ...(c.unique
+      ? facts.partitioning
+        ? buildPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts), `the unique index on ${c.name}`)
+        : addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name), c.uniqueWith)
+      : []),
   ]);
+}
+
+/** A declared UNIQUE on a partitioned table, as a constraint on it and on each partition. */
+function declaredUnique(c: NewColumn, names: ObjectNames, facts: PlanFacts): PartitionedIndex {
+  const columns = [c.name, ...(c.uniqueWith ?? [])].map(ident).join(', ');
+  return {
+    name: unquote(names.uniqueIndex(c.name)),
+    unique: true,
+    definition: `(${columns})`,
+    constraint: { definition: `UNIQUE (${columns})`, deferrable: 'no' },
+    partitionName: (p) => partitionIndexName(p, c.name, 'pgshift_uq'),
+  };
 }
 
 /** Undo `enforceDeclared`: every statement catalog-only. */
@@ -178,7 +196,11 @@ function releaseDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
   // An index built but never attached (an interrupted switch-read) is not dropped with the constraint.
   const leftovers = change.new
     .filter((c) => c.unique)
-    .map((c) => `DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`);
+    .flatMap((c) =>
+      facts.partitioning
+        ? dropPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts))
+        : [`DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`],
+    );
   return parts.length
     ? [ddl('drop what switch-read enforced on the new columns (catalog-only)', 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ${parts.join(', ')}`, ...leftovers])]
     : [];

@@ -75,48 +75,86 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
 /**
  * The trigger function. On INSERT the side that was given fills the other
  * (the old side wins when both are, since old code never writes the new
- * columns); on UPDATE the side that changed fills the other (the new side
- * wins when both changed: that writer knows both). Its search_path is fixed,
- * so it behaves the same through any pooler and for any session setting.
+ * columns, unless the old side already equals what the reverse expressions
+ * give from the new side: that is a row an UPDATE moved to another partition,
+ * which the UPDATE branch synced on its way out, and recomputing the new side
+ * from a lossy reverse would change what new code wrote); on UPDATE the side
+ * that changed fills the other (the new side wins when both changed: that
+ * writer knows both).
+ *
+ * With `facts.inline` (plans started by this version on PostgreSQL 14+) the
+ * expressions are written into the body as PostgreSQL printed them at plan
+ * start, every name outside pg_catalog qualified, over block variables named
+ * after the columns (`#variable_conflict use_column` binds them as a SQL
+ * function binds its parameters). The body then calls no function and looks
+ * up no schema of pgshift's, so every role that may write the table can run
+ * it (it is SECURITY INVOKER: the writer's own rights, nothing more), and it
+ * needs no `SET search_path`, which cost more than the expressions: a
+ * session's search_path can no longer change what a name means. Older plans
+ * keep the form they started with: calls of the expression functions under a
+ * fixed search_path.
  */
 export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string {
+  const inline = facts.inline;
   const pad = (depth: number): string => '  '.repeat(depth);
-  const assign = (cols: readonly { name: string }[], calls: string[], depth: number): string =>
-    cols.map((c, i) => `${pad(depth)}NEW.${ident(c.name)} := ${calls[i]};`).join('\n');
-  const fillNew = (depth: number): string => assign(change.new, forwardCalls(change, names, 'NEW.'), depth);
-  const fillOld = (depth: number): string => assign(change.old, reverseCalls(change, names, 'NEW.'), depth);
-  const every = (cols: readonly { name: string }[], op: 'AND' | 'OR', test: string): string =>
-    cols.map((c) => `NEW.${ident(c.name)} ${test}`).join(` ${op} `);
-  const row = (rec: 'NEW' | 'OLD', cols: readonly { name: string }[]): string =>
-    `ROW(${cols.map((c) => `${rec}.${ident(c.name)}`).join(', ')})`;
-  const defaults =
+  const anyNew = change.new.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
+  const allOldNull = change.old.map((c) => `NEW.${ident(c.name)} IS NULL`).join(' AND ');
+  const changed = (cols: readonly { name: string }[]): string =>
+    cols.map((c) => `NEW.${ident(c.name)} IS DISTINCT FROM OLD.${ident(c.name)}`).join(' OR ');
+  const forward = inline ? inline.forward : forwardCalls(change, names, 'NEW.');
+  const reverse = inline ? inline.reverse : reverseCalls(change, names, 'NEW.');
+  /** `lines` (at depth+1) with the variables one side's expressions read, when inlined. */
+  const over = (side: 'old' | 'new', depth: number, lines: (depth: number) => string[]): string[] => {
+    if (!inline) return lines(depth);
+    const vars = side === 'old'
+      ? change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]} := NEW.${ident(c.name)};`)
+      : change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]} := NEW.${ident(c.name)};`);
+    return [`${pad(depth)}<<${inline.label}>> DECLARE ${vars.join(' ')}`, `${pad(depth)}BEGIN`, ...lines(depth + 1), `${pad(depth)}END;`];
+  };
+  const fillOld = (depth: number): string[] =>
+    over('new', depth, (d) => change.old.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${reverse[i]};`));
+  const fillNew = (depth: number): string[] =>
+    over('old', depth, (d) => change.new.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${forward[i]};`));
+  // A row an UPDATE moved to another partition: already synced by the UPDATE branch, kept as written.
+  const keepMoved = (depth: number): string[] => [
+    `${pad(depth)}IF ${anyNew} THEN`,
+    ...over('new', depth + 1, (d) => [
+      `${pad(d)}IF ROW(${change.old.map((c) => `NEW.${ident(c.name)}`).join(', ')}) IS NOT DISTINCT FROM ROW(${reverse.join(', ')}) THEN`,
+      `${pad(d + 1)}RETURN NEW;`,
+      `${pad(d)}END IF;`,
+    ]),
+    `${pad(depth)}END IF;`,
+  ];
+  const defaults = (depth: number): string[] =>
     mode === 'two-way-defaults'
-      ? change.old
-          .filter((c) => c.default !== null)
-          .map((c) => `${pad(3)}IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${c.default}; END IF;\n`)
-          .join('')
-      : '';
+      ? change.old.flatMap((c, i) => {
+          const value = inline ? inline.oldDefaults[i] : c.default;
+          return value === null || value === undefined ? [] : [`${pad(depth)}IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${value}; END IF;`];
+        })
+      : [];
   const body =
     mode === 'one-way'
-      ? `${fillOld(1)}\n  RETURN NEW;`
+      ? [...fillOld(1), `  RETURN NEW;`]
       : [
           `  IF TG_OP = 'INSERT' THEN`,
-          `    IF (${every(change.old, 'AND', 'IS NULL')}) AND (${every(change.new, 'OR', 'IS NOT NULL')}) THEN`,
-          fillOld(3),
+          `    IF (${allOldNull}) AND (${anyNew}) THEN`,
+          ...fillOld(3),
           `    ELSE`,
-          `${defaults}${fillNew(3)}`,
+          ...keepMoved(3),
+          ...defaults(3),
+          ...fillNew(3),
           `    END IF;`,
-          `  ELSIF ${row('NEW', change.new)} IS DISTINCT FROM ${row('OLD', change.new)} THEN`,
-          fillOld(2),
-          `  ELSIF ${row('NEW', change.old)} IS DISTINCT FROM ${row('OLD', change.old)} THEN`,
-          fillNew(2),
+          `  ELSIF ${changed(change.new)} THEN`,
+          ...fillOld(2),
+          `  ELSIF ${changed(change.old)} THEN`,
+          ...fillNew(2),
           `  END IF;`,
           `  RETURN NEW;`,
-        ].join('\n');
+        ];
   return (
     `CREATE OR REPLACE FUNCTION ${names.syncFunction}() RETURNS trigger LANGUAGE plpgsql\n` +
-    `SET search_path = ${facts.searchPath}\n` +
-    `AS ${BODY_TAG}\n-- pgshift sync, mode ${mode}\nBEGIN\n${body}\nEND\n${BODY_TAG}`
+    (inline ? '' : `SET search_path = ${facts.searchPath}\n`) +
+    `AS ${BODY_TAG}\n${inline ? '#variable_conflict use_column\n' : ''}-- pgshift sync, mode ${mode}\nBEGIN\n${body.join('\n')}\nEND\n${BODY_TAG}`
   );
 }
 

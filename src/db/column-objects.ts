@@ -9,6 +9,12 @@ export interface ColumnIndex {
   readonly definition: string;
   /** Set when the index backs a UNIQUE constraint of the same name. */
   readonly constraint: { readonly deferrable: 'no' | 'immediate' | 'deferred' } | null;
+  /**
+   * For a UNIQUE constraint's index: the constraint as `UNIQUE (…) …`, without
+   * deferrability (a partitioned table cannot adopt an index as a constraint,
+   * so its copy is added from this).
+   */
+  readonly constraintDefinition?: string | undefined;
 }
 
 /** A CHECK or FOREIGN KEY constraint that uses the column, rewritten onto the new name. */
@@ -213,11 +219,24 @@ async function readIndexes(
     ]
       .filter(Boolean)
       .join(' ');
+    // A UNIQUE constraint's index has plain key columns only, in the default operator classes.
+    const constraintDefinition =
+      r.contype === 'u'
+        ? [
+            `UNIQUE${r.nullsnotdistinct ? ' NULLS NOT DISTINCT' : ''} (${r.keys.slice(0, r.nkey).map(item).join(', ')})`,
+            include.length ? `INCLUDE (${include.join(', ')})` : '',
+            r.reloptions?.length ? `WITH (${r.reloptions.map(reloption).join(', ')})` : '',
+            r.tablespace ? `USING INDEX TABLESPACE ${ident(r.tablespace)}` : '',
+          ]
+            .filter(Boolean)
+            .join(' ')
+        : undefined;
     out.push({
       name: r.name,
       unique: r.unique,
       definition,
       constraint: r.contype === 'u' ? { deferrable: !r.deferrable ? 'no' : r.deferred ? 'deferred' : 'immediate' } : null,
+      ...(constraintDefinition ? { constraintDefinition } : {}),
     });
   }
   return out;

@@ -1,10 +1,13 @@
 import type { PlanFacts } from '../changes/model.js';
 import { checkDependents } from './dependents.js';
-import { outlineOf } from '../changes/registry.js';
+import { outlineOf, resolveChange } from '../changes/registry.js';
+import { inlineExpressions } from '../changes/inline.js';
 import { BODY_TAG } from '../changes/sql-objects.js';
 import { singleStatement, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import { display, ident } from '../db/ident.js';
+import { readPartitioning } from '../db/partitions.js';
+import { checkDeclaredUnique } from './partition-check.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import type { Guards, Plan } from './types.js';
 import { rewriteDependentViews } from './view-rewrite.js';
@@ -100,11 +103,22 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       if (error) problem(expr.field, `does not compile: ${error}`);
     }
   });
+  const partitioning = await readPartitioning(client, table);
+  for (const k of partitioning?.keyColumns.filter((k) => outline.reads.includes(k)) ?? [])
+    problem(
+      kindField,
+      `column "${k}" is in the partition key of ${display(table)}, and PostgreSQL cannot drop a partition key column, so contract could not finish; ` +
+        `keep the column, or move the rows to a table partitioned by other columns first`,
+    );
+  for (const p of checkDeclaredUnique(plan, table, facts, outline.reads, partitioning)) problem(p.path, p.message);
   if (problems.length) throw new PlanError(problems);
   const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
-  const planFacts: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts };
+  const captured: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
+  // An in-place retype has no trigger.
+  const inline = captured.retype?.metadataOnly ? undefined : await rolledBackValue(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
+  const planFacts = inline ? { ...captured, inline } : captured;
   if (!options.rewriteViewsUnder || !planFacts.views?.length) return planFacts;
   const views = await rewriteDependentViews(client, plan, planFacts, options.rewriteViewsUnder);
   if (views.problems.length) throw new PlanError(views.problems.map((message) => ({ file: plan.file, path: plan.change.kind, message })));

@@ -7,6 +7,8 @@ import { singleStatement, type Client } from '../db/client.js';
 import type { TableFacts } from '../db/catalog.js';
 import { readColumnObjects, type ColumnObjects } from '../db/column-objects.js';
 import { display, ident, qualified, type QualifiedName } from '../db/ident.js';
+import { readPartitioning } from '../db/partitions.js';
+import { namePartitionCopies, partitionRenameProblems } from './partition-dependents.js';
 import type { RetypeSpec } from './schema.js';
 import type { Plan } from './types.js';
 
@@ -53,17 +55,19 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
 
   const found = objects.get(change.column)!;
   if (change.kind === 'rename') {
-    const relkind = await client.query<{ k: string }>(`SELECT relkind::text AS k FROM pg_class WHERE oid = $1::regclass`, [qualified(table)]);
-    if (relkind.rows[0]?.k === 'p' && found.indexes.length) {
-      problems.push({ path: 'rename', message: `${display(table)} is partitioned: its indexes on "${change.column}" cannot be built CONCURRENTLY; rename each partition instead` });
-      return { problems, facts: views };
+    // A partitioned table: indexes are built per partition (CONCURRENTLY on each, then attached); what cannot be is refused.
+    const partitioning = await readPartitioning(client, table);
+    if (partitioning) {
+      for (const message of await partitionRenameProblems(client, table, partitioning, change.column, found)) problems.push({ path: 'rename', message });
+      if (problems.length) return { problems, facts: views };
     }
     const taken = await client.query<{ n: string }>(
       `SELECT c.relname::text AS n FROM pg_class c WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $1::regclass)
        UNION SELECT conname::text FROM pg_constraint WHERE conrelid = $1::regclass`,
       [qualified(table)],
     );
-    return { problems, facts: { ...views, carry: planCarryOver(found, table, change.column, change.to, new Set(taken.rows.map((r) => r.n))) } };
+    const carry = planCarryOver(found, table, change.column, change.to, new Set(taken.rows.map((r) => r.n)));
+    return { problems, facts: { ...views, carry: partitioning ? await namePartitionCopies(client, carry, table, partitioning, change.column, change.to) : carry } };
   }
   // ALTER COLUMN … TYPE refuses a column a view reads; the copy lets the views move over at stop-write.
   const probe: RetypeFacts = dependentViews.views.length

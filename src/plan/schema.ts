@@ -36,7 +36,12 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
 const newColumnConstraints = {
   not_null: z.boolean().optional(),
   default: sqlExpression.optional(),
-  unique: z.boolean().optional(),
+  /**
+   * `true`: the column alone is unique. `{ with: [cols] }`: the column
+   * together with existing columns (a partitioned table's unique index must
+   * include its partition key).
+   */
+  unique: z.union([z.boolean(), z.strictObject({ with: z.array(identifier).min(1, 'must name at least one column') })]).optional(),
 };
 
 const newColumn = z.strictObject({

@@ -1,4 +1,4 @@
-import { ident } from '../db/ident.js';
+import { ident, literal } from '../db/ident.js';
 
 /**
  * One step of the state schema's history. Steps run in order, each once, in
@@ -78,7 +78,8 @@ function version1(schema: string): string[] {
 
 /**
  * Version 2: the schema records its own version, events record whether
- * `--force` was given, and `plans.kind` is no
+ * `--force` was given, `phase()` answers every role (SECURITY DEFINER, USAGE
+ * on pgshift's own schema for PUBLIC), and `plans.kind` is no
  * longer a list fixed at install time (an installation kept the list of the
  * release that created it, so a newer pgshift could not record a new change
  * kind); the kind is checked by the plan loader, the table keeps its shape.
@@ -97,7 +98,40 @@ function version2(schema: string): string[] {
     `ALTER TABLE ${s}.plans ADD CONSTRAINT plans_kind_format CHECK (kind ~ '^[a-z][a-z0-9-]*$')`,
     // `--force` overrides a refusal; the history says when it did.
     `ALTER TABLE ${s}.events ADD COLUMN IF NOT EXISTS forced boolean NOT NULL DEFAULT false`,
+    // Every application role reads the flag, and none may read the state
+    // tables: SECURITY DEFINER runs the one query as the schema's owner, and
+    // the fixed search_path (with the table qualified) leaves a caller nothing
+    // to substitute. EXECUTE is granted explicitly, as default privileges may
+    // have revoked it from PUBLIC.
+    `CREATE OR REPLACE FUNCTION ${s}.phase(plan_name text) RETURNS text
+      LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+      AS $$ SELECT phase FROM ${s}.plans WHERE name = plan_name $$`,
+    `GRANT EXECUTE ON FUNCTION ${s}.phase(text) TO PUBLIC`,
+    grantUsageSql(schema),
   ];
+}
+
+/** The tables of the state schema: a schema holding no other table is pgshift's own. */
+export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version'];
+
+/**
+ * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
+ * the schema is pgshift's own: the runner may act as its owner and it holds
+ * no table but pgshift's state tables (which grant nothing to anyone, so
+ * USAGE lets a role look names up and read nothing). A schema of the user's
+ * that also holds other tables is left as it is: widening who may reach
+ * those is not pgshift's call (docs/trigger.md gives the GRANT to run).
+ */
+function grantUsageSql(schema: string): string {
+  return `DO $pgshift_grant$ BEGIN
+      IF EXISTS (SELECT 1 FROM pg_namespace n
+                  WHERE n.nspname = ${literal(schema)} AND pg_has_role(n.nspowner, 'USAGE')
+                    AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee = 0 AND a.privilege_type = 'USAGE')
+                    AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                                      AND c.relname <> ALL (ARRAY[${STATE_TABLES.map(literal).join(', ')}]))) THEN
+        GRANT USAGE ON SCHEMA ${ident(schema)} TO PUBLIC;
+      END IF;
+    END $pgshift_grant$`;
 }
 
 /** The state schema's whole history, oldest first; the last step's version is the current one. */

@@ -322,7 +322,7 @@ guards: { lock_timeout: 100ms, retries: 0 }`);
     try {
       // A long reader holds ACCESS SHARE: anything wanting ACCESS EXCLUSIVE waits for it.
       await reader.query('BEGIN; SELECT * FROM locked.names');
-      expect(await lint([p], { databaseUrl: db.url })).toEqual([{ plan: 'rename-locked', outcome: 'checked' }]);
+      expect(await lint([p], { databaseUrl: db.url })).toEqual([{ plan: 'rename-locked', outcome: 'checked', warnings: [] }]);
       const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
       expect(outcome!.error).toBeInstanceOf(LockTimeoutError);
       expect(outcome!.error!.message).toMatch(/compute the dependent views' definitions/);

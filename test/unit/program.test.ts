@@ -67,11 +67,79 @@ describe('split: exact SQL of every phase', () => {
     ]);
   });
 
-  it('the trigger decides direction per row', () => {
+  it('the trigger decides direction per row (a plan started before inlining: calls under a fixed search_path)', () => {
     const body = sql(program['dual-write'].apply)[3]!;
     expect(body).toContain(`IF (NEW."full_name" IS NULL) AND (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`);
-    expect(body).toContain(`ELSIF ROW(NEW."first_name", NEW."last_name") IS DISTINCT FROM ROW(OLD."first_name", OLD."last_name") THEN`);
-    expect(body).toContain(`ELSIF ROW(NEW."full_name") IS DISTINCT FROM ROW(OLD."full_name") THEN`);
+    expect(body).toContain(`ELSIF NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name" THEN`);
+    expect(body).toContain(`ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`);
+    expect(body).toContain(`NEW."first_name" := "pgshift"."split-users-full-name_fwd0"(NEW."full_name");`);
+  });
+
+  it('with inlined expressions the trigger calls nothing and sets no search_path', () => {
+    const inlined = compileProgram(plan(SPLIT_YAML), {
+      ...facts,
+      inline: {
+        label: 'pgshift_expr',
+        oldTypes: ['text'],
+        newTypes: ['text', 'text'],
+        forward: ["split_part(full_name, ' '::text, 1)", "NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)"],
+        reverse: ["concat_ws(' '::text, first_name, last_name)"],
+        oldDefaults: ["'anonymous'::text"],
+      },
+    });
+    const fillOld = (d: number): string[] => {
+      const p = '  '.repeat(d);
+      return [
+        `${p}<<pgshift_expr>> DECLARE "first_name" text := NEW."first_name"; "last_name" text := NEW."last_name";`,
+        `${p}BEGIN`,
+        `${p}  NEW."full_name" := concat_ws(' '::text, first_name, last_name);`,
+        `${p}END;`,
+      ];
+    };
+    const fillNew = (d: number): string[] => {
+      const p = '  '.repeat(d);
+      return [
+        `${p}<<pgshift_expr>> DECLARE "full_name" text := NEW."full_name";`,
+        `${p}BEGIN`,
+        `${p}  NEW."first_name" := split_part(full_name, ' '::text, 1);`,
+        `${p}  NEW."last_name" := NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name);`,
+        `${p}END;`,
+      ];
+    };
+    expect(sql(inlined['dual-write'].apply)[3]).toBe(
+      [
+        'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
+        'AS $pgshift_body$',
+        '#variable_conflict use_column',
+        '-- pgshift sync, mode two-way',
+        'BEGIN',
+        `  IF TG_OP = 'INSERT' THEN`,
+        `    IF (NEW."full_name" IS NULL) AND (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
+        ...fillOld(3),
+        '    ELSE',
+        `      IF NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL THEN`,
+        `        <<pgshift_expr>> DECLARE "first_name" text := NEW."first_name"; "last_name" text := NEW."last_name";`,
+        '        BEGIN',
+        `          IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, first_name, last_name)) THEN`,
+        '            RETURN NEW;',
+        '          END IF;',
+        '        END;',
+        '      END IF;',
+        ...fillNew(3),
+        '    END IF;',
+        `  ELSIF NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name" THEN`,
+        ...fillOld(2),
+        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+        ...fillNew(2),
+        '  END IF;',
+        '  RETURN NEW;',
+        'END',
+        '$pgshift_body$',
+      ].join('\n'),
+    );
+    // The old column's default, as printed at start, is applied by the trigger from switch-read.
+    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
+    expect(sql(inlined['stop-write'].apply)[1]).toContain('-- pgshift sync, mode one-way\nBEGIN\n  <<pgshift_expr>> DECLARE');
   });
 
   it('backfill fills and verifies; its rollback only forgets the checkpoint', () => {
