@@ -64,6 +64,21 @@ export function stateSchemaSql(schema: string): string[] {
       updated_at timestamptz NOT NULL DEFAULT now(),
       finished_at timestamptz
     )`,
+    // The per-plan lease (src/runner/plan-lock.ts). No foreign key to plans: a
+    // runner takes the lease before a plan's first row exists. One row per plan
+    // at most (the primary key) is what makes two runners exclusive.
+    `CREATE TABLE IF NOT EXISTS ${s}.leases (
+      plan text PRIMARY KEY CHECK (plan ~ '^[a-z0-9]+(-[a-z0-9]+)*$'),
+      token uuid NOT NULL,
+      holder text NOT NULL,
+      pid integer NOT NULL,
+      beacon bigint NOT NULL,
+      acquired_at timestamptz NOT NULL,
+      heartbeat_at timestamptz NOT NULL,
+      expires_at timestamptz NOT NULL,
+      CHECK (heartbeat_at >= acquired_at),
+      CHECK (expires_at > heartbeat_at)
+    )`,
     `CREATE OR REPLACE FUNCTION ${s}.phase(plan_name text) RETURNS text
       LANGUAGE sql STABLE SET search_path = pg_catalog
       AS $$ SELECT phase FROM ${s}.plans WHERE name = plan_name $$`,
