@@ -25,6 +25,8 @@ export async function recordPhase(
     await fn();
   } catch (error) {
     if (mustNotRecord(error)) throw error;
+    // The heartbeat found the lease taken over while this phase ran: its failure is not ours to record either.
+    lease?.stillHeld();
     const message = (error as Error).message || String(error);
     // The connection may be what failed; the original error matters more than the record of it.
     await store.markFailed(plan, phase, action, message).catch(() => undefined);

@@ -106,9 +106,10 @@ export async function checkChecksum(session: PlanSession, state: PlanState | nul
 
 /** What running a phase needs, compiled from the plan and its recorded facts. */
 export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number): { input: PhaseInput; program: PhaseProgram } {
-  const { client, store, plan, log, options } = session;
+  const { client, store, plan, log, options, lease } = session;
   const ctx = runContext({
     client,
+    stillHeld: () => lease.stillHeld(),
     connection: { databaseUrl: options.databaseUrl },
     guards: plan.guards,
     log,

@@ -97,6 +97,11 @@ export class PlanLease {
     this.timer.unref();
   }
 
+  /** Throw (exit 5) if the heartbeat found the lease taken over; no query, so it is cheap before every step and batch. */
+  stillHeld(): void {
+    if (this.lost) throw new LeaseLostError(this.o.plan, this.lost);
+  }
+
   /**
    * Before a phase is recorded: the runner's session is still its own (exit 2
    * if not), and the lease is still this runner's, renewed now (exit 5 if not).
