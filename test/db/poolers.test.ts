@@ -60,6 +60,9 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
       expect(result.code).toBe(2);
       expect(result.errors).toMatch(/does not keep its session between transactions \(.+\)/);
       expect(result.errors).toMatch(/direct URL to PostgreSQL or a session-pooled one/);
+      const back = await runCli(['plan', 'rollback', PLAN, '--dir', dir, '--database-url', bouncer.url(db.url)]);
+      expect(back.code).toBe(2);
+      expect(back.errors).toMatch(/does not keep its session between transactions/);
     }
     expect(await db.sql(`SELECT to_regnamespace('pgshift') AS s`)).toEqual([{ s: null }]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'first_name'`)).toEqual([{ n: 0 }]);
