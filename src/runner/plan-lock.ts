@@ -14,6 +14,8 @@ export interface PlanLeaseOptions {
   readonly client: Client;
   /** A second connection of the runner, for the heartbeat (the first may be busy for hours in one statement). */
   readonly side: Client;
+  /** Opens a new heartbeat connection when the one in use fails (a dropped connection must not cost the lease). */
+  readonly reconnect?: (() => Promise<Client>) | undefined;
   readonly schema: string;
   readonly plan: string;
   readonly ttlMs: number;
@@ -51,9 +53,11 @@ export class PlanLease {
   private lost: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private renewing = false;
+  private side: Client;
 
   constructor(private readonly o: PlanLeaseOptions) {
     this.table = `${ident(o.schema)}.leases`;
+    this.side = o.side;
   }
 
   /** Is the lease held by this runner (as far as it knows)? */
@@ -123,11 +127,27 @@ export class PlanLease {
       const sql = `DELETE FROM ${this.table} WHERE plan = $1 AND token = $2`;
       await this.o.client
         .query(sql, [this.o.plan, this.token])
-        .catch(() => this.o.side.query(sql, [this.o.plan, this.token]))
+        .catch(() => this.side.query(sql, [this.o.plan, this.token]))
         .catch(() => undefined); // then it expires
       this.held = false;
     }
     await this.dropBeacon();
+  }
+
+  /** End the heartbeat connection (the one in use, which may not be the first). */
+  async endSide(): Promise<void> {
+    await this.side.end().catch(() => undefined);
+  }
+
+  private async replaceSide(): Promise<void> {
+    if (!this.o.reconnect) return;
+    const old = this.side;
+    try {
+      this.side = await this.o.reconnect();
+      await old.end().catch(() => undefined);
+    } catch (error) {
+      this.o.log.warn({ err: (error as Error).message }, `could not reconnect the lease heartbeat of plan ${this.o.plan}`);
+    }
   }
 
   private async dropBeacon(): Promise<void> {
@@ -149,13 +169,14 @@ export class PlanLease {
     if (this.renewing || !this.held || this.lost) return;
     this.renewing = true;
     try {
-      if (!(await this.renew(this.o.side))) {
-        this.lost = await describeHolder(this.o.side, this.table, this.o.plan);
+      if (!(await this.renew(this.side))) {
+        this.lost = await describeHolder(this.side, this.table, this.o.plan);
         this.o.log.error({ holder: this.lost }, `lost the lease on plan ${this.o.plan}; stopping before the next phase is recorded`);
       }
     } catch (error) {
       // A missed heartbeat is harmless while the lease lasts; the check at the next phase boundary decides.
-      this.o.log.warn({ err: (error as Error).message }, `could not renew the lease on plan ${this.o.plan}`);
+      this.o.log.warn({ err: (error as Error).message }, `could not renew the lease on plan ${this.o.plan}; reconnecting`);
+      await this.replaceSide();
     } finally {
       this.renewing = false;
     }
@@ -208,16 +229,17 @@ export interface PlanLockOptions {
  * invalid input still leaves such a database untouched.
  */
 export async function withPlanLock<T>(o: PlanLockOptions, fn: (lease: PlanLease) => Promise<T>): Promise<T> {
-  const side = await connect({ ...o.connection, applicationName: 'pgshift lease' });
+  const open = (): Promise<Client> => connect({ ...o.connection, applicationName: 'pgshift lease' });
+  const side = await open();
   let lease: PlanLease | null = null;
   try {
     const session = await requireSessions(o.client, side);
-    lease = new PlanLease({ client: o.client, side, schema: o.schema, plan: o.plan, ttlMs: o.ttlMs, log: o.log, session });
+    lease = new PlanLease({ client: o.client, side, reconnect: open, schema: o.schema, plan: o.plan, ttlMs: o.ttlMs, log: o.log, session });
     if (await o.stateExists()) await lease.take();
     return await fn(lease);
   } finally {
     await lease?.release();
-    await side.end().catch(() => undefined);
+    await (lease ? lease.endSide() : side.end().catch(() => undefined));
   }
 }
 

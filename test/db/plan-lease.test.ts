@@ -80,6 +80,21 @@ describe('plan lease', () => {
     expect((await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', ...args])).code).toBe(0);
   });
 
+  it('a dropped heartbeat connection is replaced, and the lease stays live', async () => {
+    expect((await runCli(['plan', 'apply', '--phase', 'dual-write', ...args], LEASE)).code).toBe(0);
+    const run = startCli(['plan', 'apply', '--phase', 'backfill', ...args], LEASE);
+    await backfillReaches(200);
+    const heartbeat = `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgshift lease'`;
+    const [first] = await db.sql<{ pid: number }>(heartbeat);
+    await db.sql(`SELECT pg_terminate_backend($1)`, [first!.pid]);
+    await sleep(1500); // longer than the lease itself
+    expect(await db.sql(`SELECT expires_at > now() AS live FROM pgshift.leases WHERE plan = $1`, [PLAN])).toEqual([{ live: true }]);
+    const [second] = await db.sql<{ pid: number }>(heartbeat);
+    expect(second!.pid).not.toBe(first!.pid);
+    expect((await run.done).code).toBe(0);
+    expect((await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', ...args])).code).toBe(0);
+  });
+
   it('an installation made before the lease table gets it from the usual IF NOT EXISTS path', async () => {
     expect((await runCli(['plan', 'apply', '--phase', 'expand', ...args])).code).toBe(0);
     await db.sql(`DROP TABLE pgshift.leases`);
