@@ -16,7 +16,7 @@ if (missing) console.log(`test/db/poolers.test.ts skipped: ${missing}`);
 
 const PLAN = 'split-users-full-name';
 /** Small fixed batches with long pauses: a backfill that is idle between batches most of the time. */
-const SLOW_SPLIT = SPLIT_YAML.replace('batch_size: 500', 'batch_size: 200').replace('pause: 0ms', 'pause: 400ms, target_batch_ms: 0');
+const SLOW_SPLIT = SPLIT_YAML.replace('batch_size: 500', 'batch_size: 200').replace('pause: 0ms', 'pause: 500ms, target_batch_ms: 0');
 
 async function client(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url });
@@ -112,11 +112,16 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
     expect((await runCli(['plan', 'apply', '--phase', 'dual-write', ...args], env)).code).toBe(0);
 
     const run = startCli(['plan', 'apply', '--phase', 'backfill', ...args], env);
-    for (let i = 0; i < 400; i++) {
-      const [row] = await db.sql<{ n: number }>(`SELECT coalesce(max(rows_done), 0)::int AS n FROM pgshift.backfill`);
-      if (row!.n >= 200) break;
-      await sleep(25);
+    // Kill it just after a batch committed, in the pause before the next: its server connections are idle, so the
+    // pooler keeps them (with their session) instead of closing them, as it would mid-statement.
+    const rowsDone = async (): Promise<number> =>
+      (await db.sql<{ n: number }>(`SELECT coalesce(max(rows_done), 0)::int AS n FROM pgshift.backfill`))[0]!.n;
+    let seen = 0;
+    for (let i = 0; i < 800 && seen < 200; i++) {
+      seen = await rowsDone();
+      await sleep(10);
     }
+    for (let i = 0; i < 800 && (await rowsDone()) === seen; i++) await sleep(5);
     run.child.kill('SIGKILL');
     await run.done;
 
@@ -142,6 +147,8 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
   it('session pooling: six phases through the pooler, application writes and pgshift.phase() through both pool modes at every phase, 0 errors', async () => {
     const dir = await planDir({ 'split.yaml': SPLIT_YAML });
     const args = ['--dir', dir, '--database-url', session.url(db.url)];
+    // Start from a rolled-back plan even if an earlier test stopped half-way.
+    await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', '--dir', dir, '--database-url', db.url]);
     const apps = { transaction: await client(transaction.url(db.url)), session: await client(session.url(db.url)) };
     const errors: string[] = [];
     let n = 0;
