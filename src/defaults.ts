@@ -60,3 +60,15 @@ export const DEFAULT_FLEET_CONCURRENCY = 4;
 export const INVERSE_SAMPLE_ROWS = 1_000;
 /** `rehearse`: lines of a failing command's output kept in the report. */
 export const REHEARSE_TAIL_LINES = 20;
+/**
+ * `PGSHIFT_LEASE`: how long a runner's plan lease lasts without a heartbeat.
+ * A runner renews it every third of this; a runner killed so that its session
+ * lingers (an orphaned statement still running, a pooler that keeps the
+ * server connection without resetting it) blocks the plan for at most this
+ * long. A runner whose session ended is replaced at once.
+ */
+export const DEFAULT_LEASE_MS = 60_000;
+/** A lease is renewed this many times per lease period, so a missed heartbeat or two are harmless. */
+export const LEASE_RENEWALS_PER_PERIOD = 3;
+/** How many times, at connect, the runner checks that its connections keep their session. */
+export const SESSION_CHECKS = 3;

@@ -104,7 +104,7 @@ export class VerificationError extends PgshiftError {
   }
 }
 
-/** Another runner holds this plan's advisory lock right now. Exit 5. */
+/** Another runner holds this plan's lease right now. Exit 5. */
 export class PlanBusyError extends PgshiftError {
   readonly exitCode = ExitCode.busy;
   constructor(
@@ -126,6 +126,36 @@ export class StateSchemaError extends PgshiftError {
     super(
       `the state schema "${schema}" is at version ${found}, newer than this pgshift understands (${supported}): ` +
         'a newer pgshift has run against this database. Run that version (or newer) instead; nothing was changed.',
+      );
+    }
+  }
+
+/** This runner's plan lease expired or was taken over while it worked; it stopped. Exit 5. */
+export class LeaseLostError extends PgshiftError {
+  readonly exitCode = ExitCode.busy;
+  constructor(
+    readonly plan: string,
+    readonly holder: string,
+  ) {
+    super(
+      `plan "${plan}": this runner lost its lease (now ${holder}) and stopped before recording more. ` +
+        'Check `migrate plan status`, then run the same command again once no other runner is at work.',
+    );
+  }
+}
+
+/**
+ * The runner's connection does not keep session state from one transaction
+ * to the next (a transaction- or statement-pooling proxy). Exit 2.
+ */
+export class SessionNotKeptError extends PgshiftError {
+  readonly exitCode = ExitCode.invalidInput;
+  constructor(readonly reason: string) {
+    super(
+      `the connection does not keep its session between transactions (${reason}); ` +
+        'this is what PgBouncer in transaction or statement pooling mode does. ' +
+        'Run migrate with a direct URL to PostgreSQL or a session-pooled one (--database-url or DATABASE_URL); ' +
+        'applications may keep using any pool mode.',
     );
   }
 }

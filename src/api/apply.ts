@@ -1,6 +1,6 @@
 import { sqlState, SqlState } from '../db/client.js';
 import { display } from '../db/ident.js';
-import { PlanError, PgshiftError } from '../errors.js';
+import { PlanBusyError, PlanError, PgshiftError } from '../errors.js';
 import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import type { Plan } from '../plan/types.js';
@@ -63,6 +63,15 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
         },
       ]);
     }
+    if (!session.lease.isHeld) {
+      // A database without state had no lease table: take the lease now, before the first write, and look again.
+      await store.ensure();
+      await session.lease.take();
+      const now = await store.get(plan.name);
+      if (inFlight(now) || now?.status === 'complete') {
+        throw new PlanBusyError(plan.name, `a runner that started it while this one was checking the catalog (now at ${now!.phase ?? 'no phase'})`);
+      }
+    }
     try {
       await store.start(plan.name, plan.change.kind, plan.checksum, facts);
     } catch (error) {
@@ -81,8 +90,9 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
       await recordPhase(store, plan.name, phase, 'apply', async () => {
         log.info({ phase }, `applying ${phase}`);
         await runPhaseSteps(input, phase, 'apply', program[phase].apply);
+        await session.lease.check();
         await store.moveTo(plan.name, phase);
-      }, Boolean(session.options.force));
+      }, { forced: Boolean(session.options.force), lease: session.lease });
       done.push(phase);
     }
   } catch (error) {

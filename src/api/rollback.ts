@@ -37,8 +37,9 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
         await recordPhase(store, plan.name, phase, 'rollback', async () => {
           log.info({ phase }, `rolling back ${phase}`);
           await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
+          await session.lease.check();
           await store.moveTo(plan.name, previousPhase(phase));
-        }, Boolean(options.force));
+        }, { forced: Boolean(options.force), lease: session.lease });
         done.push(phase);
       }
     } catch (error) {

@@ -5,12 +5,13 @@ import { objectNames } from '../changes/sql-objects.js';
 import type { PlanFacts } from '../changes/model.js';
 import { withClient, type Client, type ConnectionOptions } from '../db/client.js';
 import { display, qualified } from '../db/ident.js';
-import { DEFAULT_STATE_SCHEMA } from '../defaults.js';
+import { DEFAULT_LEASE_MS, DEFAULT_STATE_SCHEMA } from '../defaults.js';
 import { PlanError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Guards, Plan } from '../plan/types.js';
 import { runContext } from '../runner/guards.js';
-import { withPlanLock } from '../runner/plan-lock.js';
+import { withPlanLock, type PlanLease } from '../runner/plan-lock.js';
+import { toMilliseconds } from '../plan/duration.js';
 import type { PhaseInput } from '../runner/run-phase.js';
 import type { PhaseProgram } from '../runner/steps.js';
 import { StateStore, inFlight, type PlanState } from '../state/store.js';
@@ -27,6 +28,8 @@ export interface RunOptions {
   readonly force?: boolean | undefined;
   readonly log?: Logger | undefined;
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+  /** How long the plan lease lasts without a heartbeat (default `PGSHIFT_LEASE`, else `DEFAULT_LEASE_MS`). */
+  readonly leaseMs?: number | undefined;
 }
 
 /** A plan opened against the database: its client, state, and (once started) its compiled program. */
@@ -36,6 +39,8 @@ export interface PlanSession {
   readonly plan: Plan;
   readonly log: Logger;
   readonly options: RunOptions;
+  /** The plan's lease: `take()` before the first state write if the state schema was missing; `check()` at phase boundaries. */
+  readonly lease: PlanLease;
 }
 
 /** The plan with the run's guard overrides applied. */
@@ -56,11 +61,27 @@ export async function withState<T>(options: RunOptions, fn: (client: Client, sto
   return withClient(connection, async (client) => fn(client, new StateStore(client, options.stateSchema ?? DEFAULT_STATE_SCHEMA)));
 }
 
-/** Connect, take the plan's advisory lock (exit 5 if held), and run `fn`. */
+/** The lease length: the option, else `PGSHIFT_LEASE` (a duration), else the default. */
+export function leaseMs(options: RunOptions): number {
+  if (options.leaseMs !== undefined) return options.leaseMs;
+  const env = process.env.PGSHIFT_LEASE;
+  const ms = env ? toMilliseconds(env) : null;
+  if (env && !ms) throw new PlanError(`PGSHIFT_LEASE=${env} is not a duration (e.g. 60s)`);
+  return ms ?? DEFAULT_LEASE_MS;
+}
+
+/**
+ * Connect, check that the connection keeps its session (exit 2 if not), take
+ * the plan's lease (exit 5 if held), and run `fn`.
+ */
 export async function withPlanSession<T>(plan: Plan, options: RunOptions, fn: (session: PlanSession) => Promise<T>): Promise<T> {
   const log = (options.log ?? silentLogger).child({ plan: plan.name });
+  const ttlMs = leaseMs(options);
   return withState(options, (client, store) =>
-    withPlanLock(client, plan.name, () => fn({ client, store, plan: withOverrides(plan, options.guards), log, options })),
+    withPlanLock(
+      { client, connection: { databaseUrl: options.databaseUrl }, schema: store.schema, plan: plan.name, ttlMs, log, stateExists: () => store.exists() },
+      (lease) => fn({ client, store, plan: withOverrides(plan, options.guards), log, options, lease }),
+    ),
   );
 }
 
@@ -85,9 +106,10 @@ export async function checkChecksum(session: PlanSession, state: PlanState | nul
 
 /** What running a phase needs, compiled from the plan and its recorded facts. */
 export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number): { input: PhaseInput; program: PhaseProgram } {
-  const { client, store, plan, log, options } = session;
+  const { client, store, plan, log, options, lease } = session;
   const ctx = runContext({
     client,
+    stillHeld: () => lease.stillHeld(),
     connection: { databaseUrl: options.databaseUrl },
     guards: plan.guards,
     log,

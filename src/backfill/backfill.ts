@@ -95,6 +95,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     if (maxLag !== null && maxLag > 0) {
       await waitForReplicas(lagProbe, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
     }
+    ctx.stillHeld?.();
     const batchStarted = performance.now();
     const batch = await runBatchWithRetries(input, sizer, progress.lastKey, upperKey);
     const committedMs = performance.now() - batchStarted;

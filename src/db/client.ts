@@ -66,9 +66,24 @@ export async function withRolledBackTransaction<T>(client: Client, fn: () => Pro
   }
 }
 
-/** The server process id of a connected client (what pg_stat_activity calls `pid`). */
+const serverPids = new WeakMap<Client, number>();
+
+/**
+ * Remember the server process id a client's session runs in, as
+ * `pg_backend_pid()` reported it. Through a pooler the id sent at startup is
+ * the pooler's own, not a PostgreSQL backend's.
+ */
+export function rememberBackendPid(client: Client, pid: number): void {
+  serverPids.set(client, pid);
+}
+
+/**
+ * The server process id of a connected client (what pg_stat_activity calls
+ * `pid`): the one `pg_backend_pid()` reported when the runner checked its
+ * session, else the one sent at startup.
+ */
 export function backendPid(client: Client): number {
-  return (client as unknown as { processID: number }).processID;
+  return serverPids.get(client) ?? (client as unknown as { processID: number }).processID;
 }
 
 /**

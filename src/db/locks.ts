@@ -41,17 +41,3 @@ export async function lockHoldersOn(client: Client, tableOid: number, pid: numbe
   );
   return rows;
 }
-
-/** The session holding an advisory lock taken with one bigint key, described for a message. */
-export async function advisoryHolder(client: Client, key: string): Promise<string> {
-  const { rows } = await client.query<{ pid: number; app: string | null; addr: string | null; since: Date | null }>(
-    `SELECT a.pid, a.application_name AS app, a.client_addr::text AS addr, a.backend_start AS since
-       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-        AND ((l.classid::int8 << 32) | l.objid::int8) = $1::int8`,
-    [key],
-  );
-  const h = rows[0];
-  if (!h) return 'a session that has just finished';
-  return `pid ${h.pid}${h.app ? `, ${h.app}` : ''}${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, connected since ${h.since.toISOString()}` : ''}`;
-}

@@ -15,6 +15,8 @@ export interface RunContext {
   readonly guards: Guards;
   readonly log: Logger;
   readonly table: { readonly oid: number; readonly display: string };
+  /** Throws when the runner no longer holds the plan (its lease was lost); asked before each step and batch. */
+  readonly stillHeld?: (() => void) | undefined;
   /** How often a CREATE INDEX CONCURRENTLY logs its progress (default `INDEX_PROGRESS_INTERVAL_MS`). */
   readonly progressEveryMs?: number | undefined;
   /** A second connection, opened on first need, that watches who blocks the runner. */
@@ -73,6 +75,7 @@ export function isLockConflict(error: unknown): boolean {
  * When the attempts run out, a `LockTimeoutError` carries the blockers.
  */
 export async function runSqlStep(ctx: RunContext, step: SqlStep): Promise<'ran' | 'skipped'> {
+  ctx.stillHeld?.();
   let blockers: Blocker[] = [];
   let attempts = 0;
   try {

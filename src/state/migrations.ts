@@ -79,7 +79,8 @@ function version1(schema: string): string[] {
 /**
  * Version 2: the schema records its own version, events record whether
  * `--force` was given, `phase()` answers every role (SECURITY DEFINER, USAGE
- * on pgshift's own schema for PUBLIC), and `plans.kind` is no
+ * on pgshift's own schema for PUBLIC), plans are locked by lease rows, and
+ * `plans.kind` is no
  * longer a list fixed at install time (an installation kept the list of the
  * release that created it, so a newer pgshift could not record a new change
  * kind); the kind is checked by the plan loader, the table keeps its shape.
@@ -107,12 +108,27 @@ function version2(schema: string): string[] {
       LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
       AS $$ SELECT phase FROM ${s}.plans WHERE name = plan_name $$`,
     `GRANT EXECUTE ON FUNCTION ${s}.phase(text) TO PUBLIC`,
+    // The plan lock as a lease row (see runner/plan-lock.ts): it holds through
+    // any pooler, unlike a session advisory lock. No foreign key: the lease is
+    // taken before the plan's row exists.
+    `CREATE TABLE IF NOT EXISTS ${s}.leases (
+      plan text PRIMARY KEY CHECK (plan ~ '^[a-z0-9]+(-[a-z0-9]+)*$'),
+      token uuid NOT NULL,
+      holder text NOT NULL,
+      pid integer NOT NULL,
+      beacon bigint NOT NULL,
+      acquired_at timestamptz NOT NULL,
+      heartbeat_at timestamptz NOT NULL,
+      expires_at timestamptz NOT NULL,
+      CHECK (heartbeat_at >= acquired_at),
+      CHECK (expires_at > heartbeat_at)
+    )`,
     grantUsageSql(schema),
   ];
 }
 
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
-export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version'];
+export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when

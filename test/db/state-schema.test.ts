@@ -64,6 +64,9 @@ describe('state schema versions', () => {
       { name: 'split-users-full-name', status: 'in_progress', phase: 'dual-write' },
     ]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.events WHERE plan = 'old-rename'`)).toEqual([{ n: 1 }]);
+    expect(await db.sql(`SELECT to_regclass('pgshift.leases') IS NOT NULL AS leases, prosecdef AS definer FROM pg_proc WHERE oid = 'pgshift.phase(text)'::regprocedure`)).toEqual([
+      { leases: true, definer: true },
+    ]);
     // The kind is no longer a list frozen at install time.
     const checks = await db.sql<{ conname: string }>(
       `SELECT conname FROM pg_constraint WHERE conrelid = 'pgshift.plans'::regclass AND contype = 'c' AND conname LIKE 'plans_kind%' ORDER BY 1`,

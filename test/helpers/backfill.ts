@@ -48,7 +48,7 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 export async function runnerBackend(db: TestDatabase): Promise<{ pid: number; state: string; waiting: boolean } | undefined> {
   const rows = await db.sql<{ pid: number; state: string; waiting: boolean }>(
     `SELECT pid, state, coalesce(wait_event = 'transactionid', false) AS waiting FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name LIKE 'pgshift %' AND application_name <> 'pgshift monitor'
+      WHERE datname = current_database() AND application_name LIKE 'pgshift %' AND application_name NOT IN ('pgshift monitor', 'pgshift lease')
         AND pid <> pg_backend_pid()`,
   );
   return rows[0];
