@@ -3,6 +3,8 @@ import { display } from '../db/ident.js';
 import { PlanBusyError, PlanError, PgshiftError } from '../errors.js';
 import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { runPrivilegeProblems } from '../plan/phase-privileges.js';
+import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import { inFlight } from '../state/store.js';
@@ -77,12 +79,16 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
     } catch (error) {
       // Another plan on the same table started between our check and our insert (the partial unique index says so).
       if (sqlState(error) === SqlState.uniqueViolation) throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+      // A privilege the check above does not know of: still nothing changed but the state schema, so say it is input to fix.
+      if (sqlState(error) === INSUFFICIENT_PRIVILEGE) throw new PlanError([{ file: plan.file, path: '', message: `cannot record the plan's start: ${(error as Error).message} (see docs/privileges.md)` }]);
       throw error;
     }
     state = (await store.get(plan.name))!;
     log.info({ table: display(facts.table) }, `started plan ${plan.name}`);
   }
   const facts = state!.facts;
+  const lacking = await runPrivilegeProblems(client, plan, facts.table, store.schema, phases);
+  if (lacking.length) throw new PlanError(lacking);
   const { input, program } = phaseInput(session, facts, await tableOid(client, facts));
   const done: Phase[] = [];
   try {

@@ -1,8 +1,15 @@
 import { readFile } from 'node:fs/promises';
+import { resolveTable } from '../db/catalog.js';
+import type { Client } from '../db/client.js';
+import type { QualifiedName } from '../db/ident.js';
 import { PlanError, type PlanProblem } from '../errors.js';
+import { phaseIndex, PHASES } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { affectedRoles } from '../plan/affected-roles.js';
 import { sampleInverse } from '../plan/inverse-sample.js';
 import { lineOfField } from '../plan/load.js';
+import { runPrivilegeProblems } from '../plan/phase-privileges.js';
+import { statePrivileges, tableSchemaPrivilege } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { inFlight } from '../state/store.js';
 import { withState, type RunOptions } from './session.js';
@@ -12,37 +19,43 @@ export interface LintResult {
   readonly plan: string;
   /** `checked`: validated against the catalog; `in_flight`: started, checksum compared instead. */
   readonly outcome: 'checked' | 'in_flight' | 'complete';
-  /** Worth a look, not wrong: `lint` still exits 0. */
+  /** Things that will not stop the plan but that someone should act on (exit 0), e.g. roles that cannot read the phase flag. */
   readonly warnings: readonly string[];
 }
 
 /**
  * Check plans against the live catalog (the files were already checked
  * against the schema when loaded; `fileProblems` are the problems of the
- * files that were not, reported with the rest). Every problem of every plan
- * is reported together, each with its file and line; nothing is changed in
- * the database.
+ * files that were not, reported with the rest), including the privileges the
+ * connected role needs for the phases still to run. Every problem of every
+ * plan is reported together, each with its file and line; nothing is changed
+ * in the database.
  */
 export async function lint(plans: readonly Plan[], options: RunOptions = {}, fileProblems: readonly PlanProblem[] = []): Promise<LintResult[]> {
   return withState(options, async (client, store) => {
     const problems: PlanProblem[] = [...fileProblems];
     const results: LintResult[] = [];
+    // The state cannot be read without these: every plan is then checked as not started, which names them.
+    const stateReachable = (await statePrivileges(client, store.schema)).length === 0;
     for (const plan of plans) {
-      const state = await store.get(plan.name);
+      const state = stateReachable ? await store.get(plan.name) : null;
+      const warnings = await roleWarnings(client, plan, store.schema, state?.facts.table);
       if (state?.status === 'complete') results.push({ plan: plan.name, outcome: 'complete', warnings: [] });
       else if (inFlight(state)) {
         if (state!.checksum !== plan.checksum) problems.push({ file: plan.file, path: '', message: `plan "${plan.name}" changed after it started` });
-        results.push({ plan: plan.name, outcome: 'in_flight', warnings: [] });
+        const remaining = PHASES.filter((p) => phaseIndex(p) > phaseIndex(state!.phase));
+        problems.push(...(await runPrivilegeProblems(client, plan, state!.facts.table, store.schema, remaining)));
+        results.push({ plan: plan.name, outcome: 'in_flight', warnings });
       } else {
         try {
           const facts = await checkAgainstCatalog(client, plan, store.schema);
           const sample = await sampleInverse(client, plan, facts);
-          const warnings = sample?.differing
-            ? [
-                `${plan.change.kind}.reverse does not give back the old value from what using made of it in ${sample.differing} of ${sample.sampled} sampled rows, e.g. ` +
-                  sample.examples.map((e) => `key ${e.key}: ${e.old} came back as ${e.back}`).join('; '),
-              ]
-            : [];
+          if (sample?.differing) {
+            warnings.push(
+              `${plan.change.kind}.reverse does not give back the old value from what using made of it in ${sample.differing} of ${sample.sampled} sampled rows, e.g. ` +
+                sample.examples.map((e) => `key ${e.key}: ${e.old} came back as ${e.back}`).join('; '),
+            );
+          }
           results.push({ plan: plan.name, outcome: 'checked', warnings });
         } catch (error) {
           if (error instanceof PlanError) problems.push(...error.problems);
@@ -69,4 +82,11 @@ async function withLines(problems: readonly PlanProblem[]): Promise<PlanProblem[
       return text === null ? p : { ...p, line: lineOfField(text, p.path) };
     }),
   );
+}
+
+/** Roles with privileges on the plan's table that the plan leaves unable to read its phase flag (see `affectedRoles`). */
+async function roleWarnings(client: Client, plan: Plan, stateSchema: string, recorded: QualifiedName | undefined): Promise<string[]> {
+  if ((await tableSchemaPrivilege(client, recorded?.schema ?? plan.table.schema)).length) return [];
+  const table = recorded ?? (await resolveTable(client, plan.table));
+  return table ? affectedRoles(client, table, stateSchema, plan.name) : [];
 }

@@ -1,5 +1,6 @@
 import { PlanError } from '../errors.js';
 import { phaseIndex, phasesToRollBack, previousPhase, type Phase } from '../phases/phases.js';
+import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
@@ -30,6 +31,8 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     const phases = top !== null && (target === 'current' || phaseIndex(target) <= phaseIndex(top)) ? phasesToRollBack(top, target) : [];
     if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
 
+    const lacking = await runPrivilegeProblems(client, plan, state.facts.table, store.schema, phases);
+    if (lacking.length) throw new PlanError(lacking);
     const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts));
     const done: Phase[] = [];
     try {

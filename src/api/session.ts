@@ -9,6 +9,7 @@ import { DEFAULT_LEASE_MS, DEFAULT_STATE_SCHEMA } from '../defaults.js';
 import { PlanError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Guards, Plan } from '../plan/types.js';
+import { stateAccessProblems } from '../plan/phase-privileges.js';
 import { runContext } from '../runner/guards.js';
 import { withPlanLock, type PlanLease } from '../runner/plan-lock.js';
 import { toMilliseconds } from '../plan/duration.js';
@@ -71,18 +72,22 @@ export function leaseMs(options: RunOptions): number {
 }
 
 /**
- * Connect, check that the connection keeps its session (exit 2 if not), take
+ * Connect, check that the role may read and write the state (exit 2 if
+ * not, naming each GRANT), that the connection keeps its session (exit 2 if not), take
  * the plan's lease (exit 5 if held), and run `fn`.
  */
 export async function withPlanSession<T>(plan: Plan, options: RunOptions, fn: (session: PlanSession) => Promise<T>): Promise<T> {
   const log = (options.log ?? silentLogger).child({ plan: plan.name });
   const ttlMs = leaseMs(options);
-  return withState(options, (client, store) =>
-    withPlanLock(
+  return withState(options, async (client, store) => {
+    // Missing privileges are named before the state is read or anything changed (exit 2), not met half-way as `permission denied`.
+    const unreachable = await stateAccessProblems(client, plan, store.schema);
+    if (unreachable.length) throw new PlanError(unreachable);
+    return withPlanLock(
       { client, connection: { databaseUrl: options.databaseUrl }, schema: store.schema, plan: plan.name, ttlMs, log, stateExists: () => store.exists() },
       (lease) => fn({ client, store, plan: withOverrides(plan, options.guards), log, options, lease }),
-    ),
-  );
+    );
+  });
 }
 
 /** Refuse an in-flight plan whose file changed since it started, unless forced (then record the new checksum). */

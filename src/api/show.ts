@@ -21,7 +21,7 @@ export interface ShownPhase {
 export async function show(plan: Plan, phase?: Phase, options: RunOptions = {}): Promise<ShownPhase[]> {
   return withState(options, async (client, store) => {
     const state = await store.get(plan.name);
-    const facts = inFlight(state) || state?.status === 'complete' ? state!.facts : await checkAgainstCatalog(client, plan, store.schema);
+    const facts = inFlight(state) || state?.status === 'complete' ? state!.facts : await checkAgainstCatalog(client, plan, store.schema, { privileges: false });
     const program = compileProgram(plan, facts);
     return PHASES.filter((p) => !phase || p === phase).map((p) => ({ phase: p, ...program[p] }));
   });

@@ -9,6 +9,9 @@ import { display, ident } from '../db/ident.js';
 import { readPartitioning } from '../db/partitions.js';
 import { checkDeclaredUnique } from './partition-check.js';
 import { PlanError, type PlanProblem } from '../errors.js';
+import { PHASES } from '../phases/phases.js';
+import { phasePrivileges } from './phase-privileges.js';
+import { privilegeProblems, statePrivileges, tableSchemaPrivilege, tempPrivilege, type MissingPrivilege } from './privileges.js';
 import type { Guards, Plan } from './types.js';
 import { rewriteDependentViews } from './view-rewrite.js';
 
@@ -20,23 +23,37 @@ export interface CatalogCheckOptions {
    * instant under these guards (see view-rewrite). Unset for lint and show.
    */
   readonly rewriteViewsUnder?: Guards | undefined;
+  /** Check what the connected role needs for the whole plan first (default true; `show` skips it). */
+  readonly privileges?: boolean | undefined;
 }
 
 /**
  * Check a plan that has not started against the live catalog, and capture the
  * facts its phases will compile from. Every problem is reported at once.
  * Runs in a transaction that is always rolled back: nothing is left behind.
+ * With `privileges` (the default), what the connected role needs for the
+ * whole plan is checked first (see privileges.ts): a plan does not start
+ * when a later phase would stop on `permission denied`.
  */
 export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchema: string, options: CatalogCheckOptions = {}): Promise<PlanFacts> {
+  const privileges = options.privileges ?? true;
   const problems: PlanProblem[] = [];
   const problem = (path: string, message: string): void => void problems.push({ file: plan.file, path, message });
   const tableText = plan.table.schema ? `${plan.table.schema}.${plan.table.name}` : plan.table.name;
 
+  const missing: MissingPrivilege[] = [];
+  if (privileges) {
+    missing.push(...(await tempPrivilege(client)), ...(await statePrivileges(client, stateSchema)));
+    const schemaUsage = await tableSchemaPrivilege(client, plan.table.schema);
+    // Without USAGE on its schema the table cannot even be looked up.
+    if (schemaUsage.length) throw new PlanError(await privilegeProblems(client, plan, [...missing, ...schemaUsage]));
+  }
   const table = await resolveTable(client, plan.table);
   if (!table) {
     problem('table', `table "${tableText}" does not exist (or is not a table)`);
-    throw new PlanError(problems);
+    throw new PlanError([...problems, ...(await privilegeProblems(client, plan, missing))]);
   }
+  if (privileges) missing.push(...(await phasePrivileges(client, plan, table, stateSchema, PHASES)));
   const facts = await readTableFacts(client, table);
   const outline = outlineOf(plan.change);
   const kindField = plan.change.kind;
@@ -78,6 +95,9 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       else if (!(await isUniqueKey(client, facts.oid, keyNames))) problem('key', `(${keyNames.join(', ')}) is not covered by a unique index`);
     }
   }
+
+  // The checks below try types and expressions on temporary tables: without the privileges their errors would mislead.
+  if (missing.length) throw new PlanError([...problems, ...(await privilegeProblems(client, plan, missing))]);
 
   const searchPath = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`)).rows[0]!.p;
   const version = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);

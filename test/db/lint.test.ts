@@ -71,9 +71,9 @@ describe('lint', () => {
     const result = await runCli(['plan', 'lint', '--dir', dir, '--database-url', db.url, '--json']);
     expect(result.errors).toBe('');
     expect(result.code).toBe(0);
-    const [line] = result.lines as { warnings: string[] }[];
-    expect(line!.warnings).toHaveLength(1);
-    expect(line!.warnings[0]).toMatch(/split\.reverse does not give back the old value from what using made of it in 1 of 100 sampled rows, e\.g\. key 7: Anna Lena Berg came back as Anna Lena/);
+    const warnings = result.lines.filter((l) => l.event === 'warning').map((l) => String(l.message));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/split\.reverse does not give back the old value from what using made of it in 1 of 100 sampled rows, e\.g\. key 7: Anna Lena Berg came back as Anna Lena/);
   });
 
   it('has nothing to say of a rename, or of a split whose rows all come back', async () => {
@@ -81,9 +81,9 @@ describe('lint', () => {
     const result = await runCli(['plan', 'lint', '--dir', dir, '--database-url', db.url, '--json']);
     expect(result.errors).toBe('');
     expect(result.code).toBe(0);
-    expect((result.lines as { plan: string; warnings: string[] }[]).map((l) => [l.plan, l.warnings])).toEqual([
-      ['rename-users-user-name', []],
-      ['split-users-full-name', []],
+    expect(result.lines.map((l) => [l.event, l.plan])).toEqual([
+      ['lint', 'rename-users-user-name'],
+      ['lint', 'split-users-full-name'],
     ]);
   });
 });

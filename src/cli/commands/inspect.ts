@@ -60,7 +60,8 @@ export function inspectCommands(plan: Command, run: Run): void {
         const { plans, problems } = await readPlans(o.dir, names);
         const results = await lint(plans, runOptions(o), problems);
         for (const r of results) {
-          output.result({ event: 'lint', plan: r.plan, outcome: r.outcome, warnings: r.warnings }, [`${r.plan}: ok (${r.outcome.replace('_', ' ')})`, ...r.warnings.map((w) => `  warning: ${w}`)].join('\n'));
+          output.result({ event: 'lint', plan: r.plan, outcome: r.outcome }, `${r.plan}: ok (${r.outcome.replace('_', ' ')})`);
+          for (const w of r.warnings) output.result({ event: 'warning', plan: r.plan, message: w }, `${r.plan}: warning: ${w}`);
         }
         return {};
       }),
