@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { fillNewAssignments } from '../src/backfill/consistency.js';
 import type { PlanFacts } from '../src/changes/model.js';
-import { resolveChange } from '../src/changes/registry.js';
+import { resolveChange } from '../src/changes/kinds/registry.js';
 import { objectNames } from '../src/changes/sql-objects.js';
 import { ident, literal } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ColumnChange } from '../../src/changes/model.js';
-import { resolveChange } from '../../src/changes/registry.js';
+import { resolveChange } from '../../src/changes/kinds/registry.js';
 import { withTransaction } from '../../src/db/client.js';
 import { ident, literal, qualified } from '../../src/db/ident.js';
 import { DEFAULT_STATE_SCHEMA } from '../../src/defaults.js';

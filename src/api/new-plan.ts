@@ -16,7 +16,9 @@ import { PlanError } from '../errors.js';
 import { planName } from '../detect/suggest.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import { parsePlan, splitTableName } from '../plan/load.js';
-import { PLACEHOLDER, type ChangeKind } from '../plan/schema.js';
+import { kindNamed, type ChangeKind } from '../changes/kinds/registry.js';
+import type { Proposed } from '../changes/kinds/kind.js';
+import { PLACEHOLDER } from '../plan/schema.js';
 import { withState, type RunOptions } from './session.js';
 
 /** What `plan new` is asked for: a kind, `table.column` (merge: `table.a,b`) and the kind's targets. */
@@ -39,8 +41,6 @@ export interface NewPlanResult {
   /** Fields left as placeholders for a person to write; `lint` refuses the plan until they are. */
   readonly placeholders: readonly string[];
 }
-
-type Expr = string | null; // null: a placeholder
 
 /**
  * Write a plan file for a change, from the live catalog: the types are the
@@ -94,71 +94,16 @@ function splitSource(source: string): { table: string; columns: string[] } {
   return { table: source.slice(0, cut), columns: source.slice(cut + 1).split(',').filter(Boolean) };
 }
 
-const TEXTUAL = /^(text|character varying(\(\d+\))?|varchar(\(\d+\))?)$/;
-
-/** A change with proposed expressions (`null` = placeholder), typed for rendering. */
+/** The kind's part of the plan file, expressions proposed where the kind can (see `ChangeKindModule.propose`). */
 function propose(r: NewPlanRequest, old: readonly ColumnFacts[], castBack = true): Record<string, unknown> {
-  const need = (count: number, what: string): void => {
-    if (r.targets.length !== count && !(count < 0 && r.targets.length >= -count))
-      throw new PlanError([{ file: '', path: 'targets', message: `${r.kind} needs ${what}` }]);
-  };
-  const [first] = old as [ColumnFacts];
-  switch (r.kind) {
-    case 'rename':
-      need(1, 'the new name: plan new rename table.column new_name');
-      return { rename: { column: first.name, to: r.targets[0] } };
-    case 'retype': {
-      need(1, 'the new type: plan new retype table.column "numeric(10,2)"');
-      const to = r.targets[0]!;
-      return { retype: { column: first.name, to, as: `${first.name}_new`, using: expr(castBack ? `${first.name}::${to}` : null, to), reverse: expr(castBack ? `${first.name}::${first.type}` : null, first.type) } };
-    }
-    case 'split': {
-      need(-2, 'two or more new columns: plan new split table.column first last');
-      const text = TEXTUAL.test(first.type) && r.targets.length === 2;
-      const c = first.name;
-      const [a, b] = r.targets as [string, string];
-      return {
-        split: {
-          column: c,
-          into: r.targets.map((n, i) => ({
-            name: n,
-            type: first.type,
-            using: expr(text ? (i === 0 ? `split_part(${c}, ' ', 1)` : `nullif(substr(${c}, strpos(${c}, ' ') + 1), ${c})`) : null, first.type),
-          })),
-          reverse: expr(text ? `concat_ws(' ', ${a}, ${b})` : null, first.type),
-        },
-      };
-    }
-    case 'merge': {
-      need(1, 'the new column: plan new merge table.col1,col2 merged');
-      if (old.length < 2) throw new PlanError([{ file: '', path: 'source', message: 'merge needs two or more columns: table.col1,col2' }]);
-      const text = old.length === 2 && old.every((c) => TEXTUAL.test(c.type));
-      const into = r.targets[0]!;
-      const [a, b] = old as [ColumnFacts, ColumnFacts];
-      return {
-        merge: {
-          columns: old.map((c) => c.name),
-          into: { name: into, type: 'text', using: expr(text ? `concat_ws(' ', ${a.name}, ${b.name})` : null, 'text') },
-          reverse: Object.fromEntries(
-            old.map((c, i) => [c.name, expr(text ? (i === 0 ? `split_part(${into}, ' ', 1)` : `nullif(substr(${into}, strpos(${into}, ' ') + 1), ${into})`) : null, c.type)]),
-          ),
-        },
-      };
-    }
-  }
+  const kind = kindNamed(r.kind);
+  return { [kind.name]: kind.propose({ targets: r.targets, old, castBack }) };
 }
 
-/** An expression or a placeholder, with the type a placeholder stands for when checked. */
-interface Proposed {
-  readonly sql: Expr;
-  readonly type: string;
-}
-const expr = (sql: Expr, type: string): Proposed => ({ sql, type });
-
-const isProposed = (v: unknown): v is Proposed => typeof v === 'object' && v !== null && 'sql' in v && 'type' in v;
+const isProposed = (v: unknown): v is Proposed => typeof v === 'object' && v !== null && 'sql' in v && 'type' in v && Object.keys(v).length === 2;
 
 /** The plan file: header, change, and every default spelled out with its meaning. */
-function render(name: string, table: QualifiedName, change: Record<string, unknown>, fill: (sql: Expr, type: string, field: string) => string): string {
+function render(name: string, table: QualifiedName, change: Record<string, unknown>, fill: (sql: string | null, type: string, field: string) => string): string {
   const resolve = (value: unknown, field: string): unknown => {
     if (isProposed(value)) return fill(value.sql, value.type, field);
     if (Array.isArray(value)) return value.map((v, i) => resolve(v, `${field}[${i}]`));

@@ -1,6 +1,6 @@
 import type { BackfillProgress } from '../backfill/backfill.js';
 import { compileProgram } from '../changes/program.js';
-import { resolveChange } from '../changes/registry.js';
+import { resolveChange } from '../changes/kinds/registry.js';
 import { objectNames } from '../changes/sql-objects.js';
 import type { PlanFacts } from '../changes/model.js';
 import { withClient, type Client, type ConnectionOptions } from '../db/client.js';
@@ -14,7 +14,7 @@ import { runContext } from '../runner/guards.js';
 import { withPlanLock, type PlanLease } from '../runner/plan-lock.js';
 import { toMilliseconds } from '../plan/duration.js';
 import type { PhaseInput } from '../runner/run-phase.js';
-import type { PhaseProgram } from '../runner/steps.js';
+import type { PhaseProgram } from '../changes/steps.js';
 import { StateStore, inFlight, type PlanState } from '../state/store.js';
 
 /** Options shared by every command that touches the database. */

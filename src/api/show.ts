@@ -2,7 +2,7 @@ import { compileProgram } from '../changes/program.js';
 import { PHASES, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import type { Plan } from '../plan/types.js';
-import type { Step } from '../runner/steps.js';
+import type { Step } from '../changes/steps.js';
 import { inFlight } from '../state/store.js';
 import { withState, type RunOptions } from './session.js';
 

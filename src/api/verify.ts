@@ -1,4 +1,4 @@
-import { resolveChange } from '../changes/registry.js';
+import { kindOf, resolveChange } from '../changes/kinds/registry.js';
 import { objectNames } from '../changes/sql-objects.js';
 import { verifyRows, type VerifyResult } from '../backfill/verify.js';
 import { PlanError } from '../errors.js';
@@ -15,8 +15,8 @@ export async function verify(plan: Plan, options: RunOptions = {}): Promise<Veri
   return withState(options, async (client, store) => {
     const state = await store.get(plan.name);
     const at = state && state.status !== 'rolled_back' ? state.phase : null;
-    // An in-place retype changed the column's type in one statement: there is no second side to compare.
-    if (at && state!.facts.retype?.metadataOnly) return { differing: 0, sampleKeys: [], rowsChecked: 0 };
+    // A kind with a program of its own (an in-place retype, a drop) keeps no second side to compare.
+    if (at && kindOf(plan.change).program?.(plan.change, state!.facts)) return { differing: 0, sampleKeys: [], rowsChecked: 0 };
     if (!state || phaseIndex(at) < phaseIndex('dual-write') || at === 'contract') {
       throw new PlanError(
         `plan "${plan.name}" is at ${at ?? 'no phase'}: verify needs both sides and the functions, from dual-write to stop-write`,

@@ -1,7 +1,7 @@
 import type { ColumnConstraint, ColumnObjects } from '../db/column-objects.js';
 import type { Partitioning } from '../db/partitions.js';
 import { ident, literal, MAX_IDENTIFIER_BYTES, objectName, qualified, type QualifiedName } from '../db/ident.js';
-import { ddl, type SqlStep } from '../runner/steps.js';
+import { ddl, type SqlStep } from './steps.js';
 import { addConstraintSafely, attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
 import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies, type CarriedIndex } from './partitioned-carry.js';
 

@@ -1,5 +1,5 @@
 import { display, ident, literal, qualified, type QualifiedName } from '../db/ident.js';
-import { ddl, type SqlStep } from '../runner/steps.js';
+import { ddl, type SqlStep } from './steps.js';
 
 /**
  * SET NOT NULL without a long lock. A plain `SET NOT NULL` scans the whole

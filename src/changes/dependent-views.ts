@@ -1,5 +1,5 @@
 import { ident, literal, objectName, qualified, type QualifiedName } from '../db/ident.js';
-import { ddl, type SqlStep } from '../runner/steps.js';
+import { ddl, type SqlStep } from './steps.js';
 
 /** An index of a materialized view, rebuilt on its replacement. */
 export interface ViewIndex {

@@ -8,7 +8,8 @@ import type { InlinedExpressions } from './inline.js';
 /**
  * Facts about the table captured when a plan starts and stored with its
  * state, so every later phase (and every rollback) compiles the same SQL even
- * after the table has changed under the plan.
+ * after the table has changed under the plan. A kind adds facts of its own
+ * (see `ChangeKindModule.learn`).
  */
 export interface PlanFacts {
   readonly table: QualifiedName;
@@ -117,10 +118,4 @@ export interface ChangeOutline {
     readonly exprName?: string | undefined;
   }[];
   readonly expressions: readonly AuthoredExpression[];
-}
-
-/** One change kind: an outline for validation, and a resolution into old and new columns. */
-export interface ChangeKindDefinition<C> {
-  outline(change: C): ChangeOutline;
-  resolve(change: C, facts: PlanFacts): ColumnChange;
 }

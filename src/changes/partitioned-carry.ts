@@ -1,7 +1,7 @@
 import type { ColumnIndex } from '../db/column-objects.js';
 import { ident, qualified, type QualifiedName } from '../db/ident.js';
 import type { Partitioning } from '../db/partitions.js';
-import type { SqlStep } from '../runner/steps.js';
+import type { SqlStep } from './steps.js';
 import type { CarriedNames, CarryOver } from './carry-over.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 

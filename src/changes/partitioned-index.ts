@@ -1,6 +1,6 @@
 import { display, ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { PartitionNode } from '../db/partitions.js';
-import { ddl, type SqlStep } from '../runner/steps.js';
+import { ddl, type SqlStep } from './steps.js';
 import { attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
 
 /**

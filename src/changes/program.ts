@@ -1,25 +1,32 @@
 import { ident, literal, qualified } from '../db/ident.js';
-import type { Plan } from '../plan/types.js';
-import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
+import { ddl, type PhaseProgram, type SqlStep, type Step } from './steps.js';
 import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
 import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
 import { partitionIndexName } from '../db/partitions.js';
 import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
-import { metadataOnlyRetypeProgram } from './retype-in-place.js';
 import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
-import { resolveChange } from './registry.js';
+import { kindOf, type Change } from './kinds/registry.js';
 import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
+
+/** What the compiler reads of a plan (the whole plan is in plan/types.ts, a layer above). */
+export interface CompiledPlan {
+  readonly name: string;
+  readonly change: Change;
+}
 
 /**
  * Compile a plan into its six phases' steps. Pure: the same plan and facts
  * always give the same SQL, which is what `plan show` prints and what the
  * unit tests pin down.
  */
-export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
-  if (plan.change.kind === 'retype' && facts.retype?.metadataOnly) return metadataOnlyRetypeProgram(plan.change, facts);
-  const change = resolveChange(plan.change, facts);
-  const carry = plan.change.kind === 'rename' ? facts.carry : undefined;
+export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgram {
+  const kind = kindOf(plan.change);
+  const own = kind.program?.(plan.change, facts);
+  if (own) return own;
+  const change = kind.resolve(plan.change, facts);
+  // Only a rename records what it carries.
+  const carry = kind.carries ? facts.carry : undefined;
   const names = objectNames(plan.name, facts);
   const t = qualified(facts.table);
   const sync = (mode: SyncMode): SqlStep =>

@@ -73,6 +73,24 @@ const serverPids = new WeakMap<Client, number>();
  * `pg_backend_pid()` reported it. Through a pooler the id sent at startup is
  * the pooler's own, not a PostgreSQL backend's.
  */
+/**
+ * Run `fn` inside a savepoint of the open transaction. An error rolls back to
+ * the savepoint, so the transaction stays usable, and is thrown again. On
+ * success the savepoint is released, or rolled back with `undo` (a trial
+ * whose effects must not stay, e.g. a probe on a temporary table).
+ */
+export async function inSavepoint<T>(client: Client, fn: () => Promise<T>, { undo = false } = {}): Promise<T> {
+  await client.query('SAVEPOINT pgshift_savepoint');
+  try {
+    const result = await fn();
+    await client.query(undo ? 'ROLLBACK TO SAVEPOINT pgshift_savepoint' : 'RELEASE SAVEPOINT pgshift_savepoint');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK TO SAVEPOINT pgshift_savepoint');
+    throw error;
+  }
+}
+
 export function rememberBackendPid(client: Client, pid: number): void {
   serverPids.set(client, pid);
 }

@@ -1,9 +1,9 @@
 import type { PlanFacts } from '../changes/model.js';
 import { checkDependents } from './dependents.js';
-import { outlineOf, resolveChange } from '../changes/registry.js';
+import { kindOf, resolveChange } from '../changes/kinds/registry.js';
 import { inlineExpressions } from '../changes/inline.js';
 import { BODY_TAG } from '../changes/sql-objects.js';
-import { singleStatement, type Client } from '../db/client.js';
+import { inSavepoint, singleStatement, withRolledBackTransaction, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import { display, ident } from '../db/ident.js';
 import { readPartitioning } from '../db/partitions.js';
@@ -55,7 +55,8 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   }
   if (privileges) missing.push(...(await phasePrivileges(client, plan, table, stateSchema, PHASES)));
   const facts = await readTableFacts(client, table);
-  const outline = outlineOf(plan.change);
+  const kind = kindOf(plan.change);
+  const outline = kind.outline(plan.change);
   const kindField = plan.change.kind;
 
   for (const name of outline.reads) {
@@ -70,12 +71,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     if (added.has(add.name) || outline.reads.includes(add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
     added.add(add.name);
   }
-  if (plan.change.kind === 'merge') {
-    const reverseKeys = Object.keys(plan.change.reverse).sort();
-    const columns = [...plan.change.columns].sort();
-    if (reverseKeys.join('\0') !== columns.join('\0'))
-      problem('merge.reverse', `must give one expression for each of ${columns.map((c) => `"${c}"`).join(', ')} (has ${reverseKeys.map((c) => `"${c}"`).join(', ') || 'none'})`);
-  }
+  for (const p of kind.check?.(plan.change) ?? []) problem(p.path, p.message);
 
   const keyNames = plan.key ?? facts.primaryKey;
   const key: { name: string; type: string }[] = [];
@@ -102,7 +98,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   const searchPath = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`)).rows[0]!.p;
   const version = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
   const newTypes: Record<string, string> = {};
-  await rolledBack(client, async () => {
+  await withRolledBackTransaction(client, async () => {
     for (const add of outline.adds) {
       if (add.type === null) continue;
       const canonical = await canonicalType(client, add.type);
@@ -132,32 +128,17 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     );
   for (const p of checkDeclaredUnique(plan, table, facts, outline.reads, partitioning)) problem(p.path, p.message);
   if (problems.length) throw new PlanError(problems);
-  const dependents = await rolledBackValue(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
+  const dependents = await withRolledBackTransaction(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
   const captured: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
-  // An in-place retype has no trigger.
-  const inline = captured.retype?.metadataOnly ? undefined : await rolledBackValue(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
+  // A kind with a program of its own (an in-place retype, a drop) has no trigger.
+  const inline = kind.program?.(plan.change, captured) ? undefined : await withRolledBackTransaction(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
   const planFacts = inline ? { ...captured, inline } : captured;
   if (!options.rewriteViewsUnder || !planFacts.views?.length) return planFacts;
   const views = await rewriteDependentViews(client, plan, planFacts, options.rewriteViewsUnder);
   if (views.problems.length) throw new PlanError(views.problems.map((message) => ({ file: plan.file, path: plan.change.kind, message })));
   return { ...planFacts, views: views.views };
-}
-
-async function rolledBackValue<T>(client: Client, fn: () => Promise<T>): Promise<T> {
-  let value: T | undefined;
-  await rolledBack(client, async () => void (value = await fn()));
-  return value!;
-}
-
-async function rolledBack(client: Client, fn: () => Promise<void>): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await fn();
-  } finally {
-    await client.query('ROLLBACK');
-  }
 }
 
 /**
@@ -167,19 +148,18 @@ async function rolledBack(client: Client, fn: () => Promise<void>): Promise<void
  * fails instead of running.
  */
 async function canonicalType(client: Client, type: string): Promise<string | null> {
-  await client.query('SAVEPOINT pgshift_type');
-  try {
-    await client.query(singleStatement(`CREATE TEMP TABLE pgshift_type_check (x ${type}) ON COMMIT DROP`));
-    const { rows } = await client.query<{ t: string; n: number }>(
-      `SELECT max(format_type(atttypid, atttypmod)) AS t, count(*)::int AS n FROM pg_attribute
-        WHERE attrelid = 'pg_temp.pgshift_type_check'::regclass AND attnum > 0`,
-    );
-    await client.query('ROLLBACK TO SAVEPOINT pgshift_type');
-    return rows[0]?.n === 1 ? rows[0].t : null;
-  } catch {
-    await client.query('ROLLBACK TO SAVEPOINT pgshift_type');
-    return null;
-  }
+  return inSavepoint(
+    client,
+    async () => {
+      await client.query(singleStatement(`CREATE TEMP TABLE pgshift_type_check (x ${type}) ON COMMIT DROP`));
+      const { rows } = await client.query<{ t: string; n: number }>(
+        `SELECT max(format_type(atttypid, atttypmod)) AS t, count(*)::int AS n FROM pg_attribute
+          WHERE attrelid = 'pg_temp.pgshift_type_check'::regclass AND attnum > 0`,
+      );
+      return rows[0]?.n === 1 ? rows[0].t : null;
+    },
+    { undo: true },
+  ).catch(() => null);
 }
 
 /**
@@ -190,14 +170,9 @@ async function canonicalType(client: Client, type: string): Promise<string | nul
  * statement smuggled in after a `;`.
  */
 async function compiles(client: Client, params: readonly Pick<ColumnFacts, 'name' | 'type'>[], returns: string, sql: string): Promise<string | null> {
-  await client.query('SAVEPOINT pgshift_expr');
-  try {
-    const columns = params.map((p) => `NULL::${p.type} AS ${ident(p.name)}`).join(', ');
+  const columns = params.map((p) => `NULL::${p.type} AS ${ident(p.name)}`).join(', ');
+  return inSavepoint(client, async () => {
     await client.query(singleStatement(`SELECT (${sql})::${returns} FROM (SELECT ${columns}) AS pgshift_row LIMIT 0`));
-    await client.query('RELEASE SAVEPOINT pgshift_expr');
     return null;
-  } catch (error) {
-    await client.query('ROLLBACK TO SAVEPOINT pgshift_expr');
-    return (error as Error).message;
-  }
+  }).catch((error: unknown) => (error as Error).message);
 }

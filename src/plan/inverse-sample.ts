@@ -1,5 +1,5 @@
 import type { PlanFacts } from '../changes/model.js';
-import { resolveChange } from '../changes/registry.js';
+import { kindOf, resolveChange } from '../changes/kinds/registry.js';
 import { withRolledBackTransaction, type Client } from '../db/client.js';
 import { ident, qualified } from '../db/ident.js';
 import { INVERSE_SAMPLE_ROWS } from '../defaults.js';
@@ -22,7 +22,7 @@ export interface InverseSample {
  * plan's statement_timeout; a rename has nothing to check.
  */
 export async function sampleInverse(client: Client, plan: Plan, facts: PlanFacts): Promise<InverseSample | null> {
-  if (plan.change.kind === 'rename') return null;
+  if (!kindOf(plan.change).inverse) return null;
   const change = resolveChange(plan.change, facts);
   const keys = facts.key.map((k, i) => ({ name: k.name, alias: ident(`__k${i}`) }));
   const old = change.old.map((c, i) => ({ ...c, alias: ident(`__o${i}`), back: ident(`__b${i}`) }));

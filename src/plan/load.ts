@@ -13,7 +13,8 @@ import {
   DEFAULT_STATEMENT_TIMEOUT_MS,
 } from '../defaults.js';
 import { PlanError, type PlanProblem } from '../errors.js';
-import { CHANGE_KINDS, isPlanName, planFileSchema, type PlanFile } from './schema.js';
+import { CHANGE_KINDS } from '../changes/kinds/registry.js';
+import { isPlanName, planFileSchema, type PlanFile } from './schema.js';
 import type { Change, Plan } from './types.js';
 
 /** Plan file extensions pgshift reads. */
@@ -88,12 +89,11 @@ function build(data: PlanFile, name: string, file: string): Plan {
   };
 }
 
+/** The one change kind present (checked by the caller), tagged with its name. */
 function toChange(data: PlanFile): Change {
-  if (data.rename) return { kind: 'rename', ...data.rename };
-  if (data.split) return { kind: 'split', ...data.split };
-  if (data.merge) return { kind: 'merge', ...data.merge };
-  if (data.retype) return { kind: 'retype', ...data.retype };
-  throw new Error('unreachable: no change kind');
+  const kind = CHANGE_KINDS.find((k) => data[k] !== undefined);
+  if (!kind) throw new Error('unreachable: no change kind');
+  return { kind, ...data[kind] } as Change;
 }
 
 /** `schema.table`, `"Odd.Name"`, or `table`, into parts without quotes. */

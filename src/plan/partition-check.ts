@@ -1,31 +1,8 @@
-import { retypedColumn } from '../changes/retype.js';
+import { kindOf } from '../changes/kinds/registry.js';
 import type { TableFacts } from '../db/catalog.js';
 import { display, type QualifiedName } from '../db/ident.js';
 import type { Partitioning } from '../db/partitions.js';
 import type { Plan } from './types.js';
-
-/** A declared `unique` of a new column, with the field it was written in. */
-interface DeclaredUnique {
-  readonly field: string;
-  readonly column: string;
-  readonly with: readonly string[];
-}
-
-function declaredUniques(plan: Plan): DeclaredUnique[] {
-  const change = plan.change;
-  const of = (field: string, column: string, unique: boolean | { with: string[] } | undefined): DeclaredUnique[] =>
-    unique ? [{ field, column, with: typeof unique === 'object' ? unique.with : [] }] : [];
-  switch (change.kind) {
-    case 'split':
-      return change.into.flatMap((c, i) => of(`split.into[${i}].unique`, c.name, c.unique));
-    case 'merge':
-      return of('merge.into.unique', change.into.name, change.into.unique);
-    case 'retype':
-      return of('retype.unique', retypedColumn(change), change.unique);
-    case 'rename':
-      return [];
-  }
-}
 
 /**
  * What a declared `unique` needs, checked before anything runs: the `with`
@@ -36,7 +13,7 @@ function declaredUniques(plan: Plan): DeclaredUnique[] {
  */
 export function checkDeclaredUnique(plan: Plan, table: QualifiedName, facts: TableFacts, reads: readonly string[], partitioning: Partitioning | undefined): { path: string; message: string }[] {
   const problems: { path: string; message: string }[] = [];
-  for (const u of declaredUniques(plan)) {
+  for (const u of kindOf(plan.change).uniques(plan.change)) {
     for (const w of u.with) {
       if (!facts.columns.some((c) => c.name === w)) problems.push({ path: u.field, message: `"with" names column "${w}", which does not exist in ${display(table)}` });
       else if (reads.includes(w)) problems.push({ path: u.field, message: `"with" names column "${w}", which the plan replaces (it is dropped at contract)` });

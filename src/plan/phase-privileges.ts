@@ -1,4 +1,4 @@
-import { outlineOf } from '../changes/registry.js';
+import { kindOf, outlineOf } from '../changes/kinds/registry.js';
 import { resolveTable } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { display, ident, objectName, qualified, type QualifiedName } from '../db/ident.js';
@@ -96,16 +96,16 @@ export async function phasePrivileges(client: Client, plan: Plan, table: Qualifi
     for (const f of fns.rows) missing.push(ownership('function', f.fn, unquoteRole(f.owner), `to replace or drop it in ${list(later)}`));
   }
 
-  if (plan.change.kind === 'rename') missing.push(...(await renamePrivileges(client, plan.change.column, t, phases, ownership, r)));
+  // What a kind that carries (rename) moves to the new column: the foreign keys at both ends.
+  if (kindOf(plan.change).carries) missing.push(...(await renamePrivileges(client, outline.reads[0]!, t, phases, ownership, r)));
   return missing;
 }
 
 /** Does switch-read build an index: a new column declared `unique`, or a rename carrying the column's indexes? */
 async function buildsIndexes(client: Client, plan: Plan, t: string): Promise<boolean> {
-  const change = plan.change;
-  if (change.kind === 'split') return change.into.some((c) => c.unique === true);
-  if (change.kind === 'merge') return change.into.unique === true;
-  if (change.kind === 'retype') return change.unique === true;
+  const kind = kindOf(plan.change);
+  if (kind.uniques(plan.change).length) return true;
+  if (!kind.carries) return false;
   const { rows } = await client.query<{ ok: boolean }>(
     // A key column is in indkey (an index backing a constraint depends on the constraint, not the column); one used in
     // an expression or predicate only, through pg_depend.
@@ -114,7 +114,7 @@ async function buildsIndexes(client: Client, plan: Plan, t: string): Promise<boo
                        AND (a.attnum = ANY (x.indkey)
                             OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid
                                           AND d.refclassid = 'pg_class'::regclass AND d.refobjid = x.indrelid AND d.refobjsubid = a.attnum))) AS ok`,
-    [t, change.column],
+    [t, kind.outline(plan.change).reads[0]],
   );
   return rows[0]!.ok;
 }

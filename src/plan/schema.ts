@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { identifier } from '../changes/kinds/fields.js';
+import { kindFields } from '../changes/kinds/registry.js';
 import { toMilliseconds } from './duration.js';
 
 /**
@@ -8,20 +10,8 @@ import { toMilliseconds } from './duration.js';
 
 const PLAN_NAME = /^[a-z0-9]+(-[a-z0-9]+)*$/;
 
-const identifier = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((s) => Buffer.byteLength(s) <= 63, 'is longer than 63 bytes, PostgreSQL would truncate it')
-  .refine((s) => !s.includes('\0'), 'must not contain a NUL byte');
-
-/** Marks what pgshift could not write for you (`plan detect`, `plan new`); `lint` refuses it until a person does. */
-export const PLACEHOLDER = 'TODO(pgshift):';
-
-const sqlExpression = z
-  .string()
-  .trim()
-  .min(1, 'must be a SQL expression')
-  .refine((s) => !s.includes(PLACEHOLDER), `is a placeholder (${PLACEHOLDER}): write the SQL expression it asks for`);
+/** `plan detect` and `plan new` mark what a person must write with it; `lint` refuses it. */
+export { PLACEHOLDER } from '../changes/kinds/fields.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = toMilliseconds(value);
@@ -30,49 +20,6 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
     return z.NEVER;
   }
   return ms;
-});
-
-/** Constraints a new column may declare; enforced in `switch-read`. */
-const newColumnConstraints = {
-  not_null: z.boolean().optional(),
-  default: sqlExpression.optional(),
-  /**
-   * `true`: the column alone is unique. `{ with: [cols] }`: the column
-   * together with existing columns (a partitioned table's unique index must
-   * include its partition key).
-   */
-  unique: z.union([z.boolean(), z.strictObject({ with: z.array(identifier).min(1, 'must name at least one column') })]).optional(),
-};
-
-const newColumn = z.strictObject({
-  name: identifier,
-  type: z.string().trim().min(1, 'must name a type'),
-  using: sqlExpression,
-  ...newColumnConstraints,
-});
-
-export const renameSchema = z.strictObject({ column: identifier, to: identifier });
-
-export const splitSchema = z.strictObject({
-  column: identifier,
-  into: z.array(newColumn).min(2, 'needs at least two new columns (use rename or retype for one)'),
-  reverse: sqlExpression,
-});
-
-export const mergeSchema = z.strictObject({
-  columns: z.array(identifier).min(2, 'needs at least two columns to merge'),
-  into: newColumn,
-  reverse: z.record(identifier, sqlExpression),
-});
-
-export const retypeSchema = z.strictObject({
-  column: identifier,
-  to: z.string().trim().min(1, 'must name a type'),
-  /** The new column's name while both exist, and after contract; default `<column>_new`. */
-  as: identifier.optional(),
-  using: sqlExpression,
-  reverse: sqlExpression,
-  ...newColumnConstraints,
 });
 
 export const backfillSchema = z.strictObject({
@@ -97,24 +44,13 @@ export const planFileSchema = z.strictObject({
     .min(1)
     .regex(/^("[^"]+"|[^."]+)(\.("[^"]+"|[^."]+))?$/, 'must be "table" or "schema.table"'),
   key: z.array(identifier).min(1).optional(),
-  rename: renameSchema.optional(),
-  split: splitSchema.optional(),
-  merge: mergeSchema.optional(),
-  retype: retypeSchema.optional(),
+  /** One key per change kind (see changes/kinds/registry.ts); `load` checks that exactly one is present. */
+  ...kindFields,
   backfill: backfillSchema.optional(),
   guards: guardsSchema.optional(),
 });
 
 export type PlanFile = z.infer<typeof planFileSchema>;
-export type NewColumnSpec = z.infer<typeof newColumn>;
-export type RenameSpec = z.infer<typeof renameSchema>;
-export type SplitSpec = z.infer<typeof splitSchema>;
-export type MergeSpec = z.infer<typeof mergeSchema>;
-export type RetypeSpec = z.infer<typeof retypeSchema>;
-
-/** The change kinds, in the order the README presents them. */
-export const CHANGE_KINDS = ['rename', 'split', 'merge', 'retype'] as const;
-export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
 /** Is this a valid plan name? */
 export function isPlanName(name: string): boolean {

@@ -1,11 +1,6 @@
-import type { MergeSpec, RenameSpec, RetypeSpec, SplitSpec } from './schema.js';
+import type { Change } from '../changes/kinds/registry.js';
 
-/** The change a plan makes, tagged by kind. */
-export type Change =
-  | ({ readonly kind: 'rename' } & RenameSpec)
-  | ({ readonly kind: 'split' } & SplitSpec)
-  | ({ readonly kind: 'merge' } & MergeSpec)
-  | ({ readonly kind: 'retype' } & RetypeSpec);
+export type { Change } from '../changes/kinds/registry.js';
 
 /** Backfill tuning, defaults applied. */
 export interface BackfillSettings {

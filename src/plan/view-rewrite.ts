@@ -3,8 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { DependentView, ViewIndex } from '../changes/dependent-views.js';
 import { viewOptionsClause } from '../changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
-import { resolveChange } from '../changes/registry.js';
-import { sqlState, type Client } from '../db/client.js';
+import { resolveChange } from '../changes/kinds/registry.js';
+import { inSavepoint, sqlState, type Client } from '../db/client.js';
 import { display, ident, qualified } from '../db/ident.js';
 import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { LockTimeoutError, PgshiftError, PlanError } from '../errors.js';
@@ -30,13 +30,14 @@ const EMPTY_PATH = `SELECT pg_catalog.set_config('search_path', '', true)`;
  * Must run inside a transaction the caller rolls back.
  */
 export async function readDependentViews(client: Client, oids: readonly number[]): Promise<DependentViews> {
-  await client.query('SAVEPOINT pgshift_views');
-  try {
-    await client.query(EMPTY_PATH);
-    return await readViews(client, oids);
-  } finally {
-    await client.query('ROLLBACK TO SAVEPOINT pgshift_views');
-  }
+  return inSavepoint(
+    client,
+    async () => {
+      await client.query(EMPTY_PATH);
+      return readViews(client, oids);
+    },
+    { undo: true },
+  );
 }
 
 async function readViews(client: Client, oids: readonly number[]): Promise<DependentViews> {
@@ -203,8 +204,8 @@ async function rewriteInTransaction(client: Client, facts: PlanFacts, change: Co
     // A temporary view stands in for the real one: the views themselves are not locked here, so a
     // query reading a view (view first, then the table) cannot deadlock with this transaction.
     const target = { schema: 'pg_temp', name: `pgshift_view_probe_${i}` };
-    await client.query('SAVEPOINT pgshift_view');
     try {
+      const rewritten = await inSavepoint(client, async () => {
       const text = substitute(tokenized, tokens, change);
       await client.query(userPath, [facts.searchPath]);
       // A materialized view's options are storage parameters, which a view does not take.
@@ -232,10 +233,10 @@ async function rewriteInTransaction(client: Client, facts: PlanFacts, change: Co
       );
       if (still.rows[0]!.n || tokens.some(({ token }) => rewritten.includes(token)))
         throw new Error('it would still read the old column where it cannot be replaced (for example in JOIN … USING)');
-      await client.query('RELEASE SAVEPOINT pgshift_view');
+      return rewritten;
+      });
       out.push({ ...v, rewritten });
     } catch (error) {
-      await client.query('ROLLBACK TO SAVEPOINT pgshift_view');
       await client.query(EMPTY_PATH);
       if (isLockConflict(error)) throw error;
       problems.push(

@@ -6,7 +6,7 @@ import { describeBlocker, LockTimeoutError, PhaseFailedError, type Blocker } fro
 import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
 import { dropInvalidLeftover, watchIndexProgress } from './concurrent-index.js';
-import type { SqlStep, TimeoutMode } from './steps.js';
+import type { SqlStep, TimeoutMode } from '../changes/steps.js';
 
 /** What a step needs to run: the runner's connection, the guards, and the table for diagnostics. */
 export interface RunContext {

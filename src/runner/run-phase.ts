@@ -3,7 +3,7 @@ import { verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
 import { runSqlStep } from './guards.js';
-import type { Step } from './steps.js';
+import type { Step } from '../changes/steps.js';
 
 /** Everything a phase's steps may need: what a backfill needs is all of it. */
 export type PhaseInput = BackfillInput;

@@ -5,7 +5,7 @@ import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
 import type { PlanFacts } from '../changes/model.js';
 import type { Action, Phase, Status } from '../phases/phases.js';
-import type { ChangeKind } from '../plan/schema.js';
+import type { ChangeKind } from '../changes/kinds/registry.js';
 import { VERSION } from '../version.js';
 
 /** One row of `pgshift.plans`. */

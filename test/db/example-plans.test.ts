@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { CHANGE_KINDS } from '../../src/changes/kinds/registry.js';
 import { PHASES } from '../../src/phases/phases.js';
 import { runCli } from '../helpers/cli.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
@@ -27,7 +28,7 @@ const cli = (...args: string[]) => runCli(['plan', ...args, '--dir', PLANS.pathn
 describe('example plans', () => {
   it('cover every change kind', async () => {
     const kinds = await Promise.all(names.map(async (n) => Object.keys(parse(await readFile(new URL(`${n}.yaml`, PLANS), 'utf8')) as object)));
-    for (const kind of ['rename', 'split', 'merge', 'retype']) expect(kinds.flat()).toContain(kind);
+    for (const kind of CHANGE_KINDS) expect(kinds.flat()).toContain(kind);
   });
 
   it('all lint clean against examples/schema.sql', async () => {

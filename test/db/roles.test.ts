@@ -150,8 +150,8 @@ describe.each(Object.keys(KINDS))('%s with an owner runner, a DML-only applicati
     await db.sql(`CREATE SCHEMA ${schema}; GRANT USAGE, CREATE ON SCHEMA ${schema} TO ${roles.runner}; GRANT USAGE ON SCHEMA ${schema} TO ${roles.app}`);
     const runner = await login(roles.runner);
     await runner.query(kind.ddl(table));
-    await runner.query(`INSERT INTO ${table} (note) SELECT 'seed' || g FROM generate_series(1, 100) g`);
-    await runner.query(`UPDATE ${table} SET ${Object.entries(kind.old(0).columns).map(([c, v]) => `${c} = '${v}'`).join(', ')}`);
+    const seed = kind.old(0).columns;
+    await runner.query(`INSERT INTO ${table} (${Object.keys(seed).join(', ')}) SELECT ${Object.values(seed).map((v) => `'${v}'`).join(', ')} FROM generate_series(1, 100)`);
     // The application's role: DML on the table and its sequence, nothing else.
     await runner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${roles.app}; GRANT USAGE ON SEQUENCE ${schema}.people_id_seq TO ${roles.app}`);
     await runner.end();

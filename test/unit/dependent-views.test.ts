@@ -3,7 +3,7 @@ import type { DependentView } from '../../src/changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
 import { substitute } from '../../src/plan/view-rewrite.js';
-import type { SqlStep, Step } from '../../src/runner/steps.js';
+import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, SPLIT_YAML } from '../helpers/fixtures.js';
 
 const TOKEN = 'pgshift_0123456789abcdef01234567';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
-import type { Step } from '../../src/runner/steps.js';
+import type { Step } from '../../src/changes/steps.js';
 import { plan } from '../helpers/fixtures.js';
 
 /** The exact SQL of a declared unique on a partitioned table: ON ONLY, CONCURRENTLY per leaf, attached bottom-up; and its rollback. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
 import { PHASES } from '../../src/phases/phases.js';
-import type { SqlStep, Step } from '../../src/runner/steps.js';
+import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, RENAME_YAML, SPLIT_YAML } from '../helpers/fixtures.js';
 
 const facts: PlanFacts = {

@@ -3,7 +3,7 @@ import { planCarryOver, renamedObjectName } from '../../src/changes/carry-over.j
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
 import { splitTopLevel, type ColumnObjects } from '../../src/db/column-objects.js';
-import type { SqlStep, Step } from '../../src/runner/steps.js';
+import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, RENAME_YAML } from '../helpers/fixtures.js';
 
 const objects: ColumnObjects = {

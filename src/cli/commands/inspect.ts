@@ -6,7 +6,7 @@ import { ExitCode } from '../../errors.js';
 import { loadPlans, readPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import type { Phase } from '../../phases/phases.js';
-import type { Step } from '../../runner/steps.js';
+import type { Step } from '../../changes/steps.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import type { Output } from '../output.js';
 import type { CommandResult, Run } from './types.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { newPlan } from '../../api/new-plan.js';
 import { PlanError } from '../../errors.js';
-import { CHANGE_KINDS, type ChangeKind } from '../../plan/schema.js';
+import { CHANGE_KINDS, isChangeKind } from '../../changes/kinds/registry.js';
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import type { Run } from './types.js';
 
@@ -12,14 +12,14 @@ export function newCommand(plan: Command, run: Run): void {
       .command('new')
       .argument('<kind>', CHANGE_KINDS.join(' | '))
       .argument('<source>', '[schema.]table.column (merge: table.col1,col2)')
-      .argument('[targets...]', 'rename: new name; split: new columns; merge: new column; retype: new type'),
+      .argument('[targets...]', 'rename: new name; split: new columns; merge: new column; retype: new type; drop: none'),
   )
     .description('write a plan file from the live catalog, with its expressions proposed and every default spelled out')
     .option('--name <plan>', 'the plan name (default: kind-table-column)')
     .action(async (kind: string, source: string, targets: string[], o: CommonOptions & { name?: string }) =>
       run(o, async (output) => {
-        if (!(CHANGE_KINDS as readonly string[]).includes(kind)) throw new PlanError(`unknown change kind "${kind}": use ${CHANGE_KINDS.join(', ')}`);
-        const r = await newPlan({ kind: kind as ChangeKind, source, targets, dir: o.dir, name: o.name }, runOptions(o));
+        if (!isChangeKind(kind)) throw new PlanError(`unknown change kind "${kind}": use ${CHANGE_KINDS.join(', ')}`);
+        const r = await newPlan({ kind, source, targets, dir: o.dir, name: o.name }, runOptions(o));
         output.result(
           { event: 'new', plan: r.plan, file: r.file, placeholders: r.placeholders },
           `wrote ${r.file}` +

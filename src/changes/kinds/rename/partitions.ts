@@ -1,10 +1,10 @@
-import type { CarryOver } from '../changes/carry-over.js';
-import { renamedObjectName } from '../changes/carry-over.js';
-import type { CarriedIndex, PartitionCopyNames } from '../changes/partitioned-carry.js';
-import type { Client } from '../db/client.js';
-import type { ColumnObjects } from '../db/column-objects.js';
-import { display, objectName, qualified, type QualifiedName } from '../db/ident.js';
-import type { Partitioning } from '../db/partitions.js';
+import type { CarryOver } from '../../carry-over.js';
+import { renamedObjectName } from '../../carry-over.js';
+import type { CarriedIndex, PartitionCopyNames } from '../../partitioned-carry.js';
+import type { Client } from '../../../db/client.js';
+import type { ColumnObjects } from '../../../db/column-objects.js';
+import { display, objectName, qualified, type QualifiedName } from '../../../db/ident.js';
+import type { Partitioning } from '../../../db/partitions.js';
 
 /**
  * What a rename cannot carry on a partitioned table, each with advice that

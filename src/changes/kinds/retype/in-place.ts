@@ -1,11 +1,9 @@
-import { ident, literal, qualified } from '../db/ident.js';
-import { PHASES, type Phase } from '../phases/phases.js';
-import type { RetypeSpec } from '../plan/schema.js';
-import { ddl, type PhaseProgram, type PhaseSteps } from '../runner/steps.js';
-import type { PlanFacts } from './model.js';
-import { canonicalType } from './new-column.js';
-import { oldFacts } from './rename.js';
-import { retypedColumn } from './retype.js';
+import { ident, literal, qualified } from '../../../db/ident.js';
+import type { PlanFacts } from '../../model.js';
+import { ddl, emptyProgram, type PhaseProgram } from '../../steps.js';
+import { oldFacts } from '../kind.js';
+import { canonicalType } from '../new-column.js';
+import { retypedColumn, type RetypeSpec } from './spec.js';
 
 /**
  * A retype PostgreSQL does in place (the probe at plan start found that
@@ -25,7 +23,7 @@ export function metadataOnlyRetypeProgram(change: RetypeSpec, facts: PlanFacts):
   const typeIs = (type: string): string =>
     `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.column)}
         AND NOT attisdropped AND format_type(atttypid, atttypmod) = ${literal(type)}) AS done`;
-  const program = Object.fromEntries(PHASES.map((p): [Phase, PhaseSteps] => [p, { apply: [], rollback: [] }])) as Record<Phase, PhaseSteps>;
+  const program = emptyProgram();
   program.expand = {
     apply: [
       ddl(

@@ -1,4 +1,4 @@
-import type { Phase } from '../phases/phases.js';
+import { PHASES, type Phase } from '../phases/phases.js';
 
 /** PostgreSQL's table lock modes (plus `none` for steps that lock no table). */
 export type LockMode =
@@ -78,4 +78,9 @@ export type PhaseProgram = Readonly<Record<Phase, PhaseSteps>>;
 /** A transactional, guarded step; the common case. */
 export function ddl(description: string, lock: LockMode, statements: readonly string[], skipIf?: string): SqlStep {
   return { kind: 'sql', description, statements, lock, transaction: true, timeouts: 'guarded', skipIf };
+}
+
+/** A program whose every phase does nothing, for a kind to fill in the phases it needs. */
+export function emptyProgram(): Record<Phase, PhaseSteps> {
+  return Object.fromEntries(PHASES.map((p): [Phase, PhaseSteps] => [p, { apply: [], rollback: [] }])) as Record<Phase, PhaseSteps>;
 }

@@ -1,5 +1,5 @@
-import type { NewColumnSpec } from '../plan/schema.js';
-import type { NewColumn, PlanFacts } from './model.js';
+import type { NewColumnSpec } from './fields.js';
+import type { NewColumn, PlanFacts } from '../model.js';
 
 /** A declared new column (split, merge) with its canonical type. */
 export function newColumnFrom(spec: NewColumnSpec, facts: PlanFacts): NewColumn {
