@@ -12,10 +12,11 @@ SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FRO
 CREATE TABLE customers (
   id bigserial PRIMARY KEY,
   street text NOT NULL,
-  city text NOT NULL
+  city text NOT NULL,
+  fax text
 );
-INSERT INTO customers (street, city)
-SELECT g || ' Main Street', (ARRAY['Lisbon', 'Oslo', 'Quito'])[1 + g % 3] FROM generate_series(1, 10000) g;
+INSERT INTO customers (street, city, fax)
+SELECT g || ' Main Street', (ARRAY['Lisbon', 'Oslo', 'Quito'])[1 + g % 3], '+351 21 000 ' || lpad(g::text, 4, '0') FROM generate_series(1, 10000) g;
 
 CREATE TABLE orders (
   id bigserial PRIMARY KEY,

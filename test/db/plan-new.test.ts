@@ -44,6 +44,7 @@ describe('plan new', () => {
     ['split', 'users.full_name', ['first_name', 'last_name'], 'split-users-full-name'],
     ['merge', 'public.customers.street,city', ['address'], 'merge-customers-street-city'],
     ['retype', 'orders.price', ['numeric(10,2)'], 'retype-orders-price'],
+    ['drop', 'customers.fax', [], 'drop-customers-fax'],
   ])('%s: writes a plan that lints clean and runs through all six phases', async (kind, source, targets, name) => {
     const result = await cli('new', kind, source, ...targets);
     expect(result.errors).toBe('');

@@ -105,6 +105,13 @@ const KINDS: Record<string, Kind> = {
     old: (i) => ({ columns: { price: `${i}.25` }, reads: { price: `${i}.25`, price_new: `${i}.25` } }),
     new: (i) => ({ columns: { price_new: `${i}.75` }, reads: { price: `${i}.75`, price_new: `${i}.75` } }),
   },
+  drop: {
+    // NOT NULL without a default: new code, which leaves the column out, gets drop.default from expand on.
+    ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, legacy_code text NOT NULL, note text)`,
+    yaml: (s) => `plan: roles-drop\ntable: ${s}.people\ndrop: { column: legacy_code, default: "'none'" }\n${GUARDS}`,
+    old: (i) => ({ columns: { legacy_code: `L${i}`, note: `old ${i}` }, reads: { legacy_code: `L${i}`, note: `old ${i}` } }),
+    new: (i) => ({ columns: { note: `new ${i}` }, reads: { note: `new ${i}` } }),
+  },
 };
 
 /** Which code versions may run once `phase` is applied (design §2). */
