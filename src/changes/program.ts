@@ -174,14 +174,14 @@ function enforceDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
     ...(c.notNull ? setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)) : []),
     ...(c.unique
       ? facts.partitioning
-        ? buildPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts), `the unique index on ${c.name}`)
+        ? buildPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names), `the unique index on ${c.name}`)
         : addUniqueSafely(facts.table, c.name, names.uniqueIndex(c.name), c.uniqueWith)
       : []),
   ]);
 }
 
 /** A declared UNIQUE on a partitioned table, as a constraint on it and on each partition. */
-function declaredUnique(c: NewColumn, names: ObjectNames, facts: PlanFacts): PartitionedIndex {
+function declaredUnique(c: NewColumn, names: ObjectNames): PartitionedIndex {
   const columns = [c.name, ...(c.uniqueWith ?? [])].map(ident).join(', ');
   return {
     name: unquote(names.uniqueIndex(c.name)),
@@ -205,7 +205,7 @@ function releaseDeclared(change: ColumnChange, names: ObjectNames, facts: PlanFa
     .filter((c) => c.unique)
     .flatMap((c) =>
       facts.partitioning
-        ? dropPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names, facts))
+        ? dropPartitionedIndex(facts.table, facts.partitioning.partitions, declaredUnique(c, names))
         : [`DROP INDEX IF EXISTS ${ident(facts.table.schema)}.${names.uniqueIndex(c.name)}`],
     );
   return parts.length

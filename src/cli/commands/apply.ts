@@ -7,7 +7,7 @@ import type { Phase } from '../../phases/phases.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import type { Output } from '../output.js';
 import { progressReporter } from '../progress.js';
-import type { CommandResult, Run } from './types.js';
+import type { Run } from './types.js';
 
 
 /** `migrate plan apply [PLAN...] --phase next|<phase>` */

@@ -8,8 +8,7 @@ import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../f
 import type { Phase } from '../../phases/phases.js';
 import type { Step } from '../../changes/steps.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
-import type { Output } from '../output.js';
-import type { CommandResult, Run } from './types.js';
+import type { Run } from './types.js';
 
 
 

@@ -3,10 +3,9 @@ import { rollback } from '../../api/rollback.js';
 import { loadPlans } from '../../plan/load.js';
 import type { Phase } from '../../phases/phases.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
-import type { Output } from '../output.js';
 import { fleetRow, report } from './apply.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
-import type { CommandResult, Run } from './types.js';
+import type { Run } from './types.js';
 
 /** `migrate plan rollback PLAN [--phase current|<phase>]` */
 export function rollbackCommand(plan: Command, run: Run): void {

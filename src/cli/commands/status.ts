@@ -5,7 +5,7 @@ import { loadPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import { ago, table } from '../output.js';
-import type { CommandResult, Run } from './types.js';
+import type { Run } from './types.js';
 
 /** `migrate plan status [PLAN...] [--json]` */
 export function statusCommand(plan: Command, run: Run): void {
