@@ -1,7 +1,7 @@
 import { ident, literal, qualified } from '../db/ident.js';
 import type { Plan } from '../plan/types.js';
-import { ddl, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
-import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
+import { ddl, lockingAll, type PhaseProgram, type SqlStep, type Step } from '../runner/steps.js';
+import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, contractLocks, dropCarriedSteps } from './carry-over.js';
 import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
 import { partitionIndexName } from '../db/partitions.js';
 import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
@@ -123,7 +123,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
     contract: {
       apply: [
         carry
-          ? ddl(
+          ? lockingAll(ddl(
               `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
               'ACCESS EXCLUSIVE',
               [
@@ -135,7 +135,7 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
               ],
               // One transaction: once the old column is gone, the renames were made with it.
               `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
-            )
+            ), contractLocks(carry, facts.table))
           : ddl(
               `drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)` +
                 (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
