@@ -146,7 +146,7 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
     const locks = await resolveLocks(ctx, step);
     const wait = await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
     if (!wait.clear) {
-      throw new LockTimeoutError(blockedTables(wait.blockers) ?? ctx.table.display, step.description, attempts, wait.blockers, { waitedMs: Date.now() - started });
+      throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, { waitedMs: Date.now() - started });
     }
     attempts++;
     const at = { lock: locks[0]! };
@@ -180,10 +180,10 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
 /** After a lost attempt, wait at least this long (doubling, with jitter) before looking again. */
 const LOST_ATTEMPT_BACKOFF_MS = 50;
 
-/** The tables named in the blockers' `mode` texts (`… on <table>`), for the error. */
-function blockedTables(blockers: readonly Blocker[]): string | undefined {
-  const tables = new Set(blockers.flatMap((b) => [...(b.mode ?? '').matchAll(/ on ([^,]+)/g)].map((m) => m[1]!.trim())));
-  return tables.size ? [...tables].join(', ') : undefined;
+/** The step's tables the blockers' `mode` texts name (`… on <schema>.<table>`), for the error. */
+function blockedTables(blockers: readonly Blocker[], locks: readonly ResolvedLock[]): string | undefined {
+  const named = locks.filter((l) => blockers.some((b) => (b.mode ?? '').split(', ').some((m) => m.endsWith(` on ${l.display}`))));
+  return named.length ? named.map((l) => l.display).join(', ') : undefined;
 }
 
 /** A database error during a step, as a PhaseFailedError keeping code, detail and hint. */

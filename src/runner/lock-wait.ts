@@ -7,6 +7,13 @@ import { describeBlocker, type Blocker } from '../errors.js';
 import type { RunContext } from './guards.js';
 import { conflictingLockNames, type SqlStep, type TableLock } from './steps.js';
 
+/**
+ * A conflicting lock held by a transaction younger than this (or than half
+ * the attempt's lock_timeout, if less) does not hold back an attempt: see
+ * `conflictingSessions`.
+ */
+export const YOUNG_TRANSACTION_MS = 20;
+
 /** A table a step locks, resolved to its oid (null when it does not exist). */
 export interface ResolvedLock extends TableLock {
   readonly oid: number | null;
@@ -53,12 +60,19 @@ export async function waitOutsideQueue(ctx: RunContext, step: SqlStep, tables: r
   if (!tables.length) return { clear: true };
   const monitor = await ctx.monitor();
   const pid = backendPid(ctx.client);
+  const youngMs = Math.min(YOUNG_TRANSACTION_MS, ctx.guards.lockTimeoutMs / 2);
   let lastLog = 0;
+  let before = new Set<number>();
   for (;;) {
-    const blockers = await conflictingSessions(monitor, tables, pid);
+    const blockers = await conflictingSessions(monitor, tables, pid, youngMs);
     if (!blockers.length) return { clear: true };
     const now = Date.now();
-    if (now >= deadline) return { clear: false, blockers };
+    if (now >= deadline) {
+      // Name the sessions that were in the way at the last look too, not one passing by.
+      const lasting = blockers.filter((b) => before.has(b.pid));
+      return { clear: false, blockers: lasting.length ? lasting : blockers };
+    }
+    before = new Set(blockers.map((b) => b.pid));
     if (lastLog === 0 || now - lastLog >= LOCK_WAIT_LOG_EVERY_MS) {
       lastLog = now;
       ctx.log.warn(
