@@ -140,10 +140,14 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
   const started = Date.now();
   const deadline = started + ctx.guards.maxWaitMs;
   let attempts = 0;
+  let queuedFailures = 0;
+  // The table a NOWAIT failed on goes first next time: it is the busy one, and
+  // the first table is the one waited for (with nothing held yet).
+  let busy: string | null = null;
   for (;;) {
     ctx.stillHeld?.();
     if (await skipped(ctx, step)) return 'skipped';
-    const locks = await resolveLocks(ctx, step);
+    const locks = firstAmong(await resolveLocks(ctx, step), busy);
     const wait = await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
     if (!wait.clear) {
       throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, { waitedMs: Date.now() - started });
@@ -158,7 +162,8 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
       if (!isLockConflict(error)) throw stepFailure(step.description, error);
       // The blocker of the table that was waited for: pg_blocking_pids while
       // the first lock waited, else who conflicts on the table a NOWAIT failed on.
-      let blockers = at.lock === locks[0] ? await watch.result() : [];
+      const nowait = at.lock !== locks[0];
+      let blockers = nowait ? [] : await watch.result();
       if (!blockers.length && at.lock.oid !== null) {
         blockers = await conflictingSessions(await ctx.monitor(), watched([at.lock]), backendPid(ctx.client)).catch(() => []);
       }
@@ -169,7 +174,14 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
           (blockers.length ? `; blocked by ${blockers.map(describeBlocker).join('; ')}` : ''),
       );
       if (Date.now() >= deadline) throw new LockTimeoutError(at.lock.display, step.description, attempts, blockers, { cause: error, waitedMs: waited });
-      const backoff = Math.min(RETRY_MAX_WAIT_MS, LOST_ATTEMPT_BACKOFF_MS * 2 ** Math.min(attempts - 1, 10)) * (1 + Math.random());
+      // A NOWAIT failure cost the application nothing it would notice (the
+      // first lock was held for a round trip): try again soon, the busy table
+      // first. A timed-out wait made queries queue for lock_timeout: back off.
+      if (nowait) busy = at.lock.display;
+      else queuedFailures++;
+      const backoff = nowait
+        ? LOST_ATTEMPT_BACKOFF_MS * Math.random()
+        : Math.min(MAX_LOST_ATTEMPT_BACKOFF_MS, LOST_ATTEMPT_BACKOFF_MS * 2 ** Math.min(queuedFailures - 1, 10)) * (1 + Math.random());
       await sleep(Math.max(0, Math.min(backoff, deadline - Date.now())));
     } finally {
       watch.stop();
@@ -179,6 +191,14 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
 
 /** After a lost attempt, wait at least this long (doubling, with jitter) before looking again. */
 const LOST_ATTEMPT_BACKOFF_MS = 50;
+/** … and at most twice this long: max_wait, not the backoff, bounds the whole wait. */
+const MAX_LOST_ATTEMPT_BACKOFF_MS = 1_000;
+
+/** `locks` with the one displayed as `first` moved to the front. */
+function firstAmong(locks: ResolvedLock[], first: string | null): ResolvedLock[] {
+  const i = first === null ? -1 : locks.findIndex((l) => l.display === first);
+  return i <= 0 ? locks : [locks[i]!, ...locks.slice(0, i), ...locks.slice(i + 1)];
+}
 
 /** The step's tables the blockers' `mode` texts name (`… on <schema>.<table>`), for the error. */
 function blockedTables(blockers: readonly Blocker[], locks: readonly ResolvedLock[]): string | undefined {
