@@ -64,7 +64,10 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
       ],
       rollback: [
         // DROP TRIGGER takes ACCESS EXCLUSIVE (seen in pg_locks), unlike CREATE TRIGGER; catalog-only, so held for an instant.
-        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`]),
+        // Skipped when there is no trigger (dual-write failed before it): a
+        // missing trigger's DROP IF EXISTS takes only ACCESS SHARE, so it must
+        // not wait outside the queue for ACCESS EXCLUSIVE.
+        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`], triggerGone(names, t)),
         ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
       ],
     },
@@ -151,6 +154,10 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
       rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],
     },
   };
+}
+
+function triggerGone(names: ObjectNames, t: string): string {
+  return `SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${literal(t)}) AND tgname = ${literal(unquote(names.trigger))}) AS done`;
 }
 
 function signature(fn: string, params: readonly { type: string }[]): string {
