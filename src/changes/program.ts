@@ -125,6 +125,12 @@ export function compileProgram(plan: Plan, facts: PlanFacts): PhaseProgram {
     },
     contract: {
       apply: [
+        {
+          kind: 'drop-indexes',
+          description: `drop CONCURRENTLY the indexes on ${change.old.map((c) => c.name).join(', ')} that no constraint needs (SHARE UPDATE EXCLUSIVE: reads and writes go on), so the transaction that drops the column does not unlink their files under ACCESS EXCLUSIVE`,
+          table: facts.table,
+          columns: change.old.map((c) => c.name),
+        },
         carry
           ? lockingAll(ddl(
               `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,

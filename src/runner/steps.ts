@@ -99,13 +99,25 @@ export interface ResetBackfillStep {
   readonly description: string;
 }
 
+/**
+ * Drop CONCURRENTLY the indexes on `columns` that no constraint needs (read
+ * from the catalog when it runs), before a transaction that drops the
+ * columns would drop them under ACCESS EXCLUSIVE (see `runner/drop-indexes.ts`).
+ */
+export interface DropIndexesStep {
+  readonly kind: 'drop-indexes';
+  readonly description: string;
+  readonly table: QualifiedName;
+  readonly columns: readonly string[];
+}
+
 /** Refuse: this direction cannot be undone (contract's rollback). */
 export interface RefuseStep {
   readonly kind: 'refuse';
   readonly description: string;
 }
 
-export type Step = SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | RefuseStep;
+export type Step = SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | DropIndexesStep | RefuseStep;
 
 /** The steps of one phase in each direction. */
 export interface PhaseSteps {
