@@ -5,8 +5,9 @@
  * - reference: a plain `ALTER TABLE … ADD COLUMN` under `SET lock_timeout`
  *   (the plan's lock_timeout before it was per attempt: `--reference-lock-timeout`,
  *   default 2 s), retried on each timeout until it succeeds, as pgshift did before;
- * - pgshift: `apply --phase expand` of a rename (the same ADD COLUMN) with the
- *   plan's guards (default lock_timeout 50 ms, waiting outside the queue).
+ * - pgshift: `migrate plan apply --phase expand` of a rename (the same ADD
+ *   COLUMN) with the plan's guards (default lock_timeout 50 ms, waiting
+ *   outside the queue), as a process of its own; attempts = 1 + lost ones.
  *
  * Each time a session holds ACCESS SHARE on the table for `--blocker` (3 s)
  * while `--clients` sessions run point reads and updates; the figure is the
@@ -19,7 +20,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { apply, rollback } from '../src/index.js';
+import { spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { parsePlan } from '../src/plan/load.js';
 import { toMilliseconds } from '../src/plan/duration.js';
 import { USERS_DDL } from '../examples/app/schema.js';
@@ -60,6 +64,20 @@ export interface LockWaitOptions {
 }
 
 const APP = 'bench-lock-wait-app';
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/migrate.js');
+
+/** Run `migrate plan …` on `url`; returns its stderr (warnings), throws unless it exits 0. */
+async function cli(url: string, dir: string, args: string[]): Promise<string> {
+  const child = spawn(process.execPath, [BIN, 'plan', ...args, '--dir', dir, '--json'], {
+    env: { ...process.env, DATABASE_URL: url, PGSHIFT_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  if (code !== 0) throw new Error(`migrate plan ${args.join(' ')} exited ${code}: ${stderr.slice(-2000)}`);
+  return stderr;
+}
 
 /** Run both sides on one server and return the figures. */
 export async function lockWaitBench(options: LockWaitOptions = {}): Promise<LockWaitFigures> {
@@ -102,14 +120,18 @@ export async function lockWaitBench(options: LockWaitOptions = {}): Promise<Lock
       });
       await db.query('ALTER TABLE users DROP COLUMN ref_column');
 
-      const plan = parsePlan('plan: bench-lock-wait\ntable: public.users\nrename: { column: email, to: email_address }\n', 'bench-lock-wait.yaml');
+      // The real CLI in a process of its own, so its start-up does not delay the clients' timestamps.
+      const text = 'plan: bench-lock-wait\ntable: public.users\nrename: { column: email, to: email_address }\n';
+      const plan = parsePlan(text, 'bench-lock-wait.yaml');
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-lock-wait-'));
+      await writeFile(path.join(dir, 'bench-lock-wait.yaml'), text);
+      await cli(url, dir, ['apply', '--phase', 'expand']); // plan start and state schema, before the measurement
+      await cli(url, dir, ['rollback', 'bench-lock-wait']);
       const pgshift = await measure(url, rows, clients, blockerMs, async () => {
-        const [result] = await apply([plan], 'expand', { databaseUrl: url });
-        if (result?.error) throw result.error;
-        return 1;
+        const stderr = await cli(url, dir, ['apply', '--phase', 'expand']);
+        return 1 + (stderr.match(/lock not granted within/g)?.length ?? 0);
       });
-      const back = await rollback(plan, 'current', { databaseUrl: url });
-      if (back.error) throw back.error;
+      await cli(url, dir, ['rollback', 'bench-lock-wait']);
       return {
         server: `PostgreSQL ${version}, ${server.description}`,
         rows,
