@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
 import { dropInvalidLeftover, watchIndexProgress } from './concurrent-index.js';
 import { resolveLocks, waitOutsideQueue, watched, type ResolvedLock } from './lock-wait.js';
-import type { SqlStep, TimeoutMode } from './steps.js';
+import { conflictingLockNames, type LockMode, type SqlStep, type TimeoutMode } from './steps.js';
 
 /** What a step needs to run: the runner's connection, the guards, and the table for diagnostics. */
 export interface RunContext {
@@ -148,15 +148,21 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
     ctx.stillHeld?.();
     if (await skipped(ctx, step)) return 'skipped';
     const locks = firstAmong(await resolveLocks(ctx, step), busy);
-    const wait = await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
+    // A lock no application query conflicts with (SHARE UPDATE EXCLUSIVE:
+    // VALIDATE) queues no application query behind it, so it may wait in the
+    // queue, and long enough (past deadlock_timeout) for PostgreSQL to cancel
+    // an autovacuum in its way, as it does for a queued lock request.
+    const inQueue = !locks.some((l) => conflictsWithApplication(l.mode));
+    const wait = inQueue ? ({ clear: true } as const) : await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
     if (!wait.clear) {
       throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, { waitedMs: Date.now() - started });
     }
     attempts++;
     const at = { lock: locks[0]! };
-    const watch = watchBlockers(ctx);
+    const attemptCtx = inQueue ? { ...ctx, guards: { ...ctx.guards, lockTimeoutMs: Math.max(ctx.guards.lockTimeoutMs, HARMLESS_ATTEMPT_MS) } } : ctx;
+    const watch = watchBlockers(attemptCtx);
     try {
-      await execute(ctx, step, locks, (l) => (at.lock = l));
+      await execute(attemptCtx, step, locks, (l) => (at.lock = l));
       return 'ran';
     } catch (error) {
       if (!isLockConflict(error)) throw stepFailure(step.description, error);
@@ -170,7 +176,7 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
       const waited = Date.now() - started;
       ctx.log.warn(
         { step: step.description, attempt: attempts, table: at.lock.display, blockers, waitedMs: waited, leftMs: Math.max(0, deadline - Date.now()) },
-        `lock not granted within ${ctx.guards.lockTimeoutMs} ms on ${at.lock.display} (attempt ${attempts})` +
+        `lock not granted within ${attemptCtx.guards.lockTimeoutMs} ms on ${at.lock.display} (attempt ${attempts})` +
           (blockers.length ? `; blocked by ${blockers.map(describeBlocker).join('; ')}` : ''),
       );
       if (Date.now() >= deadline) throw new LockTimeoutError(at.lock.display, step.description, attempts, blockers, { cause: error, waitedMs: waited });
@@ -187,6 +193,18 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
       watch.stop();
     }
   }
+}
+
+/**
+ * The lock_timeout of an attempt at a lock no application query conflicts
+ * with: longer than PostgreSQL's default deadlock_timeout (1 s), after which
+ * a queued request cancels an autovacuum holding the table.
+ */
+const HARMLESS_ATTEMPT_MS = 2_000;
+
+/** Does `mode` conflict with what application queries take (ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE)? */
+function conflictsWithApplication(mode: LockMode): boolean {
+  return conflictingLockNames(mode).some((m) => m === 'AccessShareLock' || m === 'RowShareLock' || m === 'RowExclusiveLock');
 }
 
 /** After a lost attempt, wait at least this long (doubling, with jitter) before looking again. */
