@@ -72,7 +72,8 @@ export async function conflictingSessions(monitor: Client, tables: readonly Watc
          LEFT JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND l.mode = ANY (string_to_array(w.modes, ',')) AND l.pid IS DISTINCT FROM $3
-          AND (NOT l.granted OR l.pid IS NULL OR clock_timestamp() - a.xact_start >= $4 * interval '1 millisecond')
+          -- xact_start is NULL for another role's session unless the runner may read all stats: then it counts.
+          AND (NOT l.granted OR l.pid IS NULL OR a.xact_start IS NULL OR clock_timestamp() - a.xact_start >= $4 * interval '1 millisecond')
         GROUP BY 1)
      SELECT h.pid, coalesce(a.state, CASE WHEN h.pid = 0 THEN 'prepared transaction' END) AS state,
             a.application_name AS "applicationName",
