@@ -10,6 +10,7 @@
  *   npm run demo -- --scenario all --plan rename   both scenarios, rename plan
  *   npm run demo -- --rows 20000 --window 1s --out table.md
  *   npm run demo -- --slow 0                       no slow request before each phase
+ *   npm run demo -- --slow 1.5                     the slow request holds 1.5 × lock_timeout (default: 3s)
  *   npm run demo -- --hot 0                        no hot rows shared by all clients
  *
  * With DATABASE_URL set it runs there (it drops and recreates table `users`,
@@ -36,7 +37,7 @@ const { values: args } = parseArgs({
     hot: { type: 'string', default: '50' },
     window: { type: 'string', default: '3s' },
     think: { type: 'string', default: '2ms' },
-    slow: { type: 'string', default: '1.5' },
+    slow: { type: 'string', default: '3s' },
     dir: { type: 'string', default: 'plans' },
     out: { type: 'string' },
     reset: { type: 'boolean', default: false },
@@ -85,7 +86,7 @@ async function main(): Promise<number> {
         hotRows: Number(args.hot),
         windowMs: duration('--window', args.window!),
         thinkMs: duration('--think', args.think!),
-        slowRequest: Number(args.slow),
+        ...slowRequest(args.slow!),
         log,
         onProgress: (line) => process.stderr.write(`${line}\n`),
       });
@@ -99,6 +100,11 @@ async function main(): Promise<number> {
   } finally {
     await stop();
   }
+}
+
+/** `--slow`: a duration the slow request holds its transaction (3s), or a multiple of the plan's lock_timeout (1.5). */
+function slowRequest(text: string): { slowHoldMs: number } | { slowRequest: number } {
+  return /^\d+(\.\d+)?$/.test(text) ? { slowRequest: Number(text) } : { slowHoldMs: duration('--slow', text) };
 }
 
 function duration(flag: string, text: string): number {

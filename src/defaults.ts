@@ -3,11 +3,29 @@
  * written from this file; change both together.
  */
 
-/** `guards.lock_timeout`: how long one DDL statement may wait for its lock. */
-export const DEFAULT_LOCK_TIMEOUT_MS = 2_000;
+/**
+ * `guards.lock_timeout`: PostgreSQL's lock_timeout for each attempt at a
+ * statement, so the longest an application query can queue behind one. An
+ * attempt is made only when no session holds or awaits a conflicting lock
+ * (see `runner/lock-wait.ts`), so it is normally granted at once; the
+ * timeout only bounds a race with a transaction that started in between.
+ * Measured in bench/lock-wait (docs/locks.md).
+ */
+export const DEFAULT_LOCK_TIMEOUT_MS = 50;
+/**
+ * `guards.max_wait`: how long one step may wait in all for its locks before
+ * giving up with exit 3. The old budget was lock_timeout × (retries + 1)
+ * plus backoff, about 2.5 minutes with the old defaults (2 s, 8); waiting no
+ * longer costs the application anything, so it is longer.
+ */
+export const DEFAULT_MAX_WAIT_MS = 300_000;
+/** While a step waits for its locks, who blocks it is logged this often (and once at the start). */
+export const LOCK_WAIT_LOG_EVERY_MS = 5_000;
+/** How often the blockers of a waiting step are looked for again in pg_locks. */
+export const LOCK_WAIT_POLL_MS = 20;
 /** `guards.statement_timeout`: how long one statement (DDL or backfill batch) may run. */
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
-/** `guards.retries`: attempts after the first when a lock is not granted in time. */
+/** `guards.retries`: attempts after the first when a backfill batch finds rows locked. */
 export const DEFAULT_RETRIES = 8;
 /** First wait between lock attempts; p-retry multiplies it by a random 1–2 (jitter). */
 export const RETRY_MIN_WAIT_MS = 500;

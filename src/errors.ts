@@ -68,10 +68,12 @@ export class LockTimeoutError extends PgshiftError {
     readonly step: string,
     readonly attempts: number,
     readonly blockers: readonly Blocker[],
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; waitedMs?: number },
   ) {
     super(
-      `gave up on a lock on ${table} after ${attempts} attempt(s) while running "${step}".\n` +
+      `gave up on a lock on ${table} after ${attempts} attempt(s)` +
+        (options?.waitedMs === undefined ? '' : ` and ${(options.waitedMs / 1000).toFixed(1)} s of waiting (guards.max_wait)`) +
+        ` while running "${step}".\n` +
         (blockers.length
           ? 'Blocked by:\n' + blockers.map((b) => '  ' + describeBlocker(b)).join('\n')
           : 'No blocker was seen holding a lock on the table at the time.') +

@@ -76,6 +76,8 @@ export interface ScenarioOptions {
    * out, retries, and the clients queued behind it show what they wait.
    */
   readonly slowRequest?: number | undefined;
+  /** How long the slow request holds its transaction, in ms (instead of `slowRequest` × lock_timeout). */
+  readonly slowHoldMs?: number | undefined;
   /** Guard overrides for every phase (as the CLI's flags would). */
   readonly guards?: Partial<Guards> | undefined;
   readonly log?: Logger | undefined;
@@ -143,7 +145,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     await createUsers(admin, options.seedRows);
 
     const lockTimeoutMs = options.guards?.lockTimeoutMs ?? plan.guards.lockTimeoutMs;
-    const slowHoldMs = Math.round((options.slowRequest ?? 0) * lockTimeoutMs);
+    const slowHoldMs = options.slowHoldMs ?? Math.round((options.slowRequest ?? 0) * lockTimeoutMs);
     const workload = new Workload({
       url,
       family,

@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_REPLICA_LAG_MS,
   DEFAULT_PAUSE_MS,
   DEFAULT_RETRIES,
+  DEFAULT_MAX_WAIT_MS,
   DEFAULT_STATEMENT_TIMEOUT_MS,
   DEFAULT_TARGET_BATCH_MS,
 } from '../defaults.js';
@@ -120,9 +121,10 @@ function render(name: string, table: QualifiedName, change: Record<string, unkno
     `  target_batch_ms: ${DEFAULT_TARGET_BATCH_MS}      # each batch aims at this duration; 0 keeps batch_size (default)`,
     `  max_replica_lag: ${duration(DEFAULT_MAX_REPLICA_LAG_MS)}    # wait while a replica lags more than this; 0 = off (default)`,
     'guards:',
-    `  lock_timeout: ${duration(DEFAULT_LOCK_TIMEOUT_MS)}         # how long one statement waits for its lock (default)`,
+    `  lock_timeout: ${duration(DEFAULT_LOCK_TIMEOUT_MS)}       # each attempt's lock wait: the most a query queues behind pgshift (default)`,
+    `  max_wait: ${duration(DEFAULT_MAX_WAIT_MS)}           # how long a step waits in all for its locks, then exit 3 (default)`,
     `  statement_timeout: ${duration(DEFAULT_STATEMENT_TIMEOUT_MS)}   # how long one statement may run (default)`,
-    `  retries: ${DEFAULT_RETRIES}              # attempts after the first when a lock is not granted (default)`,
+    `  retries: ${DEFAULT_RETRIES}              # backfill: attempts after the first when rows stay locked (default)`,
     '',
   ].join('\n');
 }

@@ -1,7 +1,8 @@
 import type { ColumnConstraint, ColumnObjects } from '../db/column-objects.js';
 import type { Partitioning } from '../db/partitions.js';
 import { ident, literal, MAX_IDENTIFIER_BYTES, objectName, qualified, type QualifiedName } from '../db/ident.js';
-import { ddl, type SqlStep } from './steps.js';
+import { constraintTables } from '../db/column-objects.js';
+import { ddl, lockingAll, type LockMode, type SqlStep, type TableLock } from './steps.js';
 import { addConstraintSafely, attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
 import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies, type CarriedIndex } from './partitioned-carry.js';
 
@@ -89,7 +90,7 @@ export function carryOverSteps(carry: CarryOver, table: QualifiedName, partition
   const byKind = (kind: ColumnConstraint['kind']): SqlStep[] =>
     carry.constraints
       .filter((c) => c.kind === kind)
-      .flatMap((c) => addConstraintSafely({ table: c.table, name: c.tempName, definition: c.definition, kind: c.kind, validate: c.validated }));
+      .flatMap((c) => addConstraintSafely({ table: c.table, name: c.tempName, definition: c.definition, kind: c.kind, validate: c.validated, references: c.references }));
   return [...indexes, ...byKind('check'), ...byKind('foreign-key')];
 }
 
@@ -108,9 +109,12 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName, partiti
     others.set(key, { table: c.table, names: [...(others.get(key)?.names ?? []), c.tempName] });
   }
   const steps = [...others.values()].map((o) =>
-    ddl(`drop the copied foreign keys on ${o.table.schema}.${o.table.name} (catalog-only; locks both tables for an instant)`, 'ACCESS EXCLUSIVE', [
-      `ALTER TABLE ${qualified(o.table)} ${o.names.map((n) => `DROP CONSTRAINT IF EXISTS ${ident(n)}`).join(', ')}`,
-    ]),
+    lockingAll(
+      ddl(`drop the copied foreign keys on ${o.table.schema}.${o.table.name} (catalog-only; locks both tables for an instant)`, 'ACCESS EXCLUSIVE', [
+        `ALTER TABLE ${qualified(o.table)} ${o.names.map((n) => `DROP CONSTRAINT IF EXISTS ${ident(n)}`).join(', ')}`,
+      ]),
+      [table, o.table].map(exclusive),
+    ),
   );
   const own = [
     ...carry.constraints.filter((c) => same(c.table)).map((c) => c.tempName),
@@ -123,8 +127,25 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName, partiti
     // A partitioned table: also each partition's copy never attached.
     ...(partitioning ? dropPartitionedCopies(carry, table, partitioning) : []),
   ];
-  if (statements.length) steps.push(ddl('drop the copied indexes and constraints (catalog-only)', 'ACCESS EXCLUSIVE', statements));
+  if (statements.length) {
+    const tables = [table, ...carry.constraints.filter((c) => same(c.table)).flatMap(constraintTables)];
+    steps.push(lockingAll(ddl('drop the copied indexes and constraints (catalog-only)', 'ACCESS EXCLUSIVE', statements), tables.map(exclusive)));
+  }
   return steps;
+}
+
+function exclusive(table: QualifiedName): TableLock {
+  return { table, mode: 'ACCESS EXCLUSIVE' satisfies LockMode };
+}
+
+/**
+ * Every table contract's transaction locks for a rename: the table, and
+ * both tables of each foreign key it drops (dropping a foreign key removes
+ * its triggers from the referencing and the referenced table, under ACCESS
+ * EXCLUSIVE on each).
+ */
+export function contractLocks(carry: CarryOver, table: QualifiedName): TableLock[] {
+  return [table, ...carry.constraints.flatMap(constraintTables)].map(exclusive);
 }
 
 /**

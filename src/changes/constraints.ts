@@ -1,5 +1,6 @@
 import { display, ident, literal, qualified, type QualifiedName } from '../db/ident.js';
-import { ddl, type SqlStep } from './steps.js';
+import { constraintTables } from '../db/column-objects.js';
+import { ddl, lockingAll, type SqlStep } from './steps.js';
 
 /**
  * SET NOT NULL without a long lock. A plain `SET NOT NULL` scans the whole
@@ -116,6 +117,8 @@ export interface SafeConstraint {
   readonly kind: 'check' | 'foreign-key';
   /** False to leave it NOT VALID (it was NOT VALID where it came from). */
   readonly validate: boolean;
+  /** A foreign key's referenced table (else read from `definition`). */
+  readonly references?: QualifiedName | undefined;
 }
 
 /**
@@ -131,12 +134,16 @@ export interface SafeConstraint {
 export function addConstraintSafely(c: SafeConstraint): SqlStep[] {
   const t = qualified(c.table);
   const what = `${c.kind === 'check' ? 'CHECK' : 'FOREIGN KEY'} ${c.name} on ${display(c.table)}`;
+  const mode = c.kind === 'check' ? 'ACCESS EXCLUSIVE' : 'SHARE ROW EXCLUSIVE';
   return [
-    ddl(
-      `add ${what} NOT VALID (catalog-only: existing rows are not scanned)`,
-      c.kind === 'check' ? 'ACCESS EXCLUSIVE' : 'SHARE ROW EXCLUSIVE',
-      [`ALTER TABLE ${t} ADD CONSTRAINT ${ident(c.name)} ${c.definition} NOT VALID`],
-      constraintExists(c.table, c.name),
+    lockingAll(
+      ddl(
+        `add ${what} NOT VALID (catalog-only: existing rows are not scanned)`,
+        mode,
+        [`ALTER TABLE ${t} ADD CONSTRAINT ${ident(c.name)} ${c.definition} NOT VALID`],
+        constraintExists(c.table, c.name),
+      ),
+      constraintTables(c).map((table) => ({ table, mode })),
     ),
     ...(c.validate
       ? [

@@ -1,6 +1,6 @@
 import { ident, literal, qualified } from '../db/ident.js';
-import { ddl, type PhaseProgram, type SqlStep, type Step } from './steps.js';
-import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, dropCarriedSteps } from './carry-over.js';
+import { ddl, lockingAll, type PhaseProgram, type SqlStep, type Step } from './steps.js';
+import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, contractLocks, dropCarriedSteps } from './carry-over.js';
 import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
 import { partitionIndexName } from '../db/partitions.js';
 import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
@@ -71,7 +71,10 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
       ],
       rollback: [
         // DROP TRIGGER takes ACCESS EXCLUSIVE (seen in pg_locks), unlike CREATE TRIGGER; catalog-only, so held for an instant.
-        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`]),
+        // Skipped when there is no trigger (dual-write failed before it): a
+        // missing trigger's DROP IF EXISTS takes only ACCESS SHARE, so it must
+        // not wait outside the queue for ACCESS EXCLUSIVE.
+        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`], triggerGone(names, t)),
         ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
       ],
     },
@@ -129,8 +132,14 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
     },
     contract: {
       apply: [
+        {
+          kind: 'drop-indexes',
+          description: `drop CONCURRENTLY the indexes on ${change.old.map((c) => c.name).join(', ')} that no constraint needs (SHARE UPDATE EXCLUSIVE: reads and writes go on), so the transaction that drops the column does not unlink their files under ACCESS EXCLUSIVE`,
+          table: facts.table,
+          columns: change.old.map((c) => c.name),
+        },
         carry
-          ? ddl(
+          ? lockingAll(ddl(
               `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
               'ACCESS EXCLUSIVE',
               [
@@ -142,7 +151,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
               ],
               // One transaction: once the old column is gone, the renames were made with it.
               `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
-            )
+            ), contractLocks(carry, facts.table))
           : ddl(
               `drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)` +
                 (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
@@ -158,6 +167,10 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
       rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],
     },
   };
+}
+
+function triggerGone(names: ObjectNames, t: string): string {
+  return `SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${literal(t)}) AND tgname = ${literal(unquote(names.trigger))}) AS done`;
 }
 
 function signature(fn: string, params: readonly { type: string }[]): string {

@@ -1,3 +1,4 @@
+import type { QualifiedName } from '../db/ident.js';
 import { PHASES, type Phase } from '../phases/phases.js';
 
 /** PostgreSQL's table lock modes (plus `none` for steps that lock no table). */
@@ -9,6 +10,38 @@ export type LockMode =
   | 'SHARE'
   | 'SHARE ROW EXCLUSIVE'
   | 'ACCESS EXCLUSIVE';
+
+/** One table a step locks, and how. */
+export interface TableLock {
+  readonly table: QualifiedName;
+  readonly mode: LockMode;
+}
+
+/**
+ * `pg_locks.mode` names of every mode conflicting with `mode` (the conflict
+ * table of "Explicit Locking" in PostgreSQL's manual), including the two
+ * modes this type does not name (ROW SHARE: SELECT FOR UPDATE; EXCLUSIVE).
+ */
+export function conflictingLockNames(mode: LockMode): string[] {
+  const names: Record<string, string[]> = {
+    'ACCESS SHARE': ['AccessExclusiveLock'],
+    'ROW EXCLUSIVE': ['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'],
+    'SHARE UPDATE EXCLUSIVE': ['ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'],
+    SHARE: ['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'],
+    'SHARE ROW EXCLUSIVE': ['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'],
+    'ACCESS EXCLUSIVE': [
+      'AccessShareLock',
+      'RowShareLock',
+      'RowExclusiveLock',
+      'ShareUpdateExclusiveLock',
+      'ShareLock',
+      'ShareRowExclusiveLock',
+      'ExclusiveLock',
+      'AccessExclusiveLock',
+    ],
+  };
+  return names[mode] ?? [];
+}
 
 /**
  * Which timeouts a step runs under:
@@ -27,6 +60,14 @@ export interface SqlStep {
   readonly statements: readonly string[];
   /** The strongest table lock the step takes, and why it is short, for `plan show`. */
   readonly lock: LockMode;
+  /**
+   * Every table the step locks, when it locks more than the plan's table
+   * (dropping or adding a foreign key locks both of its tables). The runner
+   * takes them all at the start of the step's transaction, the first waiting
+   * at most lock_timeout and the others `NOWAIT`, so it never holds one lock
+   * while queued for another; `plan show` lists them.
+   */
+  readonly locks?: readonly TableLock[] | undefined;
   /** False for statements PostgreSQL refuses inside a transaction block (CONCURRENTLY). */
   readonly transaction: boolean;
   readonly timeouts: TimeoutMode;
@@ -58,13 +99,25 @@ export interface ResetBackfillStep {
   readonly description: string;
 }
 
+/**
+ * Drop CONCURRENTLY the indexes on `columns` that no constraint needs (read
+ * from the catalog when it runs), before a transaction that drops the
+ * columns would drop them under ACCESS EXCLUSIVE (see `runner/drop-indexes.ts`).
+ */
+export interface DropIndexesStep {
+  readonly kind: 'drop-indexes';
+  readonly description: string;
+  readonly table: QualifiedName;
+  readonly columns: readonly string[];
+}
+
 /** Refuse: this direction cannot be undone (contract's rollback). */
 export interface RefuseStep {
   readonly kind: 'refuse';
   readonly description: string;
 }
 
-export type Step = SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | RefuseStep;
+export type Step = SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | DropIndexesStep | RefuseStep;
 
 /** The steps of one phase in each direction. */
 export interface PhaseSteps {
@@ -83,4 +136,20 @@ export function ddl(description: string, lock: LockMode, statements: readonly st
 /** A program whose every phase does nothing, for a kind to fill in the phases it needs. */
 export function emptyProgram(): Record<Phase, PhaseSteps> {
   return Object.fromEntries(PHASES.map((p): [Phase, PhaseSteps] => [p, { apply: [], rollback: [] }])) as Record<Phase, PhaseSteps>;
+}
+
+/**
+ * The same step declared to lock several tables: `locks` once each, in the
+ * order given (the runner waits for the first and takes the others NOWAIT).
+ * One table is no claim worth making: the step locks it as any step does.
+ */
+export function lockingAll(step: SqlStep, locks: readonly TableLock[]): SqlStep {
+  const seen = new Set<string>();
+  const unique = locks.filter((l) => {
+    const key = JSON.stringify([l.table.schema, l.table.name]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  return unique.length > 1 ? { ...step, locks: unique } : step;
 }

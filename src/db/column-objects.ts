@@ -28,6 +28,20 @@ export interface ColumnConstraint {
   readonly validated: boolean;
   /** Foreign keys: `from` the column to another key, or `to` it from a referencing column. */
   readonly direction?: 'from' | 'to' | undefined;
+  /** Foreign keys: the referenced table (absent in plans started before it was recorded: read from `definition`). */
+  readonly references?: QualifiedName | undefined;
+}
+
+/**
+ * The tables a foreign key's constraint changes lock: its own table and the
+ * referenced one (its triggers live on both). One table for a CHECK.
+ */
+export function constraintTables(c: Pick<ColumnConstraint, 'kind' | 'table' | 'definition' | 'references'>): QualifiedName[] {
+  if (c.kind !== 'foreign-key') return [c.table];
+  const parsed = /REFERENCES ("(?:[^"]|"")*")\.("(?:[^"]|"")*")/.exec(c.definition);
+  const unquote = (q: string): string => q.slice(1, -1).replaceAll('""', '"');
+  const references = c.references ?? (parsed ? { schema: unquote(parsed[1]!), name: unquote(parsed[2]!) } : undefined);
+  return references ? [c.table, references] : [c.table];
 }
 
 /** What depends on one column, read from the catalog. */
@@ -331,6 +345,7 @@ async function readForeignKeys(client: Client, t: string, attnum: number, newNam
       definition,
       validated: r.validated,
       direction: r.references ? 'to' : 'from',
+      references: { schema: r.refschema, name: r.reftable },
     });
   }
   return out;

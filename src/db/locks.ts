@@ -41,3 +41,47 @@ export async function lockHoldersOn(client: Client, tableOid: number, pid: numbe
   );
   return rows;
 }
+
+/** A table to watch and the `pg_locks.mode` names that would conflict with the lock pgshift needs on it. */
+export interface WatchedTable {
+  readonly oid: number;
+  readonly conflicting: readonly string[];
+}
+
+/**
+ * Sessions other than `pid` in the way of a lock pgshift needs on one of
+ * `tables`: queued for a conflicting lock there, or holding one in a
+ * transaction that has lasted at least `youngMs`. While there is one, a
+ * pgshift statement asking for its lock would queue, and every application
+ * query arriving after it would queue behind it. A younger holder is let be:
+ * on a busy table some short statement nearly always holds a lock, it will
+ * most likely be done within the attempt's lock_timeout, and if not, the
+ * attempt gives up after that. Read from `pg_locks` (fast-path locks
+ * included) without queuing for anything. A prepared transaction holding a
+ * lock has no session: it is reported as pid 0. `mode` says what each holds
+ * or awaits, on which table.
+ */
+export async function conflictingSessions(monitor: Client, tables: readonly WatchedTable[], pid: number, youngMs = 0): Promise<Blocker[]> {
+  const { rows } = await monitor.query<Blocker>(
+    `WITH watched AS (SELECT * FROM unnest($1::oid[], $2::text[]) AS w(rel, modes)),
+     held AS (
+       SELECT coalesce(l.pid, 0) AS pid,
+              string_agg(DISTINCT l.mode || CASE WHEN l.granted THEN '' ELSE ' (queued)' END || ' on ' || n.nspname || '.' || c.relname, ', ') AS mode
+         FROM pg_locks l JOIN watched w ON l.relation = w.rel
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.mode = ANY (string_to_array(w.modes, ',')) AND l.pid IS DISTINCT FROM $3
+          -- xact_start is NULL for another role's session unless the runner may read all stats: then it counts.
+          AND (NOT l.granted OR l.pid IS NULL OR a.xact_start IS NULL OR clock_timestamp() - a.xact_start >= $4 * interval '1 millisecond')
+        GROUP BY 1)
+     SELECT h.pid, coalesce(a.state, CASE WHEN h.pid = 0 THEN 'prepared transaction' END) AS state,
+            a.application_name AS "applicationName",
+            greatest(0, extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start)))::float8 AS seconds,
+            left(a.query, ${BLOCKER_QUERY_MAX_CHARS}) AS query, h.mode
+       FROM held h LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+      ORDER BY h.pid`,
+    [tables.map((t) => t.oid), tables.map((t) => t.conflicting.join(',')), pid, youngMs],
+  );
+  return rows;
+}

@@ -10,6 +10,7 @@ import {
   DEFAULT_TARGET_BATCH_MS,
   DEFAULT_MAX_REPLICA_LAG_MS,
   DEFAULT_RETRIES,
+  DEFAULT_MAX_WAIT_MS,
   DEFAULT_STATEMENT_TIMEOUT_MS,
 } from '../defaults.js';
 import { PlanError, type PlanProblem } from '../errors.js';
@@ -84,6 +85,7 @@ function build(data: PlanFile, name: string, file: string): Plan {
       lockTimeoutMs: data.guards?.lock_timeout ?? DEFAULT_LOCK_TIMEOUT_MS,
       statementTimeoutMs: data.guards?.statement_timeout ?? DEFAULT_STATEMENT_TIMEOUT_MS,
       retries: data.guards?.retries ?? DEFAULT_RETRIES,
+      maxWaitMs: data.guards?.max_wait ?? DEFAULT_MAX_WAIT_MS,
     },
     checksum,
   };

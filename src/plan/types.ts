@@ -14,9 +14,13 @@ export interface BackfillSettings {
 
 /** Lock and statement guards, defaults applied. */
 export interface Guards {
+  /** PostgreSQL's lock_timeout for each attempt: the longest an application query can queue behind a pgshift statement. */
   readonly lockTimeoutMs: number;
   readonly statementTimeoutMs: number;
+  /** Backfill batches: attempts after the first when rows stay locked. */
   readonly retries: number;
+  /** How long one step may wait in all for its locks (watching from outside the queue, and its attempts) before exit 3. */
+  readonly maxWaitMs: number;
 }
 
 /** A validated plan, ready to compile. */

@@ -4,11 +4,14 @@ import type { DependentView, ViewIndex } from '../changes/dependent-views.js';
 import { viewOptionsClause } from '../changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import { resolveChange } from '../changes/kinds/registry.js';
-import { inSavepoint, sqlState, type Client } from '../db/client.js';
+import { backendPid, inSavepoint, sqlState, type Client } from '../db/client.js';
+import { conflictingSessions } from '../db/locks.js';
 import { display, ident, qualified } from '../db/ident.js';
-import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
+import { LOCK_WAIT_POLL_MS, RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { LockTimeoutError, PgshiftError, PlanError } from '../errors.js';
 import { isLockConflict } from '../runner/guards.js';
+import { YOUNG_TRANSACTION_MS } from '../runner/lock-wait.js';
+import { conflictingLockNames } from '../changes/steps.js';
 import type { Guards, Plan } from './types.js';
 
 /** Dependent views as read from the catalog, and what makes any of them impossible to move. */
@@ -154,16 +157,28 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
  * is what stop-write runs.
  *
  * The renames take ACCESS EXCLUSIVE on the table (not on the views) for the
- * few milliseconds the transaction lasts (catalog-only), under the plan's lock_timeout and
- * retried like any step; it runs once, when the plan starts, and only when
- * a view reads an old column. `lint` never runs it.
+ * few milliseconds the transaction lasts (catalog-only), and, like any step,
+ * wait for it outside the lock queue (until no session is in the way, up to
+ * `max_wait`), then attempt under the plan's lock_timeout; it runs once, when
+ * the plan starts, and only when a view reads an old column. `lint` never runs it.
  */
 export async function rewriteDependentViews(client: Client, plan: Plan, facts: PlanFacts, guards: Guards): Promise<DependentViews> {
   const views = facts.views ?? [];
   if (!views.length) return { views, problems: [] };
   const change = resolveChange(plan.change, facts);
+  const deadline = Date.now() + guards.maxWaitMs;
+  const table = { oid: (await client.query<{ oid: number }>(`SELECT to_regclass($1)::oid::int8::float8 AS oid`, [qualified(facts.table)])).rows[0]!.oid, conflicting: conflictingLockNames('ACCESS EXCLUSIVE') };
+  const pid = backendPid(client);
   for (let attempt = 1; ; attempt++) {
     let failure: unknown;
+    // Outside the queue first: the client holds nothing between attempts, so it may look itself.
+    for (;;) {
+      const blockers = await conflictingSessions(client, [table], pid, Math.min(YOUNG_TRANSACTION_MS, guards.lockTimeoutMs / 2));
+      if (!blockers.length) break;
+      if (Date.now() >= deadline)
+        throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt - 1, blockers, { waitedMs: guards.maxWaitMs });
+      await sleep(LOCK_WAIT_POLL_MS);
+    }
     await client.query('BEGIN');
     try {
       await client.query(`SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}; SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`);
@@ -179,8 +194,8 @@ export async function rewriteDependentViews(client: Client, plan: Plan, facts: P
         { file: plan.file, path: plan.change.kind, message: `the views reading the column cannot be redefined by pgshift: ${(failure as Error).message}` },
       ]);
     if (!isLockConflict(failure)) throw failure;
-    if (attempt > guards.retries)
-      throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt, [], { cause: failure });
+    if (Date.now() >= deadline)
+      throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt, [], { cause: failure, waitedMs: guards.maxWaitMs });
     await sleep(Math.min(RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS * RETRY_FACTOR ** (attempt - 1)) * (0.5 + Math.random() / 2));
   }
 }

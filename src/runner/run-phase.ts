@@ -2,6 +2,7 @@ import { runBackfill, type BackfillInput } from '../backfill/backfill.js';
 import { verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
+import { dropColumnIndexes } from './drop-indexes.js';
 import { runSqlStep } from './guards.js';
 import type { Step } from '../changes/steps.js';
 
@@ -35,6 +36,8 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
     case 'reset-backfill':
       await input.store.resetBackfill(input.plan.name);
       return 'reset';
+    case 'drop-indexes':
+      return `${await dropColumnIndexes(input.ctx, step)} dropped`;
     case 'refuse':
       throw new PlanError(`plan "${input.plan.name}": ${step.description}. Restore from a backup if you need the old columns back.`);
   }

@@ -52,7 +52,8 @@ describe('plan new', () => {
     expect(result.lines[0]).toEqual({ event: 'new', plan: name, file: path.join(dir, `${name}.yaml`), placeholders: [] });
     const text = await readFile(path.join(dir, `${name}.yaml`), 'utf8');
     expect(text).toMatch(/^# Written by `migrate plan new`/);
-    expect(text).toMatch(/lock_timeout: 2s +# how long one statement waits for its lock \(default\)/);
+    expect(text).toMatch(/lock_timeout: 50ms +# each attempt.s lock wait: the most a query queues behind pgshift \(default\)/);
+    expect(text).toMatch(/max_wait: 300s +# how long a step waits in all for its locks, then exit 3 \(default\)/);
     expect(text).toMatch(/batch_size: 5000 +# rows in the first batch/);
     await throughSixPhases(name);
   });

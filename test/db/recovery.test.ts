@@ -59,7 +59,7 @@ describe('a phase that fails part-way', () => {
     const schema = 'half';
     await usersIn(schema, 300);
     const p = splitIn(schema);
-    const options = { databaseUrl: db.url, guards: { lockTimeoutMs: 200, retries: 0 } };
+    const options = { databaseUrl: db.url, guards: { lockTimeoutMs: 200, retries: 0, maxWaitMs: 500 } };
     expect((await apply([p], 'expand', options))[0]!.error).toBeUndefined();
     const expanded = await describeTable(db, `${schema}.users`);
 

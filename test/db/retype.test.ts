@@ -266,7 +266,7 @@ retype: { column: body, to: text, using: "upper(body)", reverse: "lower(body)::v
     expect(a!.apply[0]!.description).toMatch(/^add body_new.*not an in-place ALTER TYPE: changing .+ to text with this "using" rewrites/);
     // The copy says what contract will drop with the old column.
     const [contract] = await show(rewrite, 'contract', { databaseUrl: db.url });
-    expect(contract!.apply[0]!.description).toMatch(/this also drops index notes_body_idx, not carried to the new type/);
+    expect(contract!.apply[1]!.description).toMatch(/this also drops index notes_body_idx, not carried to the new type/);
     const named = plan(`
 plan: retype-label-named
 table: tags

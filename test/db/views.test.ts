@@ -308,7 +308,7 @@ rename: { column: full_name, to: display_name }`);
     expect(await describeDatabase(db)).toEqual(before);
   });
 
-  it('lint never takes the table lock; apply computes the definitions under lock_timeout and gives up with exit 3', async () => {
+  it('lint never takes the table lock; apply computes the definitions once nobody is in the way and gives up with exit 3 after max_wait', async () => {
     await db.sql(`
       CREATE SCHEMA locked;
       CREATE TABLE locked.users (id int PRIMARY KEY, full_name text);
@@ -317,7 +317,7 @@ rename: { column: full_name, to: display_name }`);
 plan: rename-locked
 table: locked.users
 rename: { column: full_name, to: display_name }
-guards: { lock_timeout: 100ms, retries: 0 }`);
+guards: { lock_timeout: 100ms, retries: 0, max_wait: 500ms }`);
     const reader = await db.connect();
     try {
       // A long reader holds ACCESS SHARE: anything wanting ACCESS EXCLUSIVE waits for it.
@@ -326,6 +326,8 @@ guards: { lock_timeout: 100ms, retries: 0 }`);
       const [outcome] = await apply([p], 'expand', { databaseUrl: db.url });
       expect(outcome!.error).toBeInstanceOf(LockTimeoutError);
       expect(outcome!.error!.message).toMatch(/compute the dependent views' definitions/);
+      // It waited outside the queue and names who was in the way.
+      expect(outcome!.error!.message).toMatch(/after 0 attempt\(s\)[\s\S]*AccessShareLock on locked\.users/);
     } finally {
       await reader.query('ROLLBACK');
       await reader.end();

@@ -99,7 +99,7 @@ describe('compiled steps', () => {
   });
 
   it('contract drops the parked original in the transaction that drops the old column, before it', () => {
-    const [main] = program.contract.apply as SqlStep[];
+    const [, main] = program.contract.apply as SqlStep[];
     const drop = main!.statements.indexOf('DROP MATERIALIZED VIEW IF EXISTS "public"."snap_pgshift_old"');
     expect(drop).toBeGreaterThan(-1);
     expect(drop).toBeLessThan(main!.statements.findIndex((s) => s.includes('DROP COLUMN')));

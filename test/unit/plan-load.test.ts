@@ -19,7 +19,7 @@ describe('parsePlan', () => {
     expect(plan.name).toBe('split-users-full-name');
     expect(plan.table).toEqual({ schema: 'public', name: 'users' });
     expect(plan.change.kind).toBe('split');
-    expect(plan.guards).toEqual({ lockTimeoutMs: 500, statementTimeoutMs: 10_000, retries: 1 });
+    expect(plan.guards).toEqual({ lockTimeoutMs: 500, statementTimeoutMs: 10_000, retries: 1, maxWaitMs: 300_000 });
     expect(plan.backfill).toMatchObject({ batchSize: 500, pauseMs: 0 });
     expect(plan.checksum).toMatch(/^[0-9a-f]{64}$/);
   });
@@ -28,7 +28,7 @@ describe('parsePlan', () => {
     const plan = parsePlan('table: users\nrename: { column: a, to: b }\n', 'plans/rename-a.yaml');
     expect(plan.name).toBe('rename-a');
     expect(plan.table).toEqual({ name: 'users' });
-    expect(plan.guards).toEqual({ lockTimeoutMs: 2000, statementTimeoutMs: 30_000, retries: 8 });
+    expect(plan.guards).toEqual({ lockTimeoutMs: 50, statementTimeoutMs: 30_000, retries: 8, maxWaitMs: 300_000 });
     expect(plan.backfill).toMatchObject({ batchSize: 5000, pauseMs: 0, targetBatchMs: 50 });
   });
 

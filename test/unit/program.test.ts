@@ -177,6 +177,7 @@ describe('split: exact SQL of every phase', () => {
 
   it('contract drops trigger, old column and functions; its rollback is refused', () => {
     expect(sql(program.contract.apply)).toEqual([
+      '-- drop-indexes',
       'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name" ON "public"."users"',
       'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "full_name"',
       'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync"()',
@@ -227,6 +228,7 @@ describe('rename: exact SQL', () => {
     expect(sql(program['stop-write'].apply)[0]).toContain(`  NEW."user_name" := ${fn('rev0')}(NEW."username");\n  RETURN NEW;`);
     expect(sql(program['stop-write'].rollback)).toEqual([expect.stringContaining('-- pgshift sync, mode two-way-defaults')]);
     expect(sql(program.contract.apply)).toEqual([
+      '-- drop-indexes',
       `DROP TRIGGER IF EXISTS ${trigger} ON "public"."users"`,
       'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"',
       ...drops,

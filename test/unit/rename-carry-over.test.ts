@@ -3,7 +3,7 @@ import { planCarryOver, renamedObjectName } from '../../src/changes/carry-over.j
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
 import { splitTopLevel, type ColumnObjects } from '../../src/db/column-objects.js';
-import type { SqlStep, Step } from '../../src/changes/steps.js';
+import type { DropIndexesStep, SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, RENAME_YAML } from '../helpers/fixtures.js';
 
 const objects: ColumnObjects = {
@@ -87,7 +87,9 @@ describe('rename carry-over: exact SQL', () => {
   });
 
   it('contract drops the originals and the column in one transaction, then the copies take their final names', () => {
-    const [step] = program.contract.apply as SqlStep[];
+    const [drop, step] = program.contract.apply as [DropIndexesStep, SqlStep];
+    // First the plain indexes on the old column go CONCURRENTLY, outside the transaction.
+    expect(drop).toMatchObject({ kind: 'drop-indexes', table: { schema: 'public', name: 'users' }, columns: ['user_name'] });
     expect(step!.statements).toEqual([
       'DROP TRIGGER IF EXISTS "pgshift_rename-users-user-name" ON "public"."users"',
       'ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_user_name_fkey"',
@@ -110,7 +112,7 @@ describe('rename carry-over: exact SQL', () => {
   it('compiles as before for a plan started without carry-over facts', () => {
     const { carry: _carry, ...old } = facts;
     const bare = compileProgram(plan(RENAME_YAML), old);
-    expect(sql(bare.contract.apply)[1]).toBe('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
+    expect(sql(bare.contract.apply)[2]).toBe('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
   });
 });
 

@@ -69,6 +69,9 @@ export function inspectCommands(plan: Command, run: Run): void {
 
 function stepText(step: Step): string {
   if (step.kind !== 'sql') return `-- ${step.kind}: ${step.description}`;
-  const how = [step.transaction ? 'one transaction' : 'no transaction', `lock ${step.lock}`, `timeouts ${step.timeouts}`].join(', ');
+  const lock = step.locks?.length
+    ? `locks ${step.locks.map((l) => `${l.mode} on ${l.table.schema}.${l.table.name}`).join(', ')}, taken first without queuing behind each other`
+    : `lock ${step.lock}`;
+  const how = [step.transaction ? 'one transaction' : 'no transaction', lock, `timeouts ${step.timeouts}`].join(', ');
   return `-- ${step.description} (${how})\n${step.statements.map((s) => s + ';').join('\n')}`;
 }
