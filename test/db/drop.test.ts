@@ -33,10 +33,10 @@ describe('drop', () => {
     await db.sql(`INSERT INTO tickets (legacy, note) SELECT 'L' || g, 'n' FROM generate_series(1, 50) g`);
     const dir = await planDir({ 'drop-tickets-legacy.yaml': `table: tickets\ndrop: { column: legacy, default: "'gone'" }\n` });
     const shown = await cli(dir, 'show', 'drop-tickets-legacy', '--phase', 'contract');
-    const contract = shown.lines[0] as { apply: { description: string; statements: string[]; transaction: boolean }[] };
-    expect(contract.apply.map((s) => [s.statements, s.transaction])).toEqual([
-      [['DROP INDEX CONCURRENTLY IF EXISTS "public"."tickets_legacy_idx"'], false],
-      [['ALTER TABLE "public"."tickets" DROP COLUMN IF EXISTS "legacy"'], true],
+    const contract = shown.lines[0] as { apply: { kind: string; statements?: string[]; columns?: string[] }[] };
+    expect(contract.apply.map((s) => [s.kind, s.statements ?? s.columns])).toEqual([
+      ['drop-indexes', ['legacy']],
+      ['sql', ['ALTER TABLE "public"."tickets" DROP COLUMN IF EXISTS "legacy"']],
     ]);
 
     expect((await cli(dir, 'apply', '--phase', 'switch-read')).code).toBe(0);

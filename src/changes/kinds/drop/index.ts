@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { display, ident, literal, qualified } from '../../../db/ident.js';
-import { readPartitioning } from '../../../db/partitions.js';
-import { ddl, emptyProgram, type SqlStep } from '../../steps.js';
+import { ddl, emptyProgram } from '../../steps.js';
 import { identifier, sqlExpression } from '../fields.js';
 import { needTargets, oldFacts, proposed, type ChangeKindModule, type KindProblem } from '../kind.js';
 
@@ -21,8 +20,6 @@ export interface DropFacts {
   readonly drop: {
     /** expand sets `drop.default` as the column's default (it is NOT NULL and has none). */
     readonly setDefault: boolean;
-    /** Indexes on the column, dropped CONCURRENTLY in contract before the column, so no index files are deleted under ACCESS EXCLUSIVE. */
-    readonly indexes: readonly string[];
   };
 }
 
@@ -46,7 +43,7 @@ export const drop = {
     adds: [],
     expressions: change.default === undefined ? [] : [{ field: 'drop.default', sql: change.default, over: 'new', gives: change.column }],
   }),
-  learn: async (change, { client, table, tableFacts, objects, views }) => {
+  learn: async (change, { tableFacts, objects, views }) => {
     const problems: KindProblem[] = [];
     const column = tableFacts.columns.find((c) => c.name === change.column)!;
     const found = objects.get(change.column)!;
@@ -70,10 +67,7 @@ export const drop = {
       });
     for (const fk of found.constraints.filter((c) => c.kind === 'foreign-key' && c.direction === 'from'))
       problems.push({ path: 'drop', message: `foreign key ${fk.name} uses "${change.column}"; drop the constraint first (ALTER TABLE … DROP CONSTRAINT ${fk.name}), then the column` });
-    // A partitioned index cannot be dropped CONCURRENTLY: it goes with the column.
-    const partitioned = (await readPartitioning(client, table)) !== undefined;
-    const indexes = partitioned ? [] : found.indexes.filter((i) => i.constraint === null).map((i) => i.name);
-    return { problems, facts: { drop: { setDefault: needsDefault, indexes } } };
+    return { problems, facts: { drop: { setDefault: needsDefault } } };
   },
   resolve: (change, facts) => {
     const old = oldFacts(facts, change.column);
@@ -82,7 +76,7 @@ export const drop = {
   program: (change, facts) => {
     const t = qualified(facts.table);
     const col = ident(change.column);
-    const drop = facts.drop ?? { setDefault: false, indexes: [] };
+    const drop = facts.drop ?? { setDefault: false };
     const hasDefault = `SELECT EXISTS (SELECT 1 FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
         WHERE d.adrelid = to_regclass(${literal(t)}) AND a.attname = ${literal(change.column)}) AS done`;
     const program = emptyProgram();
@@ -93,20 +87,10 @@ export const drop = {
         rollback: [ddl(`remove the default of ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${col} DROP DEFAULT`])],
       };
     }
-    const dropIndexes = drop.indexes.map(
-      (name): SqlStep => ({
-        kind: 'sql',
-        // DROP INDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the table, so reads and writes go on, and waits for the transactions using the index.
-        description: `drop index ${name} concurrently (reads and writes go on)`,
-        statements: [`DROP INDEX CONCURRENTLY IF EXISTS ${qualified({ schema: facts.table.schema, name })}`],
-        lock: 'SHARE UPDATE EXCLUSIVE',
-        transaction: false,
-        timeouts: 'lock-only',
-      }),
-    );
     program.contract = {
       apply: [
-        ...dropIndexes,
+        // The column's indexes go first, CONCURRENTLY (see runner/drop-indexes), so no index file is unlinked under ACCESS EXCLUSIVE.
+        { kind: 'drop-indexes', description: `drop the indexes on ${change.column} concurrently (reads and writes go on)`, table: facts.table, columns: [change.column] },
         // DROP COLUMN takes ACCESS EXCLUSIVE but only marks the column dropped in the catalog: no rewrite; its space is reclaimed as rows are rewritten.
         ddl(`drop ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} DROP COLUMN IF EXISTS ${col}`]),
       ],
