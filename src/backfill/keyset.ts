@@ -83,3 +83,8 @@ export async function onKeyIndex<T>(client: { query: (sql: string) => Promise<un
   await client.query(`SELECT ${names.map((n, i) => `set_config('${n}', '${row[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`);
   return result;
 }
+
+/** `schema.name` of a partition, as the backfill checkpoint names it. */
+export function partitionId(p: { readonly schema: string; readonly name: string }): string {
+  return `${p.schema}.${p.name}`;
+}

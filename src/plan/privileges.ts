@@ -31,6 +31,7 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['backfill', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
   ['schema_version', ['SELECT']],
   ['leases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+  ['backfill_batches', ['SELECT', 'INSERT', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */
