@@ -2,14 +2,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
-import type { Client } from '../db/client.js';
+import { connect, withTransaction, type Client } from '../db/client.js';
 import type { Guards, Plan } from '../plan/types.js';
 import { withGuards, type RunContext } from '../runner/guards.js';
 import { readPartitioning } from '../db/partitions.js';
-import type { BackfillPartition, BackfillState, StateStore } from '../state/store.js';
+import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
+import { VERSION } from '../version.js';
 import { runBatchWithRetries } from './batch.js';
 import { BatchSizer } from './batch-size.js';
-import { partitionId, readKey, upperKeySql, type KeyValue } from './keyset.js';
+import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 
 export { enterPlanTransaction } from './plan-transaction.js';
@@ -52,6 +53,8 @@ export interface Segment {
   readonly upper: KeyValue;
   /** `schema.name` of the partition (the checkpoint names it); null for a plain table. */
   readonly id: string | null;
+  /** The worker walking it, with a checkpoint of its own (`backfill.workers` > 1). */
+  readonly worker?: number | undefined;
   /** The partition the checkpoint moves to when this one is done; undefined for the last segment. */
   readonly next?: string | undefined;
 }
@@ -69,89 +72,217 @@ export interface Segment {
  * own key index up to its own upper key; the checkpoint names the partition
  * it is in, and the batch that finishes a partition moves it to the start of
  * the next one.
+ *
+ * With `backfill.workers` > 1 (a plain table), the key range is cut at the
+ * start into that many disjoint ranges, each walked by its own connection
+ * with its own checkpoint, batch size, pauses and replica waits, exactly as
+ * one runner walks the whole; a resumed run picks every unfinished range up
+ * where its checkpoint is.
  */
 export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
   const { ctx, store, plan, facts } = input;
   const log = ctx.log;
   let state = await store.backfill(plan.name);
+  const fresh = !state;
   if (!state) {
     await startBackfill(input);
     state = (await store.backfill(plan.name))!;
+  }
+  const ranges = await store.ranges(plan.name);
+  if (fresh) {
     const where = state.partitions
       ? `${state.partitions.length} partitions, one at a time`
-      : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}`;
-    log.info({ upperKey: state.upperKey, partitions: state.partitions, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`);
+      : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}${ranges.length ? ` in ${ranges.length} key ranges, one worker each` : ''}`;
+    log.info({ upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`);
+  } else if (!state.finishedAt && ranges.length) {
+    const open = ranges.filter((r) => !r.finished);
+    log.info(
+      { ranges: open, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated },
+      `resuming ${plan.name} backfill with ${open.length} workers at keys ${open.map((r) => (r.lastKey ?? r.lowerKey)?.join(', ') ?? '(start)').join('; ')} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
+    );
   } else if (!state.finishedAt) {
     log.info(
       { partition: state.partition, lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated, batchSize: state.batchSize },
       `resuming ${plan.name} backfill ${state.partition ? `in partition ${state.partition} ` : ''}at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
     );
   }
-  const segments = remainingSegments(facts.table, state);
-  const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
-  const startedAt = performance.now();
-  const doneAtStart = state.rowsDone;
-  let progress: BackfillProgress = {
-    plan: plan.name,
-    rowsDone: state.rowsDone,
-    rowsTotal: Math.max(state.rowsEstimated, state.rowsDone),
-    batchSize: sizer.size,
-    lastKey: state.lastKey,
-    partition: state.partition,
-    done: state.finishedAt !== null || segments.length === 0,
-    rowsPerSecond: 0,
-    etaSeconds: null,
-    waiting: null,
-  };
-  if (progress.done) {
+  const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
+    ? ranges.filter((r) => !r.finished && !state.finishedAt).map((r) => ({ table: facts.table, upper: r.upperKey, id: null, worker: r.worker, from: r.lastKey ?? r.lowerKey }))
+    : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
+  const tracker = new ProgressTracker(input, state, segments.length === 0);
+  if (tracker.progress.done) {
     if (!state.finishedAt) await finish(input);
-    input.onProgress?.(progress);
-    return progress;
+    input.onProgress?.(tracker.progress);
+    return tracker.progress;
   }
-  const maxLag = plan.backfill.maxReplicaLagMs;
-  const hiddenLagWarned = { value: false };
-  const lagProbe = new ReplicaLagProbe(ctx.client);
-  input.onProgress?.(progress);
-  let lower: KeyValue | null = state.lastKey;
-  for (const [i, segment] of segments.entries()) {
-    if (i > 0) lower = null;
-    if (segment.id) log.info({ partition: segment.id, upperKey: segment.upper }, `backfill of ${plan.name}: partition ${segment.id}${lower ? ` from key ${lower.join(', ')}` : ''}`);
-    for (;;) {
-      if (maxLag !== null && maxLag > 0) {
-        await waitForReplicas(lagProbe, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
-      }
-      ctx.stillHeld?.();
-      const batchStarted = performance.now();
-      const batch = await runBatchWithRetries(input, sizer, segment, lower);
-      const committedMs = performance.now() - batchStarted;
-      const rowsDone = progress.rowsDone + batch.rows;
-      const rate = (rowsDone - doneAtStart) / Math.max((performance.now() - startedAt) / 1000, 1e-3);
-      const rowsTotal = Math.max(progress.rowsTotal, rowsDone);
-      const done = batch.last && segment.next === undefined;
-      progress = {
-        ...progress,
-        rowsDone,
-        rowsTotal,
-        batchSize: sizer.size,
-        lastKey: batch.end,
-        partition: segment.id,
-        done,
-        rowsPerSecond: rate,
-        etaSeconds: done ? 0 : rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
-        waiting: null,
-      };
-      log.debug(
-        { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end, partition: segment.id },
-        'backfill batch committed',
-      );
-      if (done) await finish(input);
-      input.onProgress?.(progress);
-      if (!done && plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
-      if (batch.last) break;
-      lower = batch.end;
+  input.onProgress?.(tracker.progress);
+  if (ranges.length) {
+    await runWorkers(input, state, segments, tracker);
+  } else {
+    const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
+    const lagProbe = new ReplicaLagProbe(ctx.client);
+    for (const segment of segments) {
+      if (segment.id) log.info({ partition: segment.id, upperKey: segment.upper }, `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`);
+      await walk(input, segment, segment.from, sizer, lagProbe, tracker);
     }
   }
-  return progress;
+  await finish(input);
+  tracker.finished();
+  return tracker.progress;
+}
+
+/** Rows done across every segment and worker, reported after every batch. */
+class ProgressTracker {
+  progress: BackfillProgress;
+  private readonly startedAt = performance.now();
+  private readonly doneAtStart: number;
+  readonly hiddenLagWarned = { value: false };
+
+  constructor(
+    private readonly input: BackfillInput,
+    state: BackfillState,
+    nothingLeft: boolean,
+  ) {
+    this.doneAtStart = state.rowsDone;
+    this.progress = {
+      plan: input.plan.name,
+      rowsDone: state.rowsDone,
+      rowsTotal: Math.max(state.rowsEstimated, state.rowsDone),
+      batchSize: state.batchSize,
+      lastKey: state.lastKey,
+      partition: state.partition,
+      done: state.finishedAt !== null || nothingLeft,
+      rowsPerSecond: 0,
+      etaSeconds: null,
+      waiting: null,
+    };
+  }
+
+  batch(rows: number, end: KeyValue, segment: Segment, batchSize: number): void {
+    const rowsDone = this.progress.rowsDone + rows;
+    const rate = (rowsDone - this.doneAtStart) / Math.max((performance.now() - this.startedAt) / 1000, 1e-3);
+    const rowsTotal = Math.max(this.progress.rowsTotal, rowsDone);
+    this.progress = {
+      ...this.progress,
+      rowsDone,
+      rowsTotal,
+      batchSize,
+      lastKey: end,
+      partition: segment.id,
+      rowsPerSecond: rate,
+      etaSeconds: rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
+      waiting: null,
+    };
+    this.input.onProgress?.(this.progress);
+  }
+
+  waiting(reason: string | null): void {
+    this.input.onProgress?.({ ...this.progress, waiting: reason });
+  }
+
+  finished(): void {
+    this.progress = { ...this.progress, done: true, etaSeconds: 0, waiting: null };
+    this.input.onProgress?.(this.progress);
+  }
+}
+
+/**
+ * Walk one segment from `lower` (exclusive; null = its first key) to its
+ * upper key, batch after batch, each committed with its checkpoint; between
+ * batches, wait for lagging replicas and pause. `stop` is asked before each
+ * batch (another worker failed).
+ */
+async function walk(
+  input: BackfillInput,
+  segment: Segment,
+  from: KeyValue | null,
+  sizer: BatchSizer,
+  lagProbe: ReplicaLagProbe,
+  tracker: ProgressTracker,
+  stop: () => boolean = () => false,
+): Promise<void> {
+  const { ctx, plan } = input;
+  const maxLag = plan.backfill.maxReplicaLagMs;
+  let lower = from;
+  for (;;) {
+    if (stop()) return;
+    if (maxLag !== null && maxLag > 0) await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
+    ctx.stillHeld?.();
+    const batchStarted = performance.now();
+    const batch = await runBatchWithRetries(input, sizer, segment, lower);
+    const committedMs = performance.now() - batchStarted;
+    ctx.log.debug(
+      { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end, partition: segment.id, worker: segment.worker },
+      'backfill batch committed',
+    );
+    tracker.batch(batch.rows, batch.end, segment, sizer.size);
+    if (batch.last) return;
+    if (plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
+    lower = batch.end;
+  }
+}
+
+/**
+ * Walk every unfinished key range at once, each with a connection of its
+ * own (application_name `pgshift worker <n>`), its own batch size, replica
+ * probe and pauses; the plan's lease is still held and checked by the main
+ * connection. When one worker fails the others stop after their batch in
+ * flight (which commits with its checkpoint), and the first error is thrown.
+ */
+async function runWorkers(input: BackfillInput, state: BackfillState, segments: readonly (Segment & { readonly from: KeyValue | null })[], tracker: ProgressTracker): Promise<void> {
+  const { ctx, store, plan } = input;
+  let failed: { error: unknown } | null = null;
+  const clients: Client[] = [];
+  try {
+    await Promise.allSettled(
+      segments.map(async (segment) => {
+        try {
+          const client = await connect({ ...ctx.connection, applicationName: `pgshift worker ${segment.worker} ${VERSION}` });
+          clients.push(client);
+          const worker: BackfillInput = {
+            ...input,
+            ctx: { ...ctx, client, log: ctx.log.child({ worker: segment.worker }) },
+            store: new StateStore(client, store.schema),
+          };
+          const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
+          await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, () => failed !== null);
+        } catch (error) {
+          failed ??= { error };
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  }
+  if (failed) throw (failed as { error: unknown }).error;
+}
+
+/**
+ * Where to cut a key range into `workers` disjoint ranges of about as many
+ * rows: keys of a sample of the table's pages (TABLESAMPLE SYSTEM, about
+ * 20,000 rows), in key order, at evenly spaced ranks. Only keys not past the
+ * upper key are used, so every range ends at or before it; the cuts are
+ * real keys, distinct and increasing, so the ranges are disjoint and cover
+ * everything up to the upper key whatever the sample. Fewer cuts come back
+ * when the sample is too small to place them (a small table).
+ */
+async function splitKeys(client: Client, facts: PlanFacts, upper: KeyValue, estimate: number, workers: number): Promise<KeyValue[]> {
+  const percent = Math.min(100, Math.max(0.001, (20_000 * 100) / Math.max(estimate, 1)));
+  const { rows } = await client.query(
+    `SELECT ${keyAsText(facts.key)} FROM ${qualified(facts.table)} TABLESAMPLE SYSTEM (${percent.toFixed(4)})
+      WHERE ${rangeWhere(facts.key, false, true, 1)} ORDER BY ${keyOrder(facts.key)}`,
+    [...upper],
+  );
+  const keys = rows.map((r) => readKey(r, facts.key));
+  const cuts: KeyValue[] = [];
+  for (let i = 1; i < workers; i++) {
+    const k = keys[Math.floor((i * keys.length) / workers)];
+    if (!k || k.every((v, j) => v === upper[j])) continue;
+    const prev = cuts.at(-1);
+    if (prev && prev.every((v, j) => v === k[j])) continue;
+    cuts.push(k);
+  }
+  return cuts;
 }
 
 /**
@@ -166,9 +297,17 @@ async function startBackfill(input: BackfillInput): Promise<void> {
   const since = horizon.rows[0]!.x;
   const partitioning = await readPartitioning(ctx.client, facts.table);
   if (!partitioning) {
-    const upper = await ctx.client.query(upperKeySql(facts.table, facts.key));
+    const found = await ctx.client.query(upperKeySql(facts.table, facts.key));
+    const upper = found.rows[0] ? readKey(found.rows[0], facts.key) : null;
     const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
-    await store.startBackfill(plan.name, upper.rows[0] ? readKey(upper.rows[0], facts.key) : null, estimate, plan.backfill.batchSize, since);
+    const cuts = upper && plan.backfill.workers > 1 ? await splitKeys(ctx.client, facts, upper, estimate, plan.backfill.workers) : [];
+    await withTransaction(ctx.client, async () => {
+      await store.startBackfill(plan.name, upper, estimate, plan.backfill.batchSize, since);
+      if (upper && cuts.length) {
+        const bounds = [null, ...cuts, upper];
+        await store.startRanges(plan.name, cuts.concat([upper]).map((u, i) => ({ lower: bounds[i] ? [...bounds[i]!] : null, upper: [...u] })));
+      }
+    });
     return;
   }
   const partitions: BackfillPartition[] = [];

@@ -61,7 +61,7 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
   const guards = batchGuards(plan.guards, sizer.targetMs);
   // The watcher asks who blocks us halfway through the batch's own lock timeout.
   const ctx = { ...input.ctx, guards };
-  const where = `backfill batch ${segment.id ? `in partition ${segment.id} ` : ''}after key ${lower?.join(', ') ?? '(start)'}`;
+  const where = `backfill batch ${segment.id ? `in partition ${segment.id} ` : ''}${segment.worker !== undefined ? `of worker ${segment.worker} ` : ''}after key ${lower?.join(', ') ?? '(start)'}`;
   let attempts = 0;
   let blockers: Blocker[] = [];
   /** One attempt; a statement_timeout shrinks the batch and runs it again at once, within the attempt. */
@@ -154,7 +154,8 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     const ms = performance.now() - started;
     sizer.observe(rows, ms);
     // The batch that finishes a partition moves the checkpoint to the start of the next one.
-    if (last && segment.next !== undefined) await store.checkpoint(plan.name, null, rows, sizer.size, segment.next);
+    if (segment.worker !== undefined) await store.checkpointRange(plan.name, segment.worker, end, rows, sizer.size, last);
+    else if (last && segment.next !== undefined) await store.checkpoint(plan.name, null, rows, sizer.size, segment.next);
     else await store.checkpoint(plan.name, end, rows, sizer.size, segment.id);
     return { end, rows, written: updated.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
   });

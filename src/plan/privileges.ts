@@ -32,6 +32,7 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['schema_version', ['SELECT']],
   ['leases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
   ['backfill_batches', ['SELECT', 'INSERT', 'DELETE']],
+  ['backfill_ranges', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

@@ -141,6 +141,17 @@ function version3(schema: string): string[] {
     `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS since_xid xid8`,
     `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS partitions jsonb`,
     `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS partition text`,
+    // backfill.workers > 1: the key ranges fixed at start, one per worker, each with its own checkpoint.
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_ranges (
+      plan text NOT NULL REFERENCES ${s}.backfill (plan) ON DELETE CASCADE,
+      worker integer NOT NULL CHECK (worker >= 0),
+      lower_key jsonb,
+      upper_key jsonb NOT NULL,
+      last_key jsonb,
+      rows_done bigint NOT NULL DEFAULT 0 CHECK (rows_done >= 0),
+      finished_at timestamptz,
+      PRIMARY KEY (plan, worker)
+    )`,
     `CREATE TABLE IF NOT EXISTS ${s}.backfill_batches (
       plan text NOT NULL REFERENCES ${s}.backfill (plan) ON DELETE CASCADE,
       xid xid8 NOT NULL,
@@ -150,7 +161,7 @@ function version3(schema: string): string[] {
 }
 
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
-export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases', 'backfill_batches'];
+export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases', 'backfill_batches', 'backfill_ranges'];
 
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when

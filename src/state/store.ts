@@ -48,6 +48,18 @@ export interface BackfillState {
   readonly partition: string | null;
 }
 
+/** One worker's key range of a backfill run by several (`backfill.workers`). */
+export interface BackfillRange {
+  readonly worker: number;
+  /** Exclusive; null = from the first key. */
+  readonly lowerKey: string[] | null;
+  /** Inclusive. */
+  readonly upperKey: string[];
+  readonly lastKey: string[] | null;
+  readonly rowsDone: number;
+  readonly finished: boolean;
+}
+
 /** One leaf partition of a backfill walked partition by partition. */
 export interface BackfillPartition {
   readonly schema: string;
@@ -296,6 +308,44 @@ export class StateStore {
        UPDATE ${this.s}.backfill SET last_key = $2, rows_done = rows_done + $3, batch_size = $4, partition = $5, updated_at = now()
         WHERE plan = $1`,
       [name, JSON.stringify(lastKey), rows, batchSize, partition],
+    );
+  }
+
+  /** Fix the key ranges of a backfill run by several workers (called in the transaction that starts it). */
+  async startRanges(name: string, ranges: readonly { lower: string[] | null; upper: string[] }[]): Promise<void> {
+    for (const [worker, r] of ranges.entries()) {
+      await this.client.query(`INSERT INTO ${this.s}.backfill_ranges (plan, worker, lower_key, upper_key) VALUES ($1, $2, $3, $4)`, [
+        name,
+        worker,
+        JSON.stringify(r.lower),
+        JSON.stringify(r.upper),
+      ]);
+    }
+  }
+
+  /** The key ranges of a backfill run by several workers, by worker; empty for a single runner. */
+  async ranges(name: string): Promise<BackfillRange[]> {
+    if ((this.version ?? 0) < 3) return [];
+    const { rows } = await this.client.query<BackfillRange>(
+      `SELECT worker, lower_key AS "lowerKey", upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone", finished_at IS NOT NULL AS finished
+         FROM ${this.s}.backfill_ranges WHERE plan = $1 ORDER BY worker`,
+      [name],
+    );
+    return rows;
+  }
+
+  /**
+   * Move one worker's checkpoint past a batch (and the plan's rows done, and
+   * record the batch's transaction id), inside the batch's own transaction.
+   */
+  async checkpointRange(name: string, worker: number, lastKey: string[], rows: number, batchSize: number, finished: boolean): Promise<void> {
+    await this.client.query(
+      `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES ($1, pg_current_xact_id()) ON CONFLICT DO NOTHING),
+            range AS (UPDATE ${this.s}.backfill_ranges SET last_key = $3, rows_done = rows_done + $4,
+                             finished_at = CASE WHEN $6 THEN now() END
+                       WHERE plan = $1 AND worker = $2)
+       UPDATE ${this.s}.backfill SET rows_done = rows_done + $4, batch_size = $5, updated_at = now() WHERE plan = $1`,
+      [name, worker, JSON.stringify(lastKey), rows, batchSize, finished],
     );
   }
 
