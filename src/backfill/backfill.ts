@@ -46,6 +46,9 @@ export interface BackfillInput {
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
 }
 
+/** How often, at most, the walk asks how far replicas lag (before a batch). */
+const REPLICA_RECHECK_MS = 1_000;
+
 /** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */
 export interface Segment {
   readonly table: QualifiedName;
@@ -204,9 +207,14 @@ async function walk(
   const { ctx, plan } = input;
   const maxLag = plan.backfill.maxReplicaLagMs;
   let lower = from;
+  let replicasCheckedAt = -Infinity;
   for (;;) {
     if (stop()) return;
-    if (maxLag !== null && maxLag > 0) await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
+    // Replicas are asked before a batch, at most once per REPLICA_RECHECK_MS: a lag takes longer than that to matter.
+    if (maxLag !== null && maxLag > 0 && performance.now() - replicasCheckedAt >= REPLICA_RECHECK_MS) {
+      await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
+      replicasCheckedAt = performance.now();
+    }
     ctx.stillHeld?.();
     const batchStarted = performance.now();
     const batch = await runBatchWithRetries(input, sizer, segment, lower);

@@ -1,15 +1,16 @@
 import pRetry, { AbortError } from 'p-retry';
+import type pg from 'pg';
 import { qualified } from '../db/ident.js';
 import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { sqlState, SqlState } from '../db/client.js';
 import { LockTimeoutError, type Blocker } from '../errors.js';
 import type { Guards } from '../plan/types.js';
-import { isLockConflict, stepFailure, watchBlockers, withGuards } from '../runner/guards.js';
+import { isLockConflict, stepFailure, watchBlockers } from '../runner/guards.js';
 import type { BackfillInput, Segment } from './backfill.js';
-import { enterPlanTransaction } from './plan-transaction.js';
+import { planTransactionSettings } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
 import { fillNewAssignments, newSideStale } from './consistency.js';
-import { batchEndSql, onKeyIndex, rangeCountSql, rangeWhere, readKey, type KeyValue } from './keyset.js';
+import { KEY_INDEX_SETTINGS, keyAsText, keyOrder, rangeWhereLiteral, readKey, type KeyValue } from './keyset.js';
 
 /** A committed batch. */
 export interface BatchResult {
@@ -124,8 +125,15 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    rewrites, which a concurrent writer of the same row waits for until the
  *    batch commits, so batches are kept short). Only rows whose new side is
  *    not what `using` gives are rewritten; in READ COMMITTED a row changed by the application while
- *    the batch waited is re-checked and recomputed from its new version;
- * 3. move the checkpoint in the same transaction.
+ *    the batch waited is re-checked and recomputed from its new version.
+ *    When it commits, every row of the range it saw is consistent: the
+ *    batch proves its own rows (see `verifyBackfill`);
+ * 3. move the checkpoint in the same transaction, with the batch's
+ *    transaction id.
+ * Statements go in as few round trips as possible (the key values written as
+ * literals), since a batch is short and the server may be busy: the
+ * transaction, its guards and settings with the batch-end walk; the planner
+ * settings put back with the UPDATE; the checkpoint; COMMIT.
  */
 async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, segment: Segment, size: number, lower: KeyValue | null): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
@@ -134,22 +142,39 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
   const table = segment.table;
   const upper = segment.upper;
   const started = performance.now();
-  return withGuards(client, 'guarded', guards, async () => {
-    await enterPlanTransaction(client, facts, true);
-    const low = lower ?? [];
+  const multi = async (sql: string): Promise<pg.QueryResult[]> => {
+    const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+    return Array.isArray(result) ? result : [result];
+  };
+  await client.query('BEGIN');
+  try {
     const t0 = performance.now();
-    const bound = await onKeyIndex(client, () => client.query(batchEndSql(table, key, lower !== null, true), [size, ...low, ...upper]));
-    const found = bound.rows[0];
+    const saved = KEY_INDEX_SETTINGS.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ');
+    const first = await multi(
+      [
+        `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
+        `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
+        planTransactionSettings(facts, true),
+        `SELECT ${saved}`,
+        `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${rangeWhereLiteral(key, lower, upper)} ORDER BY ${keyOrder(key)} OFFSET ${Math.max(0, Math.round(size) - 1)} LIMIT 1`,
+      ].join(';\n'),
+    );
+    const settings = first.at(-2)!.rows[0] as Record<string, string>;
+    const found = first.at(-1)!.rows[0] as Record<string, unknown> | undefined;
     const end = found ? readKey(found, key) : [...upper];
     const t1 = performance.now();
-    const updated = await client.query(
-      `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)}
-        WHERE ${rangeWhere(key, lower !== null, true, 1)} AND ${newSideStale(change, names)}`,
-      [...low, ...end],
+    const restore = `SELECT ${KEY_INDEX_SETTINGS.map((n, i) => `set_config('${n}', '${settings[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`;
+    const range = rangeWhereLiteral(key, lower, end);
+    const second = await multi(
+      [
+        restore,
+        `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
+        // Only the last, partial batch needs counting: a full one covered exactly `size` keys.
+        ...(found ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`]),
+      ].join(';\n'),
     );
     const t2 = performance.now();
-    // Only the last, partial batch needs counting: a full one covered exactly `size` keys.
-    const rows = found ? size : ((await client.query<{ n: number }>(rangeCountSql(table, key, lower !== null), [...low, ...end])).rows[0]?.n ?? 0);
+    const rows = found ? size : Number((second[2]!.rows[0] as { n: number }).n);
     const last = !found || end.every((v, i) => v === upper[i]);
     const ms = performance.now() - started;
     sizer.observe(rows, ms);
@@ -157,6 +182,10 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     if (segment.worker !== undefined) await store.checkpointRange(plan.name, segment.worker, end, rows, sizer.size, last);
     else if (last && segment.next !== undefined) await store.checkpoint(plan.name, null, rows, sizer.size, segment.next);
     else await store.checkpoint(plan.name, end, rows, sizer.size, segment.id);
-    return { end, rows, written: updated.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
-  });
+    await client.query('COMMIT');
+    return { end, rows, written: second[1]!.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }
