@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { literal, qualified, type QualifiedName } from '../db/ident.js';
+import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
 import { connect, withTransaction, type Client } from '../db/client.js';
@@ -343,7 +343,7 @@ export function remainingSegments(table: QualifiedName, state: BackfillState): S
 }
 
 /**
- * Mark the backfill finished, then ANALYZE the table: every row got a new
+ * Mark the backfill finished, then ANALYZE the new columns: every row got a new
  * version and the new columns have no statistics yet, so plans of the
  * application's queries on them would be guesses. ANALYZE takes SHARE UPDATE
  * EXCLUSIVE, which conflicts only with VACUUM, ANALYZE, CREATE INDEX
@@ -356,7 +356,9 @@ async function finish(input: BackfillInput): Promise<void> {
   await store.finishBackfill(plan.name);
   const started = performance.now();
   try {
-    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)}`));
+    // Only the new columns: the others' values did not change, and ANALYZE still updates the table's row and page counts.
+    const columns = input.change.new.map((c) => ident(c.name)).join(', ');
+    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)} (${columns})`));
     ctx.log.info({ ms: Math.round(performance.now() - started) }, `analyzed ${facts.table.schema}.${facts.table.name} after the backfill`);
   } catch (error) {
     ctx.log.warn({ err: (error as Error).message }, `could not ANALYZE ${facts.table.schema}.${facts.table.name} after the backfill; run it when convenient`);
