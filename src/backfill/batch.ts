@@ -130,10 +130,11 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    batch proves its own rows (see `verifyBackfill`);
  * 3. move the checkpoint in the same transaction, with the batch's
  *    transaction id.
- * Statements go in as few round trips as possible (the key values written as
- * literals), since a batch is short and the server may be busy: the
- * transaction, its guards and settings with the batch-end walk; the planner
- * settings put back with the UPDATE; the checkpoint; COMMIT.
+ * Statements go in five round trips (the key values written as literals, so
+ * several statements share one message), since a batch is short and on a
+ * busy server every round trip costs: BEGIN; the guards and settings with
+ * the batch-end walk; the planner settings put back with the UPDATE; the
+ * checkpoint; COMMIT.
  */
 async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, segment: Segment, size: number, lower: KeyValue | null): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
