@@ -130,11 +130,11 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    batch proves its own rows (see `verifyBackfill`);
  * 3. move the checkpoint in the same transaction, with the batch's
  *    transaction id.
- * Statements go in five round trips (the key values written as literals, so
+ * Statements go in three round trips (the values written as literals, so
  * several statements share one message), since a batch is short and on a
- * busy server every round trip costs: BEGIN; the guards and settings with
+ * busy server every round trip costs: BEGIN, the guards and settings with
  * the batch-end walk; the planner settings put back with the UPDATE; the
- * checkpoint; COMMIT.
+ * checkpoint with COMMIT.
  */
 async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, segment: Segment, size: number, lower: KeyValue | null): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
@@ -147,12 +147,12 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
     return Array.isArray(result) ? result : [result];
   };
-  await client.query('BEGIN');
   try {
     const t0 = performance.now();
     const saved = KEY_INDEX_SETTINGS.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ');
     const first = await multi(
       [
+        'BEGIN',
         `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
         `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
         planTransactionSettings(facts, true),
@@ -180,10 +180,13 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     const ms = performance.now() - started;
     sizer.observe(rows, ms);
     // The batch that finishes a partition moves the checkpoint to the start of the next one.
-    if (segment.worker !== undefined) await store.checkpointRange(plan.name, segment.worker, end, rows, sizer.size, last);
-    else if (last && segment.next !== undefined) await store.checkpoint(plan.name, null, rows, sizer.size, segment.next);
-    else await store.checkpoint(plan.name, end, rows, sizer.size, segment.id);
-    await client.query('COMMIT');
+    const checkpoint =
+      segment.worker !== undefined
+        ? store.checkpointRangeSql(plan.name, segment.worker, end, rows, sizer.size, last)
+        : last && segment.next !== undefined
+          ? store.checkpointSql(plan.name, null, rows, sizer.size, segment.next)
+          : store.checkpointSql(plan.name, end, rows, sizer.size, segment.id);
+    await multi(`${checkpoint};\nCOMMIT`);
     return { end, rows, written: second[1]!.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);

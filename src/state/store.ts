@@ -1,6 +1,6 @@
 import type { Client } from '../db/client.js';
 import { actor } from '../db/client.js';
-import { display, ident } from '../db/ident.js';
+import { display, ident, literal } from '../db/ident.js';
 import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
 import type { PlanFacts } from '../changes/model.js';
@@ -303,12 +303,15 @@ export class StateStore {
    * in from now on (with `lastKey` null when the batch finished the previous one).
    */
   async checkpoint(name: string, lastKey: string[] | null, rows: number, batchSize: number, partition: string | null = null): Promise<void> {
-    await this.client.query(
-      `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES ($1, pg_current_xact_id()) ON CONFLICT DO NOTHING)
-       UPDATE ${this.s}.backfill SET last_key = $2, rows_done = rows_done + $3, batch_size = $4, partition = $5, updated_at = now()
-        WHERE plan = $1`,
-      [name, JSON.stringify(lastKey), rows, batchSize, partition],
-    );
+    await this.client.query(this.checkpointSql(name, lastKey, rows, batchSize, partition));
+  }
+
+  /** The statement `checkpoint` runs, values written as literals, for a batch that sends it along with its COMMIT. */
+  checkpointSql(name: string, lastKey: string[] | null, rows: number, batchSize: number, partition: string | null = null): string {
+    return `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES (${literal(name)}, pg_current_xact_id()) ON CONFLICT DO NOTHING)
+       UPDATE ${this.s}.backfill SET last_key = ${literal(JSON.stringify(lastKey))}::jsonb, rows_done = rows_done + ${Math.round(rows)},
+              batch_size = ${Math.round(batchSize)}, partition = ${partition === null ? 'NULL' : literal(partition)}, updated_at = now()
+        WHERE plan = ${literal(name)}`;
   }
 
   /** Fix the key ranges of a backfill run by several workers (called in the transaction that starts it). */
@@ -339,14 +342,16 @@ export class StateStore {
    * record the batch's transaction id), inside the batch's own transaction.
    */
   async checkpointRange(name: string, worker: number, lastKey: string[], rows: number, batchSize: number, finished: boolean): Promise<void> {
-    await this.client.query(
-      `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES ($1, pg_current_xact_id()) ON CONFLICT DO NOTHING),
-            range AS (UPDATE ${this.s}.backfill_ranges SET last_key = $3, rows_done = rows_done + $4,
-                             finished_at = CASE WHEN $6 THEN now() END
-                       WHERE plan = $1 AND worker = $2)
-       UPDATE ${this.s}.backfill SET rows_done = rows_done + $4, batch_size = $5, updated_at = now() WHERE plan = $1`,
-      [name, worker, JSON.stringify(lastKey), rows, batchSize, finished],
-    );
+    await this.client.query(this.checkpointRangeSql(name, worker, lastKey, rows, batchSize, finished));
+  }
+
+  /** The statement `checkpointRange` runs, values written as literals. */
+  checkpointRangeSql(name: string, worker: number, lastKey: string[], rows: number, batchSize: number, finished: boolean): string {
+    return `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES (${literal(name)}, pg_current_xact_id()) ON CONFLICT DO NOTHING),
+            range AS (UPDATE ${this.s}.backfill_ranges SET last_key = ${literal(JSON.stringify(lastKey))}::jsonb, rows_done = rows_done + ${Math.round(rows)},
+                             finished_at = ${finished ? 'now()' : 'NULL'}
+                       WHERE plan = ${literal(name)} AND worker = ${Math.round(worker)})
+       UPDATE ${this.s}.backfill SET rows_done = rows_done + ${Math.round(rows)}, batch_size = ${Math.round(batchSize)}, updated_at = now() WHERE plan = ${literal(name)}`;
   }
 
   /** The 32-bit ids (as `xmin` shows them) of every committed batch transaction of a plan's backfill. */
