@@ -119,6 +119,9 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     return tracker.progress;
   }
   input.onProgress?.(tracker.progress);
+  // Open the connection that asks who holds a row a batch waits for now, not at the first wait: a batch waits
+  // about one batch long, and a connection opened then on a busy server could come after the wait has ended.
+  void ctx.monitor().catch(() => undefined);
   if (ranges.length) {
     await runWorkers(input, state, segments, tracker);
   } else {
