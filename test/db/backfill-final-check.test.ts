@@ -97,4 +97,42 @@ describe('the backfill phase final check', () => {
     expect(rowsChanged(entries())).toBeUndefined();
     expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/not immutable/);
   });
+
+  it('reads every row of a backfill started without a recorded horizon (an older pgshift)', async () => {
+    await table('fc_older', 2_000);
+    const p = plan(splitPlanYaml('split-fc-older', 'public.fc_older', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-older'))?.rows_done ?? 0) >= 600);
+    // What a backfill begun before state schema version 3 looks like once upgraded.
+    await db.sql(`UPDATE pgshift.backfill SET since_xid = NULL WHERE plan = 'split-fc-older'`);
+    await behindTheTrigger(`UPDATE fc_older SET full_name = 'Ada Lovelace' WHERE id = 7`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    expect((outcome!.error as VerificationError).sampleKeys).toEqual([['7']]);
+    expect(rowsChanged(entries())).toBeUndefined();
+    expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/older pgshift/);
+  });
+
+  it('reads every row when a partition was attached during the walk, and catches the rows it brought', async () => {
+    await db.sql(`CREATE TABLE fc_parts (id bigint NOT NULL, full_name text, email text, PRIMARY KEY (id)) PARTITION BY RANGE (id)`);
+    await db.sql(`CREATE TABLE fc_parts_1 PARTITION OF fc_parts FOR VALUES FROM (1) TO (1001)`);
+    await db.sql(`CREATE TABLE fc_parts_2 PARTITION OF fc_parts FOR VALUES FROM (1001) TO (2001)`);
+    await db.sql(`CREATE TABLE fc_parts_3 PARTITION OF fc_parts FOR VALUES FROM (2001) TO (3001)`);
+    await db.sql(`INSERT INTO fc_parts (id, full_name) SELECT g, 'First' || g || ' Last' || g FROM generate_series(1, 3000) g`);
+    const p = plan(splitPlanYaml('split-fc-parts', 'public.fc_parts', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    // A table made before the walk starts, with the new columns empty: its rows are older than the walk.
+    await db.sql(`CREATE TABLE fc_parts_4 (LIKE fc_parts)`);
+    await db.sql(`INSERT INTO fc_parts_4 (id, full_name) VALUES (3001, 'Grace Hopper')`);
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-parts'))?.rows_done ?? 0) >= 600);
+    await db.sql(`ALTER TABLE fc_parts ATTACH PARTITION fc_parts_4 FOR VALUES FROM (3001) TO (4001)`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    expect((outcome!.error as VerificationError).sampleKeys).toEqual([['3001']]);
+    expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/partitions were attached/);
+  });
 });
