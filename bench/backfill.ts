@@ -1,24 +1,27 @@
 /**
- * Backfill benchmark: how close the batched, resumable backfill comes to one
- * UPDATE, what it costs the runner in memory, and what it costs a live
- * application in latency. Prints figures; asserts nothing.
+ * Backfill benchmark: the whole `backfill` phase (the real CLI, from its
+ * start to its exit: the walk, the final check, ANALYZE) against one UPDATE
+ * of the same rows on an identical copy, measured in the same run, with the
+ * runner's peak RSS; optionally what the backfill costs a live application
+ * in latency. Prints figures; asserts nothing.
  *
- *   npm run bench:backfill -- --rows 1000000 [--clients 4 --rate 50 --baseline-seconds 15 --pause-ms 20 --target-ms 200]
+ *   npm run bench:backfill -- --rows 1000000,10000000 [--workers 1,2] [--live --clients 4 --rate 50 --baseline-seconds 15] [--pause-ms 0 --target-ms 50]
  *
- * Four identical tables of N rows each get the same split plan applied up to
- * `dual-write` (so each carries the sync trigger):
- * - `bench_quiet`: the `backfill` phase, run by the real CLI as a child
- *   process, with nothing else running;
- * - `bench_update_1` before it and `bench_update_2` after it: one `UPDATE`
- *   setting the new columns with the very same SET list, in one transaction
- *   that sets `pgshift.backfill` like a batch, so the trigger stands aside
- *   for both alike; the ratio uses the mean of the two, which brackets a
- *   change in the (shared) machine's load;
- * - `bench_live`: the `backfill` phase again while a paced point-read /
+ * For each size, identical tables of N rows get the same split plan applied
+ * up to `dual-write` (so each carries the sync trigger):
+ * - `bench_update_1` first and `bench_update_2` last: one `UPDATE` setting
+ *   the new columns with the very same SET list, in one transaction that
+ *   sets `pgshift.backfill` like a batch, so the trigger stands aside for
+ *   both alike; the ratio uses the mean of the two, which brackets a change
+ *   in the (shared) machine's load;
+ * - `bench_w<n>`, one per `--workers` value, in between: `migrate plan apply
+ *   --phase backfill` with `backfill.workers: n`, run as a child process
+ *   whose wall time (start to exit) is the figure;
+ * - with `--live`, `bench_live`: the phase again while a paced point-read /
  *   point-write workload runs, compared with the same workload before and
  *   after it.
  * Every table is freshly loaded, VACUUMed and ANALYZEd, and a CHECKPOINT
- * precedes each timed run.
+ * precedes each timed run. `benchBackfill()` is the same, for `npm run bench`.
  */
 import { spawn } from 'node:child_process';
 import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
@@ -39,25 +42,81 @@ import { splitPlanYaml } from '../test/helpers/fixtures.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/migrate.js');
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const raw = i >= 0 ? process.argv[i + 1] : process.env[`BENCH_${name.toUpperCase().replace('-', '_')}`];
-  return raw ? Number(raw.replaceAll('_', '')) : fallback;
+/** What `benchBackfill` measures. */
+export interface BackfillBenchOptions {
+  readonly rows: number;
+  /** One phase run per value of `backfill.workers`. */
+  readonly workers: readonly number[];
+  readonly pauseMs: number;
+  readonly targetMs: number;
+  /** Also run the phase under a live workload (slower). */
+  readonly live: boolean;
+  readonly clients: number;
+  readonly rate: number;
+  readonly baselineSeconds: number;
+  /** Where to print the figures as they come (default: nowhere). */
+  readonly print?: ((line: string) => void) | undefined;
 }
 
-const ROWS = option('rows', 1_000_000);
-const CLIENTS = option('clients', 4);
-const RATE = option('rate', 50);
-const BASELINE_S = option('baseline-seconds', 15);
-/** `backfill.pause` for the benchmark's plans; the default unless given. */
-const PAUSE_MS = option('pause-ms', DEFAULT_PAUSE_MS);
-/** `backfill.target_batch_ms` for the benchmark's plans; the default unless given. */
-const TARGET_MS = option('target-ms', DEFAULT_TARGET_BATCH_MS);
+/** One `apply --phase backfill` run. */
+export interface PhaseFigures {
+  readonly workers: number;
+  /** CLI start to exit. */
+  readonly phaseMs: number;
+  readonly backfillStepMs: number;
+  readonly verifyStepMs: number;
+  readonly analyzeMs: number;
+  readonly peakRssMb: number;
+  /** phaseMs / the single UPDATE (mean of before and after). */
+  readonly ratio: number;
+  /** Rows the final check read (those changed since their batch), or null when it read every row. */
+  readonly verifyRowsRead: number | null;
+  readonly batches: number;
+}
 
-const planYaml = (table: string): string =>
-  splitPlanYaml(table.replaceAll('_', '-'), `public.${table}`, `{ pause: ${PAUSE_MS}ms, target_batch_ms: ${TARGET_MS} }`, '{}');
+/** What one size measured. */
+export interface BackfillFigures {
+  readonly rows: number;
+  readonly server: string;
+  readonly cpus: number;
+  readonly loadAverage: readonly number[];
+  readonly updateMs: number;
+  readonly updateBeforeMs: number;
+  readonly updateAfterMs: number;
+  readonly phases: readonly PhaseFigures[];
+  readonly live: { readonly p99BeforeMs: number; readonly p99DuringMs: number; readonly errors: number; readonly phaseMs: number } | null;
+}
+
+function option(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return (i >= 0 ? process.argv[i + 1] : process.env[`BENCH_${name.toUpperCase().replaceAll('-', '_')}`]) ?? fallback;
+}
+const numbers = (raw: string): number[] => raw.split(',').map((x) => Number(x.replaceAll('_', '')));
+
+const planYaml = (table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>, workers = 1): string =>
+  splitPlanYaml(table.replaceAll('_', '-'), `public.${table}`, `{ pause: ${o.pauseMs}ms, target_batch_ms: ${o.targetMs}, workers: ${workers} }`, '{}');
 
 async function main(): Promise<void> {
+  const live = process.argv.includes('--live');
+  for (const rows of numbers(option('rows', '1000000'))) {
+    await benchBackfill({
+      rows,
+      workers: numbers(option('workers', '1,2')),
+      pauseMs: Number(option('pause-ms', String(DEFAULT_PAUSE_MS))),
+      targetMs: Number(option('target-ms', String(DEFAULT_TARGET_BATCH_MS))),
+      live,
+      clients: Number(option('clients', '4')),
+      rate: Number(option('rate', '50')),
+      baselineSeconds: Number(option('baseline-seconds', '15')),
+      print: (line) => console.log(line),
+    });
+    console.log('');
+  }
+}
+
+/** Measure the backfill phase against one UPDATE at one size, on a server of its own; print as it goes. */
+export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFigures> {
+  const print = o.print ?? ((): void => undefined);
   const server = await benchServer();
   const admin = new pg.Client({ connectionString: server.adminUrl });
   await admin.connect();
@@ -70,83 +129,94 @@ async function main(): Promise<void> {
   await db.connect();
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
-    console.log(`pgshift backfill benchmark: ${ROWS.toLocaleString('en')} rows, PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs`);
-    console.log(`plan: backfill.pause ${PAUSE_MS} ms, backfill.target_batch_ms ${TARGET_MS}; load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-    const tables = ['bench_update_1', 'bench_quiet', 'bench_update_2', 'bench_live'];
+    const loadAverage = os.loadavg();
+    print(`pgshift backfill benchmark: ${o.rows.toLocaleString('en')} rows, PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs`);
+    print(`plan: backfill.pause ${o.pauseMs} ms, backfill.target_batch_ms ${o.targetMs}; load average at start ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
+    const phaseTables = o.workers.map((w) => `bench_w${w}`);
+    const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', ...(o.live ? ['bench_live'] : [])];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
-    let t = performance.now();
+    const t = performance.now();
     for (const table of tables) {
       await db.query(`CREATE TABLE ${table} (id bigserial PRIMARY KEY, full_name text NOT NULL, user_name text, email text, created_at timestamptz NOT NULL DEFAULT now())`);
       await db.query(
         `INSERT INTO ${table} (full_name, user_name, email)
          SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, $1::int8) g`,
-        [ROWS],
+        [o.rows],
       );
       await db.query(`VACUUM ANALYZE ${table}`);
-      await writeFile(path.join(dir, `${table}.yaml`), planYaml(table));
+      const workers = /^bench_w(\d+)$/.exec(table)?.[1];
+      await writeFile(path.join(dir, `${table}.yaml`), planYaml(table, o, workers ? Number(workers) : 1));
     }
-    const size = (await db.query<{ s: string }>(`SELECT pg_size_pretty(pg_total_relation_size('bench_quiet')) AS s`)).rows[0]!.s;
-    console.log(`loaded ${tables.length} tables in ${secs(performance.now() - t)} (${size} each)`);
-    const plans = tables.map((x) => x.replaceAll('_', '-'));
-    const prep = await cli(dbUrl, dir, ['apply', ...plans, '--phase', 'dual-write']);
+    const size = (await db.query<{ s: string }>(`SELECT pg_size_pretty(pg_total_relation_size('bench_update_1')) AS s`)).rows[0]!.s;
+    print(`loaded ${tables.length} tables in ${secs(performance.now() - t)} (${size} each)`);
+    const prep = await cli(dbUrl, dir, ['apply', ...tables.map((x) => x.replaceAll('_', '-')), '--phase', 'dual-write']);
     if (prep.code !== 0) throw new Error(`apply dual-write failed: ${prep.stderr}`);
 
-    // 1. One UPDATE computing the same values, on an identical table; again after the backfill, on another,
-    // so a change in the machine's load during the run shows (the ratio uses their mean).
-    const update1 = await singleUpdate(db, 'bench_update_1');
-    // 2. The backfill phase, alone.
-    await db.query('CHECKPOINT');
-    const quiet = await cli(dbUrl, dir, ['apply', 'bench-quiet', '--phase', 'backfill']);
-    if (quiet.code !== 0) throw new Error(`backfill failed: ${quiet.stderr}`);
-    const update2 = await singleUpdate(db, 'bench_update_2');
+    // One UPDATE before the phases and one after, on identical tables, so a change in the machine's load shows.
+    const update1 = await singleUpdate(db, 'bench_update_1', o);
+    const runs: CliRun[] = [];
+    for (const table of phaseTables) {
+      await db.query('CHECKPOINT');
+      const run = await cli(dbUrl, dir, ['apply', table.replaceAll('_', '-'), '--phase', 'backfill']);
+      if (run.code !== 0) throw new Error(`backfill of ${table} failed: ${run.stderr}`);
+      runs.push(run);
+    }
+    const update2 = await singleUpdate(db, 'bench_update_2', o);
     const updateMs = (update1.ms + update2.ms) / 2;
+    const phases: PhaseFigures[] = runs.map((run, i) => ({
+      workers: o.workers[i]!,
+      phaseMs: run.wallMs,
+      backfillStepMs: run.steps.get('backfill') ?? NaN,
+      verifyStepMs: run.steps.get('verify') ?? NaN,
+      analyzeMs: run.analyzeMs,
+      peakRssMb: run.peakRssKb / 1024,
+      ratio: run.wallMs / updateMs,
+      verifyRowsRead: run.verifyRowsRead,
+      batches: run.batches.count,
+    }));
 
-    // 3. The backfill phase under a live workload, against the same workload before.
-    await db.query('CHECKPOINT');
-    // The baseline is taken before and after (half each), for the same reason as the two UPDATEs.
-    const baseline1 = await workloadFor(dbUrl, BASELINE_S / 2);
-    const during = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
-    const live = await cli(dbUrl, dir, ['apply', 'bench-live', '--phase', 'backfill']);
-    const load = await during.stop();
-    if (live.code !== 0) throw new Error(`live backfill failed: ${live.stderr}`);
-    const baseline2 = await workloadFor(dbUrl, BASELINE_S / 2);
-    const baseline: WorkloadResult = {
-      reads: [...baseline1.reads, ...baseline2.reads],
-      writes: [...baseline1.writes, ...baseline2.writes],
-      errors: baseline1.errors + baseline2.errors,
-    };
-    const verify = await cli(dbUrl, dir, ['verify', 'bench-live']);
+    print('');
+    print(`single UPDATE (${update1.rows} rows):        ${secs(updateMs)}  ${rate(o.rows, updateMs)}  (before the phases ${secs(update1.ms)}, after ${secs(update2.ms)})`);
+    for (const [i, f] of phases.entries()) {
+      const run = runs[i]!;
+      print(
+        `backfill phase, ${f.workers} worker${f.workers > 1 ? 's' : ''} (CLI start to exit): ${secs(f.phaseMs)}  ratio ${f.ratio.toFixed(2)}  ` +
+          `(walk ${secs(f.backfillStepMs)}, final check ${secs(f.verifyStepMs)} reading ${f.verifyRowsRead ?? 'every'} rows, ANALYZE ${secs(f.analyzeMs)}, peak RSS ${f.peakRssMb.toFixed(0)} MB)`,
+      );
+      print(
+        `  batches: ${run.batches.count} (median ${run.batches.medianMs.toFixed(0)} ms, next size ${run.batches.first} → ${run.batches.last}); ` +
+          `UPDATE statements ${secs(run.batches.updateMs)}, finding batch ends ${secs(run.batches.boundMs)}`,
+      );
+    }
 
-    const quietBackfillMs = quiet.steps.get('backfill') ?? NaN;
-    const quietVerifyMs = quiet.steps.get('verify') ?? NaN;
-    const liveBackfillMs = live.steps.get('backfill') ?? NaN;
+    let liveFigures: BackfillFigures['live'] = null;
+    if (o.live) {
+      await db.query('CHECKPOINT');
+      // The baseline is taken before and after (half each), for the same reason as the two UPDATEs.
+      const baseline1 = await workloadFor(dbUrl, o, o.baselineSeconds / 2);
+      const during = startWorkload(dbUrl, 'bench_live', o.rows, o.clients, o.rate);
+      const run = await cli(dbUrl, dir, ['apply', 'bench-live', '--phase', 'backfill']);
+      const load = await during.stop();
+      if (run.code !== 0) throw new Error(`live backfill failed: ${run.stderr}`);
+      const baseline2 = await workloadFor(dbUrl, o, o.baselineSeconds / 2);
+      const baseline: WorkloadResult = {
+        reads: [...baseline1.reads, ...baseline2.reads],
+        writes: [...baseline1.writes, ...baseline2.writes],
+        errors: baseline1.errors + baseline2.errors,
+      };
+      const verify = await cli(dbUrl, dir, ['verify', 'bench-live']);
+      const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
+      liveFigures = { p99BeforeMs: p99(baseline), p99DuringMs: p99(load), errors: load.errors, phaseMs: run.wallMs };
+      print(`backfill phase under the workload: ${secs(run.wallMs)}; workload (${o.clients} clients × ${o.rate} ops/s, p50 / p99 / max ms, errors):`);
+      print(`  before and after:  ${lat(baseline)}`);
+      print(`  during:            ${lat(load)}`);
+      print(`p99 during / before: ${(p99(load) / p99(baseline)).toFixed(2)}; verify after the live backfill: exit ${verify.code} ${verify.stdout.trim()}`);
+    }
     const bloat = (await db.query<{ t: string; s: string }>(
       `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname LIKE 'bench\\_%' AND relkind = 'r' ORDER BY relname`,
     )).rows;
-
-    console.log('');
-    console.log(`single UPDATE (${update1.rows} rows):      ${secs(updateMs)}  ${rate(ROWS, updateMs)}  (before the backfill ${secs(update1.ms)}, after ${secs(update2.ms)})`);
-    console.log(`backfill step, quiet:               ${secs(quietBackfillMs)}  ${rate(ROWS, quietBackfillMs)}`);
-    console.log(`  + verify step:                    ${secs(quietVerifyMs)}  (whole phase in the CLI: ${secs(quiet.wallMs)})`);
-    console.log(`ratio backfill / single UPDATE:     ${(quietBackfillMs / updateMs).toFixed(2)}  (with verify: ${((quietBackfillMs + quietVerifyMs) / updateMs).toFixed(2)})`);
-    console.log(`backfill step under the workload:   ${secs(liveBackfillMs)}  ${rate(ROWS, liveBackfillMs)}`);
-    console.log(`runner peak RSS:                    ${mb(quiet.peakRssKb)} quiet, ${mb(live.peakRssKb)} under load`);
-    const pauses = Math.max(0, quiet.batches.count - 1) * PAUSE_MS;
-    console.log(
-      `batches: ${quiet.batches.count} quiet (next size ${quiet.batches.first} → ${quiet.batches.last}, median ${quiet.batches.medianMs.toFixed(0)} ms each); ` +
-        `batches committed in ${secs(quiet.batches.committedMs)} (UPDATEs ${secs(quiet.batches.updateMs)}, finding batch ends ${secs(quiet.batches.boundMs)}), ` +
-        `pauses ${secs(pauses)}, ANALYZE ${secs(quiet.analyzeMs)}`,
-    );
-    console.log(`ratio of the UPDATE statements alone: ${(quiet.batches.updateMs / updateMs).toFixed(2)}`);
-    console.log(`ratio without the configured pauses: ${((quietBackfillMs - pauses) / updateMs).toFixed(2)}`);
-    console.log(`workload (${CLIENTS} clients × ${RATE} ops/s, p50 / p99 / max ms, errors):`);
-    console.log(`  before and after:  ${lat(baseline)}`);
-    console.log(`  during:            ${lat(load)}`);
-    const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
-    const ratio99 = (a: number[], b: number[]): string => (percentile(a, 99) / percentile(b, 99)).toFixed(2);
-    console.log(`p99 during / before:                ${(p99(load) / p99(baseline)).toFixed(2)}  (reads alone ${ratio99(load.reads, baseline.reads)}, writes alone ${ratio99(load.writes, baseline.writes)})`);
-    console.log(`verify after the live backfill:     exit ${verify.code} ${verify.stdout.trim()}`);
-    console.log(`table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}`);
+    print(`table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    return { rows: o.rows, server: `PostgreSQL ${version}, ${server.description}`, cpus: os.cpus().length, loadAverage, updateMs, updateBeforeMs: update1.ms, updateAfterMs: update2.ms, phases, live: liveFigures };
   } finally {
     await db.end().catch(() => undefined);
     await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
@@ -160,11 +230,11 @@ async function main(): Promise<void> {
  * a transaction that sets `pgshift.backfill` as a batch does, so the
  * trigger's WHEN clause skips it just the same.
  */
-async function singleUpdate(db: pg.Client, table: string): Promise<{ ms: number; rows: number }> {
+async function singleUpdate(db: pg.Client, table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>): Promise<{ ms: number; rows: number }> {
   await db.query('CHECKPOINT');
   const name = table.replaceAll('_', '-');
   const facts = (await db.query<{ facts: PlanFacts }>(`SELECT facts FROM pgshift.plans WHERE name = $1`, [name])).rows[0]!.facts;
-  const plan = parsePlan(planYaml(table), `${table}.yaml`);
+  const plan = parsePlan(planYaml(table, o), `${table}.yaml`);
   const set = fillNewAssignments(resolveChange(plan.change, facts), objectNames(plan.name, facts));
   const t = performance.now();
   await db.query('BEGIN');
@@ -174,8 +244,8 @@ async function singleUpdate(db: pg.Client, table: string): Promise<{ ms: number;
   return { ms: performance.now() - t, rows: updated.rowCount ?? 0 };
 }
 
-async function workloadFor(dbUrl: string, seconds: number): Promise<WorkloadResult> {
-  const w = startWorkload(dbUrl, 'bench_live', ROWS, CLIENTS, RATE);
+async function workloadFor(dbUrl: string, o: BackfillBenchOptions, seconds: number): Promise<WorkloadResult> {
+  const w = startWorkload(dbUrl, 'bench_live', o.rows, o.clients, o.rate);
   await new Promise((r) => setTimeout(r, seconds * 1000));
   return w.stop();
 }
@@ -192,6 +262,8 @@ interface CliRun {
   readonly batches: { count: number; first: number; last: number; medianMs: number; totalMs: number; boundMs: number; updateMs: number; committedMs: number };
   /** The ANALYZE after the backfill. */
   readonly analyzeMs: number;
+  /** Rows the final check read, from its log line; null when it read every row. */
+  readonly verifyRowsRead: number | null;
 }
 
 /** Run the real CLI as a child process, watching its peak RSS in /proc. */
@@ -213,12 +285,14 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
   const sizes: number[] = [];
   const times: number[] = [];
   let analyzeMs = 0;
+  let verifyRowsRead: number | null = null;
   let boundMs = 0;
   let updateMs = 0;
   let committedMs = 0;
   for (const line of stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number; boundMs?: number; updateMs?: number; committedMs?: number };
+    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number; boundMs?: number; updateMs?: number; committedMs?: number; rowsChanged?: number };
+    if (entry.msg?.startsWith('verify read ') && entry.rowsChanged !== undefined) verifyRowsRead = entry.rowsChanged;
     if (entry.msg?.startsWith('step ') && entry.step && entry.ms !== undefined) {
       const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;
       steps.set(kind, (steps.get(kind) ?? 0) + entry.ms);
@@ -251,6 +325,7 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
       committedMs,
     },
     analyzeMs,
+    verifyRowsRead,
   };
 }
 
@@ -265,10 +340,9 @@ async function readPeak(pid: number): Promise<number> {
 
 const secs = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const rate = (rows: number, ms: number): string => `${Math.round(rows / (ms / 1000)).toLocaleString('en')} rows/s`;
-const mb = (kb: number): string => `${(kb / 1024).toFixed(0)} MB`;
 const lat = (w: WorkloadResult): string => {
   const all = [...w.reads, ...w.writes];
   return `${percentile(all, 50).toFixed(2)} / ${percentile(all, 99).toFixed(2)} / ${Math.max(...all).toFixed(1)} (${all.length} ops, ${w.errors} errors)`;
 };
 
-await main();
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

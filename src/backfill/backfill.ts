@@ -1,14 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { literal, qualified, type QualifiedName } from '../db/ident.js';
+import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
-import type { Client } from '../db/client.js';
+import { connect, withTransaction, type Client } from '../db/client.js';
 import type { Guards, Plan } from '../plan/types.js';
 import { withGuards, type RunContext } from '../runner/guards.js';
-import type { StateStore } from '../state/store.js';
+import { readPartitioning } from '../db/partitions.js';
+import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
+import { VERSION } from '../version.js';
 import { runBatchWithRetries } from './batch.js';
 import { BatchSizer } from './batch-size.js';
-import { readKey, upperKeySql } from './keyset.js';
+import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 
 export { enterPlanTransaction } from './plan-transaction.js';
@@ -22,6 +24,8 @@ export interface BackfillProgress {
   /** Rows in the next batch (adaptive). */
   readonly batchSize: number;
   readonly lastKey: readonly string[] | null;
+  /** The partition being walked (`schema.name`), for a partitioned table. */
+  readonly partition?: string | null | undefined;
   readonly done: boolean;
   /** Rows per second in this run (0 until the first batch). */
   readonly rowsPerSecond: number;
@@ -42,6 +46,22 @@ export interface BackfillInput {
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
 }
 
+/** How often, at most, the walk asks how far replicas lag (before a batch). */
+const REPLICA_RECHECK_MS = 1_000;
+
+/** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */
+export interface Segment {
+  readonly table: QualifiedName;
+  /** Last key when the walk started (inclusive). */
+  readonly upper: KeyValue;
+  /** `schema.name` of the partition (the checkpoint names it); null for a plain table. */
+  readonly id: string | null;
+  /** The worker walking it, with a checkpoint of its own (`backfill.workers` > 1). */
+  readonly worker?: number | undefined;
+  /** The partition the checkpoint moves to when this one is done; undefined for the last segment. */
+  readonly next?: string | undefined;
+}
+
 /**
  * Fill the new columns of every row up to the upper key fixed at the start,
  * one keyset batch per transaction, each sized to take about
@@ -50,82 +70,283 @@ export interface BackfillInput {
  * checkpoint commits with its batch: a killed runner resumes exactly there,
  * neither skipping nor repeating a committed batch. Between batches it
  * pauses and waits for lagging replicas; at the end it runs ANALYZE.
+ *
+ * A partitioned table is walked one leaf partition at a time, each on its
+ * own key index up to its own upper key; the checkpoint names the partition
+ * it is in, and the batch that finishes a partition moves it to the start of
+ * the next one.
+ *
+ * With `backfill.workers` > 1 (a plain table), the key range is cut at the
+ * start into that many disjoint ranges, each walked by its own connection
+ * with its own checkpoint, batch size, pauses and replica waits, exactly as
+ * one runner walks the whole; a resumed run picks every unfinished range up
+ * where its checkpoint is.
  */
 export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
   const { ctx, store, plan, facts } = input;
   const log = ctx.log;
   let state = await store.backfill(plan.name);
+  const fresh = !state;
   if (!state) {
-    const upper = await ctx.client.query(upperKeySql(facts.table, facts.key));
-    const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
-    await store.startBackfill(plan.name, upper.rows[0] ? readKey(upper.rows[0], facts.key) : null, estimate, plan.backfill.batchSize);
+    await startBackfill(input);
     state = (await store.backfill(plan.name))!;
-    log.info({ upperKey: state.upperKey, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} up to key ${state.upperKey?.join(', ') ?? '(empty table)'} (~${state.rowsEstimated} rows)`);
+  }
+  const ranges = await store.ranges(plan.name);
+  if (fresh) {
+    const where = state.partitions
+      ? `${state.partitions.length} partitions, one at a time`
+      : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}${ranges.length ? ` in ${ranges.length} key ranges, one worker each` : ''}`;
+    log.info({ upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`);
+  } else if (!state.finishedAt && ranges.length) {
+    const open = ranges.filter((r) => !r.finished);
+    log.info(
+      { ranges: open, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated },
+      `resuming ${plan.name} backfill with ${open.length} workers at keys ${open.map((r) => (r.lastKey ?? r.lowerKey)?.join(', ') ?? '(start)').join('; ')} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
+    );
   } else if (!state.finishedAt) {
     log.info(
-      { lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated, batchSize: state.batchSize },
-      `resuming ${plan.name} backfill at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
+      { partition: state.partition, lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated, batchSize: state.batchSize },
+      `resuming ${plan.name} backfill ${state.partition ? `in partition ${state.partition} ` : ''}at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
     );
   }
-  const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
-  const startedAt = performance.now();
-  const doneAtStart = state.rowsDone;
-  let progress: BackfillProgress = {
-    plan: plan.name,
-    rowsDone: state.rowsDone,
-    rowsTotal: Math.max(state.rowsEstimated, state.rowsDone),
-    batchSize: sizer.size,
-    lastKey: state.lastKey,
-    done: state.finishedAt !== null || state.upperKey === null,
-    rowsPerSecond: 0,
-    etaSeconds: null,
-    waiting: null,
-  };
-  if (progress.done) {
+  const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
+    ? ranges.filter((r) => !r.finished && !state.finishedAt).map((r) => ({ table: facts.table, upper: r.upperKey, id: null, worker: r.worker, from: r.lastKey ?? r.lowerKey }))
+    : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
+  const tracker = new ProgressTracker(input, state, segments.length === 0);
+  if (tracker.progress.done) {
     if (!state.finishedAt) await finish(input);
-    input.onProgress?.(progress);
-    return progress;
+    input.onProgress?.(tracker.progress);
+    return tracker.progress;
   }
-  const upperKey = state.upperKey!;
-  const maxLag = plan.backfill.maxReplicaLagMs;
-  const hiddenLagWarned = { value: false };
-  const lagProbe = new ReplicaLagProbe(ctx.client);
-  input.onProgress?.(progress);
-  while (!progress.done) {
-    if (maxLag !== null && maxLag > 0) {
-      await waitForReplicas(lagProbe, maxLag, log, (waiting) => input.onProgress?.({ ...progress, waiting }), hiddenLagWarned);
+  input.onProgress?.(tracker.progress);
+  // Open the connection that asks who holds a row a batch waits for now, not at the first wait: a batch waits
+  // about one batch long, and a connection opened then on a busy server could come after the wait has ended.
+  void ctx.monitor().catch(() => undefined);
+  if (ranges.length) {
+    await runWorkers(input, state, segments, tracker);
+  } else {
+    const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
+    const lagProbe = new ReplicaLagProbe(ctx.client);
+    for (const segment of segments) {
+      if (segment.id) log.info({ partition: segment.id, upperKey: segment.upper }, `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`);
+      await walk(input, segment, segment.from, sizer, lagProbe, tracker);
     }
-    ctx.stillHeld?.();
-    const batchStarted = performance.now();
-    const batch = await runBatchWithRetries(input, sizer, progress.lastKey, upperKey);
-    const committedMs = performance.now() - batchStarted;
-    const rowsDone = progress.rowsDone + batch.rows;
-    const rate = (rowsDone - doneAtStart) / Math.max((performance.now() - startedAt) / 1000, 1e-3);
-    const rowsTotal = Math.max(progress.rowsTotal, rowsDone);
-    progress = {
-      ...progress,
-      rowsDone,
-      rowsTotal,
-      batchSize: sizer.size,
-      lastKey: batch.end,
-      done: batch.last,
-      rowsPerSecond: rate,
-      etaSeconds: batch.last ? 0 : rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
+  }
+  await finish(input);
+  tracker.finished();
+  return tracker.progress;
+}
+
+/** Rows done across every segment and worker, reported after every batch. */
+class ProgressTracker {
+  progress: BackfillProgress;
+  private readonly startedAt = performance.now();
+  private readonly doneAtStart: number;
+  readonly hiddenLagWarned = { value: false };
+
+  constructor(
+    private readonly input: BackfillInput,
+    state: BackfillState,
+    nothingLeft: boolean,
+  ) {
+    this.doneAtStart = state.rowsDone;
+    this.progress = {
+      plan: input.plan.name,
+      rowsDone: state.rowsDone,
+      rowsTotal: Math.max(state.rowsEstimated, state.rowsDone),
+      batchSize: state.batchSize,
+      lastKey: state.lastKey,
+      partition: state.partition,
+      done: state.finishedAt !== null || nothingLeft,
+      rowsPerSecond: 0,
+      etaSeconds: null,
       waiting: null,
     };
-    log.debug(
-      { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end },
-      'backfill batch committed',
-    );
-    if (batch.last) await finish(input);
-    input.onProgress?.(progress);
-    if (!batch.last && plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
   }
-  return progress;
+
+  batch(rows: number, end: KeyValue, segment: Segment, batchSize: number): void {
+    const rowsDone = this.progress.rowsDone + rows;
+    const rate = (rowsDone - this.doneAtStart) / Math.max((performance.now() - this.startedAt) / 1000, 1e-3);
+    const rowsTotal = Math.max(this.progress.rowsTotal, rowsDone);
+    this.progress = {
+      ...this.progress,
+      rowsDone,
+      rowsTotal,
+      batchSize,
+      lastKey: end,
+      partition: segment.id,
+      rowsPerSecond: rate,
+      etaSeconds: rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
+      waiting: null,
+    };
+    this.input.onProgress?.(this.progress);
+  }
+
+  waiting(reason: string | null): void {
+    this.input.onProgress?.({ ...this.progress, waiting: reason });
+  }
+
+  finished(): void {
+    this.progress = { ...this.progress, done: true, etaSeconds: 0, waiting: null };
+    this.input.onProgress?.(this.progress);
+  }
 }
 
 /**
- * Mark the backfill finished, then ANALYZE the table: every row got a new
+ * Walk one segment from `lower` (exclusive; null = its first key) to its
+ * upper key, batch after batch, each committed with its checkpoint; between
+ * batches, wait for lagging replicas and pause. `stop` is asked before each
+ * batch (another worker failed).
+ */
+async function walk(
+  input: BackfillInput,
+  segment: Segment,
+  from: KeyValue | null,
+  sizer: BatchSizer,
+  lagProbe: ReplicaLagProbe,
+  tracker: ProgressTracker,
+  stop: () => boolean = () => false,
+): Promise<void> {
+  const { ctx, plan } = input;
+  const maxLag = plan.backfill.maxReplicaLagMs;
+  let lower = from;
+  let replicasCheckedAt = -Infinity;
+  for (;;) {
+    if (stop()) return;
+    // Replicas are asked before a batch, at most once per REPLICA_RECHECK_MS: a lag takes longer than that to matter.
+    if (maxLag !== null && maxLag > 0 && performance.now() - replicasCheckedAt >= REPLICA_RECHECK_MS) {
+      await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
+      replicasCheckedAt = performance.now();
+    }
+    ctx.stillHeld?.();
+    const batchStarted = performance.now();
+    const batch = await runBatchWithRetries(input, sizer, segment, lower);
+    const committedMs = performance.now() - batchStarted;
+    ctx.log.debug(
+      { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end, partition: segment.id, worker: segment.worker },
+      'backfill batch committed',
+    );
+    tracker.batch(batch.rows, batch.end, segment, sizer.size);
+    if (batch.last) return;
+    if (plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
+    lower = batch.end;
+  }
+}
+
+/**
+ * Walk every unfinished key range at once, each with a connection of its
+ * own (application_name `pgshift worker <n>`), its own batch size, replica
+ * probe and pauses; the plan's lease is still held and checked by the main
+ * connection. When one worker fails the others stop after their batch in
+ * flight (which commits with its checkpoint), and the first error is thrown.
+ */
+async function runWorkers(input: BackfillInput, state: BackfillState, segments: readonly (Segment & { readonly from: KeyValue | null })[], tracker: ProgressTracker): Promise<void> {
+  const { ctx, store, plan } = input;
+  let failed: { error: unknown } | null = null;
+  const clients: Client[] = [];
+  try {
+    await Promise.allSettled(
+      segments.map(async (segment) => {
+        try {
+          const client = await connect({ ...ctx.connection, applicationName: `pgshift worker ${segment.worker} ${VERSION}` });
+          clients.push(client);
+          const worker: BackfillInput = {
+            ...input,
+            ctx: { ...ctx, client, log: ctx.log.child({ worker: segment.worker }) },
+            store: new StateStore(client, store.schema),
+          };
+          const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
+          await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, () => failed !== null);
+        } catch (error) {
+          failed ??= { error };
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+  }
+  if (failed) throw (failed as { error: unknown }).error;
+}
+
+/**
+ * Where to cut a key range into `workers` disjoint ranges of about as many
+ * rows: keys of a sample of the table's pages (TABLESAMPLE SYSTEM, about
+ * 20,000 rows), in key order, at evenly spaced ranks. Only keys not past the
+ * upper key are used, so every range ends at or before it; the cuts are
+ * real keys, distinct and increasing, so the ranges are disjoint and cover
+ * everything up to the upper key whatever the sample. Fewer cuts come back
+ * when the sample is too small to place them (a small table).
+ */
+async function splitKeys(client: Client, facts: PlanFacts, upper: KeyValue, estimate: number, workers: number): Promise<KeyValue[]> {
+  const percent = Math.min(100, Math.max(0.001, (20_000 * 100) / Math.max(estimate, 1)));
+  const { rows } = await client.query(
+    `SELECT ${keyAsText(facts.key)} FROM ${qualified(facts.table)} TABLESAMPLE SYSTEM (${percent.toFixed(4)})
+      WHERE ${rangeWhere(facts.key, false, true, 1)} ORDER BY ${keyOrder(facts.key)}`,
+    [...upper],
+  );
+  const keys = rows.map((r) => readKey(r, facts.key));
+  const cuts: KeyValue[] = [];
+  for (let i = 1; i < workers; i++) {
+    const k = keys[Math.floor((i * keys.length) / workers)];
+    if (!k || k.every((v, j) => v === upper[j])) continue;
+    const prev = cuts.at(-1);
+    if (prev && prev.every((v, j) => v === k[j])) continue;
+    cuts.push(k);
+  }
+  return cuts;
+}
+
+/**
+ * Fix what the walk covers and record it: first the transaction horizon
+ * (every transaction before it had ended, so every row version it did not
+ * write is seen by the walk, which the final check relies on), then the
+ * upper key, of the table or of each leaf partition, read after it.
+ */
+async function startBackfill(input: BackfillInput): Promise<void> {
+  const { ctx, store, plan, facts } = input;
+  const horizon = await ctx.client.query<{ x: string }>(`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x`);
+  const since = horizon.rows[0]!.x;
+  const partitioning = await readPartitioning(ctx.client, facts.table);
+  if (!partitioning) {
+    const found = await ctx.client.query(upperKeySql(facts.table, facts.key));
+    const upper = found.rows[0] ? readKey(found.rows[0], facts.key) : null;
+    const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
+    const cuts = upper && plan.backfill.workers > 1 ? await splitKeys(ctx.client, facts, upper, estimate, plan.backfill.workers) : [];
+    await withTransaction(ctx.client, async () => {
+      await store.startBackfill(plan.name, upper, estimate, plan.backfill.batchSize, since);
+      if (upper && cuts.length) {
+        const bounds = [null, ...cuts, upper];
+        await store.startRanges(plan.name, cuts.concat([upper]).map((u, i) => ({ lower: bounds[i] ? [...bounds[i]!] : null, upper: [...u] })));
+      }
+    });
+    return;
+  }
+  const partitions: BackfillPartition[] = [];
+  let estimate = 0;
+  for (const leaf of partitioning.partitions.filter((p) => !p.partitioned)) {
+    const upper = await ctx.client.query(upperKeySql(leaf.table, facts.key));
+    partitions.push({ schema: leaf.table.schema, name: leaf.table.name, upperKey: upper.rows[0] ? readKey(upper.rows[0], facts.key) : null });
+    estimate += await estimateRows(ctx.client, leaf.table, plan.guards);
+  }
+  await store.startBackfill(plan.name, null, estimate, plan.backfill.batchSize, since, partitions);
+}
+
+/** What is left to walk: the partitions from the checkpoint's on (the empty ones skipped), or the table. */
+export function remainingSegments(table: QualifiedName, state: BackfillState): Segment[] {
+  if (state.finishedAt) return [];
+  if (!state.partitions) return state.upperKey ? [{ table, upper: state.upperKey, id: null }] : [];
+  const at = Math.max(0, state.partitions.findIndex((p) => partitionId(p) === state.partition));
+  const left = state.partitions.slice(at).filter((p) => p.upperKey !== null);
+  return left.map((p, i) => ({
+    table: { schema: p.schema, name: p.name },
+    upper: p.upperKey!,
+    id: partitionId(p),
+    next: i + 1 < left.length ? partitionId(left[i + 1]!) : undefined,
+  }));
+}
+
+/**
+ * Mark the backfill finished, then ANALYZE the new columns: every row got a new
  * version and the new columns have no statistics yet, so plans of the
  * application's queries on them would be guesses. ANALYZE takes SHARE UPDATE
  * EXCLUSIVE, which conflicts only with VACUUM, ANALYZE, CREATE INDEX
@@ -138,7 +359,9 @@ async function finish(input: BackfillInput): Promise<void> {
   await store.finishBackfill(plan.name);
   const started = performance.now();
   try {
-    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)}`));
+    // Only the new columns: the others' values did not change, and ANALYZE still updates the table's row and page counts.
+    const columns = input.change.new.map((c) => ident(c.name)).join(', ');
+    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)} (${columns})`));
     ctx.log.info({ ms: Math.round(performance.now() - started) }, `analyzed ${facts.table.schema}.${facts.table.name} after the backfill`);
   } catch (error) {
     ctx.log.warn({ err: (error as Error).message }, `could not ANALYZE ${facts.table.schema}.${facts.table.name} after the backfill; run it when convenient`);

@@ -1,15 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry, { AbortError } from 'p-retry';
+import type pg from 'pg';
 import { qualified } from '../db/ident.js';
 import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { sqlState, SqlState } from '../db/client.js';
 import { LockTimeoutError, type Blocker } from '../errors.js';
 import type { Guards } from '../plan/types.js';
-import { isLockConflict, stepFailure, watchBlockers, withGuards } from '../runner/guards.js';
-import type { BackfillInput } from './backfill.js';
-import { enterPlanTransaction } from './plan-transaction.js';
+import { isLockConflict, stepFailure, watchBlockers } from '../runner/guards.js';
+import type { BackfillInput, Segment } from './backfill.js';
+import { planTransactionSettings } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
 import { fillNewAssignments, newSideStale } from './consistency.js';
-import { batchEndSql, onKeyIndex, rangeCountSql, rangeWhere, readKey, type KeyValue } from './keyset.js';
+import { KEY_INDEX_SETTINGS, keyAsText, keyOrder, rangeWhereLiteral, readKey, type KeyValue } from './keyset.js';
 
 /** A committed batch. */
 export interface BatchResult {
@@ -47,56 +48,70 @@ export function batchGuards(guards: Guards, targetMs: number | null): Guards {
 }
 
 /**
- * Run the batch after `lower` and commit it with its checkpoint; on a
- * conflict with the application, roll back and try again:
+ * Run the batch after `lower` in `segment` and commit it with its
+ * checkpoint; on a conflict with the application, roll back and try again:
  * - lock_timeout (rows locked by the application), deadlock, serialization
- *   failure: wait with exponential backoff and jitter, up to `guards.retries`
- *   times; lock timeouts that run out become a `LockTimeoutError` (exit 3)
- *   naming who held the rows;
+ *   failure: wait with exponential backoff and jitter (p-retry), up to
+ *   `guards.retries` times; lock timeouts that run out become a
+ *   `LockTimeoutError` (exit 3) naming who held the rows;
  * - statement_timeout: shrink the batch and retry at once, until the
- *   minimum size also times out.
+ *   minimum size also times out (this does not use up a retry).
  */
-export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSizer, lower: KeyValue | null, upper: KeyValue): Promise<BatchResult> {
+export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSizer, segment: Segment, lower: KeyValue | null): Promise<BatchResult> {
   const { plan } = input;
   const guards = batchGuards(plan.guards, sizer.targetMs);
   // The watcher asks who blocks us halfway through the batch's own lock timeout.
   const ctx = { ...input.ctx, guards };
-  let conflicts = 0;
+  const where = `backfill batch ${segment.id ? `in partition ${segment.id} ` : ''}${segment.worker !== undefined ? `of worker ${segment.worker} ` : ''}after key ${lower?.join(', ') ?? '(start)'}`;
+  let attempts = 0;
   let blockers: Blocker[] = [];
-  for (;;) {
-    const size = sizer.size;
-    const started = performance.now();
-    const watch = watchBlockers(ctx);
-    try {
-      return await runBatch(input, guards, sizer, size, lower, upper);
-    } catch (error) {
-      const ms = performance.now() - started;
-      const code = sqlState(error);
-      const where = `backfill batch after key ${lower?.join(', ') ?? '(start)'}`;
-      const timeoutMs = plan.guards.statementTimeoutMs;
-      if (code === SqlState.queryCanceled && timeoutMs > 0 && ms >= timeoutMs * TIMEOUT_SHARE && sizer.timedOut()) {
-        ctx.log.warn({ rows: size, ms: Math.round(ms), next: sizer.size }, `${where}: ${size} rows hit statement_timeout; retrying with ${sizer.size}`);
-        continue;
+  /** One attempt; a statement_timeout shrinks the batch and runs it again at once, within the attempt. */
+  const attempt = async (): Promise<BatchResult> => {
+    attempts++;
+    for (;;) {
+      const size = sizer.size;
+      const started = performance.now();
+      const watch = watchBlockers(ctx);
+      try {
+        return await runBatch(input, guards, sizer, segment, size, lower);
+      } catch (error) {
+        const ms = performance.now() - started;
+        const code = sqlState(error);
+        const timeoutMs = plan.guards.statementTimeoutMs;
+        if (code === SqlState.queryCanceled && timeoutMs > 0 && ms >= timeoutMs * TIMEOUT_SHARE && sizer.timedOut()) {
+          ctx.log.warn({ rows: size, ms: Math.round(ms), next: sizer.size }, `${where}: ${size} rows hit statement_timeout; retrying with ${sizer.size}`);
+          continue;
+        }
+        if (!(isLockConflict(error) || code === SqlState.serializationFailure)) throw new AbortError(error as Error);
+        if (code === SqlState.lockNotAvailable) blockers = await watch.result();
+        throw error;
+      } finally {
+        watch.stop();
       }
-      const conflict = isLockConflict(error) || code === SqlState.serializationFailure;
-      if (code === SqlState.lockNotAvailable) blockers = await watch.result();
-      if (conflict && conflicts < plan.guards.retries) {
-        conflicts++;
-        const wait = Math.min(RETRY_MAX_WAIT_MS, FIRST_RETRY_WAIT_MS * RETRY_FACTOR ** (conflicts - 1)) * (1 + Math.random());
-        ctx.log.warn(
-          { attempt: conflicts, retriesLeft: plan.guards.retries - conflicts, code, blockers, waitMs: Math.round(wait) },
-          `${where} retried: ${(error as Error).message}`,
-        );
-        await sleep(wait);
-        continue;
-      }
-      if (code === SqlState.lockNotAvailable) {
-        throw new LockTimeoutError(ctx.table.display, `${where} (rows locked by the application)`, conflicts + 1, blockers, { cause: error });
-      }
-      throw stepFailure(where, error);
-    } finally {
-      watch.stop();
     }
+  };
+  try {
+    return await pRetry(attempt, {
+      retries: plan.guards.retries,
+      factor: RETRY_FACTOR,
+      minTimeout: FIRST_RETRY_WAIT_MS,
+      maxTimeout: RETRY_MAX_WAIT_MS,
+      randomize: true,
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        if (retriesLeft <= 0) return;
+        const code = sqlState(error);
+        const waitMs = Math.min(RETRY_MAX_WAIT_MS, FIRST_RETRY_WAIT_MS * RETRY_FACTOR ** (attemptNumber - 1));
+        ctx.log.warn(
+          { attempt: attemptNumber, retriesLeft: retriesLeft - 1, code, blockers: code === SqlState.lockNotAvailable ? blockers : [], waitMs: [waitMs, Math.min(RETRY_MAX_WAIT_MS, 2 * waitMs)] },
+          `${where} retried: ${error.message}`,
+        );
+      },
+    });
+  } catch (error) {
+    if (sqlState(error) === SqlState.lockNotAvailable) {
+      throw new LockTimeoutError(ctx.table.display, `${where} (rows locked by the application)`, attempts, blockers, { cause: error });
+    }
+    throw stepFailure(where, error);
   }
 }
 
@@ -110,34 +125,71 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
  *    rewrites, which a concurrent writer of the same row waits for until the
  *    batch commits, so batches are kept short). Only rows whose new side is
  *    not what `using` gives are rewritten; in READ COMMITTED a row changed by the application while
- *    the batch waited is re-checked and recomputed from its new version;
- * 3. move the checkpoint in the same transaction.
+ *    the batch waited is re-checked and recomputed from its new version.
+ *    When it commits, every row of the range it saw is consistent: the
+ *    batch proves its own rows (see `verifyBackfill`);
+ * 3. move the checkpoint in the same transaction, with the batch's
+ *    transaction id.
+ * Statements go in three round trips (the values written as literals, so
+ * several statements share one message), since a batch is short and on a
+ * busy server every round trip costs: BEGIN, the guards and settings with
+ * the batch-end walk; the planner settings put back with the UPDATE; the
+ * checkpoint with COMMIT.
  */
-async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, size: number, lower: KeyValue | null, upper: KeyValue): Promise<BatchResult> {
+async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, segment: Segment, size: number, lower: KeyValue | null): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
   const client = ctx.client;
   const key = facts.key;
+  const table = segment.table;
+  const upper = segment.upper;
   const started = performance.now();
-  return withGuards(client, 'guarded', guards, async () => {
-    await enterPlanTransaction(client, facts, true);
-    const low = lower ?? [];
+  const multi = async (sql: string): Promise<pg.QueryResult[]> => {
+    const result = (await client.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+    return Array.isArray(result) ? result : [result];
+  };
+  try {
     const t0 = performance.now();
-    const bound = await onKeyIndex(client, () => client.query(batchEndSql(facts.table, key, lower !== null, true), [size, ...low, ...upper]));
-    const found = bound.rows[0];
+    const saved = KEY_INDEX_SETTINGS.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ');
+    const first = await multi(
+      [
+        'BEGIN',
+        `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
+        `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
+        planTransactionSettings(facts, true),
+        `SELECT ${saved}`,
+        `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${rangeWhereLiteral(key, lower, upper)} ORDER BY ${keyOrder(key)} OFFSET ${Math.max(0, Math.round(size) - 1)} LIMIT 1`,
+      ].join(';\n'),
+    );
+    const settings = first.at(-2)!.rows[0] as Record<string, string>;
+    const found = first.at(-1)!.rows[0] as Record<string, unknown> | undefined;
     const end = found ? readKey(found, key) : [...upper];
     const t1 = performance.now();
-    const updated = await client.query(
-      `UPDATE ${qualified(facts.table)} SET ${fillNewAssignments(change, names)}
-        WHERE ${rangeWhere(key, lower !== null, true, 1)} AND ${newSideStale(change, names)}`,
-      [...low, ...end],
+    const restore = `SELECT ${KEY_INDEX_SETTINGS.map((n, i) => `set_config('${n}', '${settings[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`;
+    const range = rangeWhereLiteral(key, lower, end);
+    const second = await multi(
+      [
+        restore,
+        `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
+        // Only the last, partial batch needs counting: a full one covered exactly `size` keys.
+        ...(found ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`]),
+      ].join(';\n'),
     );
     const t2 = performance.now();
-    // Only the last, partial batch needs counting: a full one covered exactly `size` keys.
-    const rows = found ? size : ((await client.query<{ n: number }>(rangeCountSql(facts.table, key, lower !== null), [...low, ...end])).rows[0]?.n ?? 0);
+    const rows = found ? size : Number((second[2]!.rows[0] as { n: number }).n);
     const last = !found || end.every((v, i) => v === upper[i]);
     const ms = performance.now() - started;
     sizer.observe(rows, ms);
-    await store.checkpoint(plan.name, end, rows, sizer.size);
-    return { end, rows, written: updated.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
-  });
+    // The batch that finishes a partition moves the checkpoint to the start of the next one.
+    const checkpoint =
+      segment.worker !== undefined
+        ? store.checkpointRangeSql(plan.name, segment.worker, end, rows, sizer.size, last)
+        : last && segment.next !== undefined
+          ? store.checkpointSql(plan.name, null, rows, sizer.size, segment.next)
+          : store.checkpointSql(plan.name, end, rows, sizer.size, segment.id);
+    await multi(`${checkpoint};\nCOMMIT`);
+    return { end, rows, written: second[1]!.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }

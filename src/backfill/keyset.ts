@@ -1,4 +1,4 @@
-import { ident, qualified, type QualifiedName } from '../db/ident.js';
+import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 
 /** Key columns and their types, as recorded in the plan's facts. */
 export type KeyColumns = readonly { readonly name: string; readonly type: string }[];
@@ -74,7 +74,7 @@ export function rangeCountSql(table: QualifiedName, key: KeyColumns, hasLower: b
  * planned freely.
  */
 export async function onKeyIndex<T>(client: { query: (sql: string) => Promise<unknown> }, fn: () => Promise<T>): Promise<T> {
-  const names = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort'];
+  const names = KEY_INDEX_SETTINGS;
   const saved = (await client.query(
     `SELECT ${names.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ')}`,
   )) as { rows: Record<string, string>[] };
@@ -83,3 +83,24 @@ export async function onKeyIndex<T>(client: { query: (sql: string) => Promise<un
   await client.query(`SELECT ${names.map((n, i) => `set_config('${n}', '${row[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`);
   return result;
 }
+
+/** `schema.name` of a partition, as the backfill checkpoint names it. */
+export function partitionId(p: { readonly schema: string; readonly name: string }): string {
+  return `${p.schema}.${p.name}`;
+}
+
+/** `ROW('v1'::t1, 'v2'::t2)`: a key given as literals (for a statement sent with others, without parameters). */
+export function keyLiteral(key: KeyColumns, value: KeyValue): string {
+  return `ROW(${key.map((k, i) => `${literal(value[i]!)}::${k.type}`).join(', ')})`;
+}
+
+/** `rangeWhere` with the keys written as literals. */
+export function rangeWhereLiteral(key: KeyColumns, lower: KeyValue | null, upper: KeyValue | null): string {
+  const parts: string[] = [];
+  if (lower) parts.push(`${keyRow(key)} > ${keyLiteral(key, lower)}`);
+  if (upper) parts.push(`${keyRow(key)} <= ${keyLiteral(key, upper)}`);
+  return parts.length ? parts.join(' AND ') : 'true';
+}
+
+/** The planner settings `onKeyIndex` turns off around a batch-end walk. */
+export const KEY_INDEX_SETTINGS = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort'] as const;

@@ -10,6 +10,11 @@ import type { Client } from '../db/client.js';
  * call and never re-derive the old side. Both settings are transaction-local.
  */
 export async function enterPlanTransaction(client: Client, facts: PlanFacts, backfill: boolean): Promise<void> {
+  await client.query(planTransactionSettings(facts, backfill));
+}
+
+/** The `SELECT set_config(…)` statement `enterPlanTransaction` runs, for a batch that sends it along with others. */
+export function planTransactionSettings(facts: PlanFacts, backfill: boolean): string {
   const settings = [`set_config('search_path', ${literal(facts.searchPath)}, true)`];
   if (backfill) {
     settings.push(`set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
@@ -20,5 +25,5 @@ export async function enterPlanTransaction(client: Client, facts: PlanFacts, bac
     // not queued behind the backfill's flushes either.
     settings.push(`set_config('synchronous_commit', 'off', true)`);
   }
-  await client.query(`SELECT ${settings.join(', ')}`);
+  return `SELECT ${settings.join(', ')}`;
 }

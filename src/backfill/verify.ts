@@ -1,11 +1,14 @@
-import { qualified } from '../db/ident.js';
+import { ident, qualified, type QualifiedName } from '../db/ident.js';
+import { readPartitioning } from '../db/partitions.js';
+import type { Logger } from '../log.js';
+import type { BackfillState, StateStore } from '../state/store.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
-import { sqlState, SqlState, type Client } from '../db/client.js';
+import { sqlState, SqlState, withRolledBackTransaction, type Client } from '../db/client.js';
 import type { Guards } from '../plan/types.js';
 import { withGuards } from '../runner/guards.js';
 import { differsPredicate } from './consistency.js';
-import { batchEndSql, keyAsText, keyOrder, onKeyIndex, rangeWhere, readKey } from './keyset.js';
+import { batchEndSql, keyAsText, keyOrder, onKeyIndex, partitionId, rangeWhere, readKey } from './keyset.js';
 import { enterPlanTransaction } from './plan-transaction.js';
 
 /** Rows per verification batch: each is a short read-only transaction. */
@@ -78,4 +81,130 @@ export async function verifyRows(client: Client, facts: PlanFacts, change: Colum
     lastKey = batch.end;
   }
   return { differing, sampleKeys, rowsChecked };
+}
+
+/** Blocks per transaction of the final check: each chunk is a short read, so a big table's check never holds back vacuum for long. */
+const CHANGED_CHUNK_BLOCKS = 131_072;
+/** Past this age of the start horizon, xid comparisons get close to wraparound: read every row instead. */
+const MAX_HORIZON_AGE = 1_000_000_000;
+
+/** Why the final check of a backfill reads every row, or null when it may read only the rows changed since their batch. */
+export type FullReason = string | null;
+
+/**
+ * The final check of the `backfill` phase: what the whole-table `verifyRows`
+ * proves, reading only the rows that may have changed since the batch that
+ * covered them.
+ *
+ * Each batch proves its own rows in the statement that writes them: its
+ * UPDATE rewrites every row of its key range whose new side is not what the
+ * forward expressions give, so when it commits every row version of the
+ * range it saw is consistent (and a version it wrote carries its transaction
+ * id, recorded with the checkpoint). What the walk did not prove is exactly
+ * a live row version created by another transaction that had not ended when
+ * the walk started: every older transaction had ended before the horizon the
+ * backfill recorded, so the walk's batches saw its rows. So the check reads
+ * the rows whose `xmin` is not older than that horizon and is not a batch's,
+ * and applies `differsPredicate` to those only: the rows the application (or
+ * anything bypassing the trigger) wrote since, and the rows inserted after
+ * the walk started.
+ *
+ * It reads every row, as `verifyRows` does, when that reasoning does not
+ * hold: the forward expressions are not immutable (a rewritten row is then
+ * not proven by having been written), the backfill was started by a pgshift
+ * that did not record its horizon, the set of partitions changed (an
+ * attached partition brings rows with old transaction ids that no batch
+ * saw), a partition is foreign (no ctid), or the horizon is old enough for
+ * xid comparisons to be doubtful. When rows differ, the whole-table count
+ * gives the report (how many, the first keys in key order).
+ *
+ * The scan walks each table in ranges of ctid (a TID range scan, PG 14+), one
+ * short read-only transaction per range: ACCESS SHARE, which conflicts only
+ * with ACCESS EXCLUSIVE, so it blocks no reader or writer and waits at most
+ * lock_timeout behind DDL. It costs a sequential read of the table evaluating
+ * no expression on rows it skips.
+ */
+export async function verifyBackfill(
+  client: Client,
+  store: StateStore,
+  plan: string,
+  facts: PlanFacts,
+  change: ColumnChange,
+  names: ObjectNames,
+  guards: Guards,
+  log: Logger,
+): Promise<VerifyResult & { readonly full: FullReason }> {
+  const state = await store.backfill(plan);
+  const tables = await checkedTables(client, facts, state);
+  const reason = typeof tables === 'string' ? tables : await mutableForward(client, facts, change);
+  if (reason !== null || typeof tables === 'string') {
+    log.info({ reason }, `verify reads every row: ${reason}`);
+    return { ...(await verifyRows(client, facts, change, names, guards)), full: reason };
+  }
+  const xids = await store.batchXids(plan);
+  const differs = differsPredicate(change, names);
+  let candidates = 0;
+  let differing = 0;
+  for (const table of tables) {
+    const { rows } = await client.query<{ blocks: number }>(
+      `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int8)::float8 AS blocks`,
+      [qualified(table)],
+    );
+    const blocks = rows[0]!.blocks;
+    for (let lo = 0; lo === 0 || lo < blocks; lo += CHANGED_CHUNK_BLOCKS) {
+      // The last range is open-ended: it also reads pages the table grew by meanwhile.
+      const hi = lo + CHANGED_CHUNK_BLOCKS < blocks ? `AND ctid < '(${lo + CHANGED_CHUNK_BLOCKS},0)'::tid` : '';
+      const found = await withGuards(client, 'guarded', guards, async () => {
+        await enterPlanTransaction(client, facts, false);
+        return client.query<{ candidates: number; n: number }>(
+          `SELECT count(*)::float8 AS candidates, count(*) FILTER (WHERE ${differs})::float8 AS n
+             FROM ${qualified(table)}
+            WHERE ctid >= '(${lo},0)'::tid ${hi}
+              AND age(xmin) <= age(pg_catalog.xid($1::xid8)) AND NOT (xmin = ANY ($2::xid[]))`,
+          [state!.sinceXid, xids],
+        );
+      });
+      candidates += found.rows[0]?.candidates ?? 0;
+      differing += found.rows[0]?.n ?? 0;
+    }
+  }
+  log.info({ rowsChanged: candidates, batches: xids.length }, `verify read ${candidates} rows changed since their batch`);
+  if (differing > 0) return { ...(await verifyRows(client, facts, change, names, guards)), full: 'rows differ' };
+  return { differing: 0, sampleKeys: [], rowsChecked: candidates, full: null };
+}
+
+/** The tables the final check reads (the table, or its leaf partitions), or why it must read every row instead. */
+async function checkedTables(client: Client, facts: PlanFacts, state: BackfillState | null): Promise<QualifiedName[] | string> {
+  if (!state?.finishedAt) return 'the backfill has not finished';
+  if (!state.sinceXid) return 'the backfill was started by an older pgshift, which did not record where it started';
+  const age = await client.query<{ age: number }>(`SELECT age(pg_catalog.xid($1::xid8))::float8 AS age`, [state.sinceXid]);
+  if ((age.rows[0]?.age ?? Infinity) > MAX_HORIZON_AGE) return 'the backfill started too many transactions ago';
+  const partitioning = await readPartitioning(client, facts.table);
+  if (!partitioning) return state.partitions ? 'the table is no longer partitioned' : [facts.table];
+  const leaves = partitioning.partitions.filter((p) => !p.partitioned);
+  if (leaves.some((p) => p.foreign)) return 'a partition is a foreign table';
+  const now = leaves.map((p) => partitionId(p.table)).sort();
+  const then = (state.partitions ?? []).map(partitionId).sort();
+  if (now.join('\n') !== then.join('\n')) return 'partitions were attached or detached since the backfill started';
+  return leaves.map((p) => p.table);
+}
+
+/**
+ * Null when every forward expression is immutable, so a row the backfill
+ * wrote is proven by having been written; else why not. PostgreSQL decides,
+ * as it does for a generated column: one per expression, on a temporary
+ * table with the old columns, in a transaction that is rolled back.
+ */
+async function mutableForward(client: Client, facts: PlanFacts, change: ColumnChange): Promise<FullReason> {
+  const columns = change.old.map((c) => `${ident(c.name)} ${c.type}`);
+  const generated = change.new.map((c, i) => `pgshift_probe_${i} ${c.type} GENERATED ALWAYS AS ((${c.forward})::${c.type}) STORED`);
+  try {
+    await withRolledBackTransaction(client, async () => {
+      await enterPlanTransaction(client, facts, false);
+      await client.query(`CREATE TEMPORARY TABLE pgshift_immutable_probe (${[...columns, ...generated].join(', ')}) ON COMMIT DROP`);
+    });
+    return null;
+  } catch (error) {
+    return `the forward expressions are not immutable, or could not be checked (${(error as Error).message})`;
+  }
 }

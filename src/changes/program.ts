@@ -81,7 +81,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
     backfill: {
       apply: [
         { kind: 'backfill', description: `fill ${change.new.map((c) => c.name).join(', ')} of existing rows in keyset batches` },
-        { kind: 'verify', description: 'verify no row differs' },
+        { kind: 'verify', description: 'verify no row differs', scope: 'backfill' },
       ],
       rollback: [{ kind: 'reset-backfill', description: 'forget the backfill checkpoint (the new columns stay in sync)' }],
     },

@@ -91,6 +91,12 @@ export interface BackfillStep {
 export interface VerifyStep {
   readonly kind: 'verify';
   readonly description: string;
+  /**
+   * `backfill`: the backfill phase's final check, which reads only the rows
+   * that may have changed since the batch that covered them (falling back to
+   * every row when that would prove less); absent: every row.
+   */
+  readonly scope?: 'backfill' | undefined;
 }
 
 /** Forget the backfill checkpoint, so a re-applied backfill starts over. */

@@ -31,6 +31,8 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['backfill', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
   ['schema_version', ['SELECT']],
   ['leases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+  ['backfill_batches', ['SELECT', 'INSERT', 'DELETE']],
+  ['backfill_ranges', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

@@ -28,6 +28,8 @@ export const backfillSchema = z.strictObject({
   /** 0 keeps every batch at `batch_size`. */
   target_batch_ms: z.number().int().min(0).optional(),
   max_replica_lag: duration.optional(),
+  /** Runners walking disjoint key ranges at once, each with its own connection and checkpoint (plain tables). */
+  workers: z.number().int().min(1).max(16).optional(),
 });
 
 export const guardsSchema = z.strictObject({

@@ -10,6 +10,8 @@ export interface BackfillSettings {
   readonly targetBatchMs: number | null;
   /** Wait while a replica lags more than this; null = do not watch replicas. */
   readonly maxReplicaLagMs: number | null;
+  /** Runners walking disjoint key ranges at once (1 = one runner). */
+  readonly workers: number;
 }
 
 /** Lock and statement guards, defaults applied. */

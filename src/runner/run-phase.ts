@@ -1,5 +1,5 @@
 import { runBackfill, type BackfillInput } from '../backfill/backfill.js';
-import { verifyRows } from '../backfill/verify.js';
+import { verifyBackfill, verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
 import { dropColumnIndexes } from './drop-indexes.js';
@@ -29,8 +29,12 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
       return `${result.rowsDone} rows`;
     }
     case 'verify': {
-      const result = await verifyRows(input.ctx.client, input.facts, input.change, input.names, input.plan.guards);
-      if (result.differing > 0) throw new VerificationError(input.plan.name, result.differing, result.sampleKeys);
+      const { ctx, store, plan, facts, change, names } = input;
+      const result =
+        step.scope === 'backfill'
+          ? await verifyBackfill(ctx.client, store, plan.name, facts, change, names, plan.guards, ctx.log)
+          : await verifyRows(ctx.client, facts, change, names, plan.guards);
+      if (result.differing > 0) throw new VerificationError(plan.name, result.differing, result.sampleKeys);
       return '0 rows differ';
     }
     case 'reset-backfill':

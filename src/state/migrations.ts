@@ -127,8 +127,41 @@ function version2(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 3: what the backfill's final check needs to read only the rows that
+ * may have changed since their batch (see backfill/verify.ts): the
+ * transaction horizon when the walk started and the id of every committed
+ * batch transaction (one row per batch, committed with it); and for a
+ * partitioned table, the leaf partitions walked one by one, each with its
+ * upper key, and the one the checkpoint is in.
+ */
+function version3(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS since_xid xid8`,
+    `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS partitions jsonb`,
+    `ALTER TABLE ${s}.backfill ADD COLUMN IF NOT EXISTS partition text`,
+    // backfill.workers > 1: the key ranges fixed at start, one per worker, each with its own checkpoint.
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_ranges (
+      plan text NOT NULL REFERENCES ${s}.backfill (plan) ON DELETE CASCADE,
+      worker integer NOT NULL CHECK (worker >= 0),
+      lower_key jsonb,
+      upper_key jsonb NOT NULL,
+      last_key jsonb,
+      rows_done bigint NOT NULL DEFAULT 0 CHECK (rows_done >= 0),
+      finished_at timestamptz,
+      PRIMARY KEY (plan, worker)
+    )`,
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_batches (
+      plan text NOT NULL REFERENCES ${s}.backfill (plan) ON DELETE CASCADE,
+      xid xid8 NOT NULL,
+      PRIMARY KEY (plan, xid)
+    )`,
+  ];
+}
+
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
-export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
+export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases', 'backfill_batches', 'backfill_ranges'];
 
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
@@ -154,6 +187,7 @@ function grantUsageSql(schema: string): string {
 export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 1, description: 'plans, events, backfill checkpoint, phase()', statements: version1 },
   { version: 2, description: 'record the schema version and forced events; change kinds no longer fixed by a CHECK', statements: version2 },
+  { version: 3, description: 'backfill: batch transaction ids and start horizon for the final check; partition by partition', statements: version3 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -1,6 +1,6 @@
 import type { Client } from '../db/client.js';
 import { actor } from '../db/client.js';
-import { display, ident } from '../db/ident.js';
+import { display, ident, literal } from '../db/ident.js';
 import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
 import type { PlanFacts } from '../changes/model.js';
@@ -36,6 +36,36 @@ export interface BackfillState {
   /** When the last checkpoint was written. */
   readonly updatedAt: Date;
   readonly finishedAt: Date | null;
+  /**
+   * The transaction horizon when the walk started (`xid8` as text): every
+   * transaction before it had ended. Null for a backfill started by a
+   * pgshift that did not record it (the final check then reads every row).
+   */
+  readonly sinceXid: string | null;
+  /** A partitioned table: its leaf partitions, walked one after the other in this order, each with its upper key. */
+  readonly partitions: readonly BackfillPartition[] | null;
+  /** The partition the checkpoint is in (`schema.name`), for a partitioned table. */
+  readonly partition: string | null;
+}
+
+/** One worker's key range of a backfill run by several (`backfill.workers`). */
+export interface BackfillRange {
+  readonly worker: number;
+  /** Exclusive; null = from the first key. */
+  readonly lowerKey: string[] | null;
+  /** Inclusive. */
+  readonly upperKey: string[];
+  readonly lastKey: string[] | null;
+  readonly rowsDone: number;
+  readonly finished: boolean;
+}
+
+/** One leaf partition of a backfill walked partition by partition. */
+export interface BackfillPartition {
+  readonly schema: string;
+  readonly name: string;
+  /** Its last key when the walk started; null when it was empty. */
+  readonly upperKey: string[] | null;
 }
 
 /** The most recent event of a plan, for `status`. */
@@ -76,6 +106,9 @@ const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status
 const BACKFILL_COLUMNS = `upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
   rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", started_at AS "startedAt", updated_at AS "updatedAt",
   finished_at AS "finishedAt"`;
+/** The columns state schema version 3 added (a schema that has not been upgraded yet is read as it is). */
+const BACKFILL_V3_COLUMNS = `since_xid::text AS "sinceXid", partitions, partition`;
+const BACKFILL_V3_ABSENT = `NULL::text AS "sinceXid", NULL::jsonb AS partitions, NULL::text AS partition`;
 
 /** Reads and writes pgshift's state tables in one schema. */
 export class StateStore {
@@ -212,11 +245,15 @@ export class StateStore {
     return new Map(rows.map((r) => [r.plan, r]));
   }
 
+  private backfillV3(): string {
+    return (this.version ?? 0) >= 3 ? BACKFILL_V3_COLUMNS : BACKFILL_V3_ABSENT;
+  }
+
   /** A plan's backfill checkpoint, or null before the backfill starts. */
   async backfill(name: string): Promise<BackfillState | null> {
     if (!(await this.exists())) return null;
     const { rows } = await this.client.query<BackfillState>(
-      `SELECT ${BACKFILL_COLUMNS} FROM ${this.s}.backfill WHERE plan = $1`,
+      `SELECT ${BACKFILL_COLUMNS}, ${this.backfillV3()} FROM ${this.s}.backfill WHERE plan = $1`,
       [name],
     );
     return rows[0] ?? null;
@@ -226,30 +263,101 @@ export class StateStore {
   async allBackfills(): Promise<Map<string, BackfillState>> {
     if (!(await this.exists())) return new Map();
     const { rows } = await this.client.query<BackfillState & { plan: string }>(
-      `SELECT plan, ${BACKFILL_COLUMNS} FROM ${this.s}.backfill`,
+      `SELECT plan, ${BACKFILL_COLUMNS}, ${this.backfillV3()} FROM ${this.s}.backfill`,
     );
     return new Map(rows.map((r) => [r.plan, r]));
   }
 
-  /** Start a backfill: fix its upper bound. */
-  async startBackfill(name: string, upperKey: string[] | null, rowsEstimated: number, batchSize: number): Promise<void> {
+  /**
+   * Start a backfill: fix its upper bound (for a partitioned table, each
+   * partition's), and the horizon `sinceXid` read before the upper keys were.
+   */
+  async startBackfill(
+    name: string,
+    upperKey: string[] | null,
+    rowsEstimated: number,
+    batchSize: number,
+    sinceXid: string,
+    partitions: readonly BackfillPartition[] | null = null,
+  ): Promise<void> {
     await this.client.query(
-      `INSERT INTO ${this.s}.backfill (plan, upper_key, last_key, rows_done, rows_estimated, batch_size)
-       VALUES ($1, $2, NULL, 0, $3, $4)`,
-      [name, JSON.stringify(upperKey), Math.max(0, Math.round(rowsEstimated)), batchSize],
+      `INSERT INTO ${this.s}.backfill (plan, upper_key, last_key, rows_done, rows_estimated, batch_size, since_xid, partitions, partition)
+       VALUES ($1, $2, NULL, 0, $3, $4, $5::xid8, $6, $7)`,
+      [
+        name,
+        JSON.stringify(upperKey),
+        Math.max(0, Math.round(rowsEstimated)),
+        batchSize,
+        sinceXid,
+        partitions ? JSON.stringify(partitions) : null,
+        partitions?.[0] ? `${partitions[0].schema}.${partitions[0].name}` : null,
+      ],
     );
   }
 
   /**
-   * Move the checkpoint past a batch. Called inside the batch's own
-   * transaction, so the checkpoint and the rows it describes commit together.
+   * Move the checkpoint past a batch, and record the batch's transaction id
+   * (the final check knows rows it wrote as already proven). Called inside
+   * the batch's own transaction, so the checkpoint, the id and the rows they
+   * describe commit together. `partition` is the partition the checkpoint is
+   * in from now on (with `lastKey` null when the batch finished the previous one).
    */
-  async checkpoint(name: string, lastKey: string[], rows: number, batchSize: number): Promise<void> {
-    await this.client.query(
-      `UPDATE ${this.s}.backfill SET last_key = $2, rows_done = rows_done + $3, batch_size = $4, updated_at = now()
-        WHERE plan = $1`,
-      [name, JSON.stringify(lastKey), rows, batchSize],
+  async checkpoint(name: string, lastKey: string[] | null, rows: number, batchSize: number, partition: string | null = null): Promise<void> {
+    await this.client.query(this.checkpointSql(name, lastKey, rows, batchSize, partition));
+  }
+
+  /** The statement `checkpoint` runs, values written as literals, for a batch that sends it along with its COMMIT. */
+  checkpointSql(name: string, lastKey: string[] | null, rows: number, batchSize: number, partition: string | null = null): string {
+    return `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES (${literal(name)}, pg_current_xact_id()) ON CONFLICT DO NOTHING)
+       UPDATE ${this.s}.backfill SET last_key = ${literal(JSON.stringify(lastKey))}::jsonb, rows_done = rows_done + ${Math.round(rows)},
+              batch_size = ${Math.round(batchSize)}, partition = ${partition === null ? 'NULL' : literal(partition)}, updated_at = now()
+        WHERE plan = ${literal(name)}`;
+  }
+
+  /** Fix the key ranges of a backfill run by several workers (called in the transaction that starts it). */
+  async startRanges(name: string, ranges: readonly { lower: string[] | null; upper: string[] }[]): Promise<void> {
+    for (const [worker, r] of ranges.entries()) {
+      await this.client.query(`INSERT INTO ${this.s}.backfill_ranges (plan, worker, lower_key, upper_key) VALUES ($1, $2, $3, $4)`, [
+        name,
+        worker,
+        JSON.stringify(r.lower),
+        JSON.stringify(r.upper),
+      ]);
+    }
+  }
+
+  /** The key ranges of a backfill run by several workers, by worker; empty for a single runner. */
+  async ranges(name: string): Promise<BackfillRange[]> {
+    if ((this.version ?? 0) < 3) return [];
+    const { rows } = await this.client.query<BackfillRange>(
+      `SELECT worker, lower_key AS "lowerKey", upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone", finished_at IS NOT NULL AS finished
+         FROM ${this.s}.backfill_ranges WHERE plan = $1 ORDER BY worker`,
+      [name],
     );
+    return rows;
+  }
+
+  /**
+   * Move one worker's checkpoint past a batch (and the plan's rows done, and
+   * record the batch's transaction id), inside the batch's own transaction.
+   */
+  async checkpointRange(name: string, worker: number, lastKey: string[], rows: number, batchSize: number, finished: boolean): Promise<void> {
+    await this.client.query(this.checkpointRangeSql(name, worker, lastKey, rows, batchSize, finished));
+  }
+
+  /** The statement `checkpointRange` runs, values written as literals. */
+  checkpointRangeSql(name: string, worker: number, lastKey: string[], rows: number, batchSize: number, finished: boolean): string {
+    return `WITH batch AS (INSERT INTO ${this.s}.backfill_batches (plan, xid) VALUES (${literal(name)}, pg_current_xact_id()) ON CONFLICT DO NOTHING),
+            range AS (UPDATE ${this.s}.backfill_ranges SET last_key = ${literal(JSON.stringify(lastKey))}::jsonb, rows_done = rows_done + ${Math.round(rows)},
+                             finished_at = ${finished ? 'now()' : 'NULL'}
+                       WHERE plan = ${literal(name)} AND worker = ${Math.round(worker)})
+       UPDATE ${this.s}.backfill SET rows_done = rows_done + ${Math.round(rows)}, batch_size = ${Math.round(batchSize)}, updated_at = now() WHERE plan = ${literal(name)}`;
+  }
+
+  /** The 32-bit ids (as `xmin` shows them) of every committed batch transaction of a plan's backfill. */
+  async batchXids(name: string): Promise<string[]> {
+    const { rows } = await this.client.query<{ x: string }>(`SELECT pg_catalog.xid(b.xid)::text AS x FROM ${this.s}.backfill_batches b WHERE b.plan = $1`, [name]);
+    return rows.map((r) => r.x);
   }
 
   /** The backfill reached its upper bound. */

@@ -1,0 +1,138 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { apply, VerificationError } from '../../src/index.js';
+import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml, waitFor } from '../helpers/backfill.js';
+import { freshDatabase, type TestDatabase } from '../helpers/db.js';
+import { plan } from '../helpers/fixtures.js';
+
+/**
+ * The backfill phase's final check proves what the whole-table verify
+ * proves, reading only the rows that may have changed since the batch that
+ * covered them: rows written behind the trigger's back after their batch,
+ * or inserted after the walk started, are caught; rows the batches wrote
+ * are not read again.
+ */
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await freshDatabase();
+});
+
+const GUARDS = '{ lock_timeout: 5s, statement_timeout: 20s, retries: 2 }';
+/** Fixed batches of 300 rows with a pause, so the test can act between two batches. */
+const SLOW = '{ batch_size: 300, pause: 150ms, target_batch_ms: 0 }';
+
+async function table(name: string, rows: number): Promise<void> {
+  await db.sql(`CREATE TABLE ${name} (id bigserial PRIMARY KEY, full_name text, email text)`);
+  await db.sql(`INSERT INTO ${name} (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, ${rows}) g`);
+}
+
+/** Write as the backfill does, so the sync trigger stands aside: what a bypassing writer (a replica-role session, a disabled trigger) does. */
+async function behindTheTrigger(sql: string): Promise<void> {
+  const c = await db.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query(`SELECT set_config('pgshift.backfill', 'on', true)`);
+    await c.query(sql);
+    await c.query('COMMIT');
+  } finally {
+    await c.end();
+  }
+}
+
+/** The `verify read N rows changed since their batch` figure, or undefined when the check read every row. */
+function rowsChanged(entries: Record<string, unknown>[]): number | undefined {
+  const line = entries.find((e) => String(e.msg).startsWith('verify read '));
+  return line ? (line.rowsChanged as number) : undefined;
+}
+
+describe('the backfill phase final check', () => {
+  it('reads only the rows the application changed since their batch, and passes', async () => {
+    await table('fc_clean', 3_000);
+    const p = plan(splitPlanYaml('split-fc-clean', 'public.fc_clean', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-clean'))?.rows_done ?? 0) >= 1_500);
+    // Old code, through the trigger: two rows already walked, one not yet, and a new row.
+    await db.sql(`UPDATE fc_clean SET full_name = 'Ada Lovelace' WHERE id IN (10, 20, 2900)`);
+    await db.sql(`INSERT INTO fc_clean (full_name) VALUES ('Grace Hopper')`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeUndefined();
+    expect(await inconsistentRows(db, 'fc_clean')).toBe(0);
+    // Rows 10, 20 and the insert were written after their batch. Row 2900, written before its batch, was
+    // already in sync (the trigger), so its batch left it alone: its version is the application's, read too.
+    expect(rowsChanged(entries())).toBe(4);
+    expect(entries().some((e) => String(e.msg).startsWith('verify reads every row'))).toBe(false);
+  });
+
+  it('catches rows written behind the trigger after their batch, and a row inserted so after the walk started (exit 4)', async () => {
+    await table('fc_tampered', 3_000);
+    const p = plan(splitPlanYaml('split-fc-tampered', 'public.fc_tampered', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-tampered'))?.rows_done ?? 0) >= 1_500);
+    await behindTheTrigger(`UPDATE fc_tampered SET full_name = 'Ada Lovelace' WHERE id = 100`);
+    await behindTheTrigger(`INSERT INTO fc_tampered (id, full_name) VALUES (5000, 'Grace Hopper')`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    const error = outcome!.error as VerificationError;
+    expect(error.exitCode).toBe(4);
+    expect(error.rows).toBe(2);
+    expect(error.sampleKeys).toEqual([['100'], ['5000']]);
+    expect(rowsChanged(entries())).toBe(2);
+  });
+
+  it('reads every row when a forward expression is not immutable, since a written row then proves nothing', async () => {
+    await table('fc_volatile', 500);
+    const yaml = splitPlanYaml('split-fc-volatile', 'public.fc_volatile', '{ batch_size: 100, pause: 0ms }', GUARDS).replace(
+      "using: split_part(full_name, ' ', 1)",
+      "using: split_part(full_name, ' ', 1) || left(random()::text, 0)",
+    );
+    const p = plan(yaml);
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const [outcome] = await apply([p], 'backfill', { databaseUrl: db.url, log });
+    expect(outcome!.error).toBeUndefined();
+    expect(rowsChanged(entries())).toBeUndefined();
+    expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/not immutable/);
+  });
+
+  it('reads every row of a backfill started without a recorded horizon (an older pgshift)', async () => {
+    await table('fc_older', 2_000);
+    const p = plan(splitPlanYaml('split-fc-older', 'public.fc_older', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-older'))?.rows_done ?? 0) >= 600);
+    // What a backfill begun before state schema version 3 looks like once upgraded.
+    await db.sql(`UPDATE pgshift.backfill SET since_xid = NULL WHERE plan = 'split-fc-older'`);
+    await behindTheTrigger(`UPDATE fc_older SET full_name = 'Ada Lovelace' WHERE id = 7`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    expect((outcome!.error as VerificationError).sampleKeys).toEqual([['7']]);
+    expect(rowsChanged(entries())).toBeUndefined();
+    expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/older pgshift/);
+  });
+
+  it('reads every row when a partition was attached during the walk, and catches the rows it brought', async () => {
+    await db.sql(`CREATE TABLE fc_parts (id bigint NOT NULL, full_name text, email text, PRIMARY KEY (id)) PARTITION BY RANGE (id)`);
+    await db.sql(`CREATE TABLE fc_parts_1 PARTITION OF fc_parts FOR VALUES FROM (1) TO (1001)`);
+    await db.sql(`CREATE TABLE fc_parts_2 PARTITION OF fc_parts FOR VALUES FROM (1001) TO (2001)`);
+    await db.sql(`CREATE TABLE fc_parts_3 PARTITION OF fc_parts FOR VALUES FROM (2001) TO (3001)`);
+    await db.sql(`INSERT INTO fc_parts (id, full_name) SELECT g, 'First' || g || ' Last' || g FROM generate_series(1, 3000) g`);
+    const p = plan(splitPlanYaml('split-fc-parts', 'public.fc_parts', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    // A table made before the walk starts, with the new columns empty: its rows are older than the walk.
+    await db.sql(`CREATE TABLE fc_parts_4 (LIKE fc_parts)`);
+    await db.sql(`INSERT INTO fc_parts_4 (id, full_name) VALUES (3001, 'Grace Hopper')`);
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-parts'))?.rows_done ?? 0) >= 600);
+    await db.sql(`ALTER TABLE fc_parts ATTACH PARTITION fc_parts_4 FOR VALUES FROM (3001) TO (4001)`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    expect((outcome!.error as VerificationError).sampleKeys).toEqual([['3001']]);
+    expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/partitions were attached/);
+  });
+});
