@@ -89,19 +89,20 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
  * one row per transaction, so each expression on that path costs about a
  * microsecond per write (docs/trigger.md has the measurements).
  *
- * With `facts.inline` (plans started by this version on PostgreSQL 14+) the
- * expressions are written into the body as PostgreSQL printed them at plan
- * start, every name outside pg_catalog qualified, over block variables named
- * after the columns (`#variable_conflict use_column` binds them as a SQL
- * function binds its parameters). The body then calls no function and looks
- * up no schema of pgshift's, so every role that may write the table can run
- * it (it is SECURITY INVOKER: the writer's own rights, nothing more), and it
- * needs no `SET search_path`, which cost more than the expressions: a
- * session's search_path can no longer change what a name means. The
- * backfill's own writes are recognised in the body, by the only branch they
- * could enter (see {@link createTrigger}). Older plans keep the form they started with: calls
- * of the expression functions under a fixed search_path, the backfill
- * skipped by the trigger's WHEN clause.
+ * With `facts.inline` (plans started on PostgreSQL 14+ by a version that
+ * inlines) the expressions are written into the body as PostgreSQL printed
+ * them at plan start, every name outside pg_catalog qualified: over the NEW
+ * record's fields (`new.<column>`) when that form was captured, else over
+ * block variables named after the columns (`#variable_conflict use_column`
+ * binds them as a SQL function binds its parameters). The body then calls no
+ * function and looks up no schema of pgshift's, so every role that may write
+ * the table can run it (it is SECURITY INVOKER: the writer's own rights,
+ * nothing more), and it needs no `SET search_path`, which cost more than the
+ * expressions: a session's search_path can no longer change what a name
+ * means. The backfill's own writes are recognised in the body, by the only
+ * branch they could enter (see {@link createTrigger}). Older plans keep the
+ * form they started with: calls of the expression functions under a fixed
+ * search_path, the backfill skipped by the trigger's WHEN clause.
  */
 export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string {
   const inline = facts.inline;
