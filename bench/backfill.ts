@@ -228,7 +228,7 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
 /**
  * One UPDATE setting the new columns with the very SET list a batch uses, in
  * a transaction that sets `pgshift.backfill` as a batch does, so the
- * trigger's WHEN clause skips it just the same.
+ * trigger stands aside for it just the same.
  */
 async function singleUpdate(db: pg.Client, table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>): Promise<{ ms: number; rows: number }> {
   await db.query('CHECKPOINT');

@@ -6,8 +6,9 @@ import type { Client } from '../db/client.js';
 /**
  * Mark a transaction as pgshift's own: user expressions resolve with the
  * plan's search_path whatever the session's, and (for the backfill) the sync
- * trigger's WHEN clause stands aside, so the backfill's writes cost no trigger
- * call and never re-derive the old side. Both settings are transaction-local.
+ * trigger stands aside (the first test of its body, or its WHEN clause for
+ * plans started before inlining), so the backfill's writes never re-derive
+ * the old side. Both settings are transaction-local.
  */
 export async function enterPlanTransaction(client: Client, facts: PlanFacts, backfill: boolean): Promise<void> {
   await client.query(planTransactionSettings(facts, backfill));

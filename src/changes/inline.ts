@@ -24,6 +24,15 @@ export interface InlinedExpressions {
   readonly reverse: readonly string[];
   /** The old columns' defaults (two-way-defaults mode), or null. */
   readonly oldDefaults: readonly (string | null)[];
+  /**
+   * `forward` printed over the trigger's row (`new.<old column>`), so the
+   * trigger needs no block of variables to evaluate it; absent in plans
+   * started before it was captured, or when PostgreSQL's text could not be
+   * read back exactly.
+   */
+  readonly forwardOnNew?: readonly string[] | undefined;
+  /** `reverse` over `new.<new column>`; also absent when a new column's expressions name it otherwise (a retype). */
+  readonly reverseOnNew?: readonly string[] | undefined;
 }
 
 /** The label of the blocks whose variables stand for the parameters; also the temporary function's name. */
@@ -92,8 +101,76 @@ export async function inlineExpressions(client: Client, change: ColumnChange, se
     newTypes = printed.types;
     oldDefaults.push(c.default === null ? null : (await print([], c.default, c.type)).body);
   }
-  const all = [...forward, ...reverse, ...oldDefaults.filter((d): d is string => d !== null)];
+  const forwardOnNew = await allOverNew(client, searchPath, oldParams, change.new.map((c) => ({ expr: c.forward, type: c.type })));
+  const reverseOnNew = change.new.every((c) => (c.exprName ?? c.name) === c.name)
+    ? await allOverNew(client, searchPath, newParams, change.old.map((c) => ({ expr: c.reverse, type: c.type })))
+    : undefined;
+  const all = [...forward, ...reverse, ...oldDefaults.filter((d): d is string => d !== null), ...(forwardOnNew ?? []), ...(reverseOnNew ?? [])];
   // The trigger body is dollar-quoted with this tag: printed text must not end it.
   if (all.some((e) => e.includes(BODY_TAG))) return undefined;
-  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults };
+  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew };
+}
+
+/** {@link overNew} for each expression; undefined unless every one could be printed. */
+async function allOverNew(client: Client, searchPath: string, params: readonly { name: string; type: string }[], exprs: readonly { expr: string; type: string }[]): Promise<string[] | undefined> {
+  const printed: string[] = [];
+  for (const { expr, type } of exprs) {
+    const text = await overNew(client, searchPath, params, expr, type);
+    if (text === undefined) return undefined;
+    printed.push(text);
+  }
+  return printed;
+}
+
+/**
+ * One expression as PostgreSQL prints it over the trigger's NEW record: the
+ * select list of a temporary view reading a one-row subquery whose columns
+ * are `params`, next to a second, empty one so that every column is printed
+ * qualified by the subquery's alias. That alias is pgshift's own name (a
+ * view of PostgreSQL 15 and older already has range entries called `new`
+ * and `old`, which would rename it), swapped for `new.` afterwards: the
+ * expression is refused when its own text has the name, so every occurrence
+ * is one PostgreSQL printed. Printed with an empty search_path as in
+ * {@link inlineExpressions}. The text is cut out of the view's definition and
+ * accepted only when a view built from it prints exactly the same (so a
+ * misread cut is never used). Runs in the caller's transaction, which the
+ * caller rolls back.
+ */
+async function overNew(client: Client, searchPath: string, params: readonly { name: string; type: string }[], expr: string, type: string): Promise<string | undefined> {
+  const view = `${INLINE_LABEL}_new`;
+  const row = `${INLINE_LABEL}_row`;
+  if (expr.toLowerCase().includes(row)) return undefined;
+  const suffix = ` AS ${INLINE_LABEL}\n   FROM `;
+  const print = async (select: string): Promise<string> => {
+    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    await client.query(`DROP VIEW IF EXISTS pg_temp.${view}`);
+    await client.query(
+      singleStatement(
+        `CREATE TEMPORARY VIEW ${view} AS SELECT ${select} AS ${INLINE_LABEL} ` +
+          `FROM (SELECT ${params.map((p) => `NULL::${p.type} AS ${ident(p.name)}`).join(', ')}) AS ${row}, (SELECT) AS ${INLINE_LABEL}_none`,
+      ),
+    );
+    await client.query(`SELECT set_config('search_path', '', true)`);
+    const { rows } = await client.query<{ def: string }>(`SELECT pg_get_viewdef(to_regclass($1)) AS def`, [`pg_temp.${view}`]);
+    await client.query(`DROP VIEW pg_temp.${view}`);
+    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    return rows[0]!.def;
+  };
+  const def = await print(`(${expr})::${type}`);
+  const start = def.indexOf('SELECT ');
+  const end = def.lastIndexOf(suffix);
+  if (start < 0 || end < start) return undefined;
+  const text = def.slice(start + 'SELECT '.length, end);
+  // A cut that is not an expression fails to print: the savepoint keeps the caller's transaction usable.
+  await client.query(`SAVEPOINT ${INLINE_LABEL}`);
+  let same: boolean;
+  try {
+    same = (await print(text)) === def;
+    await client.query(`RELEASE SAVEPOINT ${INLINE_LABEL}`);
+  } catch {
+    await client.query(`ROLLBACK TO SAVEPOINT ${INLINE_LABEL}`);
+    return undefined;
+  }
+  if (!same) return undefined;
+  return text.replaceAll(`${row}.`, 'new.');
 }

@@ -82,17 +82,27 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
  * that changed fills the other (the new side wins when both changed: that
  * writer knows both).
  *
- * With `facts.inline` (plans started by this version on PostgreSQL 14+) the
- * expressions are written into the body as PostgreSQL printed them at plan
- * start, every name outside pg_catalog qualified, over block variables named
- * after the columns (`#variable_conflict use_column` binds them as a SQL
- * function binds its parameters). The body then calls no function and looks
- * up no schema of pgshift's, so every role that may write the table can run
- * it (it is SECURITY INVOKER: the writer's own rights, nothing more), and it
- * needs no `SET search_path`, which cost more than the expressions: a
- * session's search_path can no longer change what a name means. Older plans
- * keep the form they started with: calls of the expression functions under a
- * fixed search_path.
+ * The branches are ordered so the writes of old code, the ones every row of
+ * a live application makes from `dual-write` to `switch-read`, are decided
+ * by a single test after `TG_OP`: plpgsql prepares each expression it
+ * evaluates once per transaction, and an application's writes are mostly
+ * one row per transaction, so each expression on that path costs about a
+ * microsecond per write (docs/trigger.md has the measurements).
+ *
+ * With `facts.inline` (plans started on PostgreSQL 14+ by a version that
+ * inlines) the expressions are written into the body as PostgreSQL printed
+ * them at plan start, every name outside pg_catalog qualified: over the NEW
+ * record's fields (`new.<column>`) when that form was captured, else over
+ * block variables named after the columns (`#variable_conflict use_column`
+ * binds them as a SQL function binds its parameters). The body then calls no
+ * function and looks up no schema of pgshift's, so every role that may write
+ * the table can run it (it is SECURITY INVOKER: the writer's own rights,
+ * nothing more), and it needs no `SET search_path`, which cost more than the
+ * expressions: a session's search_path can no longer change what a name
+ * means. The backfill's own writes are recognised in the body, by the only
+ * branch they could enter (see {@link createTrigger}). Older plans keep the
+ * form they started with: calls of the expression functions under a fixed
+ * search_path, the backfill skipped by the trigger's WHEN clause.
  */
 export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string {
   const inline = facts.inline;
@@ -101,11 +111,14 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   const allOldNull = change.old.map((c) => `NEW.${ident(c.name)} IS NULL`).join(' AND ');
   const changed = (cols: readonly { name: string }[]): string =>
     cols.map((c) => `NEW.${ident(c.name)} IS DISTINCT FROM OLD.${ident(c.name)}`).join(' OR ');
-  const forward = inline ? inline.forward : forwardCalls(change, names, 'NEW.');
-  const reverse = inline ? inline.reverse : reverseCalls(change, names, 'NEW.');
-  /** `lines` (at depth+1) with the variables one side's expressions read, when inlined. */
+  const forward = inline ? (inline.forwardOnNew ?? inline.forward) : forwardCalls(change, names, 'NEW.');
+  const reverse = inline ? (inline.reverseOnNew ?? inline.reverse) : reverseCalls(change, names, 'NEW.');
+  /**
+   * `lines` (at depth+1) with the variables one side's expressions read, when they were inlined over variables;
+   * expressions printed over the NEW record (`new.<column>`) need none.
+   */
   const over = (side: 'old' | 'new', depth: number, lines: (depth: number) => string[]): string[] => {
-    if (!inline) return lines(depth);
+    if (!inline || (side === 'old' ? inline.forwardOnNew : inline.reverseOnNew)) return lines(depth);
     const vars = side === 'old'
       ? change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]} := NEW.${ident(c.name)};`)
       : change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]} := NEW.${ident(c.name)};`);
@@ -116,15 +129,12 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   const fillNew = (depth: number): string[] =>
     over('old', depth, (d) => change.new.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${forward[i]};`));
   // A row an UPDATE moved to another partition: already synced by the UPDATE branch, kept as written.
-  const keepMoved = (depth: number): string[] => [
-    `${pad(depth)}IF ${anyNew} THEN`,
-    ...over('new', depth + 1, (d) => [
+  const keepMoved = (depth: number): string[] =>
+    over('new', depth, (d) => [
       `${pad(d)}IF ROW(${change.old.map((c) => `NEW.${ident(c.name)}`).join(', ')}) IS NOT DISTINCT FROM ROW(${reverse.join(', ')}) THEN`,
       `${pad(d + 1)}RETURN NEW;`,
       `${pad(d)}END IF;`,
-    ]),
-    `${pad(depth)}END IF;`,
-  ];
+    ]);
   const defaults = (depth: number): string[] =>
     mode === 'two-way-defaults'
       ? change.old.flatMap((c, i) => {
@@ -132,22 +142,34 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
           return value === null || value === undefined ? [] : [`${pad(depth)}IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${value}; END IF;`];
         })
       : [];
+  // Inlined plans' triggers have no WHEN clause: the backfill's writes set the new side from the old and must not
+  // re-derive the old side. Only a new-code update could, so only that branch asks (and the one-way body).
+  const notBackfill = inline ? `current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'` : null;
   const body =
     mode === 'one-way'
-      ? [...fillOld(1), `  RETURN NEW;`]
+      ? notBackfill
+        ? [`  IF ${notBackfill} THEN`, ...fillOld(2), `  END IF;`, `  RETURN NEW;`]
+        : [...fillOld(1), `  RETURN NEW;`]
       : [
           `  IF TG_OP = 'INSERT' THEN`,
-          `    IF (${allOldNull}) AND (${anyNew}) THEN`,
+          `    IF NOT (${anyNew}) THEN`,
+          `      -- old code's insert`,
+          ...defaults(3),
+          ...fillNew(3),
+          `    ELSIF ${allOldNull} THEN`,
+          `      -- new code's insert`,
           ...fillOld(3),
           `    ELSE`,
           ...keepMoved(3),
           ...defaults(3),
           ...fillNew(3),
           `    END IF;`,
-          `  ELSIF ${changed(change.new)} THEN`,
-          ...fillOld(2),
-          `  ELSIF ${changed(change.old)} THEN`,
+          `  ELSIF (${changed(change.old)}) AND NOT (${changed(change.new)}) THEN`,
+          `    -- old code's update`,
           ...fillNew(2),
+          `  ELSIF ${notBackfill ? `(${changed(change.new)}) AND ${notBackfill}` : changed(change.new)} THEN`,
+          `    -- new code's update`,
+          ...fillOld(2),
           `  END IF;`,
           `  RETURN NEW;`,
         ];
@@ -162,14 +184,20 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
 export const BACKFILL_SETTING = 'pgshift.backfill';
 
 /**
- * The trigger. Its WHEN clause skips the backfill's own writes (which set the
- * new side from the old explicitly), so they cost no trigger call and never
- * re-derive the old side.
+ * The trigger. The backfill's own writes set the new side from the old
+ * explicitly and must never re-derive the old side, so the trigger stands
+ * aside in its transactions (`pgshift.backfill` on). Inlined plans test that
+ * in the function's body, in the new-code update branch, the only one a
+ * backfill write can enter; older plans in a WHEN clause. A WHEN clause is
+ * read and prepared by the executor for every statement that writes the
+ * table, which cost a one-row write more than the rest of the trigger's body
+ * (docs/trigger.md); in exchange each backfilled row now calls the function.
  */
 export function createTrigger(names: ObjectNames, facts: PlanFacts): string {
+  const when = facts.inline ? '' : ` WHEN (current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')`;
   return (
     `CREATE OR REPLACE TRIGGER ${names.trigger} BEFORE INSERT OR UPDATE ON ${qualified(facts.table)}\n` +
-    `FOR EACH ROW WHEN (current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')\n` +
+    `FOR EACH ROW${when}\n` +
     `EXECUTE FUNCTION ${names.syncFunction}()`
   );
 }

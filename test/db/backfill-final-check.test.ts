@@ -26,12 +26,18 @@ async function table(name: string, rows: number): Promise<void> {
   await db.sql(`INSERT INTO ${name} (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, ${rows}) g`);
 }
 
-/** Write as the backfill does, so the sync trigger stands aside: what a bypassing writer (a replica-role session, a disabled trigger) does. */
+/**
+ * Write with the sync trigger out of the way, as a replica-role session (a
+ * restore, logical replication) does. Not as the backfill does: since the
+ * trigger lost its WHEN clause it stands aside for the backfill only where a
+ * backfill write can reach it, so an old-side write under the backfill's
+ * setting is kept in sync all the same.
+ */
 async function behindTheTrigger(sql: string): Promise<void> {
   const c = await db.connect();
   try {
     await c.query('BEGIN');
-    await c.query(`SELECT set_config('pgshift.backfill', 'on', true)`);
+    await c.query(`SET LOCAL session_replication_role = replica`);
     await c.query(sql);
     await c.query('COMMIT');
   } finally {

@@ -55,6 +55,57 @@ describe('the dual-write trigger', () => {
       { id: 2, handle: 'dos', login: 'dos', note: 'y' },
     ]);
   });
+
+  it("stands aside for the backfill's own writes in every sync mode, and only for them", async () => {
+    await db.sql(`CREATE TABLE names (id int PRIMARY KEY, full_name text NOT NULL DEFAULT 'anonymous')`);
+    await db.sql(`INSERT INTO names VALUES (1, 'Ada Lovelace')`);
+    const p = plan(
+      `plan: names\ntable: names\nsplit:\n  column: full_name\n  into:\n    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }\n` +
+        `    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n` +
+        `  reverse: "concat_ws(' ', first_name, last_name)"\n`,
+    );
+    // A write setting the new side as a backfill batch does: in its transaction the old side is never re-derived.
+    const backfillLike = async (first: string): Promise<unknown> => {
+      const c = await db.connect();
+      try {
+        await c.query('BEGIN');
+        await c.query(`SELECT set_config('pgshift.backfill', 'on', true)`);
+        await c.query(`UPDATE names SET first_name = $1 WHERE id = 1`, [first]);
+        await c.query('COMMIT');
+      } finally {
+        await c.end();
+      }
+      return (await db.sql(`SELECT full_name, first_name FROM names WHERE id = 1`))[0];
+    };
+    for (const phase of ['backfill', 'switch-read', 'stop-write'] as const) {
+      const [outcome] = await apply([p], phase, { databaseUrl: db.url });
+      expect(outcome!.error, phase).toBeUndefined();
+      await db.sql(`UPDATE names SET first_name = 'Ada', last_name = 'Lovelace', full_name = 'Ada Lovelace' WHERE id = 1`);
+      expect(await backfillLike(`Augusta-${phase}`), phase).toEqual({ full_name: 'Ada Lovelace', first_name: `Augusta-${phase}` });
+      // The same write outside a backfill transaction is new code's: the old side follows.
+      await db.sql(`UPDATE names SET first_name = 'Augusta' WHERE id = 1`);
+      expect(await db.sql(`SELECT full_name FROM names WHERE id = 1`), phase).toEqual([{ full_name: 'Augusta Lovelace' }]);
+    }
+  });
+
+  it('reads the row itself: the function inlines the expressions over NEW, with no WHEN clause to prepare on every statement', async () => {
+    await db.sql(`CREATE TABLE folks (id int PRIMARY KEY, full_name text)`);
+    const p = plan(
+      `plan: folks\ntable: folks\nsplit:\n  column: full_name\n  into:\n    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }\n` +
+        `    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n` +
+        `  reverse: "concat_ws(' ', first_name, last_name)"\n`,
+    );
+    const [outcome] = await apply([p], 'dual-write', { databaseUrl: db.url });
+    expect(outcome!.error).toBeUndefined();
+    const [fn] = await db.sql<{ src: string; config: string[] | null }>(`SELECT prosrc AS src, proconfig AS config FROM pg_proc WHERE proname = 'folks_sync'`);
+    expect(fn!.config).toBeNull();
+    expect(fn!.src).toContain(`NEW."first_name" := split_part(new.full_name, ' '::text, 1);`);
+    expect(fn!.src).toContain(`NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`);
+    expect(fn!.src).not.toContain('DECLARE');
+    expect(fn!.src).not.toMatch(/folks_(fwd|rev)/);
+    const [trigger] = await db.sql<{ def: string }>(`SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'pgshift_folks'`);
+    expect(trigger!.def).not.toContain('WHEN');
+  });
 });
 
 describe('output', () => {

@@ -69,24 +69,51 @@ describe('split: exact SQL of every phase', () => {
 
   it('the trigger decides direction per row (a plan started before inlining: calls under a fixed search_path)', () => {
     const body = sql(program['dual-write'].apply)[3]!;
-    expect(body).toContain(`IF (NEW."full_name" IS NULL) AND (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`);
+    expect(body).toContain(`IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`);
+    expect(body).toContain(`ELSIF NEW."full_name" IS NULL THEN`);
+    expect(body).toContain(
+      `ELSIF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
+    );
     expect(body).toContain(`ELSIF NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name" THEN`);
-    expect(body).toContain(`ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`);
+    // Its trigger's WHEN clause skips the backfill's writes, so the body does not ask.
+    expect(body).not.toContain('pgshift.backfill');
     expect(body).toContain(`NEW."first_name" := "pgshift"."split-users-full-name_fwd0"(NEW."full_name");`);
   });
 
-  it('with inlined expressions the trigger calls nothing and sets no search_path', () => {
-    const inlined = compileProgram(plan(SPLIT_YAML), {
-      ...facts,
-      inline: {
-        label: 'pgshift_expr',
-        oldTypes: ['text'],
-        newTypes: ['text', 'text'],
-        forward: ["split_part(full_name, ' '::text, 1)", "NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)"],
-        reverse: ["concat_ws(' '::text, first_name, last_name)"],
-        oldDefaults: ["'anonymous'::text"],
-      },
-    });
+  const inline = {
+    label: 'pgshift_expr',
+    oldTypes: ['text'],
+    newTypes: ['text', 'text'],
+    forward: ["split_part(full_name, ' '::text, 1)", "NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)"],
+    reverse: ["concat_ws(' '::text, first_name, last_name)"],
+    oldDefaults: ["'anonymous'::text"],
+  };
+  /** The two-way body around the given fills (old code's insert, new code's insert, a moved row, old code's update, new code's update). */
+  const twoWay = (fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => [
+    `  IF TG_OP = 'INSERT' THEN`,
+    `    IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
+    `      -- old code's insert`,
+    ...fillNew(3),
+    `    ELSIF NEW."full_name" IS NULL THEN`,
+    `      -- new code's insert`,
+    ...fillOld(3),
+    '    ELSE',
+    ...keepMoved,
+    ...fillNew(3),
+    '    END IF;',
+    `  ELSIF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
+    `    -- old code's update`,
+    ...fillNew(2),
+    `  ELSIF (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") AND current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
+    `    -- new code's update`,
+    ...fillOld(2),
+    '  END IF;',
+    '  RETURN NEW;',
+  ];
+  const header = ['CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql', 'AS $pgshift_body$', '#variable_conflict use_column'];
+
+  it('with inlined expressions the trigger calls nothing, sets no search_path and has no WHEN clause', () => {
+    const inlined = compileProgram(plan(SPLIT_YAML), { ...facts, inline });
     const fillOld = (d: number): string[] => {
       const p = '  '.repeat(d);
       return [
@@ -106,40 +133,62 @@ describe('split: exact SQL of every phase', () => {
         `${p}END;`,
       ];
     };
+    const keepMoved = [
+      `      <<pgshift_expr>> DECLARE "first_name" text := NEW."first_name"; "last_name" text := NEW."last_name";`,
+      '      BEGIN',
+      `        IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, first_name, last_name)) THEN`,
+      '          RETURN NEW;',
+      '        END IF;',
+      '      END;',
+    ];
     expect(sql(inlined['dual-write'].apply)[3]).toBe(
+      [...header, '-- pgshift sync, mode two-way', 'BEGIN', ...twoWay(fillNew, fillOld, keepMoved), 'END', '$pgshift_body$'].join('\n'),
+    );
+    expect(sql(inlined['dual-write'].apply)[4]).toBe(
+      'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
+    );
+    // The old column's default, as printed at start, is applied by the trigger from switch-read.
+    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      -- old code's insert\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
+    expect(sql(inlined['stop-write'].apply)[1]).toContain(
+      `-- pgshift sync, mode one-way\nBEGIN\n  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN\n    <<pgshift_expr>> DECLARE`,
+    );
+  });
+
+  it('with the expressions printed over NEW, the trigger needs no variables', () => {
+    const inlined = compileProgram(plan(SPLIT_YAML), {
+      ...facts,
+      inline: {
+        ...inline,
+        forwardOnNew: ["split_part(new.full_name, ' '::text, 1)", "NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name)"],
+        reverseOnNew: ["concat_ws(' '::text, new.first_name, new.last_name)"],
+      },
+    });
+    const fillOld = (d: number): string[] => [`${'  '.repeat(d)}NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`];
+    const fillNew = (d: number): string[] => [
+      `${'  '.repeat(d)}NEW."first_name" := split_part(new.full_name, ' '::text, 1);`,
+      `${'  '.repeat(d)}NEW."last_name" := NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name);`,
+    ];
+    const keepMoved = [
+      `      IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
+      '        RETURN NEW;',
+      '      END IF;',
+    ];
+    expect(sql(inlined['dual-write'].apply)[3]).toBe(
+      [...header, '-- pgshift sync, mode two-way', 'BEGIN', ...twoWay(fillNew, fillOld, keepMoved), 'END', '$pgshift_body$'].join('\n'),
+    );
+    expect(sql(inlined['stop-write'].apply)[1]).toBe(
       [
-        'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
-        'AS $pgshift_body$',
-        '#variable_conflict use_column',
-        '-- pgshift sync, mode two-way',
+        ...header,
+        '-- pgshift sync, mode one-way',
         'BEGIN',
-        `  IF TG_OP = 'INSERT' THEN`,
-        `    IF (NEW."full_name" IS NULL) AND (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
-        ...fillOld(3),
-        '    ELSE',
-        `      IF NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL THEN`,
-        `        <<pgshift_expr>> DECLARE "first_name" text := NEW."first_name"; "last_name" text := NEW."last_name";`,
-        '        BEGIN',
-        `          IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, first_name, last_name)) THEN`,
-        '            RETURN NEW;',
-        '          END IF;',
-        '        END;',
-        '      END IF;',
-        ...fillNew(3),
-        '    END IF;',
-        `  ELSIF NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name" THEN`,
+        `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
         ...fillOld(2),
-        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
-        ...fillNew(2),
         '  END IF;',
         '  RETURN NEW;',
         'END',
         '$pgshift_body$',
       ].join('\n'),
     );
-    // The old column's default, as printed at start, is applied by the trigger from switch-read.
-    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
-    expect(sql(inlined['stop-write'].apply)[1]).toContain('-- pgshift sync, mode one-way\nBEGIN\n  <<pgshift_expr>> DECLARE');
   });
 
   it('backfill fills and verifies; its rollback only forgets the checkpoint', () => {
