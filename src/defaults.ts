@@ -90,3 +90,10 @@ export const DEFAULT_LEASE_MS = 60_000;
 export const LEASE_RENEWALS_PER_PERIOD = 3;
 /** How many times, at connect, the runner checks that its connections keep their session. */
 export const SESSION_CHECKS = 3;
+
+/**
+ * A conflicting lock held by a transaction younger than this (or than half
+ * the attempt's lock_timeout, if less) does not hold back an attempt: see
+ * `conflictingSessions`.
+ */
+export const YOUNG_TRANSACTION_MS = 20;

@@ -10,7 +10,7 @@ import { PlanError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Guards, Plan } from '../plan/types.js';
 import { stateAccessProblems } from '../plan/phase-privileges.js';
-import { runContext } from '../runner/guards.js';
+import { runContext } from '../guard/context.js';
 import { withPlanLock, type PlanLease } from '../runner/plan-lock.js';
 import { toMilliseconds } from '../plan/duration.js';
 import type { PhaseInput } from '../runner/run-phase.js';

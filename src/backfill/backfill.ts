@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
-import type { ColumnChange, PlanFacts } from '../changes/model.js';
-import type { ObjectNames } from '../changes/sql-objects.js';
+import type { PlanFacts } from '../changes/model.js';
 import { connect, withTransaction, type Client } from '../db/client.js';
-import type { Guards, Plan } from '../plan/types.js';
-import { withGuards, type RunContext } from '../runner/guards.js';
+import type { Guards } from '../plan/types.js';
+import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
 import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
 import { VERSION } from '../version.js';
@@ -14,53 +13,11 @@ import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, typ
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 
 export { enterPlanTransaction } from './plan-transaction.js';
-
-/** Backfill progress, reported after every batch and while waiting for replicas. */
-export interface BackfillProgress {
-  readonly plan: string;
-  readonly rowsDone: number;
-  /** Estimated rows to cover (never below `rowsDone`). */
-  readonly rowsTotal: number;
-  /** Rows in the next batch (adaptive). */
-  readonly batchSize: number;
-  readonly lastKey: readonly string[] | null;
-  /** The partition being walked (`schema.name`), for a partitioned table. */
-  readonly partition?: string | null | undefined;
-  readonly done: boolean;
-  /** Rows per second in this run (0 until the first batch). */
-  readonly rowsPerSecond: number;
-  /** Seconds left at this run's rate; null while unknown. */
-  readonly etaSeconds: number | null;
-  /** Why the backfill is waiting right now (replica lag), or null. */
-  readonly waiting: string | null;
-}
-
-/** What a backfill needs: the runner's context and state store, the plan, and its compiled change. */
-export interface BackfillInput {
-  readonly ctx: RunContext;
-  readonly store: StateStore;
-  readonly plan: Plan;
-  readonly facts: PlanFacts;
-  readonly change: ColumnChange;
-  readonly names: ObjectNames;
-  readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
-}
+export type { BackfillInput, BackfillProgress, Segment } from './input.js';
+import type { BackfillInput, BackfillProgress, Segment } from './input.js';
 
 /** How often, at most, the walk asks how far replicas lag (before a batch). */
 const REPLICA_RECHECK_MS = 1_000;
-
-/** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */
-export interface Segment {
-  readonly table: QualifiedName;
-  /** Last key when the walk started (inclusive). */
-  readonly upper: KeyValue;
-  /** `schema.name` of the partition (the checkpoint names it); null for a plain table. */
-  readonly id: string | null;
-  /** The worker walking it, with a checkpoint of its own (`backfill.workers` > 1). */
-  readonly worker?: number | undefined;
-  /** The partition the checkpoint moves to when this one is done; undefined for the last segment. */
-  readonly next?: string | undefined;
-}
 
 /**
  * Fill the new columns of every row up to the upper key fixed at the start,

@@ -5,8 +5,9 @@ import { RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.
 import { sqlState, SqlState } from '../db/client.js';
 import { LockTimeoutError, type Blocker } from '../errors.js';
 import type { Guards } from '../plan/types.js';
-import { isLockConflict, stepFailure, watchBlockers } from '../runner/guards.js';
-import type { BackfillInput, Segment } from './backfill.js';
+import { isLockConflict } from '../db/client.js';
+import { stepFailure, watchBlockers } from '../guard/guards.js';
+import type { BackfillInput, Segment } from './input.js';
 import { planTransactionSettings } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
 import { fillNewAssignments, newSideStale } from './consistency.js';

@@ -6,7 +6,7 @@ import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
 import { sqlState, SqlState, withRolledBackTransaction, type Client } from '../db/client.js';
 import type { Guards } from '../plan/types.js';
-import { withGuards } from '../runner/guards.js';
+import { withGuards } from '../guard/guards.js';
 import { differsPredicate } from './consistency.js';
 import { batchEndSql, keyAsText, keyOrder, onKeyIndex, partitionId, rangeWhere, readKey } from './keyset.js';
 import { enterPlanTransaction } from './plan-transaction.js';

@@ -4,29 +4,10 @@ import { ident, literal, MAX_IDENTIFIER_BYTES, objectName, qualified, type Quali
 import { constraintTables } from '../db/column-objects.js';
 import { ddl, lockingAll, type LockMode, type SqlStep, type TableLock } from './steps.js';
 import { addConstraintSafely, attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
-import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies, type CarriedIndex } from './partitioned-carry.js';
+import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies } from './partitioned-carry.js';
 
-/** The three names of a carried object. */
-export interface CarriedNames {
-  /** What it is called on the old column (dropped at contract). */
-  readonly name: string;
-  /** What its copy on the new column is called until contract. */
-  readonly tempName: string;
-  /** What the copy is called after contract. */
-  readonly finalName: string;
-}
-
-/**
- * What a rename carries from the old column to the new one, recorded in the
- * plan's facts at start, so every phase compiles the same statements.
- */
-export interface CarryOver {
-  /** On a partitioned table, each with its copy's names on every partition. */
-  readonly indexes: readonly CarriedIndex[];
-  readonly constraints: readonly (ColumnConstraint & CarriedNames)[];
-  readonly ownedSequences: readonly QualifiedName[];
-  readonly comment: string | null;
-}
+export type { CarriedNames, CarryOver } from './carry-model.js';
+import type { CarriedNames, CarryOver } from './carry-model.js';
 
 /**
  * The name an object of `table` gets after the rename of `from` to `to`:

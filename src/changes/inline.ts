@@ -1,39 +1,10 @@
 import { singleStatement, type Client } from '../db/client.js';
 import { ident } from '../db/ident.js';
-import type { ColumnChange } from './model.js';
+import type { ColumnChange, InlinedExpressions } from './model.js';
+
+export type { InlinedExpressions } from './model.js';
 import { BODY_TAG } from './sql-objects.js';
 
-/**
- * The change's expressions as PostgreSQL itself printed them, every name
- * outside pg_catalog schema-qualified, captured at plan start. The trigger
- * body is built from them so it calls no function of pgshift's and needs no
- * `SET search_path`: any role that may write the table can run it, at the
- * cost of the expressions alone, and what each name means was fixed when the
- * plan started, whatever a session's search_path says later.
- */
-export interface InlinedExpressions {
-  /** Block label the printed expressions may qualify their parameters with (`<label>.<column>`). */
-  readonly label: string;
-  /** Parameter type of each old column (forward expressions' variables), as printed with an empty search_path. */
-  readonly oldTypes: readonly string[];
-  /** Parameter type of each new column, by `exprName` (reverse expressions' variables). */
-  readonly newTypes: readonly string[];
-  /** One expression per new column, over variables named after the old columns. */
-  readonly forward: readonly string[];
-  /** One expression per old column, over variables named after the new columns' `exprName`. */
-  readonly reverse: readonly string[];
-  /** The old columns' defaults (two-way-defaults mode), or null. */
-  readonly oldDefaults: readonly (string | null)[];
-  /**
-   * `forward` printed over the trigger's row (`new.<old column>`), so the
-   * trigger needs no block of variables to evaluate it; absent in plans
-   * started before it was captured, or when PostgreSQL's text could not be
-   * read back exactly.
-   */
-  readonly forwardOnNew?: readonly string[] | undefined;
-  /** `reverse` over `new.<new column>`; also absent when a new column's expressions name it otherwise (a retype). */
-  readonly reverseOnNew?: readonly string[] | undefined;
-}
 
 /** The label of the blocks whose variables stand for the parameters; also the temporary function's name. */
 export const INLINE_LABEL = 'pgshift_expr';

@@ -3,7 +3,6 @@ import type { QualifiedName } from '../db/ident.js';
 import type { CarryOver } from './carry-over.js';
 import type { DependentView } from './dependent-views.js';
 import type { Partitioning } from '../db/partitions.js';
-import type { InlinedExpressions } from './inline.js';
 
 /**
  * Facts about the table captured when a plan starts and stored with its
@@ -118,4 +117,36 @@ export interface ChangeOutline {
     readonly exprName?: string | undefined;
   }[];
   readonly expressions: readonly AuthoredExpression[];
+}
+
+/**
+ * The change's expressions as PostgreSQL itself printed them, every name
+ * outside pg_catalog schema-qualified, captured at plan start. The trigger
+ * body is built from them so it calls no function of pgshift's and needs no
+ * `SET search_path`: any role that may write the table can run it, at the
+ * cost of the expressions alone, and what each name means was fixed when the
+ * plan started, whatever a session's search_path says later.
+ */
+export interface InlinedExpressions {
+  /** Block label the printed expressions may qualify their parameters with (`<label>.<column>`). */
+  readonly label: string;
+  /** Parameter type of each old column (forward expressions' variables), as printed with an empty search_path. */
+  readonly oldTypes: readonly string[];
+  /** Parameter type of each new column, by `exprName` (reverse expressions' variables). */
+  readonly newTypes: readonly string[];
+  /** One expression per new column, over variables named after the old columns. */
+  readonly forward: readonly string[];
+  /** One expression per old column, over variables named after the new columns' `exprName`. */
+  readonly reverse: readonly string[];
+  /** The old columns' defaults (two-way-defaults mode), or null. */
+  readonly oldDefaults: readonly (string | null)[];
+  /**
+   * `forward` printed over the trigger's row (`new.<old column>`), so the
+   * trigger needs no block of variables to evaluate it; absent in plans
+   * started before it was captured, or when PostgreSQL's text could not be
+   * read back exactly.
+   */
+  readonly forwardOnNew?: readonly string[] | undefined;
+  /** `reverse` over `new.<new column>`; also absent when a new column's expressions name it otherwise (a retype). */
+  readonly reverseOnNew?: readonly string[] | undefined;
 }

@@ -1,19 +1,10 @@
-import type { ColumnIndex } from '../db/column-objects.js';
 import { ident, qualified, type QualifiedName } from '../db/ident.js';
 import type { Partitioning } from '../db/partitions.js';
 import type { SqlStep } from './steps.js';
-import type { CarriedNames, CarryOver } from './carry-over.js';
+import type { CarriedIndex, CarryOver } from './carry-model.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 
-/** The copy of a carried index on one partition: its name until contract, and after. */
-export interface PartitionCopyNames {
-  readonly table: QualifiedName;
-  readonly tempName: string;
-  readonly finalName: string;
-}
-
-/** A carried index of a partitioned table, with its copy's names on each partition. */
-export type CarriedIndex = ColumnIndex & CarriedNames & { readonly partitions?: readonly PartitionCopyNames[] | undefined };
+export type { CarriedIndex, PartitionCopyNames } from './carry-model.js';
 
 const same = (a: QualifiedName, b: QualifiedName): boolean => a.schema === b.schema && a.name === b.name;
 

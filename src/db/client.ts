@@ -91,6 +91,12 @@ export async function inSavepoint<T>(client: Client, fn: () => Promise<T>, { und
   }
 }
 
+/** Is this error worth another attempt: a lock not granted in time, or a deadlock? */
+export function isLockConflict(error: unknown): boolean {
+  const code = sqlState(error);
+  return code === SqlState.lockNotAvailable || code === SqlState.deadlockDetected;
+}
+
 export function rememberBackendPid(client: Client, pid: number): void {
   serverPids.set(client, pid);
 }

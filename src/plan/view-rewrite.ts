@@ -4,13 +4,12 @@ import type { DependentView, ViewIndex } from '../changes/dependent-views.js';
 import { viewOptionsClause } from '../changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import { resolveChange } from '../changes/kinds/registry.js';
-import { backendPid, inSavepoint, sqlState, type Client } from '../db/client.js';
+import { backendPid, inSavepoint, isLockConflict, sqlState, type Client } from '../db/client.js';
 import { conflictingSessions } from '../db/locks.js';
 import { display, ident, qualified } from '../db/ident.js';
 import { LOCK_WAIT_POLL_MS, RETRY_FACTOR, RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS } from '../defaults.js';
 import { LockTimeoutError, PgshiftError, PlanError } from '../errors.js';
-import { isLockConflict } from '../runner/guards.js';
-import { YOUNG_TRANSACTION_MS } from '../runner/lock-wait.js';
+import { YOUNG_TRANSACTION_MS } from '../defaults.js';
 import { conflictingLockNames } from '../changes/steps.js';
 import type { Guards, Plan } from './types.js';
 

@@ -1,7 +1,7 @@
 import { backendPid } from '../db/client.js';
 import { display, qualified, type QualifiedName } from '../db/ident.js';
 import { BLOCKER_QUERY_MAX_CHARS, INDEX_PROGRESS_INTERVAL_MS } from '../defaults.js';
-import type { RunContext } from './guards.js';
+import type { RunContext } from '../guard/context.js';
 
 /** One row of `pg_stat_progress_create_index` for the runner's build, with who it waits for. */
 export interface IndexBuildProgress {

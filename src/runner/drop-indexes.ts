@@ -1,6 +1,6 @@
 import { qualified, type QualifiedName } from '../db/ident.js';
-import type { RunContext } from './guards.js';
-import { stepFailure } from './guards.js';
+import type { RunContext } from '../guard/context.js';
+import { stepFailure } from '../guard/guards.js';
 import type { DropIndexesStep } from '../changes/steps.js';
 
 /**

@@ -1,18 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LOCK_WAIT_LOG_EVERY_MS, LOCK_WAIT_POLL_MS } from '../defaults.js';
+import { LOCK_WAIT_LOG_EVERY_MS, LOCK_WAIT_POLL_MS, YOUNG_TRANSACTION_MS } from '../defaults.js';
 import { backendPid } from '../db/client.js';
 import { display, qualified } from '../db/ident.js';
 import { conflictingSessions, type WatchedTable } from '../db/locks.js';
 import { describeBlocker, type Blocker } from '../errors.js';
-import type { RunContext } from './guards.js';
+import type { RunContext } from '../guard/context.js';
 import { conflictingLockNames, type SqlStep, type TableLock } from '../changes/steps.js';
 
-/**
- * A conflicting lock held by a transaction younger than this (or than half
- * the attempt's lock_timeout, if less) does not hold back an attempt: see
- * `conflictingSessions`.
- */
-export const YOUNG_TRANSACTION_MS = 20;
 
 /** A table a step locks, resolved to its oid (null when it does not exist). */
 export interface ResolvedLock extends TableLock {

@@ -3,7 +3,7 @@ import { verifyBackfill, verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
 import { dropColumnIndexes } from './drop-indexes.js';
-import { runSqlStep } from './guards.js';
+import { runSqlStep } from './sql-step.js';
 import type { Step } from '../changes/steps.js';
 
 /** Everything a phase's steps may need: what a backfill needs is all of it. */

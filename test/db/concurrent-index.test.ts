@@ -5,7 +5,8 @@ import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createIndexConcurrently } from '../../src/changes/constraints.js';
 import { apply } from '../../src/index.js';
-import { runContext, runSqlStep } from '../../src/runner/guards.js';
+import { runContext } from '../../src/guard/context.js';
+import { runSqlStep } from '../../src/runner/sql-step.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
 

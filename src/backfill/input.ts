@@ -1,0 +1,54 @@
+import type { ColumnChange, PlanFacts } from '../changes/model.js';
+import type { ObjectNames } from '../changes/sql-objects.js';
+import type { QualifiedName } from '../db/ident.js';
+import type { RunContext } from '../guard/context.js';
+import type { Plan } from '../plan/types.js';
+import type { StateStore } from '../state/store.js';
+import type { KeyValue } from './keyset.js';
+
+/* What a backfill is given and what it reports, apart from the walk itself, so its parts (batch, verify) and its callers share them without importing one another. */
+
+/** Backfill progress, reported after every batch and while waiting for replicas. */
+export interface BackfillProgress {
+  readonly plan: string;
+  readonly rowsDone: number;
+  /** Estimated rows to cover (never below `rowsDone`). */
+  readonly rowsTotal: number;
+  /** Rows in the next batch (adaptive). */
+  readonly batchSize: number;
+  readonly lastKey: readonly string[] | null;
+  /** The partition being walked (`schema.name`), for a partitioned table. */
+  readonly partition?: string | null | undefined;
+  readonly done: boolean;
+  /** Rows per second in this run (0 until the first batch). */
+  readonly rowsPerSecond: number;
+  /** Seconds left at this run's rate; null while unknown. */
+  readonly etaSeconds: number | null;
+  /** Why the backfill is waiting right now (replica lag), or null. */
+  readonly waiting: string | null;
+}
+
+/** What a backfill needs: the runner's context and state store, the plan, and its compiled change. */
+export interface BackfillInput {
+  readonly ctx: RunContext;
+  readonly store: StateStore;
+  readonly plan: Plan;
+  readonly facts: PlanFacts;
+  readonly change: ColumnChange;
+  readonly names: ObjectNames;
+  readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+}
+
+/** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */
+export interface Segment {
+  readonly table: QualifiedName;
+  /** Last key when the walk started (inclusive). */
+  readonly upper: KeyValue;
+  /** `schema.name` of the partition (the checkpoint names it); null for a plain table. */
+  readonly id: string | null;
+  /** The worker walking it, with a checkpoint of its own (`backfill.workers` > 1). */
+  readonly worker?: number | undefined;
+  /** The partition the checkpoint moves to when this one is done; undefined for the last segment. */
+  readonly next?: string | undefined;
+}
+
