@@ -9,6 +9,23 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 2_000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** `guards.retries`: attempts after the first when a lock is not granted in time. */
 export const DEFAULT_RETRIES = 8;
+/**
+ * `guards.old_code_quiet`: how long no old-code activity (a client writing
+ * the old columns, or a statement naming them) must have been seen before
+ * `stop-write` or `contract` may run. `PGSHIFT_OLD_CODE_QUIET` (a duration)
+ * replaces this default for plans that do not set it.
+ */
+export const DEFAULT_OLD_CODE_QUIET_MS = 15 * 60_000;
+/**
+ * The trigger records an old-code write at most once per session per this
+ * many seconds (a session-local setting is the throttle); the gate widens its
+ * window by as much, since the last write may be up to that much later than
+ * the last record.
+ */
+export const OLD_CODE_MARK_INTERVAL_S = 1;
+/** At most this many old-code statements from pg_stat_statements are named. */
+export const OLD_CODE_STATEMENTS_SHOWN = 5;
+
 /** First wait between lock attempts; p-retry multiplies it by a random 1–2 (jitter). */
 export const RETRY_MIN_WAIT_MS = 500;
 /** Each wait doubles the last one … */

@@ -87,6 +87,7 @@ export const guardsSchema = z.strictObject({
   lock_timeout: duration.optional(),
   statement_timeout: duration.optional(),
   retries: z.number().int().min(0).max(100).optional(),
+  old_code_quiet: duration.optional(),
 });
 
 /** A plan file as written. Exactly one change kind must be present (checked in `load`). */

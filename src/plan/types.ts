@@ -22,6 +22,8 @@ export interface Guards {
   readonly lockTimeoutMs: number;
   readonly statementTimeoutMs: number;
   readonly retries: number;
+  /** `stop-write` and `contract` wait until no old-code activity was seen for this long (0 = no gate). */
+  readonly oldCodeQuietMs: number;
 }
 
 /** A validated plan, ready to compile. */
