@@ -1,11 +1,14 @@
 import { ident, literal, objectName, qualified } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from './model.js';
+import { oldCodeMark } from './old-code-mark.js';
 
 /** Dollar-quote tag for generated function bodies; plan expressions may not contain it. */
 export const BODY_TAG = '$pgshift_body$';
 
 /** Names of the objects pgshift creates for one plan. */
 export interface ObjectNames {
+  /** The plan's name, as the old-code gate records it. */
+  readonly plan: string;
   readonly forward: (index: number) => string;
   readonly reverse: (index: number) => string;
   readonly syncFunction: string;
@@ -19,6 +22,7 @@ export function objectNames(plan: string, facts: PlanFacts): ObjectNames {
   const schema = facts.stateSchema;
   const fn = (name: string): string => qualified({ schema, name });
   return {
+    plan,
     forward: (i) => fn(objectName(plan, `fwd${i}`)),
     reverse: (i) => fn(objectName(plan, `rev${i}`)),
     syncFunction: fn(objectName(plan, 'sync')),
@@ -132,21 +136,38 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
           return value === null || value === undefined ? [] : [`${pad(depth)}IF NEW.${ident(c.name)} IS NULL THEN NEW.${ident(c.name)} := ${value}; END IF;`];
         })
       : [];
+  // The old-code gate's evidence (old-code-mark.ts): where a client, not the trigger, wrote the old side.
+  const mark = (depth: number): string[] => oldCodeMark(names.plan, facts.stateSchema, pad(depth));
+  const anyOld = change.old.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
   const body =
     mode === 'one-way'
-      ? [...fillOld(1), `  RETURN NEW;`]
+      ? [
+          `  IF TG_OP = 'INSERT' THEN`,
+          `    IF ${anyOld} THEN`,
+          ...mark(3),
+          `    END IF;`,
+          `  ELSIF ${changed(change.old)} THEN`,
+          ...mark(2),
+          `  END IF;`,
+          ...fillOld(1),
+          `  RETURN NEW;`,
+        ]
       : [
           `  IF TG_OP = 'INSERT' THEN`,
           `    IF (${allOldNull}) AND (${anyNew}) THEN`,
           ...fillOld(3),
           `    ELSE`,
           ...keepMoved(3),
+          `      IF ${anyOld} THEN`,
+          ...mark(4),
+          `      END IF;`,
           ...defaults(3),
           ...fillNew(3),
           `    END IF;`,
           `  ELSIF ${changed(change.new)} THEN`,
           ...fillOld(2),
           `  ELSIF ${changed(change.old)} THEN`,
+          ...mark(2),
           ...fillNew(2),
           `  END IF;`,
           `  RETURN NEW;`,

@@ -106,6 +106,25 @@ describe('split: exact SQL of every phase', () => {
         `${p}END;`,
       ];
     };
+    // The old-code gate's statements where a client wrote the old side (see old-code-mark.ts).
+    const mark = (d: number): string[] => {
+      const p = '  '.repeat(d);
+      const slot = "(date_part('epoch', statement_timestamp())::int8 / 1)::text";
+      const counted = "coalesce(nullif(current_setting('pgshift.on_split_users_full_name', true), '')::int8, 0) + 1";
+      return [
+        `${p}-- pgshift old-code gate: a client wrote the old side`,
+        `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS DISTINCT FROM ${slot} THEN`,
+        `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', ${slot}, false);`,
+        `${p}  BEGIN`,
+        `${p}    PERFORM "pgshift".old_code_write('split-users-full-name', ${counted});`,
+        `${p}    PERFORM set_config('pgshift.on_split_users_full_name', '0', false);`,
+        `${p}  EXCEPTION WHEN OTHERS THEN NULL;`,
+        `${p}  END;`,
+        `${p}ELSE`,
+        `${p}  PERFORM set_config('pgshift.on_split_users_full_name', (${counted})::text, false);`,
+        `${p}END IF;`,
+      ];
+    };
     expect(sql(inlined['dual-write'].apply)[3]).toBe(
       [
         'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
@@ -125,11 +144,15 @@ describe('split: exact SQL of every phase', () => {
         '          END IF;',
         '        END;',
         '      END IF;',
+        `      IF NEW."full_name" IS NOT NULL THEN`,
+        ...mark(4),
+        '      END IF;',
         ...fillNew(3),
         '    END IF;',
         `  ELSIF NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name" THEN`,
         ...fillOld(2),
         `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+        ...mark(2),
         ...fillNew(2),
         '  END IF;',
         '  RETURN NEW;',
@@ -139,7 +162,21 @@ describe('split: exact SQL of every phase', () => {
     );
     // The old column's default, as printed at start, is applied by the trigger from switch-read.
     expect(sql(inlined['switch-read'].apply)[1]).toContain(`      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
-    expect(sql(inlined['stop-write'].apply)[1]).toContain('-- pgshift sync, mode one-way\nBEGIN\n  <<pgshift_expr>> DECLARE');
+    // One-way: the old side is always derived; a client that still writes it is old code, seen before the derivation overwrites it.
+    expect(sql(inlined['stop-write'].apply)[1]).toContain(
+      [
+        '-- pgshift sync, mode one-way',
+        'BEGIN',
+        `  IF TG_OP = 'INSERT' THEN`,
+        `    IF NEW."full_name" IS NOT NULL THEN`,
+        ...mark(3),
+        '    END IF;',
+        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+        ...mark(2),
+        '  END IF;',
+        '  <<pgshift_expr>> DECLARE',
+      ].join('\n'),
+    );
   });
 
   it('backfill fills and verifies; its rollback only forgets the checkpoint', () => {
