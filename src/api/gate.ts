@@ -2,7 +2,7 @@ import { compileProgram } from '../changes/program.js';
 import { resolveChange } from '../changes/registry.js';
 import { objectNames } from '../changes/sql-objects.js';
 import type { Client } from '../db/client.js';
-import { phaseIndex, type Action, type Phase } from '../phases/phases.js';
+import type { Action, Phase } from '../phases/phases.js';
 import type { Plan } from '../plan/types.js';
 import type { PlanState } from '../state/store.js';
 import { DriftError, findDrift, type DriftProblem } from './drift.js';
@@ -30,13 +30,12 @@ export async function oldCodeOf(client: Client, schema: string, plan: Plan, stat
 }
 
 /**
- * Before a runner moves a started plan: refuse a drifted plan (exit 2), and
- * before `stop-write` or `contract`, refuse while old code was seen within
- * `guards.old_code_quiet` (exit 2). `--force` goes past both with a warning;
- * the phases it runs are recorded as forced. Each apply also refreshes the
- * pg_stat_statements snapshot the gate compares against.
+ * Before a runner moves a started plan: refuse a drifted plan (exit 2), or
+ * with `--force` go on with a warning (the phases it runs are recorded as
+ * forced). Each apply also takes a look for old code, which stores what
+ * pg_stat_statements showed, so a later look sees only what ran since.
  */
-export async function checkBeforeMoving(session: PlanSession, state: PlanState, phases: readonly Phase[], action: Action): Promise<void> {
+export async function checkBeforeMoving(session: PlanSession, state: PlanState, action: Action): Promise<void> {
   const { client, store, plan, log, options } = session;
   const drift = await driftOf(client, plan, state);
   if (drift.length) {
@@ -44,12 +43,25 @@ export async function checkBeforeMoving(session: PlanSession, state: PlanState, 
     if (!options.force) throw error;
     log.warn({ drift }, `moving a drifted plan (--force): ${error.message}`);
   }
-  if (action !== 'apply' || phaseIndex(state.phase) < phaseIndex('expand')) return;
+  if (action === 'apply') {
+    await store.ensure();
+    await oldCodeOf(client, store.schema, plan, state, true);
+  }
+}
+
+/**
+ * Right before `stop-write` or `contract`: refuse (exit 2) while old code
+ * was seen within `guards.old_code_quiet`, or with `--force` go on with a
+ * warning. Checked before each such phase, so a run that takes a plan
+ * through several phases waits here too.
+ */
+export async function oldCodeGate(session: PlanSession, state: PlanState, phase: Phase): Promise<void> {
+  const { client, store, plan, log, options } = session;
+  if (!GATED_PHASES.includes(phase) || plan.guards.oldCodeQuietMs <= 0) return;
   await store.ensure();
   const activity = await oldCodeOf(client, store.schema, plan, state, true);
-  const gated = phases.find((p) => GATED_PHASES.includes(p));
-  if (!gated || !activity?.recent) return;
-  const error = new OldCodeError(plan.name, gated, activity);
+  if (!activity?.recent) return;
+  const error = new OldCodeError(plan.name, phase, activity);
   if (!options.force) throw error;
   log.warn({ oldCode: activity }, `going past the old-code gate (--force): ${error.message}`);
 }

@@ -63,7 +63,7 @@ export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): str
   if (a.writers.length) {
     const recent = a.writers.reduce((n, w) => n + w.writes, 0);
     parts.push(
-      `${recent} write${recent === 1 ? '' : 's'} of the old columns within ${Math.round(a.quietMs / 1000)} s, last ${Math.max(0, Math.round((now.getTime() - a.lastWriteAt!.getTime()) / 1000))} s ago (${a.lastWriteAt!.toISOString()}), from ` +
+      `${recent} write${recent === 1 ? '' : 's'} of the old columns by sessions seen within ${Math.round(a.quietMs / 1000)} s, last ${Math.max(0, Math.round((now.getTime() - a.lastWriteAt!.getTime()) / 1000))} s ago (${a.lastWriteAt!.toISOString()}), from ` +
         a.writers.map(writerText).join('; '),
     );
   }

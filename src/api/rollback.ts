@@ -34,7 +34,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
 
     const lacking = await runPrivilegeProblems(client, plan, state.facts.table, store.schema, phases);
     if (lacking.length) throw new PlanError(lacking);
-    await checkBeforeMoving(session, state, phases, 'rollback');
+    await checkBeforeMoving(session, state, 'rollback');
     const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts));
     const done: Phase[] = [];
     try {

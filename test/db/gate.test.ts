@@ -95,7 +95,8 @@ describe('old-code gate', () => {
     const old = await oldRelease(db.url);
     afterAll(() => old.stop());
     await sleep(1_200);
-    const refused = await cli('apply', PLAN, '--phase', 'contract');
+    // `next` landing on contract is gated as well.
+    const refused = await cli('apply', PLAN, '--phase', 'next');
     expect(refused.code).toBe(2);
     expect(refused.errors).toMatch(/so contract waits/);
     const human = await runCli(['plan', 'status', PLAN, '--no-json', '--dir', (await planDir({ [`${PLAN}.yaml`]: YAML })), '--database-url', db.url]);
@@ -105,6 +106,62 @@ describe('old-code gate', () => {
     const log = (await cli('log', PLAN, '--json')).lines[0] as unknown as { phase: string; action: string; forced: boolean }[];
     expect(log[0]).toMatchObject({ phase: 'contract', action: 'apply', forced: true });
     expect(log[1]).toMatchObject({ phase: 'stop-write', action: 'apply', forced: false });
+  });
+});
+
+describe('what the trigger counts as old code', () => {
+  let db: TestDatabase;
+  let cli: (...args: string[]) => ReturnType<typeof runCli>;
+  beforeAll(async () => {
+    db = await freshDatabase();
+    cli = await usersDb(db, await planDir({ [`${PLAN}.yaml`]: YAML }));
+  });
+  /** Run `sql` on a session of its own, then the writes its session recorded (the first write of a session is recorded at once). */
+  const recorded = async (sql: string): Promise<number> => {
+    const c = new pg.Client({ connectionString: db.url, application_name: 'probe' });
+    await c.connect();
+    try {
+      await c.query(sql);
+      const { rows } = await c.query<{ n: string | null }>(`SELECT sum(writes) AS n FROM pgshift.old_code_writes WHERE pid = pg_backend_pid()`);
+      return Number(rows[0]!.n ?? 0);
+    } finally {
+      await c.end();
+    }
+  };
+
+  it('a client writing the old side, never the new side, the backfill or a derived write', async () => {
+    expect((await cli('apply', PLAN, '--phase', 'switch-read')).code).toBe(0);
+    expect(await recorded(`INSERT INTO users (full_name) VALUES ('Old Insert')`)).toBe(1);
+    expect(await recorded(`UPDATE users SET full_name = 'Old Update' WHERE id = 3`)).toBe(1);
+    expect(await recorded(`INSERT INTO users (first_name, last_name) VALUES ('New', 'Insert')`)).toBe(0);
+    expect(await recorded(`UPDATE users SET first_name = 'New' WHERE id = 4`)).toBe(0);
+    expect(await recorded(`UPDATE users SET user_name = 'untouched sides' WHERE id = 5`)).toBe(0);
+    expect(await recorded(`BEGIN; SET LOCAL pgshift.backfill = 'on'; UPDATE users SET full_name = 'Backfill' WHERE id = 6; COMMIT`)).toBe(0);
+    // A rolled-back write leaves no record.
+    expect(await recorded(`BEGIN; UPDATE users SET full_name = 'Rolled Back' WHERE id = 7; ROLLBACK`)).toBe(0);
+    // After stop-write the old side is derived: a client that still writes it is old code.
+    expect((await cli('apply', PLAN, '--phase', 'stop-write', '--force')).code).toBe(0);
+    expect(await recorded(`UPDATE users SET full_name = 'Late Writer' WHERE id = 8`)).toBe(1);
+    expect(await recorded(`UPDATE users SET first_name = 'New' WHERE id = 9`)).toBe(0);
+    expect(await recorded(`INSERT INTO users (first_name, last_name) VALUES ('New', 'Row')`)).toBe(0);
+  });
+
+  it('does not fail a write when the writer may not reach the state schema', async () => {
+    await db.sql(`CREATE ROLE gate_app LOGIN PASSWORD 'app'; GRANT SELECT, INSERT, UPDATE ON users TO gate_app; GRANT USAGE ON SEQUENCE users_id_seq TO gate_app; REVOKE USAGE ON SCHEMA pgshift FROM PUBLIC`);
+    const url = new URL(db.url);
+    url.username = 'gate_app';
+    url.password = 'app';
+    const c = new pg.Client({ connectionString: url.toString() });
+    await c.connect();
+    try {
+      // Old-code writes after stop-write: the mark runs, its call is refused, the write goes through.
+      for (let i = 0; i < 3; i++) await c.query(`INSERT INTO users (full_name, user_name) VALUES ('Unprivileged Old', 'unprivileged')`);
+      await c.query(`UPDATE users SET full_name = 'Unprivileged Update' WHERE id = 10`);
+      expect((await db.sql(`SELECT count(*)::int AS n FROM users WHERE user_name = 'unprivileged'`))[0]).toEqual({ n: 3 });
+      expect((await db.sql(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE usename = 'gate_app'`))[0]).toEqual({ n: 0 });
+    } finally {
+      await c.end();
+    }
   });
 });
 
