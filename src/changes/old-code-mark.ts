@@ -26,19 +26,23 @@ export function oldCodeSettings(plan: string): { readonly slot: string; readonly
  */
 export function oldCodeMark(plan: string, stateSchema: string, pad: string): string[] {
   const { slot, count } = oldCodeSettings(plan);
-  const now = `(date_part('epoch', statement_timestamp())::int8 / ${OLD_CODE_MARK_INTERVAL_S})::text`;
   const counted = `coalesce(nullif(current_setting(${literal(count)}, true), '')::int8, 0) + 1`;
+  // Assignments, not PERFORM: PL/pgSQL evaluates a simple expression in an
+  // assignment on its fast path, while PERFORM runs a query through SPI.
   return [
     `${pad}-- pgshift old-code gate: a client wrote the old side`,
-    `${pad}IF current_setting(${literal(slot)}, true) IS DISTINCT FROM ${now} THEN`,
-    `${pad}  PERFORM set_config(${literal(slot)}, ${now}, false);`,
-    `${pad}  BEGIN`,
-    `${pad}    PERFORM ${ident(stateSchema)}.old_code_write(${literal(plan)}, ${counted});`,
-    `${pad}    PERFORM set_config(${literal(count)}, '0', false);`,
-    `${pad}  EXCEPTION WHEN OTHERS THEN NULL;`,
-    `${pad}  END;`,
-    `${pad}ELSE`,
-    `${pad}  PERFORM set_config(${literal(count)}, (${counted})::text, false);`,
-    `${pad}END IF;`,
+    `${pad}<<pgshift_gate>> DECLARE now_slot text := (date_part('epoch', statement_timestamp())::int8 / ${OLD_CODE_MARK_INTERVAL_S})::text; done text;`,
+    `${pad}BEGIN`,
+    `${pad}  IF current_setting(${literal(slot)}, true) IS DISTINCT FROM now_slot THEN`,
+    `${pad}    done := set_config(${literal(slot)}, now_slot, false);`,
+    `${pad}    BEGIN`,
+    `${pad}      PERFORM ${ident(stateSchema)}.old_code_write(${literal(plan)}, ${counted});`,
+    `${pad}      done := set_config(${literal(count)}, '0', false);`,
+    `${pad}    EXCEPTION WHEN OTHERS THEN NULL;`,
+    `${pad}    END;`,
+    `${pad}  ELSE`,
+    `${pad}    done := set_config(${literal(count)}, (${counted})::text, false);`,
+    `${pad}  END IF;`,
+    `${pad}END;`,
   ];
 }
