@@ -57,7 +57,7 @@ function pgbench(): string {
   throw new Error('pgbench not found: install postgresql-client (or set PGBENCH)');
 }
 
-/** The sync function without the old-code gate's lines: each mark is a block from its comment to its END at the same indent. */
+/** The sync function without the old-code gate's lines: each mark is a block from its comment to its END IF at the same indent. */
 export function withoutMark(sql: string): string {
   const out: string[] = [];
   let skipTo: string | null = null;
@@ -68,7 +68,7 @@ export function withoutMark(sql: string): string {
     }
     const m = /^(\s*)-- pgshift old-code gate/.exec(line);
     if (m) {
-      skipTo = `${m[1]}END;`;
+      skipTo = `${m[1]}END IF;`;
       continue;
     }
     out.push(line);
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    const recorded = (await db.query<{ sessions: string; writes: string }>(`SELECT count(*) AS sessions, coalesce(sum(writes), 0) AS writes FROM pgshift.old_code_writes`)).rows[0]!;
+    const recorded = (await db.query<{ sessions: string; writes: string }>(`SELECT count(*) AS sessions, coalesce(sum(write_seconds), 0) AS writes FROM pgshift.old_code_writes`)).rows[0]!;
 
     console.log('');
     console.log('| workload | tps without gate (median) | tps with gate (median) | ratio with / without |');
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
       console.log(`| ${name} | ${a.toFixed(0)} | ${b.toFixed(0)} | **${(b / a).toFixed(3)}** |`);
     }
     for (const [name, v] of Object.entries(tps)) console.log(`${name} rounds: without ${v['without gate']!.map((x) => x.toFixed(0)).join(' ')}; with ${v['with gate']!.map((x) => x.toFixed(0)).join(' ')}`);
-    console.log(`old_code_writes: ${recorded.sessions} session rows, ${recorded.writes} writes recorded (the rest of each session's last second stays in its count)`);
+    console.log(`old_code_writes: ${recorded.sessions} session rows, ${recorded.writes} session-seconds with old-code writes recorded`);
     console.log(`load average at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await db.end();

@@ -11,7 +11,8 @@ export interface OldCodeWriter {
   readonly user: string | null;
   /** null for a Unix-socket connection. */
   readonly clientAddress: string | null;
-  readonly writes: number;
+  /** Seconds in which its sessions wrote the old columns (the trigger records a session at most once a second). */
+  readonly writeSeconds: number;
   readonly lastAt: Date;
 }
 
@@ -28,8 +29,8 @@ export interface OldCodeStatement {
 export interface OldCodeActivity {
   /** `guards.old_code_quiet`. */
   readonly quietMs: number;
-  /** Old-code writes recorded since the plan started (at least: a session's last second may be uncounted yet). */
-  readonly writes: number;
+  /** Session-seconds with old-code writes since the plan started (each session is recorded at most once a second). */
+  readonly writeSeconds: number;
   readonly lastWriteAt: Date | null;
   /** Clients that wrote within the quiet window, latest first. */
   readonly writers: readonly OldCodeWriter[];
@@ -57,13 +58,13 @@ export class OldCodeError extends PgshiftError {
   }
 }
 
-/** The facts in one line: how many writes, when last, by whom, and the statements. */
+/** The facts in one line: how much writing, when last, by whom, and the statements. */
 export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): string {
   const parts: string[] = [];
   if (a.writers.length) {
-    const recent = a.writers.reduce((n, w) => n + w.writes, 0);
+    const recent = a.writers.reduce((n, w) => n + w.writeSeconds, 0);
     parts.push(
-      `${recent} write${recent === 1 ? '' : 's'} of the old columns by sessions seen within ${Math.round(a.quietMs / 1000)} s, last ${Math.max(0, Math.round((now.getTime() - a.lastWriteAt!.getTime()) / 1000))} s ago (${a.lastWriteAt!.toISOString()}), from ` +
+      `writes of the old columns in ${recent} session-second${recent === 1 ? '' : 's'} by clients seen within ${Math.round(a.quietMs / 1000)} s, last ${Math.max(0, Math.round((now.getTime() - a.lastWriteAt!.getTime()) / 1000))} s ago (${a.lastWriteAt!.toISOString()}), from ` +
         a.writers.map(writerText).join('; '),
     );
   }
@@ -78,7 +79,7 @@ function writerText(w: OldCodeWriter): string {
     `application_name ${JSON.stringify(w.applicationName ?? '')}`,
     `user ${w.user ?? '?'}`,
     `address ${w.clientAddress ?? 'local socket'}`,
-    `${w.writes} write${w.writes === 1 ? '' : 's'}`,
+    `writing in ${w.writeSeconds} second${w.writeSeconds === 1 ? '' : 's'}`,
   ].join(', ');
 }
 
@@ -102,20 +103,20 @@ export async function lookForOldCode(client: Client, schema: string, subject: Ol
   const versioned = (await stateSchemaVersion(client, schema)) >= 3;
   // The trigger records at most once per second per session: the last write may be that much later than its record.
   const windowMs = subject.quietMs > 0 ? subject.quietMs + OLD_CODE_MARK_INTERVAL_S * 1000 : 0;
-  let writes = 0;
+  let writeSeconds = 0;
   let lastWriteAt: Date | null = null;
   let writers: OldCodeWriter[] = [];
   if (versioned) {
-    const total = await client.query<{ writes: number | null; last: Date | null }>(
-      `SELECT sum(writes)::float8 AS writes, max(last_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND last_at >= $2`,
+    const total = await client.query<{ seconds: number | null; last: Date | null }>(
+      `SELECT sum(write_seconds)::float8 AS seconds, max(last_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND last_at >= $2`,
       [subject.plan, subject.startedAt],
     );
-    writes = total.rows[0]?.writes ?? 0;
+    writeSeconds = total.rows[0]?.seconds ?? 0;
     lastWriteAt = total.rows[0]?.last ?? null;
     if (windowMs > 0) {
       const recent = await client.query<OldCodeWriter>(
         `SELECT application_name AS "applicationName", usename AS "user", host(client_addr) AS "clientAddress",
-                sum(writes)::float8 AS writes, max(last_at) AS "lastAt"
+                sum(write_seconds)::float8 AS "writeSeconds", max(last_at) AS "lastAt"
            FROM ${s}.old_code_writes
           WHERE plan = $1 AND last_at >= $2 AND last_at >= clock_timestamp() - make_interval(secs => $3::float8 / 1000)
           GROUP BY 1, 2, 3 ORDER BY max(last_at) DESC LIMIT 5`,
@@ -135,7 +136,7 @@ export async function lookForOldCode(client: Client, schema: string, subject: Ol
   const statements = seen === null ? [] : seen.filter((x) => windowMs > 0 && Date.now() - x.seenAt.getTime() <= windowMs).slice(0, OLD_CODE_STATEMENTS_SHOWN);
   return {
     quietMs: subject.quietMs,
-    writes,
+    writeSeconds,
     lastWriteAt,
     writers,
     statementsWatched: seen !== null,

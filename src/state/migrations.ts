@@ -131,8 +131,8 @@ function version2(schema: string): string[] {
  * Version 3: what the old-code gate remembers (see docs/gate-and-drift.md).
  * `old_code_writes` holds one row per plan and client session that wrote the
  * old columns, written through `old_code_write()` by the sync trigger at most
- * once per session per second; one row per session, so two writers never
- * wait on each other's row. `old_code_statements` is the runner's snapshot of
+ * once per session per second (`write_seconds` counts those seconds); one row
+ * per session, so two writers never wait on each other's row. `old_code_statements` is the runner's snapshot of
  * pg_stat_statements entries that name an old column, so a later look can
  * tell which ones ran again.
  */
@@ -143,7 +143,7 @@ function version3(schema: string): string[] {
       plan text NOT NULL,
       pid integer NOT NULL,
       backend_start timestamptz NOT NULL,
-      writes bigint NOT NULL CHECK (writes >= 0),
+      write_seconds bigint NOT NULL CHECK (write_seconds > 0),
       first_at timestamptz NOT NULL,
       last_at timestamptz NOT NULL,
       application_name text,
@@ -157,17 +157,17 @@ function version3(schema: string): string[] {
     // may do to them. The fixed search_path and the qualified names leave a
     // caller nothing to substitute. Any role calling it can only make the gate
     // more careful (a row that says old code wrote), never less.
-    `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text, n bigint) RETURNS void
+    `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text) RETURNS void
       LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog
       AS $$
-        INSERT INTO ${s}.old_code_writes AS w (plan, pid, backend_start, writes, first_at, last_at, application_name, usename, client_addr)
-        SELECT plan_name, pg_backend_pid(), coalesce(a.backend_start, pg_postmaster_start_time()), greatest(n, 0), clock_timestamp(), clock_timestamp(),
+        INSERT INTO ${s}.old_code_writes AS w (plan, pid, backend_start, write_seconds, first_at, last_at, application_name, usename, client_addr)
+        SELECT plan_name, pg_backend_pid(), coalesce(a.backend_start, pg_postmaster_start_time()), 1, clock_timestamp(), clock_timestamp(),
                current_setting('application_name'), session_user, inet_client_addr()
           FROM (SELECT (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())) AS backend_start) a
         ON CONFLICT (plan, pid, backend_start) DO UPDATE
-          SET writes = w.writes + EXCLUDED.writes, last_at = EXCLUDED.last_at, application_name = EXCLUDED.application_name
+          SET write_seconds = w.write_seconds + 1, last_at = EXCLUDED.last_at, application_name = EXCLUDED.application_name
       $$`,
-    `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text, bigint) TO PUBLIC`,
+    `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text) TO PUBLIC`,
     `CREATE TABLE IF NOT EXISTS ${s}.old_code_statements (
       plan text NOT NULL,
       queryid bigint NOT NULL,

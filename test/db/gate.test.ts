@@ -53,7 +53,7 @@ interface StatusRow {
   plan: string;
   phase: string;
   drift: { object: string; problem: string; message: string }[] | null;
-  oldCode: { recent: boolean; writes: number; lastWriteAt: string | null; writers: { applicationName: string; user: string; clientAddress: string | null; writes: number }[]; statements: { query: string }[] } | null;
+  oldCode: { recent: boolean; writeSeconds: number; lastWriteAt: string | null; writers: { applicationName: string; user: string; clientAddress: string | null; writeSeconds: number }[]; statements: { query: string }[] } | null;
 }
 
 describe('old-code gate', () => {
@@ -72,14 +72,14 @@ describe('old-code gate', () => {
     const refused = await cli('apply', PLAN, '--phase', 'stop-write');
     expect(refused.code).toBe(2);
     expect(refused.errors).toMatch(/old code still uses the old columns, so stop-write waits/);
-    expect(refused.errors).toMatch(/\d+ writes? of the old columns/);
+    expect(refused.errors).toMatch(/writes of the old columns in \d+ session-seconds?/);
     expect(refused.errors).toMatch(/application_name "old-release", user (postgres|\*\*\*), address 127\.0\.0\.1/);
     expect(refused.errors).toMatch(/last \d+ s ago/);
 
     const busy = ((await cli('status', PLAN, '--json')).lines[0] as unknown as StatusRow[])[0]!;
     expect(busy.phase).toBe('switch-read');
     expect(busy.oldCode).toMatchObject({ recent: true, writers: [{ applicationName: 'old-release', user: expect.stringMatching(/^(postgres|\*\*\*)$/), clientAddress: '127.0.0.1' }] });
-    expect(busy.oldCode!.writes).toBeGreaterThan(0);
+    expect(busy.oldCode!.writeSeconds).toBeGreaterThan(0);
     // Nothing moved.
     expect((await db.sql(`SELECT phase FROM pgshift.plans`))[0]).toEqual({ phase: 'switch-read' });
 
@@ -116,13 +116,13 @@ describe('what the trigger counts as old code', () => {
     db = await freshDatabase();
     cli = await usersDb(db, await planDir({ [`${PLAN}.yaml`]: YAML }));
   });
-  /** Run `sql` on a session of its own, then the writes its session recorded (the first write of a session is recorded at once). */
+  /** Run `sql` on a session of its own, then the seconds its session was recorded writing old columns (its first such write is recorded at once). */
   const recorded = async (sql: string): Promise<number> => {
     const c = new pg.Client({ connectionString: db.url, application_name: 'probe' });
     await c.connect();
     try {
       await c.query(sql);
-      const { rows } = await c.query<{ n: string | null }>(`SELECT sum(writes) AS n FROM pgshift.old_code_writes WHERE pid = pg_backend_pid()`);
+      const { rows } = await c.query<{ n: string | null }>(`SELECT sum(write_seconds) AS n FROM pgshift.old_code_writes WHERE pid = pg_backend_pid()`);
       return Number(rows[0]!.n ?? 0);
     } finally {
       await c.end();

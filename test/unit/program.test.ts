@@ -109,22 +109,16 @@ describe('split: exact SQL of every phase', () => {
     // The old-code gate's statements where a client wrote the old side (see old-code-mark.ts).
     const mark = (d: number): string[] => {
       const p = '  '.repeat(d);
-      const counted = "coalesce(nullif(current_setting('pgshift.on_split_users_full_name', true), '')::int8, 0) + 1";
+      const slot = "(date_part('epoch', statement_timestamp())::int8 / 1)::text";
       return [
         `${p}-- pgshift old-code gate: a client wrote the old side`,
-        `${p}<<pgshift_gate>> DECLARE now_slot text := (date_part('epoch', statement_timestamp())::int8 / 1)::text; done text;`,
-        `${p}BEGIN`,
-        `${p}  IF current_setting('pgshift.ow_split_users_full_name', true) IS DISTINCT FROM now_slot THEN`,
-        `${p}    done := set_config('pgshift.ow_split_users_full_name', now_slot, false);`,
-        `${p}    BEGIN`,
-        `${p}      PERFORM "pgshift".old_code_write('split-users-full-name', ${counted});`,
-        `${p}      done := set_config('pgshift.on_split_users_full_name', '0', false);`,
-        `${p}    EXCEPTION WHEN OTHERS THEN NULL;`,
-        `${p}    END;`,
-        `${p}  ELSE`,
-        `${p}    done := set_config('pgshift.on_split_users_full_name', (${counted})::text, false);`,
-        `${p}  END IF;`,
-        `${p}END;`,
+        `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS DISTINCT FROM ${slot} THEN`,
+        `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', ${slot}, false);`,
+        `${p}  BEGIN`,
+        `${p}    PERFORM "pgshift".old_code_write('split-users-full-name');`,
+        `${p}  EXCEPTION WHEN OTHERS THEN NULL;`,
+        `${p}  END;`,
+        `${p}END IF;`,
       ];
     };
     expect(sql(inlined['dual-write'].apply)[3]).toBe(

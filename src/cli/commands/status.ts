@@ -54,7 +54,7 @@ function render(rows: readonly PlanStatus[]): string {
 /** The old-code gate's facts, and whether stop-write / contract may go on. */
 function oldCodeText(a: OldCodeActivity): string {
   const quiet = `${Math.round(a.quietMs / 1000)} s`;
-  const total = a.lastWriteAt ? `${a.writes} write(s) of the old columns since the plan started, last ${ago(a.lastWriteAt)}` : 'no write of the old columns seen';
+  const total = a.lastWriteAt ? `old columns written in ${a.writeSeconds} session-second(s) since the plan started, last ${ago(a.lastWriteAt)}` : 'no write of the old columns seen';
   const watched = a.statementsWatched ? '' : ' (pg_stat_statements not installed: reads are not seen)';
   return a.recent
     ? `seen within guards.old_code_quiet (${quiet}), stop-write and contract wait: ${describeOldCode(a)}`
