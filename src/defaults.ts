@@ -16,13 +16,8 @@ export const DEFAULT_RETRIES = 8;
  * replaces this default for plans that do not set it.
  */
 export const DEFAULT_OLD_CODE_QUIET_MS = 15 * 60_000;
-/**
- * The trigger records an old-code write at most once per session per this
- * many seconds (a session-local setting is the throttle); the gate widens its
- * window by as much, since the last write may be up to that much later than
- * the last record.
- */
-export const OLD_CODE_MARK_INTERVAL_S = 1;
+/** At most this many old-code sessions are named. */
+export const OLD_CODE_WRITERS_SHOWN = 5;
 /** At most this many old-code statements from pg_stat_statements are named. */
 export const OLD_CODE_STATEMENTS_SHOWN = 5;
 

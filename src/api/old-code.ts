@@ -1,19 +1,21 @@
 import type { ColumnChange } from '../changes/model.js';
 import type { Client } from '../db/client.js';
 import { ident, type QualifiedName } from '../db/ident.js';
-import { OLD_CODE_MARK_INTERVAL_S, OLD_CODE_STATEMENTS_SHOWN } from '../defaults.js';
+import { OLD_CODE_STATEMENTS_SHOWN, OLD_CODE_WRITERS_SHOWN } from '../defaults.js';
 import { ExitCode, PgshiftError } from '../errors.js';
 import { stateSchemaVersion } from '../state/schema.js';
 
-/** One client that wrote the old columns recently, as the server knew it. */
+/** A client session that wrote the old columns, as the server knew it. */
 export interface OldCodeWriter {
+  readonly pid: number;
   readonly applicationName: string | null;
   readonly user: string | null;
   /** null for a Unix-socket connection. */
   readonly clientAddress: string | null;
-  /** Seconds in which its sessions wrote the old columns (the trigger records a session at most once a second). */
-  readonly writeSeconds: number;
-  readonly lastAt: Date;
+  /** Its first write of the old columns. */
+  readonly firstAt: Date;
+  /** The session is still connected: the old code that wrote through it may write again. */
+  readonly connected: boolean;
 }
 
 /** A statement naming an old column (and no new one) that pg_stat_statements saw run. */
@@ -29,10 +31,11 @@ export interface OldCodeStatement {
 export interface OldCodeActivity {
   /** `guards.old_code_quiet`. */
   readonly quietMs: number;
-  /** Session-seconds with old-code writes since the plan started (each session is recorded at most once a second). */
-  readonly writeSeconds: number;
-  readonly lastWriteAt: Date | null;
-  /** Clients that wrote within the quiet window, latest first. */
+  /** Client sessions that wrote the old columns since the plan started. */
+  readonly sessions: number;
+  /** The latest first write of such a session. */
+  readonly lastSessionAt: Date | null;
+  /** Sessions still connected, or whose first write was within the quiet window; latest first. */
   readonly writers: readonly OldCodeWriter[];
   /** Whether pg_stat_statements could be read in this database. */
   readonly statementsWatched: boolean;
@@ -58,14 +61,14 @@ export class OldCodeError extends PgshiftError {
   }
 }
 
-/** The facts in one line: how much writing, when last, by whom, and the statements. */
+/** The facts in one line: which sessions wrote, since when, whether still connected, and the statements. */
 export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): string {
   const parts: string[] = [];
   if (a.writers.length) {
-    const recent = a.writers.reduce((n, w) => n + w.writeSeconds, 0);
+    const connected = a.writers.filter((w) => w.connected).length;
     parts.push(
-      `writes of the old columns in ${recent} session-second${recent === 1 ? '' : 's'} by clients seen within ${Math.round(a.quietMs / 1000)} s, last ${Math.max(0, Math.round((now.getTime() - a.lastWriteAt!.getTime()) / 1000))} s ago (${a.lastWriteAt!.toISOString()}), from ` +
-        a.writers.map(writerText).join('; '),
+      `${a.writers.length} client session${a.writers.length === 1 ? '' : 's'} wrote the old columns (${connected} still connected), ` +
+        a.writers.map((w) => writerText(w, now)).join('; '),
     );
   }
   if (a.statements.length) {
@@ -74,12 +77,14 @@ export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): str
   return parts.join('; ') || 'nothing seen';
 }
 
-function writerText(w: OldCodeWriter): string {
+function writerText(w: OldCodeWriter, now: Date): string {
   return [
+    `pid ${w.pid}`,
     `application_name ${JSON.stringify(w.applicationName ?? '')}`,
     `user ${w.user ?? '?'}`,
     `address ${w.clientAddress ?? 'local socket'}`,
-    `writing in ${w.writeSeconds} second${w.writeSeconds === 1 ? '' : 's'}`,
+    `first write ${Math.max(0, Math.round((now.getTime() - w.firstAt.getTime()) / 1000))} s ago (${w.firstAt.toISOString()})`,
+    w.connected ? 'still connected' : 'disconnected',
   ].join(', ');
 }
 
@@ -101,34 +106,35 @@ export interface OldCodeSubject {
 export async function lookForOldCode(client: Client, schema: string, subject: OldCodeSubject, record: boolean): Promise<OldCodeActivity> {
   const s = ident(schema);
   const versioned = (await stateSchemaVersion(client, schema)) >= 3;
-  // The trigger records at most once per second per session: the last write may be that much later than its record.
-  const windowMs = subject.quietMs > 0 ? subject.quietMs + OLD_CODE_MARK_INTERVAL_S * 1000 : 0;
-  let writeSeconds = 0;
-  let lastWriteAt: Date | null = null;
+  const windowMs = subject.quietMs;
+  let sessions = 0;
+  let lastSessionAt: Date | null = null;
   let writers: OldCodeWriter[] = [];
   if (versioned) {
-    const total = await client.query<{ seconds: number | null; last: Date | null }>(
-      `SELECT sum(write_seconds)::float8 AS seconds, max(last_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND last_at >= $2`,
+    const total = await client.query<{ sessions: number; last: Date | null }>(
+      `SELECT count(*)::float8 AS sessions, max(first_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND first_at >= $2`,
       [subject.plan, subject.startedAt],
     );
-    writeSeconds = total.rows[0]?.seconds ?? 0;
-    lastWriteAt = total.rows[0]?.last ?? null;
+    sessions = total.rows[0]?.sessions ?? 0;
+    lastSessionAt = total.rows[0]?.last ?? null;
     if (windowMs > 0) {
+      // Still connected: the same pid with the same start (a role that may not see another's backend_start matches on the pid).
       const recent = await client.query<OldCodeWriter>(
-        `SELECT application_name AS "applicationName", usename AS "user", host(client_addr) AS "clientAddress",
-                sum(write_seconds)::float8 AS "writeSeconds", max(last_at) AS "lastAt"
-           FROM ${s}.old_code_writes
-          WHERE plan = $1 AND last_at >= $2 AND last_at >= clock_timestamp() - make_interval(secs => $3::float8 / 1000)
-          GROUP BY 1, 2, 3 ORDER BY max(last_at) DESC LIMIT 5`,
-        [subject.plan, subject.startedAt, windowMs],
+        `SELECT w.pid, w.application_name AS "applicationName", w.usename AS "user", host(w.client_addr) AS "clientAddress", w.first_at AS "firstAt",
+                EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start)) AS connected
+           FROM ${s}.old_code_writes w
+          WHERE w.plan = $1 AND w.first_at >= $2
+          ORDER BY w.first_at DESC`,
+        [subject.plan, subject.startedAt],
       );
-      writers = recent.rows;
+      const since = Date.now() - windowMs;
+      writers = recent.rows.filter((w) => w.connected || w.firstAt.getTime() >= since).slice(0, OLD_CODE_WRITERS_SHOWN);
     }
     if (record) {
-      // Rows a week old tell nothing any gate asks; rows a writer holds right now are left for next time.
+      // Sessions gone a week ago tell nothing any gate asks.
       await client.query(
-        `DELETE FROM ${s}.old_code_writes WHERE ctid = ANY (ARRAY(
-           SELECT ctid FROM ${s}.old_code_writes WHERE last_at < now() - interval '7 days' FOR UPDATE SKIP LOCKED))`,
+        `DELETE FROM ${s}.old_code_writes w WHERE first_at < now() - interval '7 days'
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start))`,
       );
     }
   }
@@ -136,8 +142,8 @@ export async function lookForOldCode(client: Client, schema: string, subject: Ol
   const statements = seen === null ? [] : seen.filter((x) => windowMs > 0 && Date.now() - x.seenAt.getTime() <= windowMs).slice(0, OLD_CODE_STATEMENTS_SHOWN);
   return {
     quietMs: subject.quietMs,
-    writeSeconds,
-    lastWriteAt,
+    sessions,
+    lastSessionAt,
     writers,
     statementsWatched: seen !== null,
     statements,

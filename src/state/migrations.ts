@@ -130,10 +130,10 @@ function version2(schema: string): string[] {
 /**
  * Version 3: what the old-code gate remembers (see docs/gate-and-drift.md).
  * `old_code_writes` holds one row per plan and client session that wrote the
- * old columns, written through `old_code_write()` by the sync trigger at most
- * once per session per second (`write_seconds` counts those seconds); one row
- * per session, so two writers never wait on each other's row. `old_code_statements` is the runner's snapshot of
- * pg_stat_statements entries that name an old column, so a later look can
+ * old columns, written through `old_code_write()` by the sync trigger on the
+ * session's first such write; one row per session, so two writers never
+ * wait on each other's row. `old_code_statements` is the runner's snapshot
+ * of pg_stat_statements entries that name an old column, so a later look can
  * tell which ones ran again.
  */
 function version3(schema: string): string[] {
@@ -143,14 +143,11 @@ function version3(schema: string): string[] {
       plan text NOT NULL,
       pid integer NOT NULL,
       backend_start timestamptz NOT NULL,
-      write_seconds bigint NOT NULL CHECK (write_seconds > 0),
       first_at timestamptz NOT NULL,
-      last_at timestamptz NOT NULL,
       application_name text,
       usename text,
       client_addr inet,
-      PRIMARY KEY (plan, pid, backend_start),
-      CHECK (last_at >= first_at)
+      PRIMARY KEY (plan, pid, backend_start)
     )`,
     // SECURITY DEFINER: the trigger runs with the writer's rights, and no
     // application role may write the state tables; this is the one thing it
@@ -160,12 +157,10 @@ function version3(schema: string): string[] {
     `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text) RETURNS void
       LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog
       AS $$
-        INSERT INTO ${s}.old_code_writes AS w (plan, pid, backend_start, write_seconds, first_at, last_at, application_name, usename, client_addr)
-        SELECT plan_name, pg_backend_pid(), coalesce(a.backend_start, pg_postmaster_start_time()), 1, clock_timestamp(), clock_timestamp(),
-               current_setting('application_name'), session_user, inet_client_addr()
-          FROM (SELECT (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())) AS backend_start) a
-        ON CONFLICT (plan, pid, backend_start) DO UPDATE
-          SET write_seconds = w.write_seconds + 1, last_at = EXCLUDED.last_at, application_name = EXCLUDED.application_name
+        INSERT INTO ${s}.old_code_writes (plan, pid, backend_start, first_at, application_name, usename, client_addr)
+        SELECT plan_name, pg_backend_pid(), coalesce((SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())), pg_postmaster_start_time()),
+               clock_timestamp(), current_setting('application_name'), session_user, inet_client_addr()
+        ON CONFLICT (plan, pid, backend_start) DO NOTHING
       $$`,
     `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text) TO PUBLIC`,
     `CREATE TABLE IF NOT EXISTS ${s}.old_code_statements (

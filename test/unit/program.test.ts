@@ -109,11 +109,10 @@ describe('split: exact SQL of every phase', () => {
     // The old-code gate's statements where a client wrote the old side (see old-code-mark.ts).
     const mark = (d: number): string[] => {
       const p = '  '.repeat(d);
-      const slot = "(date_part('epoch', statement_timestamp())::int8 / 1)::text";
       return [
         `${p}-- pgshift old-code gate: a client wrote the old side`,
-        `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS DISTINCT FROM ${slot} THEN`,
-        `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', ${slot}, false);`,
+        `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS NULL THEN`,
+        `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', 'recorded', false);`,
         `${p}  BEGIN`,
         `${p}    PERFORM "pgshift".old_code_write('split-users-full-name');`,
         `${p}  EXCEPTION WHEN OTHERS THEN NULL;`,

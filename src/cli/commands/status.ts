@@ -53,8 +53,9 @@ function render(rows: readonly PlanStatus[]): string {
 
 /** The old-code gate's facts, and whether stop-write / contract may go on. */
 function oldCodeText(a: OldCodeActivity): string {
+  if (a.quietMs <= 0) return 'gate off (guards.old_code_quiet is 0)';
   const quiet = `${Math.round(a.quietMs / 1000)} s`;
-  const total = a.lastWriteAt ? `old columns written in ${a.writeSeconds} session-second(s) since the plan started, last ${ago(a.lastWriteAt)}` : 'no write of the old columns seen';
+  const total = a.lastSessionAt ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected` : 'no write of the old columns seen';
   const watched = a.statementsWatched ? '' : ' (pg_stat_statements not installed: reads are not seen)';
   return a.recent
     ? `seen within guards.old_code_quiet (${quiet}), stop-write and contract wait: ${describeOldCode(a)}`
