@@ -19,7 +19,7 @@ export function oldCodeSetting(plan: string): string {
  * `application_name`, user, address, when) in a row of its own; the gate
  * then asks whether that session is still connected. Measured in
  * bench:gate, keeping a per-row count or a per-second timestamp in a
- * setting cost 10–30 % of the write path (a `set_config` per transaction,
+ * setting cost 2–28 % of the write path (a `set_config` per transaction,
  * or the clock arithmetic per row); this does not. The setting is set before
  * the call, so a call that fails (a role without USAGE on the state schema,
  * a state schema older than version 3) is not tried again on every row; the

@@ -28,8 +28,8 @@ async function usersDb(db: TestDatabase, dir: string): Promise<(...args: string[
   return (...args: string[]) => runCli(['plan', ...args, '--dir', dir, '--database-url', db.url]);
 }
 
-/** A client of the old release: it writes full_name every 100 ms until stopped. */
-async function oldRelease(url: string): Promise<{ stop: () => Promise<void> }> {
+/** A client of the old release: it writes full_name every 100 ms until paused or stopped (stop also disconnects). */
+async function oldRelease(url: string): Promise<{ pause: () => Promise<void>; stop: () => Promise<void> }> {
   const client = new pg.Client({ connectionString: url, application_name: 'old-release' });
   client.on('error', () => undefined);
   await client.connect();
@@ -41,6 +41,10 @@ async function oldRelease(url: string): Promise<{ stop: () => Promise<void> }> {
     }
   })();
   return {
+    pause: async () => {
+      running = false;
+      await loop;
+    },
     stop: async () => {
       running = false;
       await loop;
@@ -82,6 +86,13 @@ describe('old-code gate', () => {
     expect(busy.oldCode!.sessions).toBe(1);
     // Nothing moved.
     expect((await db.sql(`SELECT phase FROM pgshift.plans`))[0]).toEqual({ phase: 'switch-read' });
+
+    // It stops writing but stays connected: the old code that wrote through it may write again.
+    await old.pause();
+    await sleep(WAIT_QUIET_MS);
+    const connected = await cli('apply', PLAN, '--phase', 'stop-write');
+    expect(connected.code).toBe(2);
+    expect(connected.errors).toMatch(/\(1 still connected\).*still connected/);
 
     await old.stop();
     await sleep(WAIT_QUIET_MS);
