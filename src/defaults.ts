@@ -27,6 +27,18 @@ export const LOCK_WAIT_POLL_MS = 20;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** `guards.retries`: attempts after the first when a backfill batch finds rows locked. */
 export const DEFAULT_RETRIES = 8;
+/**
+ * `guards.old_code_quiet`: how long no old-code activity (a client writing
+ * the old columns, or a statement naming them) must have been seen before
+ * `stop-write` or `contract` may run. `PGSHIFT_OLD_CODE_QUIET` (a duration)
+ * replaces this default for plans that do not set it.
+ */
+export const DEFAULT_OLD_CODE_QUIET_MS = 15 * 60_000;
+/** At most this many old-code sessions are named. */
+export const OLD_CODE_WRITERS_SHOWN = 5;
+/** At most this many old-code statements from pg_stat_statements are named. */
+export const OLD_CODE_STATEMENTS_SHOWN = 5;
+
 /** First wait between lock attempts; p-retry multiplies it by a random 1–2 (jitter). */
 export const RETRY_MIN_WAIT_MS = 500;
 /** Each wait doubles the last one … */

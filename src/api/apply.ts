@@ -10,6 +10,7 @@ import { runPhaseSteps } from '../runner/run-phase.js';
 import { inFlight } from '../state/store.js';
 import { checkChecksum, phaseInput, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
 import { recordPhase } from './record.js';
+import { checkBeforeMoving, oldCodeGate } from './gate.js';
 
 /** What `apply` or `rollback` did to one plan. */
 export interface PlanOutcome {
@@ -53,7 +54,8 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   if (redo) phases = target === 'next' ? [redo] : phaseIndex(target) >= phaseIndex(redo) ? [redo, ...phases] : [];
   if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
 
-  if (!inFlight(state)) {
+  const started = inFlight(state);
+  if (!started) {
     const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
     const other = await store.inFlightOn(display(facts.table), plan.name);
     if (other) {
@@ -89,10 +91,13 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   const facts = state!.facts;
   const lacking = await runPrivilegeProblems(client, plan, facts.table, store.schema, phases);
   if (lacking.length) throw new PlanError(lacking);
+  // A plan started by this run has nothing to drift from, and no old code to wait for yet.
+  if (started) await checkBeforeMoving(session, state!, 'apply');
   const { input, program } = phaseInput(session, facts, await tableOid(client, facts));
   const done: Phase[] = [];
   try {
     for (const phase of phases) {
+      await oldCodeGate(session, state!, phase);
       await recordPhase(store, plan.name, phase, 'apply', async () => {
         log.info({ phase }, `applying ${phase}`);
         await runPhaseSteps(input, phase, 'apply', program[phase].apply);

@@ -5,6 +5,7 @@ import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
 import { recordPhase } from './record.js';
+import { checkBeforeMoving } from './gate.js';
 import { checkChecksum, phaseInput, tableOid, withPlanSession, type RunOptions } from './session.js';
 
 /**
@@ -33,6 +34,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
 
     const lacking = await runPrivilegeProblems(client, plan, state.facts.table, store.schema, phases);
     if (lacking.length) throw new PlanError(lacking);
+    await checkBeforeMoving(session, state, 'rollback');
     const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts));
     const done: Phase[] = [];
     try {

@@ -1,7 +1,10 @@
-import { nextPhase, type Phase, type Status } from '../phases/phases.js';
+import { nextPhase, phaseIndex, type Phase, type Status } from '../phases/phases.js';
+import type { DriftProblem } from './drift.js';
+import { driftOf, oldCodeOf } from './gate.js';
+import type { OldCodeActivity } from './old-code.js';
 import type { Plan } from '../plan/types.js';
 import type { BackfillState, LastEvent } from '../state/store.js';
-import { withState, type RunOptions } from './session.js';
+import { withOverrides, withState, type RunOptions } from './session.js';
 
 /** Backfill progress: rows done of the estimate, and while it runs, its rate and time to go. */
 export interface BackfillStatus {
@@ -31,6 +34,10 @@ export interface PlanStatus {
   readonly unfinished: { readonly phase: Phase; readonly action: 'apply' | 'rollback' } | null;
   /** The plan file's checksum differs from the one recorded at start. */
   readonly edited: boolean;
+  /** Objects not as the phase should have them (see docs/gate-and-drift.md); null when not checked (no plan file, not started). */
+  readonly drift: readonly DriftProblem[] | null;
+  /** The old-code gate's facts, from switch-read on (null before, or without the plan file). */
+  readonly oldCode: OldCodeActivity | null;
 }
 
 /**
@@ -39,17 +46,20 @@ export interface PlanStatus {
  * goes unseen.
  */
 export async function status(plans: readonly Plan[], options: RunOptions = {}, includeUnlisted = false): Promise<PlanStatus[]> {
-  return withState(options, async (_client, store) => {
+  return withState(options, async (client, store) => {
     const states = new Map((await store.all()).map((s) => [s.name, s]));
     const backfills = await store.allBackfills();
     const events = await store.lastEvents();
     const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
-    return [...names].sort().map((name): PlanStatus => {
-      const plan = plans.find((p) => p.name === name);
+    const rows: PlanStatus[] = [];
+    for (const name of [...names].sort()) {
+      const file = plans.find((p) => p.name === name);
+      const plan = file ? withOverrides(file, options.guards) : undefined;
       const state = states.get(name);
       const bf = backfills.get(name);
       const phase = state && state.status !== 'rolled_back' ? state.phase : null;
-      return {
+      const checked = plan && state && state.status !== 'rolled_back' && state.checksum === plan.checksum ? state : null;
+      rows.push({
         plan: name,
         table: state?.table ?? (plan ? [plan.table.schema, plan.table.name].filter(Boolean).join('.') : ''),
         phase,
@@ -60,8 +70,11 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         lastEvent: events.get(name) ?? null,
         lastError: state?.lastError ?? null,
         edited: Boolean(plan && state && state.checksum !== plan.checksum && state.status !== 'rolled_back'),
-      };
-    });
+        drift: checked ? await driftOf(client, plan!, checked) : null,
+        oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
+      });
+    }
+    return rows;
   });
 }
 

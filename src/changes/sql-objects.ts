@@ -1,11 +1,14 @@
 import { ident, literal, objectName, qualified } from '../db/ident.js';
 import type { ColumnChange, PlanFacts } from './model.js';
+import { oldCodeMark } from './old-code-mark.js';
 
 /** Dollar-quote tag for generated function bodies; plan expressions may not contain it. */
 export const BODY_TAG = '$pgshift_body$';
 
 /** Names of the objects pgshift creates for one plan. */
 export interface ObjectNames {
+  /** The plan's name, as the old-code gate records it. */
+  readonly plan: string;
   readonly forward: (index: number) => string;
   readonly reverse: (index: number) => string;
   readonly syncFunction: string;
@@ -19,6 +22,7 @@ export function objectNames(plan: string, facts: PlanFacts): ObjectNames {
   const schema = facts.stateSchema;
   const fn = (name: string): string => qualified({ schema, name });
   return {
+    plan,
     forward: (i) => fn(objectName(plan, `fwd${i}`)),
     reverse: (i) => fn(objectName(plan, `rev${i}`)),
     syncFunction: fn(objectName(plan, 'sync')),
@@ -145,15 +149,27 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   // Inlined plans' triggers have no WHEN clause: the backfill's writes set the new side from the old and must not
   // re-derive the old side. Only a new-code update could, so only that branch asks (and the one-way body).
   const notBackfill = inline ? `current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'` : null;
+  // The old-code gate's evidence (old-code-mark.ts): where a client, not the trigger, wrote the old side.
+  const mark = (depth: number): string[] => oldCodeMark(names.plan, facts.stateSchema, pad(depth));
+  const anyOld = change.old.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
+  const markIfOld = (depth: number): string[] => [`${pad(depth)}IF ${anyOld} THEN`, ...mark(depth + 1), `${pad(depth)}END IF;`];
   const body =
     mode === 'one-way'
-      ? notBackfill
-        ? [`  IF ${notBackfill} THEN`, ...fillOld(2), `  END IF;`, `  RETURN NEW;`]
-        : [...fillOld(1), `  RETURN NEW;`]
+      ? [
+          // Old code is gone by now: a client that still writes the old side is seen before the derivation overwrites it.
+          `  IF TG_OP = 'INSERT' THEN`,
+          ...markIfOld(2),
+          `  ELSIF ${changed(change.old)} THEN`,
+          ...mark(2),
+          `  END IF;`,
+          ...(notBackfill ? [`  IF ${notBackfill} THEN`, ...fillOld(2), `  END IF;`] : fillOld(1)),
+          `  RETURN NEW;`,
+        ]
       : [
           `  IF TG_OP = 'INSERT' THEN`,
           `    IF NOT (${anyNew}) THEN`,
           `      -- old code's insert`,
+          ...markIfOld(3),
           ...defaults(3),
           ...fillNew(3),
           `    ELSIF ${allOldNull} THEN`,
@@ -161,11 +177,13 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
           ...fillOld(3),
           `    ELSE`,
           ...keepMoved(3),
+          ...markIfOld(3),
           ...defaults(3),
           ...fillNew(3),
           `    END IF;`,
           `  ELSIF (${changed(change.old)}) AND NOT (${changed(change.new)}) THEN`,
           `    -- old code's update`,
+          ...mark(2),
           ...fillNew(2),
           `  ELSIF ${notBackfill ? `(${changed(change.new)}) AND ${notBackfill}` : changed(change.new)} THEN`,
           `    -- new code's update`,

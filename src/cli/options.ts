@@ -16,6 +16,7 @@ export interface CommonOptions {
   readonly statementTimeout?: number;
   readonly retries?: number;
   readonly maxWait?: number;
+  readonly oldCodeQuiet?: number;
   readonly force?: boolean;
   readonly logLevel?: string;
 }
@@ -58,9 +59,10 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
       .option('--lock-timeout <duration>', "override the plan's guards.lock_timeout", duration('--lock-timeout'))
       .option('--statement-timeout <duration>', "override the plan's guards.statement_timeout", duration('--statement-timeout'))
       .option('--retries <n>', "override the plan's guards.retries", integer)
-      .option('--max-wait <duration>', "override the plan's guards.max_wait", duration('--max-wait'));
+      .option('--max-wait <duration>', "override the plan's guards.max_wait", duration('--max-wait'))
+      .option('--old-code-quiet <duration>', "override the plan's guards.old_code_quiet (0 turns the old-code gate off)", duration('--old-code-quiet'));
   }
-  if (force) command.option('--force', 'accept a plan file edited after the plan started');
+  if (force) command.option('--force', 'accept a plan file edited after the plan started, go past the old-code gate, move a drifted plan (recorded in the log)');
   return command;
 }
 
@@ -69,7 +71,7 @@ export function runOptions(o: CommonOptions, target: string | undefined = o.data
   return {
     databaseUrl: target,
     stateSchema: o.schema,
-    guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries, maxWaitMs: o.maxWait },
+    guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries, maxWaitMs: o.maxWait, oldCodeQuietMs: o.oldCodeQuiet },
     force: o.force,
     log: createLogger(o.logLevel),
   };

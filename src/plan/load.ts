@@ -9,11 +9,13 @@ import {
   DEFAULT_PAUSE_MS,
   DEFAULT_TARGET_BATCH_MS,
   DEFAULT_MAX_REPLICA_LAG_MS,
+  DEFAULT_OLD_CODE_QUIET_MS,
   DEFAULT_RETRIES,
   DEFAULT_MAX_WAIT_MS,
   DEFAULT_STATEMENT_TIMEOUT_MS,
 } from '../defaults.js';
 import { PlanError, type PlanProblem } from '../errors.js';
+import { toMilliseconds } from './duration.js';
 import { CHANGE_KINDS } from '../changes/kinds/registry.js';
 import { isPlanName, planFileSchema, type PlanFile } from './schema.js';
 import type { Change, Plan } from './types.js';
@@ -87,9 +89,19 @@ function build(data: PlanFile, name: string, file: string): Plan {
       statementTimeoutMs: data.guards?.statement_timeout ?? DEFAULT_STATEMENT_TIMEOUT_MS,
       retries: data.guards?.retries ?? DEFAULT_RETRIES,
       maxWaitMs: data.guards?.max_wait ?? DEFAULT_MAX_WAIT_MS,
+      oldCodeQuietMs: data.guards?.old_code_quiet ?? defaultOldCodeQuiet(),
     },
     checksum,
   };
+}
+
+/** `PGSHIFT_OLD_CODE_QUIET` (a duration) when set, else `DEFAULT_OLD_CODE_QUIET_MS`. */
+export function defaultOldCodeQuiet(): number {
+  const env = process.env.PGSHIFT_OLD_CODE_QUIET;
+  if (!env) return DEFAULT_OLD_CODE_QUIET_MS;
+  const ms = toMilliseconds(env);
+  if (ms === null) throw new PlanError(`PGSHIFT_OLD_CODE_QUIET=${env} is not a duration (e.g. 15m)`);
+  return ms;
 }
 
 /** The one change kind present (checked by the caller), tagged with its name. */

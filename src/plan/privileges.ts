@@ -33,6 +33,9 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['leases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
   ['backfill_batches', ['SELECT', 'INSERT', 'DELETE']],
   ['backfill_ranges', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+  // The old-code gate: reads what the trigger recorded and forgets week-old rows; keeps its pg_stat_statements snapshot.
+  ['old_code_writes', ['SELECT', 'DELETE']],
+  ['old_code_statements', ['SELECT', 'INSERT', 'UPDATE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

@@ -37,6 +37,7 @@ export const guardsSchema = z.strictObject({
   statement_timeout: duration.optional(),
   retries: z.number().int().min(0).max(100).optional(),
   max_wait: duration.optional(),
+  old_code_quiet: duration.optional(),
 });
 
 /** A plan file as written. Exactly one change kind must be present (checked in `load`). */

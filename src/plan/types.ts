@@ -23,6 +23,8 @@ export interface Guards {
   readonly retries: number;
   /** How long one step may wait in all for its locks (watching from outside the queue, and its attempts) before exit 3. */
   readonly maxWaitMs: number;
+  /** `stop-write` and `contract` wait until no old-code activity was seen for this long (0 = no gate). */
+  readonly oldCodeQuietMs: number;
 }
 
 /** A validated plan, ready to compile. */

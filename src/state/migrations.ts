@@ -123,7 +123,7 @@ function version2(schema: string): string[] {
       CHECK (heartbeat_at >= acquired_at),
       CHECK (expires_at > heartbeat_at)
     )`,
-    grantUsageSql(schema),
+    grantUsageSql(schema, STATE_TABLES_V2),
   ];
 }
 
@@ -160,8 +160,65 @@ function version3(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 4: what the old-code gate remembers (see docs/gate-and-drift.md).
+ * `old_code_writes` holds one row per plan and client session that wrote the
+ * old columns, written through `old_code_write()` by the sync trigger on the
+ * session's first such write; one row per session, so two writers never
+ * wait on each other's row. `old_code_statements` is the runner's snapshot
+ * of pg_stat_statements entries that name an old column, so a later look can
+ * tell which ones ran again.
+ */
+function version4(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `CREATE TABLE IF NOT EXISTS ${s}.old_code_writes (
+      plan text NOT NULL,
+      pid integer NOT NULL,
+      backend_start timestamptz NOT NULL,
+      first_at timestamptz NOT NULL,
+      application_name text,
+      usename text,
+      client_addr inet,
+      PRIMARY KEY (plan, pid, backend_start)
+    )`,
+    // SECURITY DEFINER: the trigger runs with the writer's rights, and no
+    // application role may write the state tables; this is the one thing it
+    // may do to them. The fixed search_path and the qualified names leave a
+    // caller nothing to substitute. Any role calling it can only make the gate
+    // more careful (a row that says old code wrote), never less.
+    `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text) RETURNS void
+      LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog
+      AS $$
+        INSERT INTO ${s}.old_code_writes (plan, pid, backend_start, first_at, application_name, usename, client_addr)
+        SELECT plan_name, pg_backend_pid(), coalesce((SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid())), pg_postmaster_start_time()),
+               clock_timestamp(), current_setting('application_name'), session_user, inet_client_addr()
+        ON CONFLICT (plan, pid, backend_start) DO NOTHING
+      $$`,
+    `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text) TO PUBLIC`,
+    `CREATE TABLE IF NOT EXISTS ${s}.old_code_statements (
+      plan text NOT NULL,
+      queryid bigint NOT NULL,
+      userid oid NOT NULL,
+      calls bigint NOT NULL CHECK (calls >= 0),
+      query text NOT NULL,
+      changed_at timestamptz NOT NULL,
+      PRIMARY KEY (plan, queryid, userid)
+    )`,
+  ];
+}
+
+/** The state tables version 2 knew: its step's SQL is frozen with them. */
+const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
+
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
-export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases', 'backfill_batches', 'backfill_ranges'];
+export const STATE_TABLES: readonly string[] = [
+  ...STATE_TABLES_V2,
+  'backfill_batches',
+  'backfill_ranges',
+  'old_code_writes',
+  'old_code_statements',
+];
 
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
@@ -171,13 +228,13 @@ export const STATE_TABLES: readonly string[] = ['plans', 'events', 'backfill', '
  * that also holds other tables is left as it is: widening who may reach
  * those is not pgshift's call (docs/trigger.md gives the GRANT to run).
  */
-function grantUsageSql(schema: string): string {
+function grantUsageSql(schema: string, tables: readonly string[]): string {
   return `DO $pgshift_grant$ BEGIN
       IF EXISTS (SELECT 1 FROM pg_namespace n
                   WHERE n.nspname = ${literal(schema)} AND pg_has_role(n.nspowner, 'USAGE')
                     AND NOT EXISTS (SELECT 1 FROM aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a WHERE a.grantee = 0 AND a.privilege_type = 'USAGE')
                     AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                                      AND c.relname <> ALL (ARRAY[${STATE_TABLES.map(literal).join(', ')}]))) THEN
+                                      AND c.relname <> ALL (ARRAY[${tables.map(literal).join(', ')}]))) THEN
         GRANT USAGE ON SCHEMA ${ident(schema)} TO PUBLIC;
       END IF;
     END $pgshift_grant$`;
@@ -188,6 +245,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 1, description: 'plans, events, backfill checkpoint, phase()', statements: version1 },
   { version: 2, description: 'record the schema version and forced events; change kinds no longer fixed by a CHECK', statements: version2 },
   { version: 3, description: 'backfill: batch transaction ids and start horizon for the final check; partition by partition', statements: version3 },
+  { version: 4, description: 'the old-code gate: writes of the old columns by clients, statements naming them', statements: version4 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -116,7 +116,7 @@ guards: { lock_timeout: 200ms, statement_timeout: 200ms, retries: 2 }`);
     const ctx = runContext({
       client,
       connection: { databaseUrl: db.url },
-      guards: { lockTimeoutMs: 100, statementTimeoutMs: 100, retries: 0, maxWaitMs: 1_000 },
+      guards: { lockTimeoutMs: 100, statementTimeoutMs: 100, retries: 0, maxWaitMs: 1_000, oldCodeQuietMs: 0 },
       log,
       table: { oid: 0, display: 'public.items' },
       progressEveryMs: 50,

@@ -23,9 +23,18 @@ async function usersIn(schema: string, rows: number): Promise<void> {
 
 const splitIn = (schema: string) => plan(SPLIT_YAML.replace('plan: split-users-full-name', `plan: split-${schema.replaceAll('_', '-')}`).replace('public.users', `${schema}.users`));
 
-/** Pretend the runner died after a phase's steps ran but before the state moved. */
-async function forgetPhase(name: string, phase: Phase | null): Promise<void> {
-  await db.sql(`UPDATE pgshift.plans SET phase = $2, status = 'in_progress' WHERE name = $1`, [name, phase]);
+/**
+ * Pretend the runner died after a phase's steps ran but before the state
+ * moved: the phase stays marked unfinished, as recordPhase marks it before
+ * its first step (without the mark, the objects would be drift).
+ */
+async function forgetPhase(name: string, phase: Phase | null, unfinished: { phase: Phase; action: 'apply' | 'rollback' }): Promise<void> {
+  await db.sql(`UPDATE pgshift.plans SET phase = $2, status = 'in_progress', unfinished_phase = $3, unfinished_action = $4 WHERE name = $1`, [
+    name,
+    phase,
+    unfinished.phase,
+    unfinished.action,
+  ]);
 }
 
 describe('idempotent phases', () => {
@@ -37,7 +46,7 @@ describe('idempotent phases', () => {
     expect((await apply([p], phase, options))[0]!.error).toBeUndefined();
     const applied = await describeTable(db, `${schema}.users`);
 
-    await forgetPhase(p.name, previousPhase(phase));
+    await forgetPhase(p.name, previousPhase(phase), { phase, action: 'apply' });
     const again = await apply([p], 'next', options);
     expect(again[0]!.error).toBeUndefined();
     expect(again[0]!.to).toBe(phase);
@@ -47,7 +56,7 @@ describe('idempotent phases', () => {
     const back = await rollback(p, 'current', options);
     expect(back.error).toBeUndefined();
     const rolledBack = await describeTable(db, `${schema}.users`);
-    await forgetPhase(p.name, phase);
+    await forgetPhase(p.name, phase, { phase, action: 'rollback' });
     const backAgain = await rollback(p, 'current', options);
     expect(backAgain.error).toBeUndefined();
     expect(await describeTable(db, `${schema}.users`)).toEqual(rolledBack);

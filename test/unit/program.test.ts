@@ -88,21 +88,40 @@ describe('split: exact SQL of every phase', () => {
     reverse: ["concat_ws(' '::text, first_name, last_name)"],
     oldDefaults: ["'anonymous'::text"],
   };
+  /** The old-code gate's statements where a client wrote the old side (see old-code-mark.ts). */
+  const mark = (d: number): string[] => {
+    const p = '  '.repeat(d);
+    return [
+      `${p}-- pgshift old-code gate: a client wrote the old side`,
+      `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS NULL THEN`,
+      `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', 'recorded', false);`,
+      `${p}  BEGIN`,
+      `${p}    PERFORM "pgshift".old_code_write('split-users-full-name');`,
+      `${p}  EXCEPTION WHEN OTHERS THEN NULL;`,
+      `${p}  END;`,
+      `${p}END IF;`,
+    ];
+  };
+  /** `mark` when any old column was written. */
+  const markIfOld = (d: number): string[] => [`${'  '.repeat(d)}IF NEW."full_name" IS NOT NULL THEN`, ...mark(d + 1), `${'  '.repeat(d)}END IF;`];
   /** The two-way body around the given fills (old code's insert, new code's insert, a moved row, old code's update, new code's update). */
   const twoWay = (fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => [
     `  IF TG_OP = 'INSERT' THEN`,
     `    IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
     `      -- old code's insert`,
+    ...markIfOld(3),
     ...fillNew(3),
     `    ELSIF NEW."full_name" IS NULL THEN`,
     `      -- new code's insert`,
     ...fillOld(3),
     '    ELSE',
     ...keepMoved,
+    ...markIfOld(3),
     ...fillNew(3),
     '    END IF;',
     `  ELSIF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
     `    -- old code's update`,
+    ...mark(2),
     ...fillNew(2),
     `  ELSIF (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") AND current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
     `    -- new code's update`,
@@ -148,9 +167,19 @@ describe('split: exact SQL of every phase', () => {
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
     );
     // The old column's default, as printed at start, is applied by the trigger from switch-read.
-    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      -- old code's insert\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
+    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      END IF;\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
     expect(sql(inlined['stop-write'].apply)[1]).toContain(
-      `-- pgshift sync, mode one-way\nBEGIN\n  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN\n    <<pgshift_expr>> DECLARE`,
+      [
+        '-- pgshift sync, mode one-way',
+        'BEGIN',
+        `  IF TG_OP = 'INSERT' THEN`,
+        ...markIfOld(2),
+        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+        ...mark(2),
+        '  END IF;',
+        `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
+        '    <<pgshift_expr>> DECLARE',
+      ].join('\n'),
     );
   });
 
@@ -181,6 +210,11 @@ describe('split: exact SQL of every phase', () => {
         ...header,
         '-- pgshift sync, mode one-way',
         'BEGIN',
+        `  IF TG_OP = 'INSERT' THEN`,
+        ...markIfOld(2),
+        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+        ...mark(2),
+        '  END IF;',
         `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
         ...fillOld(2),
         '  END IF;',

@@ -28,10 +28,12 @@ export function inspectCommands(plan: Command, run: Run): void {
         }
         const r = await verify(p!, runOptions(o));
         output.result(
-          { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys },
-          r.differing ? `${name}: ${r.differing} row(s) differ, e.g. key ${r.sampleKeys.map((k) => k.join(',')).join('; ')}` : `${name}: 0 rows differ`,
+          { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys, drift: r.drift },
+          (r.differing ? `${name}: ${r.differing} row(s) differ, e.g. key ${r.sampleKeys.map((k) => k.join(',')).join('; ')}` : `${name}: 0 rows differ`) +
+            r.drift.map((d) => `\n${name}: drift: ${d.message}`).join(''),
         );
-        return r.differing ? { exitCode: ExitCode.verificationFailed } : {};
+        // Rows that differ say more than drift; drift alone is a state to fix before moving the plan (exit 2).
+        return r.differing ? { exitCode: ExitCode.verificationFailed } : r.drift.length ? { exitCode: ExitCode.invalidInput } : {};
       }),
     );
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
+import { describeOldCode, type OldCodeActivity } from '../../api/old-code.js';
 import { phaseIndex, PHASES } from '../../phases/phases.js';
 import { loadPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
@@ -30,7 +31,11 @@ export function statusCommand(plan: Command, run: Run): void {
 }
 
 function render(rows: readonly PlanStatus[]): string {
-  return table(
+  const notes = rows.flatMap((r) => [
+    ...(r.drift ?? []).map((d) => `${r.plan}: drift: ${d.message}`),
+    ...(r.oldCode ? [`${r.plan}: old code: ${oldCodeText(r.oldCode)}`] : []),
+  ]);
+  return [table(
     ['plan', 'table', 'phase', 'status', 'next', 'backfill', 'last event'],
     rows.map((r) => [
       r.plan + (r.edited ? ' (edited!)' : ''),
@@ -43,7 +48,18 @@ function render(rows: readonly PlanStatus[]): string {
         ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` + (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
         : '-',
     ]),
-  );
+  ), ...notes].join('\n');
+}
+
+/** The old-code gate's facts, and whether stop-write / contract may go on. */
+function oldCodeText(a: OldCodeActivity): string {
+  if (a.quietMs <= 0) return 'gate off (guards.old_code_quiet is 0)';
+  const quiet = `${Math.round(a.quietMs / 1000)} s`;
+  const total = a.lastSessionAt ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected` : 'no write of the old columns seen';
+  const watched = a.statementsWatched ? '' : ' (pg_stat_statements not installed: reads are not seen)';
+  return a.recent
+    ? `seen within guards.old_code_quiet (${quiet}), stop-write and contract wait: ${describeOldCode(a)}`
+    : `${total}; quiet for guards.old_code_quiet (${quiet}): safe to go on${watched}`;
 }
 
 function backfillText(b: BackfillStatus): string {

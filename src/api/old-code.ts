@@ -1,0 +1,217 @@
+import type { ColumnChange } from '../changes/model.js';
+import type { Client } from '../db/client.js';
+import { ident, type QualifiedName } from '../db/ident.js';
+import { OLD_CODE_STATEMENTS_SHOWN, OLD_CODE_WRITERS_SHOWN } from '../defaults.js';
+import { ExitCode, PgshiftError } from '../errors.js';
+import { stateSchemaVersion } from '../state/schema.js';
+
+/** A client session that wrote the old columns, as the server knew it. */
+export interface OldCodeWriter {
+  readonly pid: number;
+  readonly applicationName: string | null;
+  readonly user: string | null;
+  /** null for a Unix-socket connection. */
+  readonly clientAddress: string | null;
+  /** Its first write of the old columns. */
+  readonly firstAt: Date;
+  /** The session is still connected: the old code that wrote through it may write again. */
+  readonly connected: boolean;
+}
+
+/** A statement naming an old column (and no new one) that pg_stat_statements saw run. */
+export interface OldCodeStatement {
+  readonly query: string;
+  readonly user: string | null;
+  readonly calls: number;
+  /** When pgshift first saw its count grow; for a statement not seen before, the time of this look. */
+  readonly seenAt: Date;
+}
+
+/** What the old-code gate knows of a plan (see docs/gate-and-drift.md). */
+export interface OldCodeActivity {
+  /** `guards.old_code_quiet`. */
+  readonly quietMs: number;
+  /** Client sessions that wrote the old columns since the plan started. */
+  readonly sessions: number;
+  /** The latest first write of such a session. */
+  readonly lastSessionAt: Date | null;
+  /** Sessions still connected, or whose first write was within the quiet window; latest first. */
+  readonly writers: readonly OldCodeWriter[];
+  /** Whether pg_stat_statements could be read in this database. */
+  readonly statementsWatched: boolean;
+  /** Statements naming an old column seen within the quiet window. */
+  readonly statements: readonly OldCodeStatement[];
+  /** Anything seen within the quiet window: `stop-write` and `contract` wait. */
+  readonly recent: boolean;
+}
+
+/** Old code was seen within `guards.old_code_quiet`: stop-write and contract wait. Exit 2. */
+export class OldCodeError extends PgshiftError {
+  readonly exitCode = ExitCode.invalidInput;
+  constructor(
+    readonly plan: string,
+    readonly phase: string,
+    readonly activity: OldCodeActivity,
+  ) {
+    super(
+      `plan "${plan}": old code still uses the old columns, so ${phase} waits: ${describeOldCode(activity)}. ` +
+        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${Math.round(activity.quietMs / 1000)} s), ` +
+        'or pass --force to go on anyway (recorded in migrate plan log).',
+    );
+  }
+}
+
+/** The facts in one line: which sessions wrote, since when, whether still connected, and the statements. */
+export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): string {
+  const parts: string[] = [];
+  if (a.writers.length) {
+    const connected = a.writers.filter((w) => w.connected).length;
+    parts.push(
+      `${a.writers.length} client session${a.writers.length === 1 ? '' : 's'} wrote the old columns (${connected} still connected), ` +
+        a.writers.map((w) => writerText(w, now)).join('; '),
+    );
+  }
+  if (a.statements.length) {
+    parts.push(`statements naming an old column: ${a.statements.map((s) => `${JSON.stringify(s.query)} (${s.calls} calls${s.user ? ` by ${s.user}` : ''})`).join('; ')}`);
+  }
+  return parts.join('; ') || 'nothing seen';
+}
+
+function writerText(w: OldCodeWriter, now: Date): string {
+  return [
+    `pid ${w.pid}`,
+    `application_name ${JSON.stringify(w.applicationName ?? '')}`,
+    `user ${w.user ?? '?'}`,
+    `address ${w.clientAddress ?? 'local socket'}`,
+    `first write ${Math.max(0, Math.round((now.getTime() - w.firstAt.getTime()) / 1000))} s ago (${w.firstAt.toISOString()})`,
+    w.connected ? 'still connected' : 'disconnected',
+  ].join(', ');
+}
+
+/** What a look needs to know of a plan. */
+export interface OldCodeSubject {
+  readonly plan: string;
+  readonly table: QualifiedName;
+  readonly change: ColumnChange;
+  readonly startedAt: Date;
+  readonly quietMs: number;
+}
+
+/**
+ * Look for old-code activity. With `record`, the runner also stores the
+ * pg_stat_statements counts it saw (a statement whose count grew since is
+ * seen again) and forgets write records a week old; without it (`status`),
+ * nothing is written. A state schema older than version 4 has no records.
+ */
+export async function lookForOldCode(client: Client, schema: string, subject: OldCodeSubject, record: boolean): Promise<OldCodeActivity> {
+  const s = ident(schema);
+  const versioned = (await stateSchemaVersion(client, schema)) >= 4;
+  const windowMs = subject.quietMs;
+  let sessions = 0;
+  let lastSessionAt: Date | null = null;
+  let writers: OldCodeWriter[] = [];
+  if (versioned) {
+    const total = await client.query<{ sessions: number; last: Date | null }>(
+      `SELECT count(*)::float8 AS sessions, max(first_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND first_at >= $2`,
+      [subject.plan, subject.startedAt],
+    );
+    sessions = total.rows[0]?.sessions ?? 0;
+    lastSessionAt = total.rows[0]?.last ?? null;
+    if (windowMs > 0) {
+      // Still connected: the same pid with the same start (a role that may not see another's backend_start matches on the pid).
+      const recent = await client.query<OldCodeWriter>(
+        `SELECT w.pid, w.application_name AS "applicationName", w.usename AS "user", host(w.client_addr) AS "clientAddress", w.first_at AS "firstAt",
+                EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start)) AS connected
+           FROM ${s}.old_code_writes w
+          WHERE w.plan = $1 AND w.first_at >= $2
+          ORDER BY w.first_at DESC`,
+        [subject.plan, subject.startedAt],
+      );
+      const since = Date.now() - windowMs;
+      writers = recent.rows.filter((w) => w.connected || w.firstAt.getTime() >= since).slice(0, OLD_CODE_WRITERS_SHOWN);
+    }
+    if (record) {
+      // Sessions gone a week ago tell nothing any gate asks.
+      await client.query(
+        `DELETE FROM ${s}.old_code_writes w WHERE first_at < now() - interval '7 days'
+            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start))`,
+      );
+    }
+  }
+  const seen = await statementsNamingOldColumns(client, s, subject, versioned, record);
+  const statements = seen === null ? [] : seen.filter((x) => windowMs > 0 && Date.now() - x.seenAt.getTime() <= windowMs).slice(0, OLD_CODE_STATEMENTS_SHOWN);
+  return {
+    quietMs: subject.quietMs,
+    sessions,
+    lastSessionAt,
+    writers,
+    statementsWatched: seen !== null,
+    statements,
+    recent: writers.length > 0 || statements.length > 0,
+  };
+}
+
+/** A regular expression matching `name` as a whole word, for PostgreSQL's `~*`. */
+function word(name: string): string {
+  return `\\m${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\M`;
+}
+
+/**
+ * Statements in pg_stat_statements (when installed in this database and
+ * readable) that read or write (DDL, PREPARE and the like are someone
+ * changing the schema, not application code) and name the table and an old
+ * column but no new column: old code knows no new column, while pgshift's
+ * own statements (backfill, verify) and new code's name new ones. null when pg_stat_statements is not
+ * there. A statement is seen when first met, or when its count grew since
+ * the snapshot the runner stored.
+ */
+async function statementsNamingOldColumns(client: Client, s: string, subject: OldCodeSubject, versioned: boolean, record: boolean): Promise<OldCodeStatement[] | null> {
+  const { rows: ext } = await client.query<{ schema: string }>(
+    `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`,
+  );
+  if (!ext.length) return null;
+  const view = `${ident(ext[0]!.schema)}.pg_stat_statements`;
+  const olds = subject.change.old.map((c) => word(c.name));
+  const news = subject.change.new.map((c) => word(c.name));
+  let found: { queryid: string; userid: number; calls: number; query: string; user: string | null }[];
+  try {
+    ({ rows: found } = await client.query(
+      `SELECT queryid::text AS queryid, userid::int8::float8 AS userid, sum(calls)::float8 AS calls, min(query) AS query,
+              (SELECT rolname FROM pg_roles r WHERE r.oid = p.userid) AS "user"
+         FROM ${view} p
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND query ~* '^\\s*(SELECT|INSERT|UPDATE|DELETE|WITH|MERGE|COPY|TABLE)\\M'
+          AND query ~* $1 AND query ~* ANY ($2::text[]) AND NOT query ~* ANY ($3::text[])
+        GROUP BY queryid, userid`,
+      [word(subject.table.name), olds, news],
+    ));
+  } catch {
+    // Installed in this database but not preloaded (or not readable): nothing to watch.
+    return null;
+  }
+  if (!found.length) return [];
+  const { rows: known } = versioned
+    ? await client.query<{ queryid: string; userid: number; calls: number; changedAt: Date }>(
+        `SELECT queryid::text AS queryid, userid::int8::float8 AS userid, calls::float8 AS calls, changed_at AS "changedAt" FROM ${s}.old_code_statements WHERE plan = $1`,
+        [subject.plan],
+      )
+    : { rows: [] };
+  const now = new Date();
+  const result = found.map((f): OldCodeStatement & { grew: boolean; key: typeof f } => {
+    const k = known.find((x) => x.queryid === f.queryid && x.userid === f.userid);
+    const grew = !k || f.calls !== k.calls;
+    return { query: f.query, user: f.user, calls: f.calls, seenAt: grew ? now : k.changedAt, grew, key: f };
+  });
+  if (versioned && record) {
+    for (const r of result.filter((x) => x.grew)) {
+      await client.query(
+        `INSERT INTO ${s}.old_code_statements (plan, queryid, userid, calls, query, changed_at) VALUES ($1, $2::int8, $3::oid, $4, $5, clock_timestamp())
+         ON CONFLICT (plan, queryid, userid) DO UPDATE SET calls = EXCLUDED.calls, query = EXCLUDED.query, changed_at = EXCLUDED.changed_at`,
+        [subject.plan, r.key.queryid, r.key.userid, r.calls, r.query],
+      );
+    }
+  }
+  return result
+    .sort((a, b) => b.seenAt.getTime() - a.seenAt.getTime())
+    .map(({ query, user, calls, seenAt }) => ({ query, user, calls, seenAt }));
+}

@@ -1,0 +1,41 @@
+import { ident, literal } from '../db/ident.js';
+
+/**
+ * The session setting the sync trigger sets once a session has been
+ * recorded as old code for one plan. Custom settings need identifier-like
+ * names: the plan's dashes become underscores, and the prefix keeps a plan
+ * name that starts with a digit valid.
+ */
+export function oldCodeSetting(plan: string): string {
+  return `pgshift.ow_${plan.replace(/-/g, '_')}`;
+}
+
+/**
+ * The statements the sync trigger runs where a client wrote the old side
+ * (not where the trigger derived it): the old-code gate's evidence. Per row
+ * it reads one session-local setting: no shared state, no row written, no
+ * setting changed. On a session's first old-code write it sets the setting
+ * and calls `old_code_write()`, which records the session (pid and start,
+ * `application_name`, user, address, when) in a row of its own; the gate
+ * then asks whether that session is still connected. Measured in
+ * bench:gate, keeping a per-row count or a per-second timestamp in a
+ * setting cost 2–28 % of the write path (a `set_config` per transaction,
+ * or the clock arithmetic per row); this does not. The setting is set before
+ * the call, so a call that fails (a role without USAGE on the state schema,
+ * a state schema older than version 4) is not tried again on every row; the
+ * failure is swallowed, because the gate must never fail an application's
+ * write. The subtransaction of that block is entered once per session.
+ */
+export function oldCodeMark(plan: string, stateSchema: string, pad: string): string[] {
+  const setting = literal(oldCodeSetting(plan));
+  return [
+    `${pad}-- pgshift old-code gate: a client wrote the old side`,
+    `${pad}IF current_setting(${setting}, true) IS NULL THEN`,
+    `${pad}  PERFORM set_config(${setting}, 'recorded', false);`,
+    `${pad}  BEGIN`,
+    `${pad}    PERFORM ${ident(stateSchema)}.old_code_write(${literal(plan)});`,
+    `${pad}  EXCEPTION WHEN OTHERS THEN NULL;`,
+    `${pad}  END;`,
+    `${pad}END IF;`,
+  ];
+}
