@@ -1,4 +1,5 @@
 import type { Client } from './client.js';
+import { scanColumnDependents } from './column-dependents.js';
 import { ident, qualified, type QualifiedName } from './ident.js';
 
 /** An index that uses the column, its definition rewritten onto the new name. */
@@ -58,8 +59,11 @@ export interface ColumnObjects {
 }
 
 /**
- * Read every index and constraint that uses `column` of `table`, with their
- * definitions rewritten to use `newName` instead. Nothing is rewritten as
+ * What depends on `column` of `table`: the generic scan (column-dependents.ts:
+ * what no kind can carry, the views reading it), then every index and
+ * constraint that uses it, with their definitions rewritten to use `newName`
+ * instead, as a rename carries them (for other kinds `newName` is the column
+ * itself and the definitions only name what contract would drop). Nothing is rewritten as
  * text: expressions and predicates are stored as node trees that name
  * columns by number, so they are deparsed by `pg_get_expr` against a
  * temporary table whose columns have the same numbers and the new name at
@@ -79,37 +83,7 @@ export async function readColumnObjects(client: Client, table: QualifiedName, co
   const names = await namesTable(client, attrs.rows, attnum, newName);
   const nameOf = (n: number): string => (n === attnum ? newName : attrs.rows.find((a) => a.attnum === n)!.attname);
 
-  const unsupported: string[] = [];
-  const views = new Set<number>();
-  const deps = await client.query<{ what: string; kind: string; contype: string | null; own: boolean; view: number | null; on: string | null }>(
-    `SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS what, d.classid::regclass::text AS kind,
-            con.contype::text AS contype, coalesce(ad.adnum = $2, false) AS own,
-            CASE WHEN rw.rulename = '_RETURN' AND vc.relkind IN ('v', 'm') THEN vc.oid::int8::float8 END AS view,
-            rw.ev_class::regclass::text AS on
-       FROM pg_depend d
-       LEFT JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid
-       LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
-       LEFT JOIN pg_rewrite rw ON d.classid = 'pg_rewrite'::regclass AND rw.oid = d.objid
-       LEFT JOIN pg_class vc ON vc.oid = rw.ev_class
-      WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1::regclass AND d.refobjsubid = $2
-        AND d.deptype IN ('n', 'a')`,
-    [t, attnum],
-  );
-  for (const d of deps.rows) {
-    if (d.kind === 'pg_class' || (d.kind === 'pg_attrdef' && d.own)) continue; // indexes and owned sequences: below
-    if (d.kind === 'pg_constraint' && d.contype && 'cfun'.includes(d.contype)) continue;
-    if (d.view !== null) {
-      views.add(d.view);
-      continue;
-    }
-    if (d.kind === 'pg_rewrite')
-      unsupported.push(
-        `${d.what} (a rule, not a view): pgshift cannot rewrite rules; replace it by a trigger on ${d.on} first (CREATE TRIGGER, then DROP RULE, each a short catalog change), then run the plan`,
-      );
-    else if (d.kind === 'pg_constraint' && d.contype === 'p') unsupported.push(`${d.what}: the column is part of the primary key`);
-    else if (d.kind === 'pg_constraint' && d.contype === 'x') unsupported.push(`${d.what}: exclusion constraints are not carried`);
-    else unsupported.push(`${d.what}: pgshift cannot carry it to the new column`);
-  }
+  const { unsupported, views } = await scanColumnDependents(client, t, attnum);
 
   const indexes = await readIndexes(client, t, attnum, names, nameOf, unsupported);
   const constraints = [...(await readChecks(client, t, table, attnum, names)), ...(await readForeignKeys(client, t, attnum, newName, unsupported))];
@@ -122,7 +96,7 @@ export async function readColumnObjects(client: Client, table: QualifiedName, co
   );
   const comment = await client.query<{ c: string | null }>(`SELECT col_description($1::regclass, $2) AS c`, [t, attnum]);
   await client.query('DROP TABLE pg_temp.pgshift_carry_names');
-  return { indexes, constraints, ownedSequences: seqs.rows, comment: comment.rows[0]?.c ?? null, unsupported, views: [...views] };
+  return { indexes, constraints, ownedSequences: seqs.rows, comment: comment.rows[0]?.c ?? null, unsupported, views };
 }
 
 /** A temporary table with the same column numbers as the table, `newName` at `attnum`: a deparse context. */
