@@ -21,15 +21,16 @@ const layerRules = LAYERS.slice(0, -1).map(([name, path], i) => ({
   comment: `${name} may import only from the layers below it`,
   severity: 'error',
   from: { path },
-  to: { path: LAYERS.slice(i + 1).map(([, p]) => `(${p})`).join('|') },
+  to: {
+    path: LAYERS.slice(i + 1)
+      .map(([, p]) => `(${p})`)
+      .join('|'),
+  },
 }));
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
-  forbidden: [
-    { name: 'no-circular', comment: 'an import circle between files', severity: 'error', from: {}, to: { circular: true } },
-    ...layerRules,
-  ],
+  forbidden: [{ name: 'no-circular', comment: 'an import circle between files', severity: 'error', from: {}, to: { circular: true } }, ...layerRules],
   options: {
     doNotFollow: { path: 'node_modules' },
     // Type-only imports count: a circle of types is still a circle a reader has to untangle.

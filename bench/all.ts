@@ -30,7 +30,11 @@ const log = (line: string): void => console.error(line);
 const x = (n: number): string => `${n.toFixed(2)}×`;
 
 const lines: string[] = [];
-const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+const load = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 lines.push(`machine: ${os.cpus().length} CPUs, load average at start ${load()}`);
 
 log('lock queue…');

@@ -131,13 +131,17 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     const loadAverage = os.loadavg();
     print(`pgshift backfill benchmark: ${o.rows.toLocaleString('en')} rows, PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs`);
-    print(`plan: backfill.pause ${o.pauseMs} ms, backfill.target_batch_ms ${o.targetMs}; load average at start ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
+    print(
+      `plan: backfill.pause ${o.pauseMs} ms, backfill.target_batch_ms ${o.targetMs}; load average at start ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`,
+    );
     const phaseTables = o.workers.map((w) => `bench_w${w}`);
     const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', ...(o.live ? ['bench_live'] : [])];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
     const t = performance.now();
     for (const table of tables) {
-      await db.query(`CREATE TABLE ${table} (id bigserial PRIMARY KEY, full_name text NOT NULL, user_name text, email text, created_at timestamptz NOT NULL DEFAULT now())`);
+      await db.query(
+        `CREATE TABLE ${table} (id bigserial PRIMARY KEY, full_name text NOT NULL, user_name text, email text, created_at timestamptz NOT NULL DEFAULT now())`,
+      );
       await db.query(
         `INSERT INTO ${table} (full_name, user_name, email)
          SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, $1::int8) g`,
@@ -176,7 +180,9 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
     }));
 
     print('');
-    print(`single UPDATE (${update1.rows} rows):        ${secs(updateMs)}  ${rate(o.rows, updateMs)}  (before the phases ${secs(update1.ms)}, after ${secs(update2.ms)})`);
+    print(
+      `single UPDATE (${update1.rows} rows):        ${secs(updateMs)}  ${rate(o.rows, updateMs)}  (before the phases ${secs(update1.ms)}, after ${secs(update2.ms)})`,
+    );
     for (const [i, f] of phases.entries()) {
       const run = runs[i]!;
       print(
@@ -212,11 +218,28 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       print(`  during:            ${lat(load)}`);
       print(`p99 during / before: ${(p99(load) / p99(baseline)).toFixed(2)}; verify after the live backfill: exit ${verify.code} ${verify.stdout.trim()}`);
     }
-    const bloat = (await db.query<{ t: string; s: string }>(
-      `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname LIKE 'bench\\_%' AND relkind = 'r' ORDER BY relname`,
-    )).rows;
-    print(`table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-    return { rows: o.rows, server: `PostgreSQL ${version}, ${server.description}`, cpus: os.cpus().length, loadAverage, updateMs, updateBeforeMs: update1.ms, updateAfterMs: update2.ms, phases, live: liveFigures };
+    const bloat = (
+      await db.query<{ t: string; s: string }>(
+        `SELECT relname AS t, pg_size_pretty(pg_total_relation_size(oid)) AS s FROM pg_class WHERE relname LIKE 'bench\\_%' AND relkind = 'r' ORDER BY relname`,
+      )
+    ).rows;
+    print(
+      `table sizes after: ${bloat.map((b) => `${b.t} ${b.s}`).join(', ')}; load average at the end ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+    return {
+      rows: o.rows,
+      server: `PostgreSQL ${version}, ${server.description}`,
+      cpus: os.cpus().length,
+      loadAverage,
+      updateMs,
+      updateBeforeMs: update1.ms,
+      updateAfterMs: update2.ms,
+      phases,
+      live: liveFigures,
+    };
   } finally {
     await db.end().catch(() => undefined);
     await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
@@ -291,7 +314,16 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
   let committedMs = 0;
   for (const line of stderr.split('\n')) {
     if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; ms?: number; step?: string; next?: number; boundMs?: number; updateMs?: number; committedMs?: number; rowsChanged?: number };
+    const entry = JSON.parse(line) as {
+      msg?: string;
+      ms?: number;
+      step?: string;
+      next?: number;
+      boundMs?: number;
+      updateMs?: number;
+      committedMs?: number;
+      rowsChanged?: number;
+    };
     if (entry.msg?.startsWith('verify read ') && entry.rowsChanged !== undefined) verifyRowsRead = entry.rowsChanged;
     if (entry.msg?.startsWith('step ') && entry.step && entry.ms !== undefined) {
       const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;

@@ -101,8 +101,15 @@ async function main(): Promise<void> {
   await db.connect();
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
-    console.log(`pgshift old-code gate benchmark: ${ROWS.toLocaleString('en')} rows, ${CLIENTS} pgbench clients, ${ROUNDS} rounds of ${SECONDS} s per variant and workload`);
-    console.log(`PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `pgshift old-code gate benchmark: ${ROWS.toLocaleString('en')} rows, ${CLIENTS} pgbench clients, ${ROUNDS} rounds of ${SECONDS} s per variant and workload`,
+    );
+    console.log(
+      `PostgreSQL ${version}, ${server.description}, ${os.cpus().length} CPUs, load average at start ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
     await db.query(`CREATE TABLE bench (id bigserial PRIMARY KEY, full_name text NOT NULL, user_name text, email text)`);
     await db.query(`INSERT INTO bench (full_name, user_name) SELECT 'First' || g || ' Last' || g, 'user' || g FROM generate_series(1, $1::int8) g`, [ROWS]);
     await db.query('VACUUM ANALYZE bench');
@@ -147,9 +154,17 @@ async function main(): Promise<void> {
       const b = median(v['with gate']!);
       console.log(`| ${name} | ${a.toFixed(0)} | ${b.toFixed(0)} | **${(b / a).toFixed(3)}** |`);
     }
-    for (const [name, v] of Object.entries(tps)) console.log(`${name} rounds: without ${v['without gate']!.map((x) => x.toFixed(0)).join(' ')}; with ${v['with gate']!.map((x) => x.toFixed(0)).join(' ')}`);
+    for (const [name, v] of Object.entries(tps))
+      console.log(
+        `${name} rounds: without ${v['without gate']!.map((x) => x.toFixed(0)).join(' ')}; with ${v['with gate']!.map((x) => x.toFixed(0)).join(' ')}`,
+      );
     console.log(`old_code_writes: ${recorded.sessions} sessions recorded (one row each: pgbench opens new sessions for every run)`);
-    console.log(`load average at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `load average at end ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
   } finally {
     await db.end();
     await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);

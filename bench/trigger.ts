@@ -204,9 +204,7 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
         const table = tableName(spec, variant);
         await db.query(`VACUUM ${ident(table)}`);
         await db.query('CHECKPOINT');
-        const figure = pgbench
-          ? await runPgbench(pgbench, db, dbUrl, dir, spec, variant, options)
-          : await runNodeLoop(dbUrl, spec, variant, options);
+        const figure = pgbench ? await runPgbench(pgbench, db, dbUrl, dir, spec, variant, options) : await runNodeLoop(dbUrl, spec, variant, options);
         tps.get(table)!.push(figure.tps);
         if (figure.cpuPerTx !== undefined) cpu.get(table)!.push(figure.cpuPerTx);
         line.push(`${table} ${figure.tps.toFixed(0)}${figure.cpuPerTx === undefined ? '' : ` (${figure.cpuPerTx.toFixed(1)} µs)`}`);
@@ -236,7 +234,14 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
       server: server.description,
       version,
       driver: pgbench ? `pgbench ${pgbench}` : 'node loop',
-      options: { rows: options.rows, seconds: options.seconds, rounds: options.rounds, clients: options.clients, kinds: options.kinds, durable: options.durable },
+      options: {
+        rows: options.rows,
+        seconds: options.seconds,
+        rounds: options.rounds,
+        clients: options.clients,
+        kinds: options.kinds,
+        durable: options.durable,
+      },
       cpus: os.cpus().length,
       loadBefore,
       loadAfter: os.loadavg(),
@@ -310,13 +315,18 @@ function breakdownVariants(facts: PlanFacts, plan: string): { name: string; fn: 
   const change = resolveChange(parsed.change, facts);
   const names = (fn: string): ReturnType<typeof objectNames> => ({ ...objectNames(plan, facts), syncFunction: `public.${ident(fn)}` });
   const inline = facts.inline;
-  const empty = (fn: string, set = ''): string => `CREATE OR REPLACE FUNCTION public.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql ${set} AS $$ BEGIN RETURN NEW; END $$`;
+  const empty = (fn: string, set = ''): string =>
+    `CREATE OR REPLACE FUNCTION public.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql ${set} AS $$ BEGIN RETURN NEW; END $$`;
   const variants: { name: string; fn: string | null; when: string | null; app?: boolean }[] = [
     { name: 'app-side dual write (no trigger, writes both sides)', fn: null, when: null, app: true },
     { name: 'empty plpgsql trigger (RETURN NEW)', fn: empty('bench_empty'), when: null },
     { name: '  + WHEN (backfill guard)', fn: empty('bench_empty'), when: BACKFILL_GUARD },
     { name: '  + SET search_path', fn: empty('bench_empty_set', `SET search_path = ${facts.searchPath}`), when: null },
-    { name: 'split: calls, SET search_path, WHEN', fn: syncFunction(change, names('bench_calls'), { ...facts, inline: undefined }, 'two-way'), when: BACKFILL_GUARD },
+    {
+      name: 'split: calls, SET search_path, WHEN',
+      fn: syncFunction(change, names('bench_calls'), { ...facts, inline: undefined }, 'two-way'),
+      when: BACKFILL_GUARD,
+    },
   ];
   if (inline) {
     const blocks = { ...facts, inline: { ...inline, forwardOnNew: undefined, reverseOnNew: undefined } };
@@ -370,14 +380,23 @@ async function measureBreakdown(db: pg.Client, log: (line: string) => void, stat
   for (let r = 0; r < repeats; r++) {
     for (const v of all) {
       const fn = v.fn ? /FUNCTION (public\.\S+)\(\)/.exec(v.fn)![1]! : null;
-      if (fn) await db.query(`CREATE TRIGGER bench_breakdown BEFORE INSERT OR UPDATE ON ${scratch} FOR EACH ROW${v.when ? ` WHEN (${v.when})` : ''} EXECUTE FUNCTION ${fn}()`);
+      if (fn)
+        await db.query(
+          `CREATE TRIGGER bench_breakdown BEFORE INSERT OR UPDATE ON ${scratch} FOR EACH ROW${v.when ? ` WHEN (${v.when})` : ''} EXECUTE FUNCTION ${fn}()`,
+        );
       const out = results.get(v.name)!;
       out.update.push(await measure(() => db.query(`CALL bench_statements(${statements}, 'update', ${Boolean(v.app)})`), statements));
       out.insert.push(await measure(() => db.query(`CALL bench_statements(${statements}, 'insert', ${Boolean(v.app)})`), statements));
       await db.query('BEGIN');
       await db.query(`SELECT set_config('pgshift.backfill', 'on', true)`);
       out.backfillRow.push(
-        await measure(() => db.query(`UPDATE ${scratch} SET first_name = split_part(full_name, ' ', 1), last_name = nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name) WHERE id <= ${bulkRows}`), bulkRows),
+        await measure(
+          () =>
+            db.query(
+              `UPDATE ${scratch} SET first_name = split_part(full_name, ' ', 1), last_name = nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name) WHERE id <= ${bulkRows}`,
+            ),
+          bulkRows,
+        ),
       );
       await db.query('ROLLBACK');
       if (fn) await db.query(`DROP TRIGGER bench_breakdown ON ${scratch}`);
@@ -456,7 +475,15 @@ function watchBackendsCpu(db: pg.Client, applicationName: string): { stop(): Pro
   };
 }
 
-async function runPgbench(bin: string, db: pg.Client, dbUrl: string, dir: string, spec: KindSpec, variant: Variant, options: TriggerBenchOptions): Promise<RunFigure> {
+async function runPgbench(
+  bin: string,
+  db: pg.Client,
+  dbUrl: string,
+  dir: string,
+  spec: KindSpec,
+  variant: Variant,
+  options: TriggerBenchOptions,
+): Promise<RunFigure> {
   const { update, insert } = statements(spec, variant, options.rows);
   const base = path.join(dir, tableName(spec, variant));
   await writeFile(`${base}-update.sql`, update);
@@ -473,7 +500,21 @@ async function runPgbench(bin: string, db: pg.Client, dbUrl: string, dir: string
     PGAPPNAME: `pgshift-bench ${tableName(spec, variant)}`,
   };
   const watch = watchBackendsCpu(db, env.PGAPPNAME);
-  const args = ['-n', '-M', 'prepared', '-c', String(options.clients), '-j', String(options.clients), '-T', String(options.seconds), '-f', `${base}-update.sql@1`, '-f', `${base}-insert.sql@1`];
+  const args = [
+    '-n',
+    '-M',
+    'prepared',
+    '-c',
+    String(options.clients),
+    '-j',
+    String(options.clients),
+    '-T',
+    String(options.seconds),
+    '-f',
+    `${base}-update.sql@1`,
+    '-f',
+    `${base}-insert.sql@1`,
+  ];
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(bin, args, { env }, (error, out, err) => (error ? reject(new Error(`pgbench failed: ${err || error.message}`)) : resolve(out))),
   ).finally(() => undefined);
@@ -488,7 +529,14 @@ async function runPgbench(bin: string, db: pg.Client, dbUrl: string, dir: string
 async function runNodeLoop(dbUrl: string, spec: KindSpec, variant: Variant, options: TriggerBenchOptions): Promise<RunFigure> {
   const { update, insert } = statements(spec, variant, options.rows);
   // pgbench's `:id` / `:r` become $1 / $2 of a prepared statement.
-  const toSql = (script: string): string => script.split('\n').filter((l) => l && !l.startsWith('\\')).join(' ').replace(/;$/, '').replaceAll(':id', '$1').replaceAll(':r', '$2');
+  const toSql = (script: string): string =>
+    script
+      .split('\n')
+      .filter((l) => l && !l.startsWith('\\'))
+      .join(' ')
+      .replace(/;$/, '')
+      .replaceAll(':id', '$1')
+      .replaceAll(':r', '$2');
   const updateSql = toSql(update).replace(/\$1/g, '$1::int8').replace(/\$2/g, '$2::int8');
   const insertSql = toSql(insert).replace(/\$2/g, '$1::int8');
   const deadline = performance.now() + options.seconds * 1000;
@@ -540,7 +588,9 @@ export function formatTriggerFigures(f: TriggerFigures): string[] {
     const b = f.breakdown;
     lines.push('', 'where the time goes: server CPU in µs over the same work without a trigger (minimum of 5 repetitions)');
     lines.push(`  ${'variant'.padEnd(54)} one-row UPDATE  one-row INSERT  backfill, per row`);
-    lines.push(`  ${'no trigger (absolute)'.padEnd(54)} ${b.base.update.toFixed(1).padStart(14)}  ${b.base.insert.toFixed(1).padStart(14)}  ${b.base.backfillRow.toFixed(2).padStart(16)}`);
+    lines.push(
+      `  ${'no trigger (absolute)'.padEnd(54)} ${b.base.update.toFixed(1).padStart(14)}  ${b.base.insert.toFixed(1).padStart(14)}  ${b.base.backfillRow.toFixed(2).padStart(16)}`,
+    );
     for (const l of b.lines) {
       const sign = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
       lines.push(`  ${l.variant.padEnd(54)} ${sign(l.update, 1).padStart(14)}  ${sign(l.insert, 1).padStart(14)}  ${sign(l.backfillRow, 2).padStart(16)}`);

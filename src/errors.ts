@@ -128,9 +128,9 @@ export class StateSchemaError extends PgshiftError {
     super(
       `the state schema "${schema}" is at version ${found}, newer than this pgshift understands (${supported}): ` +
         'a newer pgshift has run against this database. Run that version (or newer) instead; nothing was changed.',
-      );
-    }
+    );
   }
+}
 
 /** This runner's plan lease expired or was taken over while it worked; it stopped. Exit 5. */
 export class LeaseLostError extends PgshiftError {

@@ -10,12 +10,9 @@ function release(version: UsersApp['version'], writes: 'user_name' | 'username',
     version,
     writes: writes === 'user_name' ? 'old' : 'new',
     values: (n) => ({ [writes]: `${version}_user${n}`, email: `${version}.user${n}@example.com` }),
-    insert: async (db, row) =>
-      insertedId(await db.query(`INSERT INTO users (${writes}, email) VALUES ($1, $2) RETURNING id`, [row[writes], row.email])),
-    update: async (db, id, row) =>
-      (await db.query(`UPDATE users SET ${writes} = $2, email = $3 WHERE id = $1`, [id, row[writes], row.email])).rowCount === 1,
-    read: async (db, id) =>
-      (await db.query<{ name: string | null }>(`SELECT ${await reads(db)} AS name FROM users WHERE id = $1`, [id])).rows[0]?.name || null,
+    insert: async (db, row) => insertedId(await db.query(`INSERT INTO users (${writes}, email) VALUES ($1, $2) RETURNING id`, [row[writes], row.email])),
+    update: async (db, id, row) => (await db.query(`UPDATE users SET ${writes} = $2, email = $3 WHERE id = $1`, [id, row[writes], row.email])).rowCount === 1,
+    read: async (db, id) => (await db.query<{ name: string | null }>(`SELECT ${await reads(db)} AS name FROM users WHERE id = $1`, [id])).rows[0]?.name || null,
     list: async (db, afterId, limit) =>
       page(await db.query(`SELECT id, ${await reads(db)} AS name, email FROM users WHERE id > $1 ORDER BY id LIMIT $2`, [afterId, limit])),
   };

@@ -27,8 +27,7 @@ function v1(): UsersApp {
           ? await db.query('INSERT INTO users (email) VALUES ($1) RETURNING id', [row.email])
           : await db.query('INSERT INTO users (full_name, email) VALUES ($1, $2) RETURNING id', [row.full_name, row.email]),
       ),
-    update: async (db, id, row) =>
-      (await db.query('UPDATE users SET full_name = $2, email = $3 WHERE id = $1', [id, row.full_name, row.email])).rowCount === 1,
+    update: async (db, id, row) => (await db.query('UPDATE users SET full_name = $2, email = $3 WHERE id = $1', [id, row.full_name, row.email])).rowCount === 1,
     read: async (db, id) => (await db.query<{ name: string | null }>('SELECT full_name AS name FROM users WHERE id = $1', [id])).rows[0]?.name || null,
     list: async (db, afterId, limit) =>
       page(await db.query('SELECT id, full_name AS name, email FROM users WHERE id > $1 ORDER BY id LIMIT $2', [afterId, limit])),
@@ -41,12 +40,9 @@ function newValues(n: number): Row {
 }
 
 const insertNew = async (db: Parameters<UsersApp['insert']>[0], row: Row): Promise<string> =>
-  insertedId(
-    await db.query('INSERT INTO users (first_name, last_name, email) VALUES ($1, $2, $3) RETURNING id', [row.first_name, row.last_name, row.email]),
-  );
+  insertedId(await db.query('INSERT INTO users (first_name, last_name, email) VALUES ($1, $2, $3) RETURNING id', [row.first_name, row.last_name, row.email]));
 const updateNew = async (db: Parameters<UsersApp['update']>[0], id: string, row: Row): Promise<boolean> =>
-  (await db.query('UPDATE users SET first_name = $2, last_name = $3, email = $4 WHERE id = $1', [id, row.first_name, row.last_name, row.email]))
-    .rowCount === 1;
+  (await db.query('UPDATE users SET first_name = $2, last_name = $3, email = $4 WHERE id = $1', [id, row.first_name, row.last_name, row.email])).rowCount === 1;
 const NEW_NAME = `concat_ws(' ', first_name, last_name)`;
 
 /** v2: writes the new columns; reads them once the phase flag says reads are switched, else `full_name`. */

@@ -26,7 +26,8 @@ export function formatTable(report: ScenarioReport): string {
 /** The table, the checker's verdict, and every violation of the bar with its evidence. */
 export function formatReport(name: string, report: ScenarioReport): string {
   const worst = report.windows.reduce<{ ms: number; where: string; behind: string | null } | null>(
-    (best, w) => (w.lockWait && (!best || w.lockWait.ms > best.ms) ? { ms: w.lockWait.ms, where: `${w.window}: ${w.lockWait.lock}`, behind: w.lockWait.blockedBy } : best),
+    (best, w) =>
+      w.lockWait && (!best || w.lockWait.ms > best.ms) ? { ms: w.lockWait.ms, where: `${w.window}: ${w.lockWait.lock}`, behind: w.lockWait.blockedBy } : best,
     null,
   );
   const lines = [
@@ -47,7 +48,9 @@ export function formatReport(name: string, report: ScenarioReport): string {
   if (report.errors.length > 20) lines.push(`  … and ${report.errors.length - 20} more errors`);
   for (const f of report.check.findings.slice(0, 20)) {
     const expected = f.candidates > 1 ? `one of its ${f.candidates} writes, the last acknowledged being` : 'expected';
-    lines.push(`  ${f.kind} row ${f.id} (last written in ${f.window} by ${f.version}): ${expected} ${JSON.stringify(f.expected)}, found ${JSON.stringify(f.actual)}`);
+    lines.push(
+      `  ${f.kind} row ${f.id} (last written in ${f.window} by ${f.version}): ${expected} ${JSON.stringify(f.expected)}, found ${JSON.stringify(f.actual)}`,
+    );
   }
   if (report.check.failed > 20) lines.push(`  … and ${report.check.failed - 20} more rows`);
   return lines.join('\n');

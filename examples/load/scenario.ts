@@ -15,9 +15,7 @@ import { APP_NAME, quantile, Workload, type ClientError } from './workload.js';
 export const LOCK_WAIT_SLACK_MS = 500;
 
 /** One release step: a phase applied or rolled back, or a deploy of the app's releases. */
-export type Step =
-  | { readonly do: 'apply' | 'rollback'; readonly phase: Phase }
-  | { readonly do: 'deploy'; readonly versions: readonly Version[] };
+export type Step = { readonly do: 'apply' | 'rollback'; readonly phase: Phase } | { readonly do: 'deploy'; readonly versions: readonly Version[] };
 
 const up = (phase: Phase): Step => ({ do: 'apply', phase });
 const down = (phase: Phase): Step => ({ do: 'rollback', phase });
@@ -243,10 +241,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
     if (workload.errors.length) violations.push(`${workload.errors.length} client errors`);
     if (check.failed) violations.push(`${check.failed} lost or wrong rows`);
     const differing = windows.filter((w) => w.differing);
-    if (differing.length) violations.push(`old and new sides disagreed under traffic: ${differing.map((w) => `${w.differing} rows after ${w.window}`).join(', ')}`);
+    if (differing.length)
+      violations.push(`old and new sides disagreed under traffic: ${differing.map((w) => `${w.differing} rows after ${w.window}`).join(', ')}`);
     const worst = sampler.max;
     if (worst && worst.ms > lockTimeoutMs + LOCK_WAIT_SLACK_MS) {
-      violations.push(`a client waited ${Math.round(worst.ms)} ms for ${worst.lock} in ${worst.window} (behind ${worst.blockedBy ?? 'unknown'}), over lock_timeout ${lockTimeoutMs} ms + ${LOCK_WAIT_SLACK_MS} ms`);
+      violations.push(
+        `a client waited ${Math.round(worst.ms)} ms for ${worst.lock} in ${worst.window} (behind ${worst.blockedBy ?? 'unknown'}), over lock_timeout ${lockTimeoutMs} ms + ${LOCK_WAIT_SLACK_MS} ms`,
+      );
     }
     return {
       server,

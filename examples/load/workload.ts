@@ -134,7 +134,13 @@ export class Workload {
         this.statsOf(window).transactions += 2;
       } catch (error) {
         const e = error as { code?: unknown; message?: string };
-        this.errors.push({ window, version: app.version, op, code: typeof e.code === 'string' ? e.code : null, message: `${e.message ?? String(error)} (slow request)` });
+        this.errors.push({
+          window,
+          version: app.version,
+          op,
+          code: typeof e.code === 'string' ? e.code : null,
+          message: `${e.message ?? String(error)} (slow request)`,
+        });
       } finally {
         holding();
         await client.end().catch(() => undefined);

@@ -80,9 +80,11 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
       await store.start(plan.name, plan.change.kind, plan.checksum, facts);
     } catch (error) {
       // Another plan on the same table started between our check and our insert (the partial unique index says so).
-      if (sqlState(error) === SqlState.uniqueViolation) throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+      if (sqlState(error) === SqlState.uniqueViolation)
+        throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
       // A privilege the check above does not know of: still nothing changed but the state schema, so say it is input to fix.
-      if (sqlState(error) === INSUFFICIENT_PRIVILEGE) throw new PlanError([{ file: plan.file, path: '', message: `cannot record the plan's start: ${(error as Error).message} (see docs/privileges.md)` }]);
+      if (sqlState(error) === INSUFFICIENT_PRIVILEGE)
+        throw new PlanError([{ file: plan.file, path: '', message: `cannot record the plan's start: ${(error as Error).message} (see docs/privileges.md)` }]);
       throw error;
     }
     state = (await store.get(plan.name))!;
@@ -98,12 +100,19 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   try {
     for (const phase of phases) {
       await oldCodeGate(session, state!, phase);
-      await recordPhase(store, plan.name, phase, 'apply', async () => {
-        log.info({ phase }, `applying ${phase}`);
-        await runPhaseSteps(input, phase, 'apply', program[phase].apply);
-        await session.lease.check();
-        await store.moveTo(plan.name, phase);
-      }, { forced: Boolean(session.options.force), lease: session.lease });
+      await recordPhase(
+        store,
+        plan.name,
+        phase,
+        'apply',
+        async () => {
+          log.info({ phase }, `applying ${phase}`);
+          await runPhaseSteps(input, phase, 'apply', program[phase].apply);
+          await session.lease.check();
+          await store.moveTo(plan.name, phase);
+        },
+        { forced: Boolean(session.options.force), lease: session.lease },
+      );
       done.push(phase);
     }
   } catch (error) {

@@ -45,8 +45,7 @@ interface Expectation {
   readonly probe: string;
 }
 
-const apply = (program: PhaseProgram, phase: Phase): string[] =>
-  program[phase].apply.flatMap((step) => (step.kind === 'sql' ? step.statements : []));
+const apply = (program: PhaseProgram, phase: Phase): string[] => program[phase].apply.flatMap((step) => (step.kind === 'sql' ? step.statements : []));
 
 /** The index of the first phase whose apply SQL contains `text`, or null. */
 function firstMention(program: PhaseProgram, text: string): number | null {
@@ -71,7 +70,12 @@ function expectations(program: PhaseProgram, change: ColumnChange, names: Object
   };
   const col = (c: string): string => `ALTER COLUMN ${ident(c)}`;
   for (const c of change.new) {
-    add(`column ${ident(c.name)}`, firstMention(program, `ADD COLUMN IF NOT EXISTS ${ident(c.name)}`), firstMention(program, `DROP COLUMN IF EXISTS ${ident(c.name)}`), attr(c.name, 'true'));
+    add(
+      `column ${ident(c.name)}`,
+      firstMention(program, `ADD COLUMN IF NOT EXISTS ${ident(c.name)}`),
+      firstMention(program, `DROP COLUMN IF EXISTS ${ident(c.name)}`),
+      attr(c.name, 'true'),
+    );
     add(`NOT NULL on ${ident(c.name)}`, firstMention(program, `${col(c.name)} SET NOT NULL`), null, attr(c.name, 'attnotnull'));
     add(`default on ${ident(c.name)}`, firstMention(program, `${col(c.name)} SET DEFAULT`), null, attr(c.name, 'atthasdef'));
     if (c.unique) {
@@ -82,8 +86,10 @@ function expectations(program: PhaseProgram, change: ColumnChange, names: Object
   const dropped = (c: string): number | null => firstMention(program, `DROP COLUMN IF EXISTS ${ident(c)}`);
   for (const c of change.old) {
     add(`column ${ident(c.name)}`, -1, dropped(c.name), attr(c.name, 'true'));
-    if (c.notNull) add(`NOT NULL on ${ident(c.name)}`, -1, firstMention(program, `${col(c.name)} DROP NOT NULL`) ?? dropped(c.name), attr(c.name, 'attnotnull'));
-    if (c.default !== null) add(`default on ${ident(c.name)}`, -1, firstMention(program, `${col(c.name)} DROP DEFAULT`) ?? dropped(c.name), attr(c.name, 'atthasdef'));
+    if (c.notNull)
+      add(`NOT NULL on ${ident(c.name)}`, -1, firstMention(program, `${col(c.name)} DROP NOT NULL`) ?? dropped(c.name), attr(c.name, 'attnotnull'));
+    if (c.default !== null)
+      add(`default on ${ident(c.name)}`, -1, firstMention(program, `${col(c.name)} DROP DEFAULT`) ?? dropped(c.name), attr(c.name, 'atthasdef'));
   }
   add(
     `trigger ${names.trigger}`,
@@ -95,7 +101,12 @@ function expectations(program: PhaseProgram, change: ColumnChange, names: Object
   const drops = PHASES.flatMap((p) => apply(program, p)).flatMap((s) => /^DROP FUNCTION IF EXISTS (.+)$/.exec(s)?.[1] ?? []);
   for (const signature of new Set(drops)) {
     const name = signature.slice(0, signature.lastIndexOf('('));
-    add(`function ${signature}`, firstMention(program, `CREATE OR REPLACE FUNCTION ${name}(`), firstMention(program, `DROP FUNCTION IF EXISTS ${signature}`), `SELECT to_regprocedure(${lit(signature)}) IS NOT NULL AS present`);
+    add(
+      `function ${signature}`,
+      firstMention(program, `CREATE OR REPLACE FUNCTION ${name}(`),
+      firstMention(program, `DROP FUNCTION IF EXISTS ${signature}`),
+      `SELECT to_regprocedure(${lit(signature)}) IS NOT NULL AS present`,
+    );
   }
   return out;
 }
@@ -133,7 +144,12 @@ export async function findDrift(client: Client, state: PlanState, program: Phase
     const { rows } = await client.query<{ present: boolean }>(e.probe);
     const present = rows[0]!.present;
     if (!present && wanted.every(Boolean)) {
-      problems.push({ object: e.object, problem: 'missing', expected: `${phaseName(e.from)} makes it`, message: `${e.object} is missing (${e.from < 0 ? 'it was there before the plan' : `${phaseName(e.from)} makes it`})` });
+      problems.push({
+        object: e.object,
+        problem: 'missing',
+        expected: `${phaseName(e.from)} makes it`,
+        message: `${e.object} is missing (${e.from < 0 ? 'it was there before the plan' : `${phaseName(e.from)} makes it`})`,
+      });
     } else if (present && !wanted.some(Boolean)) {
       const early = e.from > Math.max(...ends);
       const expected = early ? `${phaseName(e.from)} makes it` : `${phaseName(e.until!)} removes it`;
@@ -141,19 +157,33 @@ export async function findDrift(client: Client, state: PlanState, program: Phase
     }
   }
   const modes = [...new Set(ends.map((i) => modeAt(program, i)))];
-  const sync = (await client.query<{ mode: string | null }>(
-    `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
-    [`${names.syncFunction}()`],
-  )).rows[0];
+  const sync = (
+    await client.query<{ mode: string | null }>(
+      `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
+      [`${names.syncFunction}()`],
+    )
+  ).rows[0];
   if (sync && !modes.includes(sync.mode) && !modes.includes(null)) {
-    problems.push({ object: `function ${names.syncFunction}()`, problem: 'wrong mode', expected: `mode ${modes.join(' or ')}`, message: `the sync trigger function is in mode ${sync.mode ?? 'unknown'}, but ${phaseName(at)} leaves it ${modes.join(' or ')}` });
+    problems.push({
+      object: `function ${names.syncFunction}()`,
+      problem: 'wrong mode',
+      expected: `mode ${modes.join(' or ')}`,
+      message: `the sync trigger function is in mode ${sync.mode ?? 'unknown'}, but ${phaseName(at)} leaves it ${modes.join(' or ')}`,
+    });
   }
-  const disabled = (await client.query<{ disabled: boolean }>(
-    `SELECT tgenabled = 'D' AS disabled FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`,
-    [qualified(state.facts.table), unquote(names.trigger)],
-  )).rows[0];
+  const disabled = (
+    await client.query<{ disabled: boolean }>(`SELECT tgenabled = 'D' AS disabled FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`, [
+      qualified(state.facts.table),
+      unquote(names.trigger),
+    ])
+  ).rows[0];
   if (disabled?.disabled) {
-    problems.push({ object: `trigger ${names.trigger}`, problem: 'wrong mode', expected: 'enabled', message: `trigger ${names.trigger} is disabled: writes of either side are no longer synced` });
+    problems.push({
+      object: `trigger ${names.trigger}`,
+      problem: 'wrong mode',
+      expected: 'enabled',
+      message: `trigger ${names.trigger} is disabled: writes of either side are no longer synced`,
+    });
   }
   return problems;
 }

@@ -24,7 +24,13 @@ export async function oldCodeOf(client: Client, schema: string, plan: Plan, stat
   return lookForOldCode(
     client,
     schema,
-    { plan: plan.name, table: state.facts.table, change: resolveChange(plan.change, state.facts), startedAt: state.startedAt, quietMs: plan.guards.oldCodeQuietMs },
+    {
+      plan: plan.name,
+      table: state.facts.table,
+      change: resolveChange(plan.change, state.facts),
+      startedAt: state.startedAt,
+      quietMs: plan.guards.oldCodeQuietMs,
+    },
     record,
   );
 }

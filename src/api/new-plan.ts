@@ -67,8 +67,14 @@ export async function newPlan(request: NewPlanRequest, options: RunOptions = {})
     let change = propose(request, old);
     // Check what would be written, placeholders standing for typed NULLs, so a refusal names its reason now.
     const check = async (c: Record<string, unknown>): Promise<PlanError | null> => {
-      const plan = parsePlan(render(name, table, c, (e, type) => e ?? `NULL::${type}`), file);
-      return checkAgainstCatalog(client, plan, store.schema).then(() => null, (error: unknown) => (error instanceof PlanError ? error : Promise.reject(error)));
+      const plan = parsePlan(
+        render(name, table, c, (e, type) => e ?? `NULL::${type}`),
+        file,
+      );
+      return checkAgainstCatalog(client, plan, store.schema).then(
+        () => null,
+        (error: unknown) => (error instanceof PlanError ? error : Promise.reject(error)),
+      );
     };
     let refusal = await check(change);
     if (refusal && request.kind === 'retype' && refusal.problems.every((p) => /^retype\.(using|reverse)$/.test(p.path))) {
@@ -92,7 +98,13 @@ export async function newPlan(request: NewPlanRequest, options: RunOptions = {})
 function splitSource(source: string): { table: string; columns: string[] } {
   const cut = source.lastIndexOf('.');
   if (cut <= 0) throw new PlanError([{ file: '', path: 'source', message: `"${source}" must be table.column (or schema.table.column)` }]);
-  return { table: source.slice(0, cut), columns: source.slice(cut + 1).split(',').filter(Boolean) };
+  return {
+    table: source.slice(0, cut),
+    columns: source
+      .slice(cut + 1)
+      .split(',')
+      .filter(Boolean),
+  };
 }
 
 /** The kind's part of the plan file, expressions proposed where the kind can (see `ChangeKindModule.propose`). */
@@ -104,7 +116,12 @@ function propose(r: NewPlanRequest, old: readonly ColumnFacts[], castBack = true
 const isProposed = (v: unknown): v is Proposed => typeof v === 'object' && v !== null && 'sql' in v && 'type' in v && Object.keys(v).length === 2;
 
 /** The plan file: header, change, and every default spelled out with its meaning. */
-function render(name: string, table: QualifiedName, change: Record<string, unknown>, fill: (sql: string | null, type: string, field: string) => string): string {
+function render(
+  name: string,
+  table: QualifiedName,
+  change: Record<string, unknown>,
+  fill: (sql: string | null, type: string, field: string) => string,
+): string {
   const resolve = (value: unknown, field: string): unknown => {
     if (isProposed(value)) return fill(value.sql, value.type, field);
     if (Array.isArray(value)) return value.map((v, i) => resolve(v, `${field}[${i}]`));

@@ -72,7 +72,9 @@ export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): str
     );
   }
   if (a.statements.length) {
-    parts.push(`statements naming an old column: ${a.statements.map((s) => `${JSON.stringify(s.query)} (${s.calls} calls${s.user ? ` by ${s.user}` : ''})`).join('; ')}`);
+    parts.push(
+      `statements naming an old column: ${a.statements.map((s) => `${JSON.stringify(s.query)} (${s.calls} calls${s.user ? ` by ${s.user}` : ''})`).join('; ')}`,
+    );
   }
   return parts.join('; ') || 'nothing seen';
 }
@@ -165,7 +167,13 @@ function word(name: string): string {
  * there. A statement is seen when first met, or when its count grew since
  * the snapshot the runner stored.
  */
-async function statementsNamingOldColumns(client: Client, s: string, subject: OldCodeSubject, versioned: boolean, record: boolean): Promise<OldCodeStatement[] | null> {
+async function statementsNamingOldColumns(
+  client: Client,
+  s: string,
+  subject: OldCodeSubject,
+  versioned: boolean,
+  record: boolean,
+): Promise<OldCodeStatement[] | null> {
   const { rows: ext } = await client.query<{ schema: string }>(
     `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`,
   );
@@ -211,7 +219,5 @@ async function statementsNamingOldColumns(client: Client, s: string, subject: Ol
       );
     }
   }
-  return result
-    .sort((a, b) => b.seenAt.getTime() - a.seenAt.getTime())
-    .map(({ query, user, calls, seenAt }) => ({ query, user, calls, seenAt }));
+  return result.sort((a, b) => b.seenAt.getTime() - a.seenAt.getTime()).map(({ query, user, calls, seenAt }) => ({ query, user, calls, seenAt }));
 }

@@ -39,12 +39,19 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     const done: Phase[] = [];
     try {
       for (const phase of phases) {
-        await recordPhase(store, plan.name, phase, 'rollback', async () => {
-          log.info({ phase }, `rolling back ${phase}`);
-          await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
-          await session.lease.check();
-          await store.moveTo(plan.name, previousPhase(phase));
-        }, { forced: Boolean(options.force), lease: session.lease });
+        await recordPhase(
+          store,
+          plan.name,
+          phase,
+          'rollback',
+          async () => {
+            log.info({ phase }, `rolling back ${phase}`);
+            await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
+            await session.lease.check();
+            await store.moveTo(plan.name, previousPhase(phase));
+          },
+          { forced: Boolean(options.force), lease: session.lease },
+        );
         done.push(phase);
       }
     } catch (error) {

@@ -53,7 +53,10 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     const where = state.partitions
       ? `${state.partitions.length} partitions, one at a time`
       : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}${ranges.length ? ` in ${ranges.length} key ranges, one worker each` : ''}`;
-    log.info({ upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated }, `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`);
+    log.info(
+      { upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated },
+      `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`,
+    );
   } else if (!state.finishedAt && ranges.length) {
     const open = ranges.filter((r) => !r.finished);
     log.info(
@@ -67,7 +70,9 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     );
   }
   const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
-    ? ranges.filter((r) => !r.finished && !state.finishedAt).map((r) => ({ table: facts.table, upper: r.upperKey, id: null, worker: r.worker, from: r.lastKey ?? r.lowerKey }))
+    ? ranges
+        .filter((r) => !r.finished && !state.finishedAt)
+        .map((r) => ({ table: facts.table, upper: r.upperKey, id: null, worker: r.worker, from: r.lastKey ?? r.lowerKey }))
     : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
   const tracker = new ProgressTracker(input, state, segments.length === 0);
   if (tracker.progress.done) {
@@ -85,7 +90,11 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
     for (const segment of segments) {
-      if (segment.id) log.info({ partition: segment.id, upperKey: segment.upper }, `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`);
+      if (segment.id)
+        log.info(
+          { partition: segment.id, upperKey: segment.upper },
+          `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`,
+        );
       await walk(input, segment, segment.from, sizer, lagProbe, tracker);
     }
   }
@@ -180,7 +189,18 @@ async function walk(
     const batch = await runBatchWithRetries(input, sizer, segment, lower);
     const committedMs = performance.now() - batchStarted;
     ctx.log.debug(
-      { rows: batch.rows, written: batch.written, ms: batch.ms, boundMs: batch.boundMs, updateMs: batch.updateMs, committedMs, next: sizer.size, end: batch.end, partition: segment.id, worker: segment.worker },
+      {
+        rows: batch.rows,
+        written: batch.written,
+        ms: batch.ms,
+        boundMs: batch.boundMs,
+        updateMs: batch.updateMs,
+        committedMs,
+        next: sizer.size,
+        end: batch.end,
+        partition: segment.id,
+        worker: segment.worker,
+      },
       'backfill batch committed',
     );
     tracker.batch(batch.rows, batch.end, segment, sizer.size);
@@ -197,7 +217,12 @@ async function walk(
  * connection. When one worker fails the others stop after their batch in
  * flight (which commits with its checkpoint), and the first error is thrown.
  */
-async function runWorkers(input: BackfillInput, state: BackfillState, segments: readonly (Segment & { readonly from: KeyValue | null })[], tracker: ProgressTracker): Promise<void> {
+async function runWorkers(
+  input: BackfillInput,
+  state: BackfillState,
+  segments: readonly (Segment & { readonly from: KeyValue | null })[],
+  tracker: ProgressTracker,
+): Promise<void> {
   const { ctx, store, plan } = input;
   let failed: { error: unknown } | null = null;
   const clients: Client[] = [];
@@ -273,7 +298,10 @@ async function startBackfill(input: BackfillInput): Promise<void> {
       await store.startBackfill(plan.name, upper, estimate, plan.backfill.batchSize, since);
       if (upper && cuts.length) {
         const bounds = [null, ...cuts, upper];
-        await store.startRanges(plan.name, cuts.concat([upper]).map((u, i) => ({ lower: bounds[i] ? [...bounds[i]!] : null, upper: [...u] })));
+        await store.startRanges(
+          plan.name,
+          cuts.concat([upper]).map((u, i) => ({ lower: bounds[i] ? [...bounds[i]!] : null, upper: [...u] })),
+        );
       }
     });
     return;
@@ -292,7 +320,10 @@ async function startBackfill(input: BackfillInput): Promise<void> {
 export function remainingSegments(table: QualifiedName, state: BackfillState): Segment[] {
   if (state.finishedAt) return [];
   if (!state.partitions) return state.upperKey ? [{ table, upper: state.upperKey, id: null }] : [];
-  const at = Math.max(0, state.partitions.findIndex((p) => partitionId(p) === state.partition));
+  const at = Math.max(
+    0,
+    state.partitions.findIndex((p) => partitionId(p) === state.partition),
+  );
   const left = state.partitions.slice(at).filter((p) => p.upperKey !== null);
   return left.map((p, i) => ({
     table: { schema: p.schema, name: p.name },

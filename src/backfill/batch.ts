@@ -103,7 +103,13 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
         const code = sqlState(error);
         const waitMs = Math.min(RETRY_MAX_WAIT_MS, FIRST_RETRY_WAIT_MS * RETRY_FACTOR ** (attemptNumber - 1));
         ctx.log.warn(
-          { attempt: attemptNumber, retriesLeft: retriesLeft - 1, code, blockers: code === SqlState.lockNotAvailable ? blockers : [], waitMs: [waitMs, Math.min(RETRY_MAX_WAIT_MS, 2 * waitMs)] },
+          {
+            attempt: attemptNumber,
+            retriesLeft: retriesLeft - 1,
+            code,
+            blockers: code === SqlState.lockNotAvailable ? blockers : [],
+            waitMs: [waitMs, Math.min(RETRY_MAX_WAIT_MS, 2 * waitMs)],
+          },
           `${where} retried: ${error.message}`,
         );
       },

@@ -16,10 +16,7 @@ const row = (cols: readonly { name: string }[]): string => `ROW(${cols.map((c) =
  */
 export function differsPredicate(change: ColumnChange, names: ObjectNames): string {
   const newAllNull = change.new.map((c) => `${ident(c.name)} IS NULL`).join(' AND ');
-  return (
-    `${newSideStale(change, names)}` +
-    ` AND ((${newAllNull}) OR ${row(change.old)} IS DISTINCT FROM ROW(${reverseCalls(change, names).join(', ')}))`
-  );
+  return `${newSideStale(change, names)}` + ` AND ((${newAllNull}) OR ${row(change.old)} IS DISTINCT FROM ROW(${reverseCalls(change, names).join(', ')}))`;
 }
 
 /**

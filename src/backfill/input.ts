@@ -51,4 +51,3 @@ export interface Segment {
   /** The partition the checkpoint moves to when this one is done; undefined for the last segment. */
   readonly next?: string | undefined;
 }
-

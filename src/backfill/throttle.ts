@@ -77,7 +77,13 @@ export type WaitNotice = (reason: string | null) => void;
  * ends). Runs between batches, outside any transaction, so the wait holds no
  * locks and no snapshot.
  */
-export async function waitForReplicas(probe: ReplicaLagProbe, maxLagMs: number, log: Logger, notice: WaitNotice, warnedHidden: { value: boolean }): Promise<void> {
+export async function waitForReplicas(
+  probe: ReplicaLagProbe,
+  maxLagMs: number,
+  log: Logger,
+  notice: WaitNotice,
+  warnedHidden: { value: boolean },
+): Promise<void> {
   let waitingSince: number | null = null;
   let lastWarned = 0;
   for (;;) {

@@ -61,9 +61,9 @@ export async function verifyRows(client: Client, facts: PlanFacts, change: Colum
         const want = SAMPLE_KEYS - sampleKeys.length;
         const samples =
           n > 0 && want > 0
-            ? (await client.query(`SELECT ${keyAsText(key)} FROM ${table} WHERE ${where} AND ${differs} ORDER BY ${keyOrder(key)} LIMIT ${want}`, params)).rows.map((r) =>
-                readKey(r, key),
-              )
+            ? (
+                await client.query(`SELECT ${keyAsText(key)} FROM ${table} WHERE ${where} AND ${differs} ORDER BY ${keyOrder(key)} LIMIT ${want}`, params)
+              ).rows.map((r) => readKey(r, key))
             : [];
         return { end, checked: found.rows[0]?.checked ?? 0, n, samples };
       });
@@ -146,10 +146,9 @@ export async function verifyBackfill(
   let candidates = 0;
   let differing = 0;
   for (const table of tables) {
-    const { rows } = await client.query<{ blocks: number }>(
-      `SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int8)::float8 AS blocks`,
-      [qualified(table)],
-    );
+    const { rows } = await client.query<{ blocks: number }>(`SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::int8)::float8 AS blocks`, [
+      qualified(table),
+    ]);
     const blocks = rows[0]!.blocks;
     for (let lo = 0; lo === 0 || lo < blocks; lo += CHANGED_CHUNK_BLOCKS) {
       // The last range is open-ended: it also reads pages the table grew by meanwhile.

@@ -60,18 +60,22 @@ export function hasCarriedObjects(carry: CarryOver | undefined): carry is CarryO
  */
 export function carryOverSteps(carry: CarryOver, table: QualifiedName, partitioning?: Partitioning): SqlStep[] {
   const t = qualified(table);
-  const indexes = partitioning ? carryPartitionedIndexes(carry, table, partitioning) : carry.indexes.flatMap((i) => [
-    createIndexConcurrently(
-      { schema: table.schema, name: i.tempName },
-      `CREATE ${i.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${ident(i.tempName)} ON ${t} ${i.definition}`,
-      `the copy of index ${i.name}`,
-    ),
-    ...(i.constraint ? [attachUniqueConstraint(table, i.tempName, i.constraint.deferrable)] : []),
-  ]);
+  const indexes = partitioning
+    ? carryPartitionedIndexes(carry, table, partitioning)
+    : carry.indexes.flatMap((i) => [
+        createIndexConcurrently(
+          { schema: table.schema, name: i.tempName },
+          `CREATE ${i.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY IF NOT EXISTS ${ident(i.tempName)} ON ${t} ${i.definition}`,
+          `the copy of index ${i.name}`,
+        ),
+        ...(i.constraint ? [attachUniqueConstraint(table, i.tempName, i.constraint.deferrable)] : []),
+      ]);
   const byKind = (kind: ColumnConstraint['kind']): SqlStep[] =>
     carry.constraints
       .filter((c) => c.kind === kind)
-      .flatMap((c) => addConstraintSafely({ table: c.table, name: c.tempName, definition: c.definition, kind: c.kind, validate: c.validated, references: c.references }));
+      .flatMap((c) =>
+        addConstraintSafely({ table: c.table, name: c.tempName, definition: c.definition, kind: c.kind, validate: c.validated, references: c.references }),
+      );
   return [...indexes, ...byKind('check'), ...byKind('foreign-key')];
 }
 
@@ -97,10 +101,7 @@ export function dropCarriedSteps(carry: CarryOver, table: QualifiedName, partiti
       [table, o.table].map(exclusive),
     ),
   );
-  const own = [
-    ...carry.constraints.filter((c) => same(c.table)).map((c) => c.tempName),
-    ...carry.indexes.filter((i) => i.constraint).map((i) => i.tempName),
-  ];
+  const own = [...carry.constraints.filter((c) => same(c.table)).map((c) => c.tempName), ...carry.indexes.filter((i) => i.constraint).map((i) => i.tempName)];
   const statements = [
     ...(own.length ? [`ALTER TABLE ${qualified(table)} ${own.map((n) => `DROP CONSTRAINT IF EXISTS ${ident(n)}`).join(', ')}`] : []),
     // Also a copy never attached, or left INVALID by an interrupted build.

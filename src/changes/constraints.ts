@@ -148,9 +148,7 @@ export function addConstraintSafely(c: SafeConstraint): SqlStep[] {
     ...(c.validate
       ? [
           {
-            ...ddl(`validate ${what} (scans; reads and writes continue)`, 'SHARE UPDATE EXCLUSIVE', [
-              `ALTER TABLE ${t} VALIDATE CONSTRAINT ${ident(c.name)}`,
-            ]),
+            ...ddl(`validate ${what} (scans; reads and writes continue)`, 'SHARE UPDATE EXCLUSIVE', [`ALTER TABLE ${t} VALIDATE CONSTRAINT ${ident(c.name)}`]),
             timeouts: 'lock-only' as const,
             skipIf: `SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(${literal(t)}) AND conname = ${literal(c.name)} AND NOT convalidated) AS done`,
           },

@@ -27,21 +27,23 @@ export interface DependentView {
   /** `reloptions` (security_barrier, check_option, security_invoker, …), given again on each redefinition. */
   readonly options: readonly string[];
   /** Materialized views only: what the rebuilt copy must carry. */
-  readonly matview?: {
-    readonly populated: boolean;
-    readonly indexes: readonly ViewIndex[];
-    /** Privileges granted on it to roles other than its owner (grantee null = PUBLIC). */
-    readonly grants: readonly { readonly privilege: string; readonly grantee: string | null; readonly grantable: boolean }[];
-    /** The owner when it is not the runner that started the plan; null otherwise. */
-    readonly owner: string | null;
-    readonly comment: string | null;
-    /**
-     * Plain views that read the materialized view (by oid): after each swap
-     * their original definition is given again, so PostgreSQL binds its name
-     * to the relation now holding it. Their columns do not change.
-     */
-    readonly readers?: readonly { readonly view: QualifiedName; readonly options: readonly string[]; readonly definition: string }[] | undefined;
-  } | undefined;
+  readonly matview?:
+    | {
+        readonly populated: boolean;
+        readonly indexes: readonly ViewIndex[];
+        /** Privileges granted on it to roles other than its owner (grantee null = PUBLIC). */
+        readonly grants: readonly { readonly privilege: string; readonly grantee: string | null; readonly grantable: boolean }[];
+        /** The owner when it is not the runner that started the plan; null otherwise. */
+        readonly owner: string | null;
+        readonly comment: string | null;
+        /**
+         * Plain views that read the materialized view (by oid): after each swap
+         * their original definition is given again, so PostgreSQL binds its name
+         * to the relation now holding it. Their columns do not change.
+         */
+        readonly readers?: readonly { readonly view: QualifiedName; readonly options: readonly string[]; readonly definition: string }[] | undefined;
+      }
+    | undefined;
 }
 
 /** Every redefinition runs with an empty search_path, the one the definitions were deparsed under. */
@@ -111,9 +113,16 @@ const missing = (q: QualifiedName): string => `SELECT to_regclass(${literal(qual
  */
 export function redefineViewsSteps(views: readonly DependentView[] | undefined): SqlStep[] {
   return (views ?? []).flatMap((v) => {
-    if (v.rewritten === null) return [ddl(`redefine ${describe(v)} over the new columns (the definition is computed when the plan starts)`, 'ACCESS EXCLUSIVE', [])];
+    if (v.rewritten === null)
+      return [ddl(`redefine ${describe(v)} over the new columns (the definition is computed when the plan starts)`, 'ACCESS EXCLUSIVE', [])];
     if (v.kind === 'view')
-      return [ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [EMPTY_SEARCH_PATH, unchangedGuard(v), replaceView(v, v.rewritten)])];
+      return [
+        ddl(`redefine ${describe(v)} over the new columns (catalog-only)`, 'ACCESS EXCLUSIVE', [
+          EMPTY_SEARCH_PATH,
+          unchangedGuard(v),
+          replaceView(v, v.rewritten),
+        ]),
+      ];
     return buildAndSwap(v, v.rewritten);
   });
 }
@@ -180,7 +189,9 @@ function buildAndSwap(v: DependentView, definition: string): SqlStep[] {
         `DROP MATERIALIZED VIEW IF EXISTS ${built}`,
         `CREATE MATERIALIZED VIEW ${built}${viewOptionsClause(v.options)} AS ${definition} WITH ${m.populated ? 'DATA' : 'NO DATA'}`,
         ...m.indexes.map((i) => `CREATE ${i.unique ? 'UNIQUE ' : ''}INDEX ${ident(n.index(i.name, 'built'))} ON ${built} ${i.definition}`),
-        ...m.grants.map((g) => `GRANT ${g.privilege} ON ${built} TO ${g.grantee === null ? 'PUBLIC' : ident(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`),
+        ...m.grants.map(
+          (g) => `GRANT ${g.privilege} ON ${built} TO ${g.grantee === null ? 'PUBLIC' : ident(g.grantee)}${g.grantable ? ' WITH GRANT OPTION' : ''}`,
+        ),
         ...(m.comment !== null ? [`COMMENT ON MATERIALIZED VIEW ${built} IS ${literal(m.comment)}`] : []),
         ...(m.owner !== null ? [`ALTER MATERIALIZED VIEW ${built} OWNER TO ${ident(m.owner)}`] : []),
       ],
@@ -231,5 +242,7 @@ function readersBefore(v: DependentView): string[] {
 
 /** After a swap: each reader's own text again, now naming the relation that took the materialized view's name. */
 function readersAfter(v: DependentView): string[] {
-  return (v.matview?.readers ?? []).map((r) => replaceView({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options }, r.definition));
+  return (v.matview?.readers ?? []).map((r) =>
+    replaceView({ view: r.view, kind: 'view', original: r.definition, rewritten: r.definition, options: r.options }, r.definition),
+  );
 }

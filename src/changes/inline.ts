@@ -5,7 +5,6 @@ import type { ColumnChange, InlinedExpressions } from './model.js';
 export type { InlinedExpressions } from './model.js';
 import { BODY_TAG } from './sql-objects.js';
 
-
 /** The label of the blocks whose variables stand for the parameters; also the temporary function's name. */
 export const INLINE_LABEL = 'pgshift_expr';
 
@@ -26,7 +25,12 @@ const TRIGGER_NAMES = new Set(['new', 'old', 'found', 'sqlstate', 'sqlerrm', INL
  * the caller's transaction, which the caller rolls back. Undefined when the
  * server is older than 14 or a column name would shadow a trigger variable.
  */
-export async function inlineExpressions(client: Client, change: ColumnChange, searchPath: string, serverVersion: number): Promise<InlinedExpressions | undefined> {
+export async function inlineExpressions(
+  client: Client,
+  change: ColumnChange,
+  searchPath: string,
+  serverVersion: number,
+): Promise<InlinedExpressions | undefined> {
   if (serverVersion < 140000) return undefined;
   const oldNames = change.old.map((c) => c.name);
   const newNames = change.new.map((c) => c.exprName ?? c.name);
@@ -37,7 +41,9 @@ export async function inlineExpressions(client: Client, change: ColumnChange, se
     await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
     await client.query(`DROP FUNCTION IF EXISTS ${fn}(${params.map((p) => p.type).join(', ')})`);
     await client.query(
-      singleStatement(`CREATE FUNCTION ${fn}(${params.map((p) => `${ident(p.name)} ${p.type}`).join(', ')}) RETURNS ${type} LANGUAGE sql RETURN (${expr})::${type}`),
+      singleStatement(
+        `CREATE FUNCTION ${fn}(${params.map((p) => `${ident(p.name)} ${p.type}`).join(', ')}) RETURNS ${type} LANGUAGE sql RETURN (${expr})::${type}`,
+      ),
     );
     const oid = (await client.query<{ oid: number }>(`SELECT $1::regprocedure::oid AS oid`, [`${fn}(${params.map((p) => p.type).join(', ')})`])).rows[0]!.oid;
     await client.query(`SELECT set_config('search_path', '', true)`);
@@ -72,9 +78,19 @@ export async function inlineExpressions(client: Client, change: ColumnChange, se
     newTypes = printed.types;
     oldDefaults.push(c.default === null ? null : (await print([], c.default, c.type)).body);
   }
-  const forwardOnNew = await allOverNew(client, searchPath, oldParams, change.new.map((c) => ({ expr: c.forward, type: c.type })));
+  const forwardOnNew = await allOverNew(
+    client,
+    searchPath,
+    oldParams,
+    change.new.map((c) => ({ expr: c.forward, type: c.type })),
+  );
   const reverseOnNew = change.new.every((c) => (c.exprName ?? c.name) === c.name)
-    ? await allOverNew(client, searchPath, newParams, change.old.map((c) => ({ expr: c.reverse, type: c.type })))
+    ? await allOverNew(
+        client,
+        searchPath,
+        newParams,
+        change.old.map((c) => ({ expr: c.reverse, type: c.type })),
+      )
     : undefined;
   const all = [...forward, ...reverse, ...oldDefaults.filter((d): d is string => d !== null), ...(forwardOnNew ?? []), ...(reverseOnNew ?? [])];
   // The trigger body is dollar-quoted with this tag: printed text must not end it.
@@ -83,7 +99,12 @@ export async function inlineExpressions(client: Client, change: ColumnChange, se
 }
 
 /** {@link overNew} for each expression; undefined unless every one could be printed. */
-async function allOverNew(client: Client, searchPath: string, params: readonly { name: string; type: string }[], exprs: readonly { expr: string; type: string }[]): Promise<string[] | undefined> {
+async function allOverNew(
+  client: Client,
+  searchPath: string,
+  params: readonly { name: string; type: string }[],
+  exprs: readonly { expr: string; type: string }[],
+): Promise<string[] | undefined> {
   const printed: string[] = [];
   for (const { expr, type } of exprs) {
     const text = await overNew(client, searchPath, params, expr, type);
@@ -107,7 +128,13 @@ async function allOverNew(client: Client, searchPath: string, params: readonly {
  * misread cut is never used). Runs in the caller's transaction, which the
  * caller rolls back.
  */
-async function overNew(client: Client, searchPath: string, params: readonly { name: string; type: string }[], expr: string, type: string): Promise<string | undefined> {
+async function overNew(
+  client: Client,
+  searchPath: string,
+  params: readonly { name: string; type: string }[],
+  expr: string,
+  type: string,
+): Promise<string | undefined> {
   const view = `${INLINE_LABEL}_new`;
   const row = `${INLINE_LABEL}_row`;
   if (expr.toLowerCase().includes(row)) return undefined;

@@ -29,11 +29,14 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
   const carry = kind.carries ? facts.carry : undefined;
   const names = objectNames(plan.name, facts);
   const t = qualified(facts.table);
-  const sync = (mode: SyncMode): SqlStep =>
-    ddl(`sync trigger function: ${mode}`, 'none', [syncFunction(change, names, facts, mode)]);
+  const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', [syncFunction(change, names, facts, mode)]);
   const oldWithDefault = change.old.filter((c) => c.default !== null);
   const oldNotNull = change.old.filter((c) => c.notNull);
-  const functions = [names.syncFunction + '()', ...change.new.map((_, i) => signature(names.forward(i), change.old)), ...change.old.map((_, i) => signature(names.reverse(i), change.new))];
+  const functions = [
+    names.syncFunction + '()',
+    ...change.new.map((_, i) => signature(names.forward(i), change.old)),
+    ...change.old.map((_, i) => signature(names.reverse(i), change.new)),
+  ];
 
   return {
     expand: {
@@ -75,7 +78,11 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
         // missing trigger's DROP IF EXISTS takes only ACCESS SHARE, so it must
         // not wait outside the queue for ACCESS EXCLUSIVE.
         ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`], triggerGone(names, t)),
-        ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
+        ddl(
+          'drop the functions',
+          'none',
+          functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`),
+        ),
       ],
     },
     backfill: {
@@ -96,7 +103,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
         sync('two-way-defaults'),
         ...(oldWithDefault.length
           ? [
-              ddl('move the old columns\' defaults into the trigger', 'ACCESS EXCLUSIVE', [
+              ddl("move the old columns' defaults into the trigger", 'ACCESS EXCLUSIVE', [
                 `ALTER TABLE ${t} ${oldWithDefault.map((c) => `ALTER COLUMN ${ident(c.name)} DROP DEFAULT`).join(', ')}`,
               ]),
             ]
@@ -105,7 +112,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
       rollback: [
         ...(oldWithDefault.length
           ? [
-              ddl('restore the old columns\' defaults', 'ACCESS EXCLUSIVE', [
+              ddl("restore the old columns' defaults", 'ACCESS EXCLUSIVE', [
                 `ALTER TABLE ${t} ${oldWithDefault.map((c) => `ALTER COLUMN ${ident(c.name)} SET DEFAULT ${c.default}`).join(', ')}`,
               ]),
             ]
@@ -128,7 +135,11 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
         // From here the new columns are the truth and the old ones derived: views move over to read them.
         ...redefineViewsSteps(facts.views),
       ],
-      rollback: [...restoreViewsSteps(facts.views), sync('two-way-defaults'), ...oldNotNull.flatMap((c) => setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name)))],
+      rollback: [
+        ...restoreViewsSteps(facts.views),
+        sync('two-way-defaults'),
+        ...oldNotNull.flatMap((c) => setNotNullSafely(facts.table, c.name, names.notNullCheck(c.name))),
+      ],
     },
     contract: {
       apply: [
@@ -139,19 +150,22 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
           columns: change.old.map((c) => c.name),
         },
         carry
-          ? lockingAll(ddl(
-              `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
-              'ACCESS EXCLUSIVE',
-              [
-                `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
-                ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
-                ...contractViewStatements(facts.views),
-                `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
-                ...contractCarryAfter(carry, facts.table),
-              ],
-              // One transaction: once the old column is gone, the renames were made with it.
-              `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
-            ), contractLocks(carry, facts.table))
+          ? lockingAll(
+              ddl(
+                `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
+                'ACCESS EXCLUSIVE',
+                [
+                  `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                  ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
+                  ...contractViewStatements(facts.views),
+                  `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
+                  ...contractCarryAfter(carry, facts.table),
+                ],
+                // One transaction: once the old column is gone, the renames were made with it.
+                `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
+              ),
+              contractLocks(carry, facts.table),
+            )
           : ddl(
               `drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)` +
                 (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
@@ -162,7 +176,11 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
                 `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
               ],
             ),
-        ddl('drop the functions', 'none', functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`)),
+        ddl(
+          'drop the functions',
+          'none',
+          functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`),
+        ),
       ],
       rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],
     },

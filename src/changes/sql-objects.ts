@@ -68,12 +68,24 @@ export function expressionFunctions(change: ColumnChange, names: ObjectNames): s
 
 /** Calls of every forward function on `source` (e.g. `NEW.` or `` for a table). */
 export function forwardCalls(change: ColumnChange, names: ObjectNames, source = ''): string[] {
-  return change.new.map((_, i) => `${names.forward(i)}(${list(change.old.map((c) => c.name), source)})`);
+  return change.new.map(
+    (_, i) =>
+      `${names.forward(i)}(${list(
+        change.old.map((c) => c.name),
+        source,
+      )})`,
+  );
 }
 
 /** Calls of every reverse function on `source`. */
 export function reverseCalls(change: ColumnChange, names: ObjectNames, source = ''): string[] {
-  return change.old.map((_, i) => `${names.reverse(i)}(${list(change.new.map((c) => c.name), source)})`);
+  return change.old.map(
+    (_, i) =>
+      `${names.reverse(i)}(${list(
+        change.new.map((c) => c.name),
+        source,
+      )})`,
+  );
 }
 
 /**
@@ -113,8 +125,7 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   const pad = (depth: number): string => '  '.repeat(depth);
   const anyNew = change.new.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
   const allOldNull = change.old.map((c) => `NEW.${ident(c.name)} IS NULL`).join(' AND ');
-  const changed = (cols: readonly { name: string }[]): string =>
-    cols.map((c) => `NEW.${ident(c.name)} IS DISTINCT FROM OLD.${ident(c.name)}`).join(' OR ');
+  const changed = (cols: readonly { name: string }[]): string => cols.map((c) => `NEW.${ident(c.name)} IS DISTINCT FROM OLD.${ident(c.name)}`).join(' OR ');
   const forward = inline ? (inline.forwardOnNew ?? inline.forward) : forwardCalls(change, names, 'NEW.');
   const reverse = inline ? (inline.reverseOnNew ?? inline.reverse) : reverseCalls(change, names, 'NEW.');
   /**
@@ -123,15 +134,14 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
    */
   const over = (side: 'old' | 'new', depth: number, lines: (depth: number) => string[]): string[] => {
     if (!inline || (side === 'old' ? inline.forwardOnNew : inline.reverseOnNew)) return lines(depth);
-    const vars = side === 'old'
-      ? change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]} := NEW.${ident(c.name)};`)
-      : change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]} := NEW.${ident(c.name)};`);
+    const vars =
+      side === 'old'
+        ? change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]} := NEW.${ident(c.name)};`)
+        : change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]} := NEW.${ident(c.name)};`);
     return [`${pad(depth)}<<${inline.label}>> DECLARE ${vars.join(' ')}`, `${pad(depth)}BEGIN`, ...lines(depth + 1), `${pad(depth)}END;`];
   };
-  const fillOld = (depth: number): string[] =>
-    over('new', depth, (d) => change.old.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${reverse[i]};`));
-  const fillNew = (depth: number): string[] =>
-    over('old', depth, (d) => change.new.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${forward[i]};`));
+  const fillOld = (depth: number): string[] => over('new', depth, (d) => change.old.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${reverse[i]};`));
+  const fillNew = (depth: number): string[] => over('old', depth, (d) => change.new.map((c, i) => `${pad(d)}NEW.${ident(c.name)} := ${forward[i]};`));
   // A row an UPDATE moved to another partition: already synced by the UPDATE branch, kept as written.
   const keepMoved = (depth: number): string[] =>
     over('new', depth, (d) => [

@@ -2,14 +2,7 @@ import type { QualifiedName } from '../db/ident.js';
 import { PHASES, type Phase } from '../phases/phases.js';
 
 /** PostgreSQL's table lock modes (plus `none` for steps that lock no table). */
-export type LockMode =
-  | 'none'
-  | 'ACCESS SHARE'
-  | 'ROW EXCLUSIVE'
-  | 'SHARE UPDATE EXCLUSIVE'
-  | 'SHARE'
-  | 'SHARE ROW EXCLUSIVE'
-  | 'ACCESS EXCLUSIVE';
+export type LockMode = 'none' | 'ACCESS SHARE' | 'ROW EXCLUSIVE' | 'SHARE UPDATE EXCLUSIVE' | 'SHARE' | 'SHARE ROW EXCLUSIVE' | 'ACCESS EXCLUSIVE';
 
 /** One table a step locks, and how. */
 export interface TableLock {

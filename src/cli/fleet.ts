@@ -56,7 +56,14 @@ export async function runOnFleet<T>(
   );
   const rows = outcomes.flatMap((t) => lines(t, rowsOf));
   if (output.json) output.document(rows);
-  else output.result({}, table(['target', 'plan', 'phase', 'outcome'], rows.map((r) => [r.target, r.plan, r.phase ?? '-', r.outcome])));
+  else
+    output.result(
+      {},
+      table(
+        ['target', 'plan', 'phase', 'outcome'],
+        rows.map((r) => [r.target, r.plan, r.phase ?? '-', r.outcome]),
+      ),
+    );
   return { exitCode: worstExitCode(rows.map((r) => r.exitCode)) };
 }
 

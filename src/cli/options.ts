@@ -21,11 +21,13 @@ export interface CommonOptions {
   readonly logLevel?: string;
 }
 
-const duration = (flag: string) => (value: string): number => {
-  const ms = toMilliseconds(value);
-  if (ms === null) throw new InvalidArgumentError(`${flag} needs a duration such as 2s or 500ms`);
-  return ms;
-};
+const duration =
+  (flag: string) =>
+  (value: string): number => {
+    const ms = toMilliseconds(value);
+    if (ms === null) throw new InvalidArgumentError(`${flag} needs a duration such as 2s or 500ms`);
+    return ms;
+  };
 
 /** Parse a whole-number flag. */
 export const integer = (value: string): number => {
@@ -62,7 +64,8 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
       .option('--max-wait <duration>', "override the plan's guards.max_wait", duration('--max-wait'))
       .option('--old-code-quiet <duration>', "override the plan's guards.old_code_quiet (0 turns the old-code gate off)", duration('--old-code-quiet'));
   }
-  if (force) command.option('--force', 'accept a plan file edited after the plan started, go past the old-code gate, move a drifted plan (recorded in the log)');
+  if (force)
+    command.option('--force', 'accept a plan file edited after the plan started, go past the old-code gate, move a drifted plan (recorded in the log)');
   return command;
 }
 

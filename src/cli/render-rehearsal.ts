@@ -44,6 +44,9 @@ export function renderRehearsal(r: Rehearsal): string {
     shown.add(key);
     lines.push('', `last lines of \`${cell.command}\` (${exitText(cell)}):`, text || '  | (no output)');
   }
-  lines.push('', r.ok ? `ok: every cell that should pass passed (${seconds(r.durationMs).trim()})` : `failed: ${r.failures.length} cell(s) that should pass did not`);
+  lines.push(
+    '',
+    r.ok ? `ok: every cell that should pass passed (${seconds(r.durationMs).trim()})` : `failed: ${r.failures.length} cell(s) that should pass did not`,
+  );
   return lines.join('\n');
 }

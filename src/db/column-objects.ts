@@ -100,7 +100,12 @@ export async function readColumnObjects(client: Client, table: QualifiedName, co
 }
 
 /** A temporary table with the same column numbers as the table, `newName` at `attnum`: a deparse context. */
-async function namesTable(client: Client, attrs: readonly { attnum: number; attname: string; dropped: boolean }[], attnum: number, newName: string): Promise<number> {
+async function namesTable(
+  client: Client,
+  attrs: readonly { attnum: number; attname: string; dropped: boolean }[],
+  attnum: number,
+  newName: string,
+): Promise<number> {
   const cols = attrs.map((a) => `${ident(a.attnum === attnum ? newName : a.attname)} int`);
   await client.query(`CREATE TEMP TABLE pgshift_carry_names (${cols.join(', ')}) ON COMMIT DROP`);
   const dropped = attrs.filter((a) => a.dropped);

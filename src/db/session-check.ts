@@ -29,10 +29,9 @@ export async function markSession(client: Client): Promise<SessionMark> {
 
 /** Why the connection's session is not the marked one any more, or null when it still is. */
 export async function sessionChange(client: Client, mark: SessionMark): Promise<string | null> {
-  const { rows } = await client.query<{ pid: number; token: string | null }>(
-    `SELECT pg_backend_pid() AS pid, current_setting($1, true) AS token`,
-    [TOKEN_SETTING],
-  );
+  const { rows } = await client.query<{ pid: number; token: string | null }>(`SELECT pg_backend_pid() AS pid, current_setting($1, true) AS token`, [
+    TOKEN_SETTING,
+  ]);
   const { pid, token } = rows[0]!;
   if (pid !== mark.pid) return `its backend changed from pid ${mark.pid} to pid ${pid} between two statements`;
   if (token !== mark.token) return `a session setting made in one transaction was ${token ? 'replaced' : 'gone'} in the next`;

@@ -74,7 +74,9 @@ const INTERNAL_TYPES: Readonly<Record<string, string>> = {
 /** A TypeName node as SQL text (`numeric(10,2)`, `text[]`). */
 export function typeText(typeName: unknown): string | undefined {
   const t = typeName as Node | undefined;
-  const names = list(t?.names).map((n) => str(as(n, 'String')?.sval)).filter((n): n is string => Boolean(n));
+  const names = list(t?.names)
+    .map((n) => str(as(n, 'String')?.sval))
+    .filter((n): n is string => Boolean(n));
   const last = names.at(-1);
   if (!last) return undefined;
   const base = names[0] === 'pg_catalog' ? (INTERNAL_TYPES[last] ?? last) : names.map((n) => (/^[a-z_][a-z0-9_]*$/.test(n) ? n : `"${n}"`)).join('.');

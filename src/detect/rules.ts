@@ -3,13 +3,7 @@ import type { ParsedStatement } from './sql-files.js';
 
 /** What `detect` found unsafe, and what to do instead. */
 export type FindingRule =
-  | 'rename-column'
-  | 'drop-add-rename'
-  | 'retype-rewrite'
-  | 'set-not-null'
-  | 'index-not-concurrent'
-  | 'constraint-validated'
-  | 'constraint-builds-index';
+  'rename-column' | 'drop-add-rename' | 'retype-rewrite' | 'set-not-null' | 'index-not-concurrent' | 'constraint-validated' | 'constraint-builds-index';
 
 /** A column change pgshift can run instead, as detected. */
 export type ColumnChangeSuggestion =
@@ -247,5 +241,10 @@ function writtenType(def: Node | undefined, s: ParsedStatement): string | undefi
   if (typeof start !== 'number') return undefined;
   const usingAt = startOf(def?.raw_default);
   const text = s.text.slice(start - s.offset, usingAt === undefined ? undefined : usingAt - s.offset);
-  return text.replace(/\s+USING\s*$/i, '').replace(/[\s;]+$/, '').trim() || undefined;
+  return (
+    text
+      .replace(/\s+USING\s*$/i, '')
+      .replace(/[\s;]+$/, '')
+      .trim() || undefined
+  );
 }

@@ -25,7 +25,12 @@ export async function sqlFiles(paths: readonly string[]): Promise<string[]> {
     if (info.isFile()) found.push(p);
     else {
       const entries = (await readdir(p, { recursive: true })) as string[];
-      found.push(...entries.filter((e) => e.endsWith('.sql')).sort().map((e) => path.join(p, e)));
+      found.push(
+        ...entries
+          .filter((e) => e.endsWith('.sql'))
+          .sort()
+          .map((e) => path.join(p, e)),
+      );
     }
   }
   return found;

@@ -131,9 +131,21 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   const dependents = await withRolledBackTransaction(client, () => checkDependents(client, plan, table, facts, newTypes[outline.adds[0]?.name ?? ''] ?? ''));
   problems.push(...dependents.problems.map((p) => ({ file: plan.file, ...p })));
   if (problems.length) throw new PlanError(problems);
-  const captured: PlanFacts = { table, columns: facts.columns, key, searchPath, newTypes, stateSchema, serverVersion: version, ...dependents.facts, ...(partitioning ? { partitioning } : {}) };
+  const captured: PlanFacts = {
+    table,
+    columns: facts.columns,
+    key,
+    searchPath,
+    newTypes,
+    stateSchema,
+    serverVersion: version,
+    ...dependents.facts,
+    ...(partitioning ? { partitioning } : {}),
+  };
   // A kind with a program of its own (an in-place retype, a drop) has no trigger.
-  const inline = kind.program?.(plan.change, captured) ? undefined : await withRolledBackTransaction(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
+  const inline = kind.program?.(plan.change, captured)
+    ? undefined
+    : await withRolledBackTransaction(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
   const planFacts = inline ? { ...captured, inline } : captured;
   if (!options.rewriteViewsUnder || !planFacts.views?.length) return planFacts;
   const views = await rewriteDependentViews(client, plan, planFacts, options.rewriteViewsUnder);

@@ -37,7 +37,10 @@ export async function checkDependents(client: Client, plan: Plan, table: Qualifi
     const found = await readColumnObjects(client, table, column, kind.carries ? outline.adds[0]!.name : column);
     objects.set(column, found);
     for (const u of found.unsupported)
-      problems.push({ path: change.kind, message: `column "${column}" is used by ${u}${u.includes('; ') ? '' : '; drop it first and create it again after contract'}` });
+      problems.push({
+        path: change.kind,
+        message: `column "${column}" is used by ${u}${u.includes('; ') ? '' : '; drop it first and create it again after contract'}`,
+      });
     if (!kind.carries) {
       for (const fk of found.constraints.filter((c) => c.kind === 'foreign-key' && c.direction === 'to')) {
         problems.push({

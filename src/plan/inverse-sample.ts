@@ -41,7 +41,10 @@ export async function sampleInverse(client: Client, plan: Plan, facts: PlanFacts
   return withRolledBackTransaction(
     client,
     async () => {
-      await client.query(`SELECT set_config('statement_timeout', $1, true), set_config('search_path', $2, true)`, [`${plan.guards.statementTimeoutMs}ms`, facts.searchPath]);
+      await client.query(`SELECT set_config('statement_timeout', $1, true), set_config('search_path', $2, true)`, [
+        `${plan.guards.statementTimeoutMs}ms`,
+        facts.searchPath,
+      ]);
       const { rows } = await client.query<{ sampled: number; differing: number; examples: { key: string; old: string; back: string }[] | null }>(sql);
       const row = rows[0]!;
       return { sampled: row.sampled, differing: row.differing, examples: row.examples ?? [] };

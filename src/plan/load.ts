@@ -50,10 +50,7 @@ export function parsePlan(text: string, file: string): Plan {
         file,
         line: 1,
         path: '',
-        message:
-          kinds.length === 0
-            ? `needs exactly one change: ${CHANGE_KINDS.join(' | ')}`
-            : `has ${kinds.join(' and ')}; a plan makes exactly one change`,
+        message: kinds.length === 0 ? `needs exactly one change: ${CHANGE_KINDS.join(' | ')}` : `has ${kinds.join(' and ')}; a plan makes exactly one change`,
       },
     ]);
   }
@@ -136,7 +133,7 @@ function lineOf(doc: Document, lines: LineCounter, keyPath: readonly (string | n
     const sub = keyPath.slice(0, depth);
     const parent = sub.length ? (doc.getIn(sub.slice(0, -1), true) as unknown) : doc.contents;
     // A missing key has no node: report its parent's line instead.
-    const node = sub.length ? findKeyNode(parent, sub[sub.length - 1]!) ?? (doc.getIn(sub, true) as unknown) : parent;
+    const node = sub.length ? (findKeyNode(parent, sub[sub.length - 1]!) ?? (doc.getIn(sub, true) as unknown)) : parent;
     const range = (node as { range?: [number, number, number] } | null)?.range;
     if (range) return lines.linePos(range[0]).line;
   }

@@ -11,11 +11,18 @@ import type { Plan } from './types.js';
  * sub-partitioned partitions), is on no expression key, and has no foreign
  * partition to index. Each refusal says what can be written instead.
  */
-export function checkDeclaredUnique(plan: Plan, table: QualifiedName, facts: TableFacts, reads: readonly string[], partitioning: Partitioning | undefined): { path: string; message: string }[] {
+export function checkDeclaredUnique(
+  plan: Plan,
+  table: QualifiedName,
+  facts: TableFacts,
+  reads: readonly string[],
+  partitioning: Partitioning | undefined,
+): { path: string; message: string }[] {
   const problems: { path: string; message: string }[] = [];
   for (const u of kindOf(plan.change).uniques(plan.change)) {
     for (const w of u.with) {
-      if (!facts.columns.some((c) => c.name === w)) problems.push({ path: u.field, message: `"with" names column "${w}", which does not exist in ${display(table)}` });
+      if (!facts.columns.some((c) => c.name === w))
+        problems.push({ path: u.field, message: `"with" names column "${w}", which does not exist in ${display(table)}` });
       else if (reads.includes(w)) problems.push({ path: u.field, message: `"with" names column "${w}", which the plan replaces (it is dropped at contract)` });
     }
     if (!partitioning) continue;

@@ -21,7 +21,13 @@ const FUNCTION_PHASES: readonly Phase[] = ['dual-write', 'switch-read', 'stop-wr
  * at the column, and of the sequences the column owns. Membership in an
  * owning role counts as ownership (as PostgreSQL's own check does).
  */
-export async function phasePrivileges(client: Client, plan: Plan, table: QualifiedName, stateSchema: string, phases: readonly Phase[]): Promise<MissingPrivilege[]> {
+export async function phasePrivileges(
+  client: Client,
+  plan: Plan,
+  table: QualifiedName,
+  stateSchema: string,
+  phases: readonly Phase[],
+): Promise<MissingPrivilege[]> {
   if (!phases.length) return [];
   const { role } = await whoAmI(client);
   const r = ident(role);
@@ -40,7 +46,14 @@ export async function phasePrivileges(client: Client, plan: Plan, table: Qualifi
     [t],
   );
   if (owner.rows[0] && !owner.rows[0].owns) {
-    missing.push(ownership('table', t, unquoteRole(owner.rows[0].owner), `to change it (ALTER TABLE, CREATE TRIGGER, CREATE INDEX CONCURRENTLY, ADD CONSTRAINT, DROP COLUMN) in ${list(phases)}`));
+    missing.push(
+      ownership(
+        'table',
+        t,
+        unquoteRole(owner.rows[0].owner),
+        `to change it (ALTER TABLE, CREATE TRIGGER, CREATE INDEX CONCURRENTLY, ADD CONSTRAINT, DROP COLUMN) in ${list(phases)}`,
+      ),
+    );
   }
 
   // ALTER TABLE recurses to partitions and inheritance children and checks ownership of each.
@@ -52,7 +65,14 @@ export async function phasePrivileges(client: Client, plan: Plan, table: Qualifi
     [t],
   );
   for (const child of children.rows) {
-    missing.push(ownership('table', qualified(child), unquoteRole(child.owner), `because changes to ${display(table)} recurse to its partitions and child tables, in ${list(phases)}`));
+    missing.push(
+      ownership(
+        'table',
+        qualified(child),
+        unquoteRole(child.owner),
+        `because changes to ${display(table)} recurse to its partitions and child tables, in ${list(phases)}`,
+      ),
+    );
   }
 
   // CREATE INDEX (CONCURRENTLY too) checks CREATE on the table's schema, not only ownership: on PostgreSQL 15+
@@ -72,14 +92,27 @@ export async function phasePrivileges(client: Client, plan: Plan, table: Qualifi
   const functionPhases = phases.filter((p) => FUNCTION_PHASES.includes(p));
   if (functionPhases.length) {
     const s = ident(stateSchema);
-    const schema = await client.query<{ create: boolean | null }>(`SELECT has_schema_privilege(oid, 'CREATE') AS create FROM pg_namespace WHERE nspname = $1`, [stateSchema]);
+    const schema = await client.query<{ create: boolean | null }>(`SELECT has_schema_privilege(oid, 'CREATE') AS create FROM pg_namespace WHERE nspname = $1`, [
+      stateSchema,
+    ]);
     // A schema still to be made is checked by `statePrivileges` (CREATE on the database); its creator may create in it.
     if (schema.rows[0]?.create === false) {
-      missing.push({ privilege: 'CREATE', object: `schema ${s}`, why: `to create the trigger function and the expression functions in ${list(functionPhases)}`, fix: `GRANT CREATE ON SCHEMA ${s} TO ${r}` });
+      missing.push({
+        privilege: 'CREATE',
+        object: `schema ${s}`,
+        why: `to create the trigger function and the expression functions in ${list(functionPhases)}`,
+        fix: `GRANT CREATE ON SCHEMA ${s} TO ${r}`,
+      });
     }
     if (phases.includes('dual-write')) {
       const lang = await client.query<{ ok: boolean }>(`SELECT has_language_privilege('plpgsql', 'USAGE') AS ok`);
-      if (!lang.rows[0]!.ok) missing.push({ privilege: 'USAGE', object: 'language plpgsql', why: 'to create the trigger function in dual-write', fix: `GRANT USAGE ON LANGUAGE plpgsql TO ${r}` });
+      if (!lang.rows[0]!.ok)
+        missing.push({
+          privilege: 'USAGE',
+          object: 'language plpgsql',
+          why: 'to create the trigger function in dual-write',
+          fix: `GRANT USAGE ON LANGUAGE plpgsql TO ${r}`,
+        });
     }
   }
 
@@ -160,7 +193,9 @@ async function renamePrivileges(
       [t, column],
     );
     for (const ref of referencing.rows) {
-      missing.push(ownership('table', qualified(ref), unquoteRole(ref.owner), `to copy, then drop and rename, its foreign key to "${column}" in ${fkPhases.join(', ')}`));
+      missing.push(
+        ownership('table', qualified(ref), unquoteRole(ref.owner), `to copy, then drop and rename, its foreign key to "${column}" in ${fkPhases.join(', ')}`),
+      );
     }
   }
   if (phases.includes('contract')) {
@@ -172,7 +207,8 @@ async function renamePrivileges(
           AND d.deptype = 'a' AND NOT pg_has_role(s.relowner, 'USAGE')`,
       [t, column],
     );
-    for (const s of seqs.rows) missing.push(ownership('sequence', qualified(s), unquoteRole(s.owner), `to move it to the new column (ALTER SEQUENCE … OWNED BY) in contract`));
+    for (const s of seqs.rows)
+      missing.push(ownership('sequence', qualified(s), unquoteRole(s.owner), `to move it to the new column (ALTER SEQUENCE … OWNED BY) in contract`));
   }
   return missing;
 }
@@ -192,7 +228,13 @@ function unquoteRole(text: string): string {
  * the phases still to run, or to roll back), resolving the table from the
  * recorded facts. Throws nothing; returns the problems to report.
  */
-export async function runPrivilegeProblems(client: Client, plan: Plan, table: QualifiedName, stateSchema: string, phases: readonly Phase[]): Promise<PlanProblem[]> {
+export async function runPrivilegeProblems(
+  client: Client,
+  plan: Plan,
+  table: QualifiedName,
+  stateSchema: string,
+  phases: readonly Phase[],
+): Promise<PlanProblem[]> {
   const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualified(table)]);
   if (!rows[0]!.ok) return [];
   return privilegeProblems(client, plan, await phasePrivileges(client, plan, table, stateSchema, phases));

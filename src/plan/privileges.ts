@@ -79,7 +79,12 @@ export async function statePrivileges(client: Client, schema: string): Promise<M
     return missing;
   }
   if (!row.usage) {
-    missing.push({ privilege: 'USAGE', object: `schema ${s}`, why: 'to read and write pgshift\'s state in it', fix: `GRANT USAGE ON SCHEMA ${s} TO ${ident(role)}` });
+    missing.push({
+      privilege: 'USAGE',
+      object: `schema ${s}`,
+      why: "to read and write pgshift's state in it",
+      fix: `GRANT USAGE ON SCHEMA ${s} TO ${ident(role)}`,
+    });
   }
   const tables = await client.query<{ name: string; oid: number }>(
     `SELECT c.relname::text AS name, c.oid::int8::float8 AS oid FROM pg_class c WHERE c.relnamespace = $1 AND c.relname = ANY ($2::text[])`,
@@ -87,7 +92,12 @@ export async function statePrivileges(client: Client, schema: string): Promise<M
   );
   if (tables.rows.length < STATE_TABLE_PRIVILEGES.length) {
     if (!row.create) {
-      missing.push({ privilege: 'CREATE', object: `schema ${s}`, why: 'to create pgshift\'s state tables in it on the first apply', fix: `GRANT CREATE ON SCHEMA ${s} TO ${ident(role)}` });
+      missing.push({
+        privilege: 'CREATE',
+        object: `schema ${s}`,
+        why: "to create pgshift's state tables in it on the first apply",
+        fix: `GRANT CREATE ON SCHEMA ${s} TO ${ident(role)}`,
+      });
     }
     return missing;
   }
@@ -100,7 +110,12 @@ export async function statePrivileges(client: Client, schema: string): Promise<M
     }
     if (lacking.length) {
       const table = `${s}.${ident(name)}`;
-      missing.push({ privilege: lacking.join(', '), object: `table ${table}`, why: 'to record plans, events and backfill progress', fix: `GRANT ${lacking.join(', ')} ON ${table} TO ${ident(role)}` });
+      missing.push({
+        privilege: lacking.join(', '),
+        object: `table ${table}`,
+        why: 'to record plans, events and backfill progress',
+        fix: `GRANT ${lacking.join(', ')} ON ${table} TO ${ident(role)}`,
+      });
     }
   }
   return missing;
@@ -131,7 +146,14 @@ export async function tableSchemaPrivilege(client: Client, schema: string | unde
   const { role } = await whoAmI(client);
   const { rows } = await client.query<{ ok: boolean }>(`SELECT has_schema_privilege(oid, 'USAGE') AS ok FROM pg_namespace WHERE nspname = $1`, [schema]);
   if (rows[0]?.ok !== false) return [];
-  return [{ privilege: 'USAGE', object: `schema ${ident(schema)}`, why: 'to reach the plan\'s table', fix: `GRANT USAGE ON SCHEMA ${ident(schema)} TO ${ident(role)}` }];
+  return [
+    {
+      privilege: 'USAGE',
+      object: `schema ${ident(schema)}`,
+      why: "to reach the plan's table",
+      fix: `GRANT USAGE ON SCHEMA ${ident(schema)} TO ${ident(role)}`,
+    },
+  ];
 }
 
 /** One plan problem per missing privilege, each naming the role, the privilege, the object and the fix. */

@@ -81,7 +81,16 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
       continue;
     }
     // Views reading the materialized view follow it to its copy; anything else reading it cannot.
-    const users = await client.query<{ what: string; view: string | null; schema: string; name: string; plain: boolean; owned: boolean; options: string[]; def: string | null }>(
+    const users = await client.query<{
+      what: string;
+      view: string | null;
+      schema: string;
+      name: string;
+      plain: boolean;
+      owned: boolean;
+      options: string[];
+      def: string | null;
+    }>(
       `SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS what, u.oid::text AS view, un.nspname AS schema, u.relname AS name,
               (rw.rulename = '_RETURN' AND u.relkind = 'v') AS plain, pg_has_role(u.relowner, 'MEMBER') AS owned,
               coalesce(u.reloptions, '{}') AS options, CASE WHEN u.relkind = 'v' THEN pg_get_viewdef(u.oid, true) END AS def
@@ -166,7 +175,10 @@ export async function rewriteDependentViews(client: Client, plan: Plan, facts: P
   if (!views.length) return { views, problems: [] };
   const change = resolveChange(plan.change, facts);
   const deadline = Date.now() + guards.maxWaitMs;
-  const table = { oid: (await client.query<{ oid: number }>(`SELECT to_regclass($1)::oid::int8::float8 AS oid`, [qualified(facts.table)])).rows[0]!.oid, conflicting: conflictingLockNames('ACCESS EXCLUSIVE') };
+  const table = {
+    oid: (await client.query<{ oid: number }>(`SELECT to_regclass($1)::oid::int8::float8 AS oid`, [qualified(facts.table)])).rows[0]!.oid,
+    conflicting: conflictingLockNames('ACCESS EXCLUSIVE'),
+  };
   const pid = backendPid(client);
   for (let attempt = 1; ; attempt++) {
     let failure: unknown;
@@ -175,12 +187,16 @@ export async function rewriteDependentViews(client: Client, plan: Plan, facts: P
       const blockers = await conflictingSessions(client, [table], pid, Math.min(YOUNG_TRANSACTION_MS, guards.lockTimeoutMs / 2));
       if (!blockers.length) break;
       if (Date.now() >= deadline)
-        throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt - 1, blockers, { waitedMs: guards.maxWaitMs });
+        throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt - 1, blockers, {
+          waitedMs: guards.maxWaitMs,
+        });
       await sleep(LOCK_WAIT_POLL_MS);
     }
     await client.query('BEGIN');
     try {
-      await client.query(`SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}; SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`);
+      await client.query(
+        `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}; SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
+      );
       return await rewriteInTransaction(client, facts, change, views);
     } catch (error) {
       failure = error;
@@ -194,7 +210,10 @@ export async function rewriteDependentViews(client: Client, plan: Plan, facts: P
       ]);
     if (!isLockConflict(failure)) throw failure;
     if (Date.now() >= deadline)
-      throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt, [], { cause: failure, waitedMs: guards.maxWaitMs });
+      throw new LockTimeoutError(display(facts.table), "compute the dependent views' definitions over the new columns", attempt, [], {
+        cause: failure,
+        waitedMs: guards.maxWaitMs,
+      });
     await sleep(Math.min(RETRY_MAX_WAIT_MS, RETRY_MIN_WAIT_MS * RETRY_FACTOR ** (attempt - 1)) * (0.5 + Math.random() / 2));
   }
 }
@@ -220,34 +239,34 @@ async function rewriteInTransaction(client: Client, facts: PlanFacts, change: Co
     const target = { schema: 'pg_temp', name: `pgshift_view_probe_${i}` };
     try {
       const rewritten = await inSavepoint(client, async () => {
-      const text = substitute(tokenized, tokens, change);
-      await client.query(userPath, [facts.searchPath]);
-      // A materialized view's options are storage parameters, which a view does not take.
-      await client.query(`CREATE TEMP VIEW ${ident(target.name)}${v.kind === 'view' ? viewOptionsClause(v.options) : ''} AS ${text}`);
-      const differs = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM (
+        const text = substitute(tokenized, tokens, change);
+        await client.query(userPath, [facts.searchPath]);
+        // A materialized view's options are storage parameters, which a view does not take.
+        await client.query(`CREATE TEMP VIEW ${ident(target.name)}${v.kind === 'view' ? viewOptionsClause(v.options) : ''} AS ${text}`);
+        const differs = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM (
            (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
             EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped)
            UNION ALL
            (SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped
             EXCEPT SELECT attnum, attname, atttypid, atttypmod, attcollation FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped)) d`,
-        [qualified(v.view), qualified(target)],
-      );
-      if (differs.rows[0]!.n) throw new Error('its columns would change name, type or collation');
-      await client.query(EMPTY_PATH);
-      const again = await client.query<{ def: string }>(`SELECT pg_get_viewdef($1::regclass, true) AS def`, [qualified(target)]);
-      const rewritten = bare(again.rows[0]!.def);
-      // The catalog, not the text, says whether the old columns are still read: PostgreSQL may keep one
-      // under an alias list (JOIN … USING needs the name), where no token shows.
-      const still = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+          [qualified(v.view), qualified(target)],
+        );
+        if (differs.rows[0]!.n) throw new Error('its columns would change name, type or collation');
+        await client.query(EMPTY_PATH);
+        const again = await client.query<{ def: string }>(`SELECT pg_get_viewdef($1::regclass, true) AS def`, [qualified(target)]);
+        const rewritten = bare(again.rows[0]!.def);
+        // The catalog, not the text, says whether the old columns are still read: PostgreSQL may keep one
+        // under an alias list (JOIN … USING needs the name), where no token shows.
+        const still = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
           WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class = $1::regclass AND d.refclassid = 'pg_class'::regclass
             AND d.refobjid = $2::regclass AND d.refobjsubid IN (SELECT attnum FROM pg_attribute WHERE attrelid = $2::regclass AND attname = ANY ($3::text[]))`,
-        [qualified(target), t, tokens.map((x) => x.token)],
-      );
-      if (still.rows[0]!.n || tokens.some(({ token }) => rewritten.includes(token)))
-        throw new Error('it would still read the old column where it cannot be replaced (for example in JOIN … USING)');
-      return rewritten;
+          [qualified(target), t, tokens.map((x) => x.token)],
+        );
+        if (still.rows[0]!.n || tokens.some(({ token }) => rewritten.includes(token)))
+          throw new Error('it would still read the old column where it cannot be replaced (for example in JOIN … USING)');
+        return rewritten;
       });
       out.push({ ...v, rewritten });
     } catch (error) {

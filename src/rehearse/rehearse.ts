@@ -13,7 +13,15 @@ import { runCommand } from './command.js';
 import { fillTable } from './rows.js';
 import { DEFAULT_NEW_FROM, rehearsalSchedule, type ScheduledStep } from './schedule.js';
 import { createScratchDatabase, dropScratchDatabase, startEmbeddedServer, urlServer, type RehearsalServer } from './scratch.js';
-import { RehearsalInterruptedError, type CommandCell, type MigrateCell, type Rehearsal, type RehearsalStep, type RehearseOptions, type VerifyCell } from './types.js';
+import {
+  RehearsalInterruptedError,
+  type CommandCell,
+  type MigrateCell,
+  type Rehearsal,
+  type RehearsalStep,
+  type RehearseOptions,
+  type VerifyCell,
+} from './types.js';
 
 const NOT_APPLICABLE = { outcome: 'n.a.' } as const;
 
@@ -41,7 +49,10 @@ export async function rehearse(plans: readonly Plan[], options: RehearseOptions)
   let cleaned: Promise<void> | null = null;
   const cleanup = (): Promise<void> =>
     (cleaned ??= (async () => {
-      if (database) await dropScratchDatabase(server.adminUrl, database.name).catch((error) => log.error({ err: error }, `could not drop scratch database ${database!.name}`));
+      if (database)
+        await dropScratchDatabase(server.adminUrl, database.name).catch((error) =>
+          log.error({ err: error }, `could not drop scratch database ${database!.name}`),
+        );
       await server.stop();
     })());
   try {
@@ -73,7 +84,11 @@ function checkInput(plans: readonly Plan[], options: RehearseOptions): void {
 
 function sameTable(other: string, plan: Plan): PlanError {
   return new PlanError([
-    { file: plan.file, path: 'table', message: `plans "${other}" and "${plan.name}" change the same table; a deploy runs one at a time, so rehearse them one at a time` },
+    {
+      file: plan.file,
+      path: 'table',
+      message: `plans "${other}" and "${plan.name}" change the same table; a deploy runs one at a time, so rehearse them one at a time`,
+    },
   ]);
 }
 
@@ -116,7 +131,12 @@ function interrupted(signal: AbortSignal): RehearsalInterruptedError {
   return new RehearsalInterruptedError(`rehearsal interrupted (${why}); the scratch database was dropped`);
 }
 
-async function rehearseIn(plans: readonly Plan[], options: RehearseOptions, server: RehearsalServer, database: { name: string; url: string }): Promise<Rehearsal> {
+async function rehearseIn(
+  plans: readonly Plan[],
+  options: RehearseOptions,
+  server: RehearsalServer,
+  database: { name: string; url: string },
+): Promise<Rehearsal> {
   const started = performance.now();
   const log = options.log ?? silentLogger;
   const tailLines = options.tailLines ?? REHEARSE_TAIL_LINES;
@@ -177,7 +197,8 @@ async function move(plans: readonly Plan[], step: ScheduledStep, run: RunOptions
   const took = (): number => Math.round(performance.now() - started);
   const ordered = step.action === 'apply' ? plans : [...plans].reverse();
   for (const plan of ordered) {
-    const outcome = step.action === 'apply' ? (await apply([plan], step.phase, run))[0]! : await rollback(plan, step.phase, run).catch((error: Error) => ({ error }));
+    const outcome =
+      step.action === 'apply' ? (await apply([plan], step.phase, run))[0]! : await rollback(plan, step.phase, run).catch((error: Error) => ({ error }));
     if (outcome.error) return { outcome: 'fail', durationMs: took(), error: `${plan.name}: ${outcome.error.message}` };
   }
   return { outcome: 'pass', durationMs: took() };
@@ -209,7 +230,14 @@ function failuresOf(setup: CommandCell, steps: readonly RehearsalStep[]): string
       if (cell.outcome === 'fail') failures.push(`${where}: ${side} \`${cell.command}\` ${exitText(cell)}`);
     }
     if (s.verify.outcome === 'fail') {
-      failures.push(`${where}: verify ${s.verify.error ?? Object.entries(s.verify.differing ?? {}).map(([p, n]) => `${p}: ${n} row(s) differ`).join(', ')}`);
+      failures.push(
+        `${where}: verify ${
+          s.verify.error ??
+          Object.entries(s.verify.differing ?? {})
+            .map(([p, n]) => `${p}: ${n} row(s) differ`)
+            .join(', ')
+        }`,
+      );
     }
   }
   return failures;

@@ -26,10 +26,9 @@ export interface IndexBuildProgress {
  * the bare session. True when something was dropped.
  */
 export async function dropInvalidLeftover(ctx: RunContext, index: QualifiedName): Promise<boolean> {
-  const { rows } = await ctx.client.query<{ invalid: boolean }>(
-    `SELECT NOT i.indisvalid AS invalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)`,
-    [qualified(index)],
-  );
+  const { rows } = await ctx.client.query<{ invalid: boolean }>(`SELECT NOT i.indisvalid AS invalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, [
+    qualified(index),
+  ]);
   if (!rows[0]?.invalid) return false;
   ctx.log.warn({ index: display(index) }, `dropping the INVALID index ${display(index)} left by an interrupted build, then building it again`);
   await ctx.client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${qualified(index)}`);

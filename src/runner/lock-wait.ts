@@ -7,7 +7,6 @@ import { describeBlocker, type Blocker } from '../errors.js';
 import type { RunContext } from '../guard/context.js';
 import { conflictingLockNames, type SqlStep, type TableLock } from '../changes/steps.js';
 
-
 /** A table a step locks, resolved to its oid (null when it does not exist). */
 export interface ResolvedLock extends TableLock {
   readonly oid: number | null;
@@ -22,7 +21,8 @@ export interface ResolvedLock extends TableLock {
  * last reference to another.
  */
 export async function resolveLocks(ctx: RunContext, step: SqlStep): Promise<ResolvedLock[]> {
-  if (!step.locks?.length) return [{ table: { schema: '', name: ctx.table.display }, mode: step.lock, oid: ctx.table.oid, display: ctx.table.display, lockable: true }];
+  if (!step.locks?.length)
+    return [{ table: { schema: '', name: ctx.table.display }, mode: step.lock, oid: ctx.table.oid, display: ctx.table.display, lockable: true }];
   const { rows } = await ctx.client.query<{ oid: number | null; lockable: boolean }>(
     `SELECT r::oid::int8::float8 AS oid,
             r IS NOT NULL AND (has_table_privilege(r, 'UPDATE') OR has_table_privilege(r, 'DELETE') OR has_table_privilege(r, 'TRUNCATE')) AS lockable
@@ -50,7 +50,13 @@ export type WaitOutcome = { readonly clear: true } | { readonly clear: false; re
  * pgshift waits. Says once who blocks it, then every
  * `LOCK_WAIT_LOG_EVERY_MS`, with how long it will still wait.
  */
-export async function waitOutsideQueue(ctx: RunContext, step: SqlStep, tables: readonly WatchedTable[], deadline: number, waitedSince: number): Promise<WaitOutcome> {
+export async function waitOutsideQueue(
+  ctx: RunContext,
+  step: SqlStep,
+  tables: readonly WatchedTable[],
+  deadline: number,
+  waitedSince: number,
+): Promise<WaitOutcome> {
   if (!tables.length) return { clear: true };
   const monitor = await ctx.monitor();
   const pid = backendPid(ctx.client);

@@ -94,7 +94,9 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
     const inQueue = !locks.some((l) => conflictsWithApplication(l.mode));
     const wait = inQueue ? ({ clear: true } as const) : await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
     if (!wait.clear) {
-      throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, { waitedMs: Date.now() - started });
+      throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, {
+        waitedMs: Date.now() - started,
+      });
     }
     attempts++;
     const at = { lock: locks[0]! };
@@ -162,7 +164,6 @@ function blockedTables(blockers: readonly Blocker[], locks: readonly ResolvedLoc
   const named = locks.filter((l) => blockers.some((b) => (b.mode ?? '').split(', ').some((m) => m.endsWith(` on ${l.display}`))));
   return named.length ? named.map((l) => l.display).join(', ') : undefined;
 }
-
 
 /**
  * Run the step's statements. A step locking several tables first takes

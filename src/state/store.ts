@@ -199,10 +199,11 @@ export class StateStore {
    * killed mid-phase leaves the plan saying which phase is half done.
    */
   async markUnfinished(name: string, phase: Phase, action: Action): Promise<void> {
-    await this.client.query(
-      `UPDATE ${this.s}.plans SET unfinished_phase = $2, unfinished_action = $3, updated_at = now() WHERE name = $1`,
-      [name, phase, action],
-    );
+    await this.client.query(`UPDATE ${this.s}.plans SET unfinished_phase = $2, unfinished_action = $3, updated_at = now() WHERE name = $1`, [
+      name,
+      phase,
+      action,
+    ]);
   }
 
   /** A phase failed part-way; the plan keeps its last completed phase. */
@@ -252,10 +253,7 @@ export class StateStore {
   /** A plan's backfill checkpoint, or null before the backfill starts. */
   async backfill(name: string): Promise<BackfillState | null> {
     if (!(await this.exists())) return null;
-    const { rows } = await this.client.query<BackfillState>(
-      `SELECT ${BACKFILL_COLUMNS}, ${this.backfillV3()} FROM ${this.s}.backfill WHERE plan = $1`,
-      [name],
-    );
+    const { rows } = await this.client.query<BackfillState>(`SELECT ${BACKFILL_COLUMNS}, ${this.backfillV3()} FROM ${this.s}.backfill WHERE plan = $1`, [name]);
     return rows[0] ?? null;
   }
 
@@ -356,7 +354,9 @@ export class StateStore {
 
   /** The 32-bit ids (as `xmin` shows them) of every committed batch transaction of a plan's backfill. */
   async batchXids(name: string): Promise<string[]> {
-    const { rows } = await this.client.query<{ x: string }>(`SELECT pg_catalog.xid(b.xid)::text AS x FROM ${this.s}.backfill_batches b WHERE b.plan = $1`, [name]);
+    const { rows } = await this.client.query<{ x: string }>(`SELECT pg_catalog.xid(b.xid)::text AS x FROM ${this.s}.backfill_batches b WHERE b.plan = $1`, [
+      name,
+    ]);
     return rows.map((r) => r.x);
   }
 

@@ -54,7 +54,15 @@ describe('backfill over keys of every shape', () => {
       // A few rows with NULL or one-word names: NULL-safe comparisons all the way.
       await db.sql(`UPDATE ${table} SET full_name = CASE WHEN random() < 0.5 THEN NULL ELSE 'Cher' END WHERE ctid IN (SELECT ctid FROM ${table} LIMIT 20)`);
       const name = `split-${table.replaceAll('_', '-')}`;
-      const p = plan(splitPlanYaml(name, `public.${table}`, '{ batch_size: 37, pause: 0ms, target_batch_ms: 5 }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }', t.key ?? ''));
+      const p = plan(
+        splitPlanYaml(
+          name,
+          `public.${table}`,
+          '{ batch_size: 37, pause: 0ms, target_batch_ms: 5 }',
+          '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }',
+          t.key ?? '',
+        ),
+      );
       const { log, messages } = capturingLogger();
       const [outcome] = await apply([p], 'backfill', { databaseUrl: db.url, log });
       expect(outcome!.error).toBeUndefined();

@@ -87,7 +87,9 @@ describe('backfill of a partitioned table', () => {
 
     const resumed = await runCli(['plan', 'apply', name, '--phase', 'backfill', '--dir', dir], env);
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stderr).toContain(`resuming ${name} backfill in partition ${after.partition} at key ${after.last_key!.join(', ')} (${after.rows_done} of ~4000 rows done)`);
+    expect(resumed.stderr).toContain(
+      `resuming ${name} backfill in partition ${after.partition} at key ${after.last_key!.join(', ')} (${after.rows_done} of ~4000 rows done)`,
+    );
     expect(await checkpoint(name)).toMatchObject({ rows_done: 4_000, finished: true });
     for (const leaf of walked) expect(await filled(leaf)).toBe(1_000);
     expect(await inconsistentRows(db, 'pt')).toBe(0);

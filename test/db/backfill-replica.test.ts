@@ -51,7 +51,14 @@ describe.skipIf(!bin)('backfill throttled by replica lag (real streaming standby
   it('waits between batches while the standby lags more than max_replica_lag, says so, and goes on when it catches up', async () => {
     await primary.query(`CREATE TABLE people (id bigserial PRIMARY KEY, full_name text)`);
     await primary.query(`INSERT INTO people (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, 40000) g`);
-    const p = plan(splitPlanYaml('split-people', 'public.people', '{ batch_size: 200, pause: 20ms, target_batch_ms: 5, max_replica_lag: 500ms }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }'));
+    const p = plan(
+      splitPlanYaml(
+        'split-people',
+        'public.people',
+        '{ batch_size: 200, pause: 20ms, target_batch_ms: 5, max_replica_lag: 500ms }',
+        '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }',
+      ),
+    );
     expect((await apply([p], 'dual-write', { databaseUrl: pair.primaryUrl }))[0]!.error).toBeUndefined();
     await waitFor('the standby to catch up', caughtUp, 30_000, 100);
 
@@ -62,7 +69,12 @@ describe.skipIf(!bin)('backfill throttled by replica lag (real streaming standby
     const { log, entries } = capturingLogger();
     const waits: (string | null)[] = [];
     const running = apply([p], 'backfill', { databaseUrl: pair.primaryUrl, log, onProgress: (x: BackfillProgress) => waits.push(x.waiting) });
-    const warning = await waitFor('the backfill to wait for the standby', async () => entries().find((e) => String(e.msg).startsWith('waiting for replica lag')), 30_000, 50);
+    const warning = await waitFor(
+      'the backfill to wait for the standby',
+      async () => entries().find((e) => String(e.msg).startsWith('waiting for replica lag')),
+      30_000,
+      50,
+    );
     expect(String(warning.msg)).toContain(pair.standbyName);
     expect(String(warning.msg)).toContain('max_replica_lag 0.5s');
     // While it waits, no batch commits.

@@ -22,7 +22,12 @@ beforeAll(async () => {
   db = await freshDatabase();
   await db.sql(`CREATE TABLE people (id bigserial PRIMARY KEY, full_name text, email text)`);
   await db.sql(`INSERT INTO people (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, ${ROWS}) g`);
-  const yaml = splitPlanYaml(NAME, 'public.people', '{ batch_size: 1000, pause: 0ms, target_batch_ms: 20 }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }');
+  const yaml = splitPlanYaml(
+    NAME,
+    'public.people',
+    '{ batch_size: 1000, pause: 0ms, target_batch_ms: 20 }',
+    '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }',
+  );
   dir = await planDir({ [`${NAME}.yaml`]: yaml });
   env = { DATABASE_URL: db.url };
   expect((await apply([plan(yaml)], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
@@ -54,11 +59,15 @@ describe('backfill through the CLI', () => {
 
     const s = await runCli(['plan', 'status', NAME, '--dir', dir, '--json'], env);
     expect(s.code).toBe(0);
-    expect(s.lines[0]).toEqual([expect.objectContaining({ plan: NAME, phase: 'backfill', backfill: { done: ROWS, total: ROWS, finished: true, rowsPerSecond: null, etaSeconds: null } })]);
+    expect(s.lines[0]).toEqual([
+      expect.objectContaining({ plan: NAME, phase: 'backfill', backfill: { done: ROWS, total: ROWS, finished: true, rowsPerSecond: null, etaSeconds: null } }),
+    ]);
   });
 
   it('ANALYZEd the table after the backfill, so the new columns have statistics', async () => {
-    const stats = await db.sql<{ attname: string }>(`SELECT attname FROM pg_stats WHERE tablename = 'people' AND attname IN ('first_name', 'last_name') ORDER BY 1`);
+    const stats = await db.sql<{ attname: string }>(
+      `SELECT attname FROM pg_stats WHERE tablename = 'people' AND attname IN ('first_name', 'last_name') ORDER BY 1`,
+    );
     expect(stats.map((s) => s.attname)).toEqual(['first_name', 'last_name']);
   });
 
@@ -76,7 +85,9 @@ describe('backfill through the CLI', () => {
     expect(r.code).toBe(4);
     expect(r.lines[0]).toMatchObject({ event: 'verify', differing: 3, sample_keys: [['7'], ['42'], ['55555']] });
     // Re-running the backfill is not how to repair: its checkpoint is finished. The rows are put right by hand.
-    await tamper(`UPDATE people SET first_name = split_part(full_name, ' ', 1), last_name = nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name) WHERE id IN (7, 42, 55555)`);
+    await tamper(
+      `UPDATE people SET first_name = split_part(full_name, ' ', 1), last_name = nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name) WHERE id IN (7, 42, 55555)`,
+    );
     expect((await runCli(['plan', 'verify', NAME, '--dir', dir], env)).code).toBe(0);
   });
 });

@@ -134,9 +134,7 @@ guards: { lock_timeout: 200ms, statement_timeout: 200ms, retries: 2 }`);
       // Meanwhile the application reads and writes the table: SHARE UPDATE EXCLUSIVE blocks neither.
       await db.sql(`INSERT INTO items (sku) VALUES ('during the build'); UPDATE items SET sku = sku || '!' WHERE id = 1`);
       expect(await db.sql(`SELECT sku FROM items WHERE id = 1`)).toEqual([{ sku: 'sku1!' }]);
-      expect(await db.sql(`SELECT phase FROM pg_stat_progress_create_index WHERE relid = 'items'::regclass`)).toEqual([
-        { phase: 'waiting for old snapshots' },
-      ]);
+      expect(await db.sql(`SELECT phase FROM pg_stat_progress_create_index WHERE relid = 'items'::regclass`)).toEqual([{ phase: 'waiting for old snapshots' }]);
       await holder.end();
       expect(await running).toBe('ran');
       expect(await indexState('items_sku_idx')).toEqual([{ valid: true }]);

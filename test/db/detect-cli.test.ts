@@ -34,7 +34,13 @@ describe('detect in CI', () => {
     ]);
     expect(unsafe.lines.at(-1)).toMatchObject({ event: 'detect', files: 4, unsafe: 3 });
 
-    const clean = await runCli(['plan', 'detect', path.join(FIXTURES, 'sql/001_accounts_owner_not_null.sql'), path.join(FIXTURES, 'sql/002_accounts_slug_unique.sql'), '--no-json']);
+    const clean = await runCli([
+      'plan',
+      'detect',
+      path.join(FIXTURES, 'sql/001_accounts_owner_not_null.sql'),
+      path.join(FIXTURES, 'sql/002_accounts_slug_unique.sql'),
+      '--no-json',
+    ]);
     expect(clean.code).toBe(0);
     expect(clean.stdout).toMatch(/^0 unsafe statement\(s\) in 2 file\(s\)/);
   });

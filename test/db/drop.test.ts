@@ -22,13 +22,15 @@ describe('drop', () => {
     for (const verb of ['lint', 'apply']) {
       const result = await cli(dir, verb);
       expect(result.code, verb).toBe(2);
-      expect(result.errors).toMatch(/drop-parcels-code\.yaml(:\d+)? drop\.default: column "code" is NOT NULL without a default, so new code's inserts, which leave it out, would fail from switch-read/);
+      expect(result.errors).toMatch(
+        /drop-parcels-code\.yaml(:\d+)? drop\.default: column "code" is NOT NULL without a default, so new code's inserts, which leave it out, would fail from switch-read/,
+      );
       expect(result.errors).toMatch(/view public\.parcel_codes reads "code", and DROP COLUMN would fail on it/);
     }
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.plans`).catch(() => [{ n: 0 }])).toEqual([{ n: 0 }]);
   });
 
-  it('gives new code\'s inserts the default from expand, drops the index concurrently and then the column in contract', async () => {
+  it("gives new code's inserts the default from expand, drops the index concurrently and then the column in contract", async () => {
     await db.sql(`CREATE TABLE tickets (id bigserial PRIMARY KEY, legacy text NOT NULL, note text); CREATE INDEX tickets_legacy_idx ON tickets (legacy)`);
     await db.sql(`INSERT INTO tickets (legacy, note) SELECT 'L' || g, 'n' FROM generate_series(1, 50) g`);
     const dir = await planDir({ 'drop-tickets-legacy.yaml': `table: tickets\ndrop: { column: legacy, default: "'gone'" }\n` });
@@ -45,12 +47,17 @@ describe('drop', () => {
     expect(await db.sql(`SELECT legacy FROM tickets WHERE note = 'new code'`)).toEqual([{ legacy: 'gone' }]);
     const back = await cli(dir, 'rollback', 'drop-tickets-legacy', '--phase', 'expand');
     expect(back.errors).toBe('');
-    expect(await db.sql(`SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'tickets'::regclass`)).toEqual([{ d: 'nextval(\'tickets_id_seq\'::regclass)' }]);
+    expect(await db.sql(`SELECT pg_get_expr(adbin, adrelid) AS d FROM pg_attrdef WHERE adrelid = 'tickets'::regclass`)).toEqual([
+      { d: "nextval('tickets_id_seq'::regclass)" },
+    ]);
 
     const applied = await cli(dir, 'apply', '--phase', 'contract');
     expect(applied.errors).toBe('');
     expect(applied.code).toBe(0);
-    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`)).toEqual([{ attname: 'id' }, { attname: 'note' }]);
+    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`)).toEqual([
+      { attname: 'id' },
+      { attname: 'note' },
+    ]);
     expect(await db.sql(`SELECT to_regclass('tickets_legacy_idx') AS i`)).toEqual([{ i: null }]);
     const refused = await cli(dir, 'rollback', 'drop-tickets-legacy', '--phase', 'contract');
     expect(refused.code).not.toBe(0);

@@ -20,7 +20,10 @@ let names: string[];
 beforeAll(async () => {
   db = await freshDatabase();
   await db.sql(await readFile(SCHEMA, 'utf8'));
-  names = (await readdir(PLANS)).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, '')).sort();
+  names = (await readdir(PLANS))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => f.replace(/\.yaml$/, ''))
+    .sort();
 });
 
 const cli = (...args: string[]) => runCli(['plan', ...args, '--dir', PLANS.pathname, '--database-url', db.url, '--json']);

@@ -75,7 +75,10 @@ describe('fleet', () => {
   it('reads targets from a file (URLs and libpq service names) and prints one table', async () => {
     const u = new URL(dbs[1]!.url);
     const services = path.join(tmp, 'pg_service.conf');
-    await writeFile(services, `[tenant-b]\nhost=${u.hostname}\nport=${u.port}\nuser=${decodeURIComponent(u.username)}\npassword=${decodeURIComponent(u.password)}\ndbname=${dbs[1]!.name}\n`);
+    await writeFile(
+      services,
+      `[tenant-b]\nhost=${u.hostname}\nport=${u.port}\nuser=${decodeURIComponent(u.username)}\npassword=${decodeURIComponent(u.password)}\ndbname=${dbs[1]!.name}\n`,
+    );
     const targets = path.join(tmp, 'targets');
     await writeFile(targets, `# tenants\n${dbs[0]!.url}\n\ntenant-b   # by service name\n${dbs[2]!.url}\n`);
     const result = await runCli(['plan', 'status', PLAN, '--dir', dir, '--targets', targets, '--no-json'], { PGSERVICEFILE: services });

@@ -18,7 +18,12 @@ const PLAN = 'split-users-full-name';
 /** A tiny quiet period, so the test can wait it out. */
 const QUIET_MS = 1_500;
 const WAIT_QUIET_MS = QUIET_MS + 1_200;
-const YAML = splitPlanYaml(PLAN, 'public.users', '{ batch_size: 500, pause: 0ms }', `{ lock_timeout: 1s, statement_timeout: 10s, retries: 1, old_code_quiet: ${QUIET_MS}ms }`);
+const YAML = splitPlanYaml(
+  PLAN,
+  'public.users',
+  '{ batch_size: 500, pause: 0ms }',
+  `{ lock_timeout: 1s, statement_timeout: 10s, retries: 1, old_code_quiet: ${QUIET_MS}ms }`,
+);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,7 +62,13 @@ interface StatusRow {
   plan: string;
   phase: string;
   drift: { object: string; problem: string; message: string }[] | null;
-  oldCode: { recent: boolean; sessions: number; lastSessionAt: string | null; writers: { applicationName: string; user: string; clientAddress: string | null; connected: boolean }[]; statements: { query: string }[] } | null;
+  oldCode: {
+    recent: boolean;
+    sessions: number;
+    lastSessionAt: string | null;
+    writers: { applicationName: string; user: string; clientAddress: string | null; connected: boolean }[];
+    statements: { query: string }[];
+  } | null;
 }
 
 describe('old-code gate', () => {
@@ -82,7 +93,10 @@ describe('old-code gate', () => {
 
     const busy = ((await cli('status', PLAN, '--json')).lines[0] as unknown as StatusRow[])[0]!;
     expect(busy.phase).toBe('switch-read');
-    expect(busy.oldCode).toMatchObject({ recent: true, writers: [{ applicationName: 'old-release', user: expect.stringMatching(/^(postgres|\*\*\*)$/), clientAddress: '127.0.0.1', connected: true }] });
+    expect(busy.oldCode).toMatchObject({
+      recent: true,
+      writers: [{ applicationName: 'old-release', user: expect.stringMatching(/^(postgres|\*\*\*)$/), clientAddress: '127.0.0.1', connected: true }],
+    });
     expect(busy.oldCode!.sessions).toBe(1);
     // Nothing moved.
     expect((await db.sql(`SELECT phase FROM pgshift.plans`))[0]).toEqual({ phase: 'switch-read' });
@@ -110,7 +124,7 @@ describe('old-code gate', () => {
     const refused = await cli('apply', PLAN, '--phase', 'next');
     expect(refused.code).toBe(2);
     expect(refused.errors).toMatch(/so contract waits/);
-    const human = await runCli(['plan', 'status', PLAN, '--no-json', '--dir', (await planDir({ [`${PLAN}.yaml`]: YAML })), '--database-url', db.url]);
+    const human = await runCli(['plan', 'status', PLAN, '--no-json', '--dir', await planDir({ [`${PLAN}.yaml`]: YAML }), '--database-url', db.url]);
     expect(human.stdout).toMatch(/split-users-full-name: old code: seen within guards.old_code_quiet \(2 s\), stop-write and contract wait: .*old-release/);
     expect((await cli('apply', PLAN, '--phase', 'contract', '--force')).code).toBe(0);
     await old.stop().catch(() => undefined);
@@ -159,7 +173,9 @@ describe('what the trigger counts as old code', () => {
   });
 
   it('does not fail a write when the writer may not reach the state schema', async () => {
-    await db.sql(`CREATE ROLE gate_app LOGIN PASSWORD 'app'; GRANT SELECT, INSERT, UPDATE ON users TO gate_app; GRANT USAGE ON SEQUENCE users_id_seq TO gate_app; REVOKE USAGE ON SCHEMA pgshift FROM PUBLIC`);
+    await db.sql(
+      `CREATE ROLE gate_app LOGIN PASSWORD 'app'; GRANT SELECT, INSERT, UPDATE ON users TO gate_app; GRANT USAGE ON SEQUENCE users_id_seq TO gate_app; REVOKE USAGE ON SCHEMA pgshift FROM PUBLIC`,
+    );
     const url = new URL(db.url);
     url.username = 'gate_app';
     url.password = 'app';
@@ -237,10 +253,12 @@ describe('old-code gate with pg_stat_statements', () => {
 
 describe('drift', () => {
   const UNIQUE_PLAN = 'split-users-unique';
-  const yaml = splitPlanYaml(UNIQUE_PLAN, 'public.users', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 1 }').replace(
-    '      type: text\n      using: split_part',
-    '      type: text\n      unique: true\n      using: split_part',
-  );
+  const yaml = splitPlanYaml(
+    UNIQUE_PLAN,
+    'public.users',
+    '{ batch_size: 500, pause: 0ms }',
+    '{ lock_timeout: 1s, statement_timeout: 10s, retries: 1 }',
+  ).replace('      type: text\n      using: split_part', '      type: text\n      unique: true\n      using: split_part');
   let db: TestDatabase;
   let cli: (...args: string[]) => ReturnType<typeof runCli>;
   beforeAll(async () => {
@@ -254,7 +272,9 @@ describe('drift', () => {
     expect(await driftOf()).toEqual([]);
     const index = objectName('users', 'first_name', 'pgshift_uq');
     await db.sql(`CREATE UNIQUE INDEX "${index}" ON users (first_name)`);
-    expect(await driftOf()).toEqual([expect.objectContaining({ object: `index "${index}"`, problem: 'unexpected', message: `index "${index}" exists, but switch-read makes it` })]);
+    expect(await driftOf()).toEqual([
+      expect.objectContaining({ object: `index "${index}"`, problem: 'unexpected', message: `index "${index}" exists, but switch-read makes it` }),
+    ]);
     const refused = await cli('apply', UNIQUE_PLAN, '--phase', 'next');
     expect(refused.code).toBe(2);
     expect(refused.errors).toContain(`has drifted from what backfill should have: index "${index}" exists, but switch-read makes it`);
@@ -266,7 +286,9 @@ describe('drift', () => {
   it('names a dropped trigger; apply and rollback refuse, verify reports it', async () => {
     const trigger = objectName('pgshift', UNIQUE_PLAN);
     await db.sql(`DROP TRIGGER "${trigger}" ON users`);
-    expect(await driftOf()).toEqual([expect.objectContaining({ object: `trigger "${trigger}"`, problem: 'missing', message: `trigger "${trigger}" is missing (dual-write makes it)` })]);
+    expect(await driftOf()).toEqual([
+      expect.objectContaining({ object: `trigger "${trigger}"`, problem: 'missing', message: `trigger "${trigger}" is missing (dual-write makes it)` }),
+    ]);
     const apply = await cli('apply', UNIQUE_PLAN, '--phase', 'next');
     expect(apply.code).toBe(2);
     expect(apply.errors).toContain(`trigger "${trigger}" is missing (dual-write makes it)`);
@@ -280,6 +302,9 @@ describe('drift', () => {
     expect((await cli('rollback', UNIQUE_PLAN, '--phase', 'dual-write', '--force')).code).toBe(0);
     expect(await driftOf()).toEqual([]);
     const after = (await cli('log', UNIQUE_PLAN, '--json')).lines[0] as unknown as { phase: string; action: string; forced: boolean }[];
-    expect(after.slice(0, 2)).toEqual([expect.objectContaining({ phase: 'dual-write', action: 'rollback', forced: true }), expect.objectContaining({ phase: 'backfill', action: 'rollback', forced: true })]);
+    expect(after.slice(0, 2)).toEqual([
+      expect.objectContaining({ phase: 'dual-write', action: 'rollback', forced: true }),
+      expect.objectContaining({ phase: 'backfill', action: 'rollback', forced: true }),
+    ]);
   });
 });

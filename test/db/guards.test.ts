@@ -58,7 +58,9 @@ describe('lock guards', () => {
     expect(result.errors).toContain('AccessShareLock on public.users');
     expect(result.errors.match(/pid \d+/g)).toEqual([`pid ${blockerPid}`]);
     // It said so while waiting: once at the start (then every 5 s).
-    expect(result.stderr).toMatch(/waiting outside the lock queue for .{1,3}add username[^\n]* on public\.users \(\d\.\d s so far, up to \d\.\d s more\): pid \d+/);
+    expect(result.stderr).toMatch(
+      /waiting outside the lock queue for .{1,3}add username[^\n]* on public\.users \(\d\.\d s so far, up to \d\.\d s more\): pid \d+/,
+    );
     expect(count).toBeGreaterThan(10);
     // Wall-clock latency, so with room for the CLI start-up on a loaded machine (test/db/lock-wait.test.ts measures lock waits).
     expect(max).toBeLessThan(lockTimeoutMs + 500);
@@ -87,7 +89,13 @@ describe('runners', () => {
     expect(loser.errors).toMatch(/plan "split-users-full-name" is being run by another runner \(pid \d+, pgshift/);
     const status = await runCli(['plan', 'status', 'split-users-full-name', '--json', ...args]);
     expect(JSON.parse(status.stdout)).toEqual([
-      expect.objectContaining({ plan: 'split-users-full-name', phase: 'backfill', status: 'in_progress', next: 'switch-read', backfill: { done: 3000, total: 3000, finished: true, rowsPerSecond: null, etaSeconds: null } }),
+      expect.objectContaining({
+        plan: 'split-users-full-name',
+        phase: 'backfill',
+        status: 'in_progress',
+        next: 'switch-read',
+        backfill: { done: 3000, total: 3000, finished: true, rowsPerSecond: null, etaSeconds: null },
+      }),
     ]);
     expect((await runCli(['plan', 'rollback', 'split-users-full-name', '--phase', 'expand', ...args])).code).toBe(0);
   });

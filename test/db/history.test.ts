@@ -93,16 +93,16 @@ describe('status for people', () => {
   it('shows k/6 phase, the last event as "… ago", and the backfill done', async () => {
     const result = await cli('status', PLAN, '--no-json');
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/split-users-full-name\s+public\.users\s+3\/6 backfill\s+in_progress\s+switch-read\s+100% \(300\/300\) done\s+rollback switch-read succeeded \d+ s ago/);
+    expect(result.stdout).toMatch(
+      /split-users-full-name\s+public\.users\s+3\/6 backfill\s+in_progress\s+switch-read\s+100% \(300\/300\) done\s+rollback switch-read succeeded \d+ s ago/,
+    );
   });
 
   it('shows the rate and the time to go while the backfill runs', async () => {
     // A backfill a third of the way through, ten seconds after it started.
     await db.sql(`UPDATE pgshift.backfill SET finished_at = NULL, rows_done = 100, started_at = now() - interval '10 s', updated_at = now()`);
     const json = await cli('status', PLAN, '--json');
-    expect(json.lines[0]).toEqual([
-      expect.objectContaining({ backfill: { done: 100, total: 300, finished: false, rowsPerSecond: 10, etaSeconds: 20 } }),
-    ]);
+    expect(json.lines[0]).toEqual([expect.objectContaining({ backfill: { done: 100, total: 300, finished: false, rowsPerSecond: 10, etaSeconds: 20 } })]);
     const human = await cli('status', PLAN, '--no-json');
     expect(human.stdout).toMatch(/33% \(100\/300\) 10 rows\/s, ETA 20 s/);
   });

@@ -22,18 +22,61 @@ const CASES: { name: string; files: Record<string, string>; args?: string[]; say
   { name: 'an unknown key', files: { 'p.yaml': RENAME_YAML + 'colour: blue\n' }, says: /p\.yaml:\d+ colour: unknown key/ },
   { name: 'a missing table', files: { 'p.yaml': RENAME_YAML.replace('public.users', 'public.nobody') }, says: /table "public\.nobody" does not exist/ },
   { name: 'a missing column', files: { 'p.yaml': RENAME_YAML.replace('column: user_name', 'column: nick') }, says: /column "nick" does not exist/ },
-  { name: 'a target column that exists', files: { 'p.yaml': RENAME_YAML.replace('to: username', 'to: email') }, says: /rename\.to: column "email" already exists/ },
-  { name: 'a type that does not exist', files: { 'p.yaml': split((y) => y.replace('type: text', 'type: textt')) }, says: /split\.into\[0\]\.type: type "textt" does not exist/ },
-  { name: 'a type with a statement smuggled in', files: { 'p.yaml': split((y) => y.replace('type: text', 'type: "text); DROP TABLE x; --"')) }, says: /split\.into\[0\]\.type: type .* does not exist/ },
-  { name: 'an expression over an unknown column', files: { 'p.yaml': split((y) => y.replace("split_part(full_name, ' ', 1)", "split_part(nickname, ' ', 1)")) }, says: /split\.into\[0\]\.using: does not compile: column "nickname" does not exist/ },
-  { name: 'an expression with a second statement', files: { 'p.yaml': split((y) => y.replace("split_part(full_name, ' ', 1)", `"'a'); DROP TABLE x; SELECT ('b'"`)) }, says: /split\.into\[0\]\.using: does not compile/ },
-  { name: 'an expression of the wrong type', files: { 'p.yaml': split((y) => y.replace("concat_ws(' ', first_name, last_name)", 'first_name > 3')) }, says: /split\.reverse: does not compile/ },
+  {
+    name: 'a target column that exists',
+    files: { 'p.yaml': RENAME_YAML.replace('to: username', 'to: email') },
+    says: /rename\.to: column "email" already exists/,
+  },
+  {
+    name: 'a type that does not exist',
+    files: { 'p.yaml': split((y) => y.replace('type: text', 'type: textt')) },
+    says: /split\.into\[0\]\.type: type "textt" does not exist/,
+  },
+  {
+    name: 'a type with a statement smuggled in',
+    files: { 'p.yaml': split((y) => y.replace('type: text', 'type: "text); DROP TABLE x; --"')) },
+    says: /split\.into\[0\]\.type: type .* does not exist/,
+  },
+  {
+    name: 'an expression over an unknown column',
+    files: { 'p.yaml': split((y) => y.replace("split_part(full_name, ' ', 1)", "split_part(nickname, ' ', 1)")) },
+    says: /split\.into\[0\]\.using: does not compile: column "nickname" does not exist/,
+  },
+  {
+    name: 'an expression with a second statement',
+    files: { 'p.yaml': split((y) => y.replace("split_part(full_name, ' ', 1)", `"'a'); DROP TABLE x; SELECT ('b'"`)) },
+    says: /split\.into\[0\]\.using: does not compile/,
+  },
+  {
+    name: 'an expression of the wrong type',
+    files: { 'p.yaml': split((y) => y.replace("concat_ws(' ', first_name, last_name)", 'first_name > 3')) },
+    says: /split\.reverse: does not compile/,
+  },
   { name: 'a table without a primary key and no key', files: { 'p.yaml': 'table: nokey\nrename: { column: b, to: c }\n' }, says: /has no primary key/ },
-  { name: 'a key that is not unique', files: { 'p.yaml': 'table: users\nkey: [email]\nrename: { column: user_name, to: username }\n' }, says: /key column\(s\) "email" must be NOT NULL|not covered by a unique index/ },
-  { name: 'a key column the plan changes', files: { 'p.yaml': 'table: users\nkey: [id]\nrename: { column: id, to: ident }\n' }, says: /key column "id" is changed by the plan/ },
-  { name: 'merge without a reverse for every column', files: { 'p.yaml': `table: users\nmerge: { columns: [user_name, email], into: { name: contact, type: text, using: "concat_ws(' ', user_name, email)" }, reverse: { user_name: contact } }\n` }, says: /merge\.reverse: must give one expression for each/ },
+  {
+    name: 'a key that is not unique',
+    files: { 'p.yaml': 'table: users\nkey: [email]\nrename: { column: user_name, to: username }\n' },
+    says: /key column\(s\) "email" must be NOT NULL|not covered by a unique index/,
+  },
+  {
+    name: 'a key column the plan changes',
+    files: { 'p.yaml': 'table: users\nkey: [id]\nrename: { column: id, to: ident }\n' },
+    says: /key column "id" is changed by the plan/,
+  },
+  {
+    name: 'merge without a reverse for every column',
+    files: {
+      'p.yaml': `table: users\nmerge: { columns: [user_name, email], into: { name: contact, type: text, using: "concat_ws(' ', user_name, email)" }, reverse: { user_name: contact } }\n`,
+    },
+    says: /merge\.reverse: must give one expression for each/,
+  },
   { name: 'an unknown phase', files: { 'p.yaml': RENAME_YAML }, args: ['--phase', 'sideways'], says: /must be next or one of expand/ },
-  { name: 'a lock timeout that is not a duration', files: { 'p.yaml': RENAME_YAML }, args: ['--lock-timeout', 'soon'], says: /--lock-timeout needs a duration/ },
+  {
+    name: 'a lock timeout that is not a duration',
+    files: { 'p.yaml': RENAME_YAML },
+    args: ['--lock-timeout', 'soon'],
+    says: /--lock-timeout needs a duration/,
+  },
   { name: 'a plan name that no file has', files: { 'p.yaml': RENAME_YAML }, args: ['no-such-plan'], says: /no plan named "no-such-plan"/ },
   { name: 'two files with one plan name', files: { 'a.yaml': RENAME_YAML, 'b.yaml': RENAME_YAML }, says: /plan name "rename-users-user-name" is also used by/ },
 ];
@@ -65,7 +108,9 @@ describe('invalid input', () => {
     const result = await runCli(['plan', 'apply', '--phase', 'expand', '--dir', dir, '--database-url', db.url]);
     expect(result.code).toBe(0);
     expect(await db.sql(`SELECT count(*)::int AS n FROM x`)).toEqual([{ n: 0 }]);
-    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname LIKE 'r;%'`)).toEqual([{ attname: 'r; DROP TABLE x' }]);
+    expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname LIKE 'r;%'`)).toEqual([
+      { attname: 'r; DROP TABLE x' },
+    ]);
     expect((await runCli(['plan', 'rollback', 'hostile', '--dir', dir, '--database-url', db.url])).code).toBe(0);
   });
 });

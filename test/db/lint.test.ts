@@ -23,7 +23,7 @@ const FILES: Record<string, string> = {
   'a-yaml-syntax.yaml': 'table: users\nrename: { column: user_name\n',
   'b-unknown-key.yaml': rename((y) => y + 'colour: blue\n'),
   'c-bad-batch.yaml': SPLIT_YAML.replace(/^plan: .*$/m, '').replace('batch_size: 500', 'batch_size: -1'),
-  'd-two-kinds.yaml': rename((y) => y + "retype: { column: email, to: text, using: email, reverse: email }\n"),
+  'd-two-kinds.yaml': rename((y) => y + 'retype: { column: email, to: text, using: email, reverse: email }\n'),
   'e-placeholder.yaml': SPLIT_YAML.replace(/^plan: .*$/m, '').replace("concat_ws(' ', first_name, last_name)", '"TODO(pgshift): write this"'),
   'f-no-table.yaml': rename((y) => y.replace('public.users', 'public.nobody')),
   'g-no-column.yaml': rename((y) => y.replace('column: user_name', 'column: nick')),
@@ -73,7 +73,9 @@ describe('lint', () => {
     expect(result.code).toBe(0);
     const warnings = result.lines.filter((l) => l.event === 'warning').map((l) => String(l.message));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/split\.reverse does not give back the old value from what using made of it in 1 of 100 sampled rows, e\.g\. key 7: Anna Lena Berg came back as Anna Lena/);
+    expect(warnings[0]).toMatch(
+      /split\.reverse does not give back the old value from what using made of it in 1 of 100 sampled rows, e\.g\. key 7: Anna Lena Berg came back as Anna Lena/,
+    );
   });
 
   it('has nothing to say of a rename, or of a split whose rows all come back', async () => {

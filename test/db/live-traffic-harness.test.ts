@@ -84,7 +84,7 @@ describe('checker, hot rows', () => {
 });
 
 describe('lock-wait sampler', () => {
-  it("sees an app query queued behind a lock, and who holds it", async () => {
+  it('sees an app query queued behind a lock, and who holds it', async () => {
     await createUsers(db.client, 10);
     const holder = await db.connect();
     const app = new pg.Client({ connectionString: db.url, application_name: APP_NAME });

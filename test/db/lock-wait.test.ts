@@ -28,7 +28,10 @@ const APP = 'lock-wait-test-app';
  * (`pg_stat_activity`), which the machine's CPU load does not inflate.
  * Both count only from `from(t)` on; `stop` gives the longest of each.
  */
-function traffic(db: TestDatabase, queries: readonly string[]): { from: (t: number) => void; stop: () => Promise<{ max: number; lockWait: number; count: number }> } {
+function traffic(
+  db: TestDatabase,
+  queries: readonly string[],
+): { from: (t: number) => void; stop: () => Promise<{ max: number; lockWait: number; count: number }> } {
   let running = true;
   let since = Infinity;
   const loops = queries.map(async (sql) => {
@@ -115,7 +118,9 @@ describe('waiting outside the lock queue', () => {
     // It waited for the blocker, said who it was, and never lost an attempt in the queue.
     expect(waitedMs).toBeGreaterThanOrEqual(holdMs);
     expect(result.stderr).not.toContain('lock not granted');
-    expect(result.stderr).toMatch(new RegExp(`waiting outside the lock queue for [^\\n]*pid ${blockerPid}: idle in transaction for [\\d.]+s, holds RowExclusiveLock on public\\.users`));
+    expect(result.stderr).toMatch(
+      new RegExp(`waiting outside the lock queue for [^\\n]*pid ${blockerPid}: idle in transaction for [\\d.]+s, holds RowExclusiveLock on public\\.users`),
+    );
     expect(count).toBeGreaterThan(50);
     expect(lockWait).toBeLessThan(LOCK_TIMEOUT_MS + 50);
     expect((await runCli(['plan', 'rollback', 'rename-users-email', '--phase', 'expand', ...args])).code).toBe(0);

@@ -71,7 +71,9 @@ async function newCodeWrites(): Promise<void> {
 }
 
 async function oldSideMatches(): Promise<void> {
-  const rows = await db.sql<{ name: string; street: string; city: string }>(`SELECT name, street, city FROM people WHERE name = ANY ($1)`, [[...expected.keys()]]);
+  const rows = await db.sql<{ name: string; street: string; city: string }>(`SELECT name, street, city FROM people WHERE name = ANY ($1)`, [
+    [...expected.keys()],
+  ]);
   expect(Object.fromEntries(rows.map((r) => [r.name, { street: r.street, city: r.city }]))).toEqual(Object.fromEntries(expected));
 }
 
@@ -91,7 +93,9 @@ async function declared(): Promise<{ notNull: boolean; default: string | null; u
        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = 'people'::regclass AND a.attname = 'address'`,
   );
-  const unique = await db.sql<{ def: string }>(`SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'people'::regclass AND contype = 'u'`);
+  const unique = await db.sql<{ def: string }>(
+    `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'people'::regclass AND contype = 'u'`,
+  );
   return { ...col!, unique: unique.map((u) => u.def) };
 }
 
@@ -158,7 +162,9 @@ describe('merge street + city into address', () => {
     await newCodeWrites();
     await newSideMatches();
     expect(await declared()).toEqual({ notNull: true, default: "'nowhere, nocity'::text", unique: ['UNIQUE (address)'] });
-    const columns = await db.sql<{ name: string }>(`SELECT attname AS name FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`);
+    const columns = await db.sql<{ name: string }>(
+      `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    );
     expect(columns.map((c) => c.name)).toEqual(['id', 'name', 'address']);
     expect(await db.sql(`SELECT count(*)::int AS n FROM people`)).toEqual([{ n: 500 + n + 1 }]);
   });

@@ -31,7 +31,8 @@ const GUARDS = 'guards: { lock_timeout: 1s, statement_timeout: 20s, retries: 2 }
 
 const KINDS: Record<string, Kind> = {
   split: {
-    yaml: (t) => `plan: ${t.replaceAll('_', '-')}\ntable: public.${t}\nsplit:\n  column: full_name\n  into:\n    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }\n    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n  reverse: "concat_ws(' ', first_name, last_name)"\n${GUARDS}\n`,
+    yaml: (t) =>
+      `plan: ${t.replaceAll('_', '-')}\ntable: public.${t}\nsplit:\n  column: full_name\n  into:\n    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }\n    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n  reverse: "concat_ws(' ', first_name, last_name)"\n${GUARDS}\n`,
     oldCols: ['full_name'],
     newCols: ['first_name', 'last_name'],
     // Two words in first_name: derived forward from full_name they would split differently.
@@ -78,7 +79,9 @@ describe.each(Object.keys(KINDS))('%s on a table with three partitions', (kindNa
       if (writer === 'new' || at !== 'stop-write') expect(pick(m!), `${at}, ${writer} code`).toMatchObject(values);
       // Move it back so every region keeps its two probe rows.
       await db.sql(`UPDATE ${table} SET region = ${moved} WHERE id = ${moved * 1000 + 1}`);
-      expect(pick((await db.sql<Record<string, string | null>>(`SELECT ${cols.join(', ')} FROM ${table} WHERE id = ${moved * 1000 + 1}`))[0]!)).toEqual(pick(m!));
+      expect(pick((await db.sql<Record<string, string | null>>(`SELECT ${cols.join(', ')} FROM ${table} WHERE id = ${moved * 1000 + 1}`))[0]!)).toEqual(
+        pick(m!),
+      );
     }
   }
 

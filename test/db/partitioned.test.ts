@@ -321,7 +321,11 @@ guards: ${GUARDS}`);
     const ours = await catalogOf('public');
     expect(ours).toEqual(await catalogOf('plain'));
     const idx = (ours as { indexes: { name: string; valid: boolean; parent: string | null }[] }).indexes;
-    expect(idx.filter((i) => i.name.includes('handle') && i.parent === null).map((i) => i.name)).toEqual(['members_handle_idx', 'members_handle_region_key', 'members_lower_handle_idx']);
+    expect(idx.filter((i) => i.name.includes('handle') && i.parent === null).map((i) => i.name)).toEqual([
+      'members_handle_idx',
+      'members_handle_region_key',
+      'members_lower_handle_idx',
+    ]);
     expect(idx.every((i) => i.valid)).toBe(true);
     await expect(db.sql(`INSERT INTO members (id, region, handle) VALUES (1, 'us', 'again')`)).rejects.toThrow(/duplicate key/);
   });
@@ -351,7 +355,9 @@ describe('refusals on a partitioned table', () => {
 plan: rename-items-sku
 table: items
 rename: { column: sku, to: code }`);
-    expect(local).toMatch(/column "sku" is used by index items_eu_sku_local on partition items_eu, which the partition has on its own.*DROP INDEX CONCURRENTLY/);
+    expect(local).toMatch(
+      /column "sku" is used by index items_eu_sku_local on partition items_eu, which the partition has on its own.*DROP INDEX CONCURRENTLY/,
+    );
     expect(local).toMatch(/column "sku" is used by constraint items_us_sku_check on partition items_us/);
     // A partition key column cannot be dropped, so contract could never finish.
     expect(
@@ -458,7 +464,9 @@ guards: ${GUARDS}`);
     await applyTo(p, 'backfill');
     await db.sql(`CREATE TABLE notes_sa PARTITION OF notes FOR VALUES IN ('sa'); INSERT INTO notes VALUES (500, 'sa', 'South X')`);
     const [stopped] = await apply([p], 'switch-read', { databaseUrl: db.url });
-    expect(stopped!.error?.message).toMatch(/no index is attached for partition\(s\) notes_sa .*CREATE UNIQUE INDEX CONCURRENTLY <name> ON <partition> \("word", "region"\)/);
+    expect(stopped!.error?.message).toMatch(
+      /no index is attached for partition\(s\) notes_sa .*CREATE UNIQUE INDEX CONCURRENTLY <name> ON <partition> \("word", "region"\)/,
+    );
     await db.sql(`CREATE UNIQUE INDEX CONCURRENTLY notes_sa_word ON notes_sa (word, region)`);
     await db.sql(`ALTER TABLE notes_sa ADD CONSTRAINT notes_sa_word UNIQUE USING INDEX notes_sa_word`);
     await db.sql(`ALTER INDEX notes_word_pgshift_uq ATTACH PARTITION notes_sa_word`);

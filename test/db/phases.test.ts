@@ -166,7 +166,7 @@ describe.each(Object.keys(KINDS))('%s', (kindName) => {
     const [outcome] = await apply([p], top, options);
     expect(outcome!.error).toBeUndefined();
     await s.write(top);
-    for (let at: Phase | null = top; at !== null; ) {
+    for (let at: Phase | null = top; at !== null;) {
       const back = await rollback(p, 'current', options);
       expect(back.error, `rollback of ${at}`).toBeUndefined();
       at = back.to;

@@ -63,7 +63,9 @@ describe('plan lease', () => {
     const stopped = await run.done;
     expect(stopped.code).toBe(5);
     expect(stopped.errors).toMatch(/plan "split-users-full-name": this runner lost its lease \(now pid 4242, pgshift 9\.9\.9 intruder@elsewhere/);
-    const [backfill] = await db.sql<{ rows_done: number; finished: boolean }>(`SELECT rows_done::int, finished_at IS NOT NULL AS finished FROM pgshift.backfill`);
+    const [backfill] = await db.sql<{ rows_done: number; finished: boolean }>(
+      `SELECT rows_done::int, finished_at IS NOT NULL AS finished FROM pgshift.backfill`,
+    );
     expect(backfill!.finished).toBe(false);
     expect(backfill!.rows_done).toBeLessThan(3000);
     // Not marked failed, no failed event: the plan's state is the new holder's to write.

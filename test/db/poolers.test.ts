@@ -114,8 +114,7 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
     const run = startCli(['plan', 'apply', '--phase', 'backfill', ...args], env);
     // Kill it just after a batch committed, in the pause before the next: its server connections are idle, so the
     // pooler keeps them (with their session) instead of closing them, as it would mid-statement.
-    const rowsDone = async (): Promise<number> =>
-      (await db.sql<{ n: number }>(`SELECT coalesce(max(rows_done), 0)::int AS n FROM pgshift.backfill`))[0]!.n;
+    const rowsDone = async (): Promise<number> => (await db.sql<{ n: number }>(`SELECT coalesce(max(rows_done), 0)::int AS n FROM pgshift.backfill`))[0]!.n;
     let seen = 0;
     for (let i = 0; i < 800 && seen < 200; i++) {
       seen = await rowsDone();
@@ -171,7 +170,11 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
             await write(app, phase, `UPDATE users SET full_name = $1 WHERE id = $2`, [`Upd${n} Old${n}`, 1 + (n % 3000)]);
           }
           if (newCode) {
-            await write(app, phase, `INSERT INTO users (first_name, last_name, email) VALUES ($1, $2, $3)`, [`New${n}`, `Writer${n}`, `${mode}${n}@example.com`]);
+            await write(app, phase, `INSERT INTO users (first_name, last_name, email) VALUES ($1, $2, $3)`, [
+              `New${n}`,
+              `Writer${n}`,
+              `${mode}${n}@example.com`,
+            ]);
             await write(app, phase, `UPDATE users SET first_name = $1, last_name = $2 WHERE id = $3`, [`Upd${n}`, `New${n}`, 1 + ((n + 7) % 3000)]);
           }
         }
@@ -187,9 +190,9 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
     for (const app of Object.values(apps)) await app.end();
     expect(errors).toEqual([]);
     // New-code writes kept what they wrote; the old column is gone.
-    expect(await db.sql(`SELECT first_name, last_name FROM users WHERE email = 'transaction${n}@example.com' OR email = 'session${n}@example.com' ORDER BY email`)).toEqual([
-      { first_name: `New${n}`, last_name: `Writer${n}` },
-    ]);
+    expect(
+      await db.sql(`SELECT first_name, last_name FROM users WHERE email = 'transaction${n}@example.com' OR email = 'session${n}@example.com' ORDER BY email`),
+    ).toEqual([{ first_name: `New${n}`, last_name: `Writer${n}` }]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM users WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
   });
 });

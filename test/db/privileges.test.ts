@@ -51,7 +51,9 @@ async function table(name: string): Promise<void> {
 
 /** A split plan on `table`, in its own directory. */
 async function splitPlan(plan: string, name: string): Promise<string> {
-  return planDir({ [`${plan}.yaml`]: splitPlanYaml(plan, `public.${name}`, '{ batch_size: 50, pause: 0ms }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 1 }') });
+  return planDir({
+    [`${plan}.yaml`]: splitPlanYaml(plan, `public.${name}`, '{ batch_size: 50, pause: 0ms }', '{ lock_timeout: 1s, statement_timeout: 10s, retries: 1 }'),
+  });
 }
 
 /** Run `migrate plan <verb> …` as `role`. */
@@ -60,7 +62,10 @@ function cli(role: string, verb: string, dir: string, ...args: string[]): Promis
 }
 
 async function columnsOf(name: string): Promise<string[]> {
-  const rows = await db.sql<{ attname: string }>(`SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [name]);
+  const rows = await db.sql<{ attname: string }>(
+    `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [name],
+  );
   return rows.map((r) => r.attname);
 }
 
@@ -99,7 +104,9 @@ describe('a runner without CREATE on the database', () => {
     const applied = await cli(runner, 'apply', dir, '--phase', 'contract', '--schema', 'team_state');
     expect(applied.errors).toBe('');
     expect(applied.code).toBe(0);
-    expect(applied.lines).toContainEqual(expect.objectContaining({ event: 'apply', phases: ['expand', 'dual-write', 'backfill', 'switch-read', 'stop-write', 'contract'] }));
+    expect(applied.lines).toContainEqual(
+      expect.objectContaining({ event: 'apply', phases: ['expand', 'dual-write', 'backfill', 'switch-read', 'stop-write', 'contract'] }),
+    );
     expect(await db.sql(`SELECT team_state.phase('split-own-schema') AS p`)).toEqual([{ p: 'contract' }]);
     expect(await columnsOf('own_schema')).toEqual(['id', 'user_name', 'email', 'first_name', 'last_name']);
     expect(await db.sql(`SELECT count(*)::int AS n FROM own_schema WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
@@ -192,7 +199,7 @@ describe('lint and the roles of the application', () => {
 const RENAME = (plan: string, table: string, column: string, to: string): string =>
   `plan: ${plan}\ntable: public.${table}\nrename: { column: ${column}, to: ${to} }\nguards: { lock_timeout: 1s, statement_timeout: 10s, retries: 1 }\n`;
 
-describe('a rename that carries foreign keys, run by the tables\' owner', () => {
+describe("a rename that carries foreign keys, run by the tables' owner", () => {
   it('goes forward and back and forward again to contract with --schema', async () => {
     await db.sql(`CREATE TABLE accounts (id bigserial PRIMARY KEY, code text NOT NULL UNIQUE, note text)`);
     await db.sql(`CREATE TABLE orders (id bigserial PRIMARY KEY, account_code text REFERENCES accounts (code))`);
@@ -211,7 +218,11 @@ describe('a rename that carries foreign keys, run by the tables\' owner', () => 
     expect(await columnsOf('accounts')).toEqual(['id', 'code', 'note']);
     await db.sql(`GRANT CREATE ON SCHEMA public TO "${runner}"`);
 
-    for (const [verb, ...args] of [['apply', '--phase', 'stop-write'], ['rollback', 'rename-code', '--phase', 'expand'], ['apply', '--phase', 'contract']]) {
+    for (const [verb, ...args] of [
+      ['apply', '--phase', 'stop-write'],
+      ['rollback', 'rename-code', '--phase', 'expand'],
+      ['apply', '--phase', 'contract'],
+    ]) {
       const result = await run(verb!, ...args);
       expect(result.errors).toBe('');
       expect(result.code).toBe(0);
@@ -260,7 +271,9 @@ describe('a plan in flight', () => {
     await db.sql(`REVOKE CREATE ON SCHEMA flight_state FROM "${runner}"`);
     const refused = await run('apply');
     expect(refused.code).toBe(2);
-    expect(refused.errors).toContain(`role "${runner}" lacks CREATE on schema "flight_state", needed to create the trigger function and the expression functions in dual-write`);
+    expect(refused.errors).toContain(
+      `role "${runner}" lacks CREATE on schema "flight_state", needed to create the trigger function and the expression functions in dual-write`,
+    );
     expect(refused.errors).toContain(`GRANT CREATE ON SCHEMA "flight_state" TO "${runner}"`);
     expect(await db.sql(`SELECT phase, status FROM flight_state.plans`)).toEqual([{ phase: 'expand', status: 'in_progress' }]);
     const linted = await run('lint');

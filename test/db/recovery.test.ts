@@ -21,7 +21,8 @@ async function usersIn(schema: string, rows: number): Promise<void> {
   await db.sql(`INSERT INTO ${schema}.users (full_name) SELECT 'A' || g || ' B' || g FROM generate_series(1, ${rows}) g`);
 }
 
-const splitIn = (schema: string) => plan(SPLIT_YAML.replace('plan: split-users-full-name', `plan: split-${schema.replaceAll('_', '-')}`).replace('public.users', `${schema}.users`));
+const splitIn = (schema: string) =>
+  plan(SPLIT_YAML.replace('plan: split-users-full-name', `plan: split-${schema.replaceAll('_', '-')}`).replace('public.users', `${schema}.users`));
 
 /**
  * Pretend the runner died after a phase's steps ran but before the state

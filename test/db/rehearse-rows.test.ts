@@ -29,7 +29,9 @@ beforeAll(async () => {
 describe('synthetic rows', () => {
   it('fills every column it can, keeps keys unique, gives the split column two words and a retype column castable values', async () => {
     await db.sql(`INSERT INTO wide (id, code, flag, feeling) VALUES (1, 1, true, 'ok')`);
-    const split = plan(`table: wide\nsplit: { column: full_name, into: [{ name: a, type: text, using: "split_part(full_name, ' ', 1)" }, { name: b, type: text, using: "split_part(full_name, ' ', 2)" }], reverse: "a || ' ' || b" }\n`);
+    const split = plan(
+      `table: wide\nsplit: { column: full_name, into: [{ name: a, type: text, using: "split_part(full_name, ' ', 1)" }, { name: b, type: text, using: "split_part(full_name, ' ', 2)" }], reverse: "a || ' ' || b" }\n`,
+    );
     await withClient(db, (c) => fillTable(c, split, 500));
     const [r] = await db.sql<Record<string, string>>(`
       SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT code) AS codes,
@@ -40,7 +42,9 @@ describe('synthetic rows', () => {
 
     const retype = plan(`table: wide\nretype: { column: price, to: "numeric(10,2)", using: "price::numeric(10,2)", reverse: "price::text" }\n`);
     await withClient(db, (c) => fillTable(c, retype, 10));
-    const [p] = await db.sql<{ n: string; good: string }>(`SELECT count(*) AS n, count(*) FILTER (WHERE price ~ '^[0-9]+\\.[0-9]+$') AS good FROM wide WHERE id > 501`);
+    const [p] = await db.sql<{ n: string; good: string }>(
+      `SELECT count(*) AS n, count(*) FILTER (WHERE price ~ '^[0-9]+\\.[0-9]+$') AS good FROM wide WHERE id > 501`,
+    );
     expect(p).toEqual({ n: '10', good: '10' });
   });
 

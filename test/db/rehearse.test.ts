@@ -83,7 +83,9 @@ describe('migrate plan rehearse', () => {
     const result = report(r);
     expect(r.code).toBe(1);
     expect(result.ok).toBe(false);
-    const failed = result.steps.flatMap((s) => (['old', 'new', 'verify'] as const).filter((side) => s[side].outcome === 'fail').map((side) => `${s.direction} ${s.at}: ${side}`));
+    const failed = result.steps.flatMap((s) =>
+      (['old', 'new', 'verify'] as const).filter((side) => s[side].outcome === 'fail').map((side) => `${s.direction} ${s.at}: ${side}`),
+    );
     expect(failed).toEqual(['forward switch-read: old', 'back switch-read: old']);
     expect(result.failures).toHaveLength(2);
     for (const f of result.failures) expect(f).toContain(`old \`${OLD}\` exited 1`);
@@ -100,7 +102,9 @@ describe('migrate plan rehearse', () => {
     const r = await runCli(rehearseArgs('split-users-full-name', ['--new', NEW_REPORT, '--new-from', 'dual-write']));
     const result = report(r);
     expect(r.code).toBe(1);
-    const failed = result.steps.flatMap((s) => (['old', 'new', 'verify'] as const).filter((side) => s[side].outcome === 'fail').map((side) => `${s.direction} ${s.at}: ${side}`));
+    const failed = result.steps.flatMap((s) =>
+      (['old', 'new', 'verify'] as const).filter((side) => s[side].outcome === 'fail').map((side) => `${s.direction} ${s.at}: ${side}`),
+    );
     // At dual-write going forward the 200 rows have no first_name yet; going back, the backfill's values stay.
     expect(failed).toEqual(['forward dual-write: new']);
     const cell = result.steps.find((s) => s.direction === 'forward' && s.at === 'dual-write')!.new;
@@ -154,15 +158,60 @@ describe('migrate plan rehearse', () => {
 
   it('refuses bad input with exit 2 and leaves no scratch database', async () => {
     const dir = await planDir({ 'a.yaml': RENAME_YAML, 'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename') });
-    const same = await runCli(['plan', 'rehearse', 'rename-users-user-name', 'other-rename', '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true']);
+    const same = await runCli([
+      'plan',
+      'rehearse',
+      'rename-users-user-name',
+      'other-rename',
+      '--dir',
+      dir,
+      '--database-url',
+      adminUrl,
+      '--old',
+      'true',
+      '--new',
+      'true',
+    ]);
     expect(same.code).toBe(2);
     expect(same.errors).toMatch(/change the same table; a deploy runs one at a time/);
     // The same table named two ways is found once the schema exists.
-    const twoWays = await planDir({ 'a.yaml': RENAME_YAML, 'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename').replace('public.users', 'users') });
-    const unqualified = await runCli(['plan', 'rehearse', 'rename-users-user-name', 'other-rename', '--dir', twoWays, '--database-url', adminUrl, '--setup', SETUP, '--old', 'true', '--new', 'true']);
+    const twoWays = await planDir({
+      'a.yaml': RENAME_YAML,
+      'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename').replace('public.users', 'users'),
+    });
+    const unqualified = await runCli([
+      'plan',
+      'rehearse',
+      'rename-users-user-name',
+      'other-rename',
+      '--dir',
+      twoWays,
+      '--database-url',
+      adminUrl,
+      '--setup',
+      SETUP,
+      '--old',
+      'true',
+      '--new',
+      'true',
+    ]);
     expect(unqualified.code).toBe(2);
     expect(unqualified.errors).toMatch(/plans "rename-users-user-name" and "other-rename" change the same table/);
-    const rows = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true', '--rows', 'many']);
+    const rows = await runCli([
+      'plan',
+      'rehearse',
+      'rename-users-user-name',
+      '--dir',
+      dir,
+      '--database-url',
+      adminUrl,
+      '--old',
+      'true',
+      '--new',
+      'true',
+      '--rows',
+      'many',
+    ]);
     expect(rows.code).toBe(2);
     const noNew = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true']);
     expect(noNew.code).toBe(2);

@@ -120,8 +120,11 @@ async function catalogOf(schema: string): Promise<unknown> {
   try {
     const users = await describeTable(db, 'users');
     const orders = await describeTable(db, 'orders');
-    const comment = await db.sql(`SELECT col_description('users'::regclass, attnum) AS c FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'username'`);
-    const byName = (rows: unknown[]): unknown[] => [...rows].sort((a, b) => String((a as { name: string }).name).localeCompare(String((b as { name: string }).name)));
+    const comment = await db.sql(
+      `SELECT col_description('users'::regclass, attnum) AS c FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'username'`,
+    );
+    const byName = (rows: unknown[]): unknown[] =>
+      [...rows].sort((a, b) => String((a as { name: string }).name).localeCompare(String((b as { name: string }).name)));
     // pg_get_indexdef always qualifies the table; the schema is the one thing meant to differ.
     const unqualified = (rows: unknown[]): unknown[] =>
       rows.map((r) => ({ ...(r as object), def: String((r as { def: string }).def).replace(` ON ${schema}.`, ' ON ') }));

@@ -112,7 +112,9 @@ async function rollbackTo(p: Plan, phase: Phase): Promise<void> {
 
 /** Rows whose `column` (as text) is not what the writer last wrote. */
 async function mismatches(table: string, column: string, expected: Map<string, string>): Promise<string[]> {
-  const rows = await db.sql<{ id: string; v: string }>(`SELECT id::text AS id, ${column}::text AS v FROM ${table} WHERE id = ANY ($1::bigint[])`, [[...expected.keys()]]);
+  const rows = await db.sql<{ id: string; v: string }>(`SELECT id::text AS id, ${column}::text AS v FROM ${table} WHERE id = ANY ($1::bigint[])`, [
+    [...expected.keys()],
+  ]);
   const got = new Map(rows.map((r) => [r.id, r.v]));
   return [...expected].filter(([id, value]) => got.get(id) !== value).map(([id, value]) => `${id}: wrote ${value}, has ${got.get(id)}`);
 }

@@ -89,7 +89,10 @@ const KINDS: Record<string, Kind> = {
       `    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n` +
       `  reverse: "concat_ws(' ', first_name, last_name)"\n${GUARDS}`,
     old: (i) => ({ columns: { full_name: `Old${i} Writer` }, reads: { full_name: `Old${i} Writer`, first_name: `Old${i}`, last_name: 'Writer' } }),
-    new: (i) => ({ columns: { first_name: `New${i}`, last_name: 'Writer' }, reads: { full_name: `New${i} Writer`, first_name: `New${i}`, last_name: 'Writer' } }),
+    new: (i) => ({
+      columns: { first_name: `New${i}`, last_name: 'Writer' },
+      reads: { full_name: `New${i} Writer`, first_name: `New${i}`, last_name: 'Writer' },
+    }),
   },
   merge: {
     ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, street text NOT NULL DEFAULT 'nowhere', city text, note text)`,
@@ -101,7 +104,8 @@ const KINDS: Record<string, Kind> = {
   },
   retype: {
     ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, price text NOT NULL DEFAULT '0.00', note text)`,
-    yaml: (s) => `plan: roles-retype\ntable: ${s}.people\nretype: { column: price, to: "numeric(10,2)", using: "price::numeric(10,2)", reverse: "price::text" }\n${GUARDS}`,
+    yaml: (s) =>
+      `plan: roles-retype\ntable: ${s}.people\nretype: { column: price, to: "numeric(10,2)", using: "price::numeric(10,2)", reverse: "price::text" }\n${GUARDS}`,
     old: (i) => ({ columns: { price: `${i}.25` }, reads: { price: `${i}.25`, price_new: `${i}.25` } }),
     new: (i) => ({ columns: { price_new: `${i}.75` }, reads: { price: `${i}.75`, price_new: `${i}.75` } }),
   },
@@ -139,13 +143,25 @@ describe.each(Object.keys(KINDS))('%s with an owner runner, a DML-only applicati
         const values = Object.values(w.columns);
         const { rows } =
           verb === 'insert'
-            ? await app.query<{ id: string }>(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`, values)
-            : await app.query<{ id: string }>(`UPDATE ${table} SET ${cols.map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1 RETURNING id`, [ids[n % ids.length], ...values]);
+            ? await app.query<{ id: string }>(
+                `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`,
+                values,
+              )
+            : await app.query<{ id: string }>(`UPDATE ${table} SET ${cols.map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1 RETURNING id`, [
+                ids[n % ids.length],
+                ...values,
+              ]);
         // Before dual-write only the old side exists or is kept, after contract only the new side; in between both must read back.
         const i = phaseIndex(at);
-        const side = i < phaseIndex('dual-write') ? Object.keys(kind.old(0).columns) : at === 'contract' ? Object.keys(kind.new(0).columns) : Object.keys(w.reads);
+        const side =
+          i < phaseIndex('dual-write') ? Object.keys(kind.old(0).columns) : at === 'contract' ? Object.keys(kind.new(0).columns) : Object.keys(w.reads);
         const expected = Object.fromEntries(side.map((c) => [c, w.reads[c]]));
-        const [row] = await db.sql<Record<string, unknown>>(`SELECT ${Object.keys(expected).map((c) => `${c}::text AS ${c}`).join(', ')} FROM ${table} WHERE id = $1`, [rows[0]!.id]);
+        const [row] = await db.sql<Record<string, unknown>>(
+          `SELECT ${Object.keys(expected)
+            .map((c) => `${c}::text AS ${c}`)
+            .join(', ')} FROM ${table} WHERE id = $1`,
+          [rows[0]!.id],
+        );
         expect(row, `${step}: ${version} code ${verb}`).toEqual(expected);
       }
     }
@@ -158,7 +174,11 @@ describe.each(Object.keys(KINDS))('%s with an owner runner, a DML-only applicati
     const runner = await login(roles.runner);
     await runner.query(kind.ddl(table));
     const seed = kind.old(0).columns;
-    await runner.query(`INSERT INTO ${table} (${Object.keys(seed).join(', ')}) SELECT ${Object.values(seed).map((v) => `'${v}'`).join(', ')} FROM generate_series(1, 100)`);
+    await runner.query(
+      `INSERT INTO ${table} (${Object.keys(seed).join(', ')}) SELECT ${Object.values(seed)
+        .map((v) => `'${v}'`)
+        .join(', ')} FROM generate_series(1, 100)`,
+    );
     // The application's role: DML on the table and its sequence, nothing else.
     await runner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${roles.app}; GRANT USAGE ON SEQUENCE ${schema}.people_id_seq TO ${roles.app}`);
     await runner.end();

@@ -64,9 +64,11 @@ describe('state schema versions', () => {
       { name: 'split-users-full-name', status: 'in_progress', phase: 'dual-write' },
     ]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.events WHERE plan = 'old-rename'`)).toEqual([{ n: 1 }]);
-    expect(await db.sql(`SELECT to_regclass('pgshift.leases') IS NOT NULL AS leases, prosecdef AS definer FROM pg_proc WHERE oid = 'pgshift.phase(text)'::regprocedure`)).toEqual([
-      { leases: true, definer: true },
-    ]);
+    expect(
+      await db.sql(
+        `SELECT to_regclass('pgshift.leases') IS NOT NULL AS leases, prosecdef AS definer FROM pg_proc WHERE oid = 'pgshift.phase(text)'::regprocedure`,
+      ),
+    ).toEqual([{ leases: true, definer: true }]);
     // The kind is no longer a list frozen at install time.
     const checks = await db.sql<{ conname: string }>(
       `SELECT conname FROM pg_constraint WHERE conrelid = 'pgshift.plans'::regclass AND contype = 'c' AND conname LIKE 'plans_kind%' ORDER BY 1`,
@@ -96,7 +98,9 @@ describe('state schema versions', () => {
     for (const verb of [['apply', '--phase', 'next'], ['rollback'], ['status']]) {
       const result = await runCli(args(verb[0]!, ...(verb[0] === 'status' ? [] : ['split-users-full-name']), ...verb.slice(1)));
       expect(result.code).toBe(2);
-      expect(result.errors).toMatch(new RegExp(`"pgshift" is at version ${STATE_SCHEMA_VERSION + 1}, newer than this pgshift understands \\(${STATE_SCHEMA_VERSION}\\)`));
+      expect(result.errors).toMatch(
+        new RegExp(`"pgshift" is at version ${STATE_SCHEMA_VERSION + 1}, newer than this pgshift understands \\(${STATE_SCHEMA_VERSION}\\)`),
+      );
     }
     expect(await describeDatabase(db)).toEqual(before);
     expect(await db.sql(`SELECT name, phase, status, updated_at FROM pgshift.plans ORDER BY name`)).toEqual(stateBefore);

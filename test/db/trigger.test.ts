@@ -17,7 +17,9 @@ describe('the dual-write trigger', () => {
     await db.sql(`INSERT INTO people VALUES (1, 'ada')`);
     // The plan is checked and started with lib on the path, as its author would.
     await db.sql(`ALTER DATABASE ${db.name} SET search_path = public, lib`);
-    const p = plan(`plan: initials\ntable: people\nsplit:\n  column: name\n  into:\n    - { name: initial, type: text, using: "initial(name)" }\n    - { name: rest, type: text, using: "substr(name, 2)" }\n  reverse: "lower(initial) || rest"\n`);
+    const p = plan(
+      `plan: initials\ntable: people\nsplit:\n  column: name\n  into:\n    - { name: initial, type: text, using: "initial(name)" }\n    - { name: rest, type: text, using: "substr(name, 2)" }\n  reverse: "lower(initial) || rest"\n`,
+    );
     const [outcome] = await apply([p], 'backfill', { databaseUrl: db.url });
     expect(outcome!.error).toBeUndefined();
     await db.sql(`ALTER DATABASE ${db.name} RESET search_path`);

@@ -128,10 +128,18 @@ describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => 
       const id = next++;
       const values = kind.newWrite(`New${id} Writer${id}`);
       const cols = Object.keys(values);
-      await db.sql(`INSERT INTO ${s}.users (id, ${cols.join(', ')}) VALUES ($1, ${cols.map((_, i) => `$${i + 2}`).join(', ')})`, [id, ...Object.values(values)]);
+      await db.sql(`INSERT INTO ${s}.users (id, ${cols.join(', ')}) VALUES ($1, ${cols.map((_, i) => `$${i + 2}`).join(', ')})`, [
+        id,
+        ...Object.values(values),
+      ]);
       names.set(id, `New${id} Writer${id}`);
       const update = kind.newWrite(`Newer${id} Four`);
-      await db.sql(`UPDATE ${s}.users SET ${Object.keys(update).map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1`, [4, ...Object.values(update)]);
+      await db.sql(
+        `UPDATE ${s}.users SET ${Object.keys(update)
+          .map((c, i) => `${c} = $${i + 2}`)
+          .join(', ')} WHERE id = $1`,
+        [4, ...Object.values(update)],
+      );
       names.set(4, `Newer${id} Four`);
     }
   }

@@ -55,11 +55,16 @@ export async function runnerBackend(db: TestDatabase): Promise<{ pid: number; st
 }
 
 /** The backfill checkpoint of a plan. */
-export async function checkpoint(db: TestDatabase, plan: string): Promise<{ last_key: string[] | null; rows_done: number; rows_estimated: number; finished: boolean } | undefined> {
-  const rows = await db.sql<{ last_key: string[] | null; rows_done: number; rows_estimated: number; finished: boolean }>(
-    `SELECT last_key, rows_done::int AS rows_done, rows_estimated::int AS rows_estimated, finished_at IS NOT NULL AS finished
+export async function checkpoint(
+  db: TestDatabase,
+  plan: string,
+): Promise<{ last_key: string[] | null; rows_done: number; rows_estimated: number; finished: boolean } | undefined> {
+  const rows = await db
+    .sql<{ last_key: string[] | null; rows_done: number; rows_estimated: number; finished: boolean }>(
+      `SELECT last_key, rows_done::int AS rows_done, rows_estimated::int AS rows_estimated, finished_at IS NOT NULL AS finished
        FROM pgshift.backfill WHERE plan = $1`,
-    [plan],
-  ).catch(() => []);
+      [plan],
+    )
+    .catch(() => []);
   return rows[0];
 }

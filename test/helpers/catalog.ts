@@ -9,13 +9,16 @@ export async function describeTable(db: TestDatabase, table: string): Promise<Re
   const oid = `'${table.replaceAll("'", "''")}'::regclass`;
   // One after another: the shared client runs one query at a time.
   const [columns, constraints, indexes, triggers] = await sequence([
-    () => db.sql(`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+    () =>
+      db.sql(`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
                    pg_get_expr(d.adbin, d.adrelid) AS default, a.attcollation::regcollation::text AS collation
               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`),
-    () => db.sql(`SELECT conname AS name, pg_get_constraintdef(oid) AS def, convalidated AS valid
+    () =>
+      db.sql(`SELECT conname AS name, pg_get_constraintdef(oid) AS def, convalidated AS valid
               FROM pg_constraint WHERE conrelid = ${oid} ORDER BY conname`),
-    () => db.sql(`SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def, indisvalid AS valid
+    () =>
+      db.sql(`SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def, indisvalid AS valid
               FROM pg_index WHERE indrelid = ${oid} ORDER BY 1`),
     () => db.sql(`SELECT tgname AS name, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = ${oid} AND NOT tgisinternal ORDER BY tgname`),
   ]);

@@ -45,7 +45,9 @@ export function startCli(args: readonly string[], env: Record<string, string | u
         stderr,
         lines: jsonLines(stdout),
         errors: [
-          ...jsonLines(stderr).filter((l) => l.event === 'error').map((l) => String(l.message)),
+          ...jsonLines(stderr)
+            .filter((l) => l.event === 'error')
+            .map((l) => String(l.message)),
           ...stderr.split('\n').filter((l) => l.startsWith('error: ')),
         ].join('\n'),
       }),

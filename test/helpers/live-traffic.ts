@@ -47,7 +47,9 @@ export function liveTrafficSuite(app: AppName): void {
       expect(report.check.sharedRows).toBeGreaterThan(0);
       // pgshift's own verify ran under traffic after every window where both sides are kept in sync.
       expect(report.windows.filter((w) => w.differing !== null).map((w) => w.window)).toEqual(
-        scenario === 'forward' ? ['backfill', 'switch-read', 'stop-write'] : ['backfill', 'switch-read', 'stop-write', 'rollback stop-write', 'rollback switch-read', 'rollback backfill'],
+        scenario === 'forward'
+          ? ['backfill', 'switch-read', 'stop-write']
+          : ['backfill', 'switch-read', 'stop-write', 'rollback stop-write', 'rollback switch-read', 'rollback backfill'],
       );
       for (const w of report.windows) expect(w.transactions, `${w.window}\n${evidence}`).toBeGreaterThan(0);
       if (SLOW_REQUEST[scenario]) {

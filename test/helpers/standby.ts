@@ -71,7 +71,9 @@ export async function startStreamingPair(bin: string): Promise<StreamingPair> {
     startServer(primaryDir, p1, ['-c', 'wal_level=replica', '-c', 'max_wal_senders=4']);
     const primaryUrl = `postgres://postgres@127.0.0.1:${p1}/postgres`;
     await waitUntilReady(primaryUrl);
-    await run(path.join(bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(p1), '-U', 'postgres', '-D', standbyDir, '-R', '-X', 'stream', '--no-sync'], { ...as });
+    await run(path.join(bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(p1), '-U', 'postgres', '-D', standbyDir, '-R', '-X', 'stream', '--no-sync'], {
+      ...as,
+    });
     const standbyName = 'pgshift_test_standby';
     // Status every second, so the primary learns of replay progress (or of its absence) quickly.
     startServer(standbyDir, p2, ['-c', 'hot_standby=on', '-c', `cluster_name=${standbyName}`, '-c', 'wal_receiver_status_interval=1s']);
@@ -80,7 +82,12 @@ export async function startStreamingPair(bin: string): Promise<StreamingPair> {
     const primary = new pg.Client({ connectionString: primaryUrl });
     await primary.connect();
     try {
-      await waitFor('the standby to stream', async () => (await primary.query(`SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'`)).rowCount === 1, 60_000, 100);
+      await waitFor(
+        'the standby to stream',
+        async () => (await primary.query(`SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'`)).rowCount === 1,
+        60_000,
+        100,
+      );
     } finally {
       await primary.end();
     }

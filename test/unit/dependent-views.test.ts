@@ -57,7 +57,13 @@ describe('compiled steps', () => {
     original: ' SELECT id, full_name FROM public.users',
     rewritten: ' SELECT id, (SELECT 1) AS full_name FROM public.users',
     options: [],
-    matview: { populated: true, indexes: [{ name: 'snap_id', unique: true, definition: 'USING btree (id)' }], grants: [{ privilege: 'SELECT', grantee: null, grantable: false }], owner: null, comment: null },
+    matview: {
+      populated: true,
+      indexes: [{ name: 'snap_id', unique: true, definition: 'USING btree (id)' }],
+      grants: [{ privilege: 'SELECT', grantee: null, grantable: false }],
+      owner: null,
+      comment: null,
+    },
   };
   const facts: PlanFacts = {
     table: { schema: 'public', name: 'users' },
@@ -92,7 +98,12 @@ describe('compiled steps', () => {
     const rollback = sql(program['stop-write'].rollback);
     const restore = rollback.find((s) => s.startsWith('DO ') && s.includes('CREATE OR REPLACE VIEW'))!;
     // Back from pgshift's definition only; a view someone changed since is left alone, so a rollback is never stuck.
-    expect(restore).toContain(`= ' SELECT (SELECT 1) AS full_name FROM public.users;' THEN EXECUTE 'CREATE OR REPLACE VIEW "public"."names" WITH (security_barrier = ''true'') AS  SELECT full_name FROM public.users'`.replaceAll("'", "''"));
+    expect(restore).toContain(
+      `= ' SELECT (SELECT 1) AS full_name FROM public.users;' THEN EXECUTE 'CREATE OR REPLACE VIEW "public"."names" WITH (security_barrier = ''true'') AS  SELECT full_name FROM public.users'`.replaceAll(
+        "'",
+        "''",
+      ),
+    );
     expect(restore).not.toContain('RAISE EXCEPTION');
     expect(rollback).toContain('ALTER MATERIALIZED VIEW "public"."snap_pgshift_old" RENAME TO "snap"');
     expect(rollback).toContain('DROP MATERIALIZED VIEW IF EXISTS "public"."snap_pgshift_new"');

@@ -75,7 +75,9 @@ describe('detect', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-detect-'));
     const first = await detect([path.join(FIXTURES, 'drizzle')], { writeTo: dir });
     expect(first.written.map((w) => path.basename(w))).toEqual(['rename-users-user-name.yaml']);
-    expect(await readFile(path.join(dir, 'rename-users-user-name.yaml'), 'utf8')).toMatch(/^# Written by `migrate plan detect` for .*0001_rename_username\.sql:1\./);
+    expect(await readFile(path.join(dir, 'rename-users-user-name.yaml'), 'utf8')).toMatch(
+      /^# Written by `migrate plan detect` for .*0001_rename_username\.sql:1\./,
+    );
     const again = await detect([path.join(FIXTURES, 'drizzle')], { writeTo: dir });
     expect(again.written).toEqual([]);
     expect(await readdir(dir)).toEqual(['rename-users-user-name.yaml']);

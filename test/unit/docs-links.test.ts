@@ -50,7 +50,10 @@ describe('the manual', () => {
       for (const link of linksOf(text)) {
         const [target, anchor] = link.split('#') as [string, string | undefined];
         const resolved = target ? path.join(ROOT, path.dirname(file), target) : path.join(ROOT, file);
-        const exists = await stat(resolved).then(() => true, () => false);
+        const exists = await stat(resolved).then(
+          () => true,
+          () => false,
+        );
         if (!exists) broken.push(`${file}: ${link} (no such file)`);
         else if (anchor && resolved.endsWith('.md') && !(await anchorsOf(resolved)).has(anchor)) broken.push(`${file}: ${link} (no such heading)`);
       }

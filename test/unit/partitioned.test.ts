@@ -13,7 +13,10 @@ const facts: PlanFacts = {
     { name: 'region', type: 'text', notNull: true, default: null, collation: null, identity: false, generated: false },
     { name: 'full_name', type: 'text', notNull: false, default: null, collation: null, identity: false, generated: false },
   ],
-  key: [{ name: 'id', type: 'bigint' }, { name: 'region', type: 'text' }],
+  key: [
+    { name: 'id', type: 'bigint' },
+    { name: 'region', type: 'text' },
+  ],
   searchPath: 'public',
   newTypes: { first_name: 'text', last_name: 'text' },
   stateSchema: 'pgshift',

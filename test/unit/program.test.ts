@@ -36,9 +36,7 @@ describe('split: exact SQL of every phase', () => {
     expect(sql(program.expand.apply)).toEqual([
       'ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "first_name" text, ADD COLUMN IF NOT EXISTS "last_name" text',
     ]);
-    expect(sql(program.expand.rollback)).toEqual([
-      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "first_name", DROP COLUMN IF EXISTS "last_name"',
-    ]);
+    expect(sql(program.expand.rollback)).toEqual(['ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "first_name", DROP COLUMN IF EXISTS "last_name"']);
   });
 
   it('dual-write creates inlinable functions whose parameters are the column names, then the trigger', () => {
@@ -129,7 +127,11 @@ describe('split: exact SQL of every phase', () => {
     '  END IF;',
     '  RETURN NEW;',
   ];
-  const header = ['CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql', 'AS $pgshift_body$', '#variable_conflict use_column'];
+  const header = [
+    'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
+    'AS $pgshift_body$',
+    '#variable_conflict use_column',
+  ];
 
   it('with inlined expressions the trigger calls nothing, sets no search_path and has no WHEN clause', () => {
     const inlined = compileProgram(plan(SPLIT_YAML), { ...facts, inline });
@@ -167,7 +169,9 @@ describe('split: exact SQL of every phase', () => {
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
     );
     // The old column's default, as printed at start, is applied by the trigger from switch-read.
-    expect(sql(inlined['switch-read'].apply)[1]).toContain(`      END IF;\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`);
+    expect(sql(inlined['switch-read'].apply)[1]).toContain(
+      `      END IF;\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`,
+    );
     expect(sql(inlined['stop-write'].apply)[1]).toContain(
       [
         '-- pgshift sync, mode one-way',
@@ -284,7 +288,7 @@ describe('split: exact SQL of every phase', () => {
 describe('rename: exact SQL', () => {
   const program = compileProgram(plan(RENAME_YAML), facts);
 
-  it('expand adds the new column with the old one\'s type; the forward and reverse are the column itself', () => {
+  it("expand adds the new column with the old one's type; the forward and reverse are the column itself", () => {
     expect(sql(program.expand.apply)).toEqual(['ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "username" text']);
     const functions = sql(program['dual-write'].apply);
     expect(functions[0]).toContain('("user_name" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT ("user_name")::text $pgshift_body$');
@@ -326,14 +330,13 @@ describe('rename: exact SQL', () => {
       `ALTER TABLE "public"."users" ALTER COLUMN "display_name" SET DEFAULT 'anonymous'::text`,
     ]);
     expect(sql(carried['switch-read'].apply)).toContain('ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_display_name_pgshift_nn"');
-    expect(sql(carried['switch-read'].rollback)).toContain('ALTER TABLE "public"."users" ALTER COLUMN "display_name" DROP NOT NULL, DROP CONSTRAINT IF EXISTS "users_display_name_pgshift_nn"');
+    expect(sql(carried['switch-read'].rollback)).toContain(
+      'ALTER TABLE "public"."users" ALTER COLUMN "display_name" DROP NOT NULL, DROP CONSTRAINT IF EXISTS "users_display_name_pgshift_nn"',
+    );
   });
 
   it('quotes hostile names wherever it writes them', () => {
-    const hostile = compileProgram(
-      plan('plan: r\ntable: public.users\nrename: { column: user_name, to: "x\\"; DROP TABLE users; --" }\n'),
-      facts,
-    );
+    const hostile = compileProgram(plan('plan: r\ntable: public.users\nrename: { column: user_name, to: "x\\"; DROP TABLE users; --" }\n'), facts);
     expect(sql(hostile.expand.apply)[0]).toBe('ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "x""; DROP TABLE users; --" text');
   });
 });

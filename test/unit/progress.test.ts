@@ -9,7 +9,17 @@ describe('backfill progress output', () => {
   });
 
   it('emits one JSON event with done/total, rate, ETA and what it waits for', () => {
-    const base = { plan: 'p', rowsDone: 250, rowsTotal: 1_000, batchSize: 400, lastKey: ['250'], done: false, rowsPerSecond: 99.6, etaSeconds: 7.53, waiting: null };
+    const base = {
+      plan: 'p',
+      rowsDone: 250,
+      rowsTotal: 1_000,
+      batchSize: 400,
+      lastKey: ['250'],
+      done: false,
+      rowsPerSecond: 99.6,
+      etaSeconds: 7.53,
+      waiting: null,
+    };
     expect(progressEvent(base)).toEqual({
       event: 'backfill_progress',
       plan: 'p',
@@ -22,6 +32,10 @@ describe('backfill progress output', () => {
       waiting: null,
       finished: false,
     });
-    expect(progressEvent({ ...base, rowsTotal: 0, etaSeconds: null, waiting: 'waiting for replica lag' })).toMatchObject({ percent: 100, eta_seconds: null, waiting: 'waiting for replica lag' });
+    expect(progressEvent({ ...base, rowsTotal: 0, etaSeconds: null, waiting: 'waiting for replica lag' })).toMatchObject({
+      percent: 100,
+      eta_seconds: null,
+      waiting: 'waiting for replica lag',
+    });
   });
 });

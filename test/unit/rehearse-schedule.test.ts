@@ -28,8 +28,19 @@ describe('rehearsal schedule', () => {
   });
 
   it('runs the new release from --new-from on', () => {
-    const newAt = rehearsalSchedule('dual-write').filter((s) => s.runNew).map((s) => `${s.direction} ${s.at}`);
-    expect(newAt).toEqual(['forward dual-write', 'forward backfill', 'forward switch-read', 'forward stop-write', 'back switch-read', 'back backfill', 'back dual-write', 'forward contract']);
+    const newAt = rehearsalSchedule('dual-write')
+      .filter((s) => s.runNew)
+      .map((s) => `${s.direction} ${s.at}`);
+    expect(newAt).toEqual([
+      'forward dual-write',
+      'forward backfill',
+      'forward switch-read',
+      'forward stop-write',
+      'back switch-read',
+      'back backfill',
+      'back dual-write',
+      'forward contract',
+    ]);
   });
 
   it('keeps the last non-empty lines of a command output', () => {

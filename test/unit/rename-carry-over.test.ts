@@ -9,13 +9,32 @@ import { plan, RENAME_YAML } from '../helpers/fixtures.js';
 const objects: ColumnObjects = {
   indexes: [
     { name: 'users_user_name_key', unique: true, definition: 'USING "btree" ("username" pg_catalog.text_ops)', constraint: { deferrable: 'no' } },
-    { name: 'users_lower_user_name_idx', unique: true, definition: 'USING "btree" ((lower(username)) COLLATE pg_catalog."default" pg_catalog.text_ops)', constraint: null },
+    {
+      name: 'users_lower_user_name_idx',
+      unique: true,
+      definition: 'USING "btree" ((lower(username)) COLLATE pg_catalog."default" pg_catalog.text_ops)',
+      constraint: null,
+    },
     { name: 'by_login', unique: false, definition: 'USING "btree" ("username" pg_catalog.text_ops) WHERE active', constraint: null },
   ],
   constraints: [
     { kind: 'check', table: { schema: 'public', name: 'users' }, name: 'users_user_name_check', definition: 'CHECK ((length(username) > 0))', validated: true },
-    { kind: 'foreign-key', table: { schema: 'public', name: 'users' }, name: 'users_user_name_fkey', definition: 'FOREIGN KEY ("username") REFERENCES "public"."accounts" ("login")', validated: true, direction: 'from' },
-    { kind: 'foreign-key', table: { schema: 'shop', name: 'orders' }, name: 'orders_user_name_fkey', definition: 'FOREIGN KEY ("user_name") REFERENCES "public"."users" ("username")', validated: false, direction: 'to' },
+    {
+      kind: 'foreign-key',
+      table: { schema: 'public', name: 'users' },
+      name: 'users_user_name_fkey',
+      definition: 'FOREIGN KEY ("username") REFERENCES "public"."accounts" ("login")',
+      validated: true,
+      direction: 'from',
+    },
+    {
+      kind: 'foreign-key',
+      table: { schema: 'shop', name: 'orders' },
+      name: 'orders_user_name_fkey',
+      definition: 'FOREIGN KEY ("user_name") REFERENCES "public"."users" ("username")',
+      validated: false,
+      direction: 'to',
+    },
   ],
   ownedSequences: [{ schema: 'public', name: 'users_user_name_seq' }],
   comment: "the user's login",
@@ -61,16 +80,57 @@ describe('rename carry-over: exact SQL', () => {
     const steps = program['switch-read'].apply.filter((s): s is SqlStep => s.kind === 'sql');
     const carried = steps.slice(3, -2); // after NOT NULL's three steps, before the trigger update and the old default's move
     expect(carried.map((s) => [s.statements, s.lock, s.transaction, s.timeouts])).toEqual([
-      [['CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "users_username_key_pgshift" ON "public"."users" USING "btree" ("username" pg_catalog.text_ops)'], 'SHARE UPDATE EXCLUSIVE', false, 'none'],
-      [['ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_key_pgshift" UNIQUE USING INDEX "users_username_key_pgshift"'], 'ACCESS EXCLUSIVE', true, 'guarded'],
-      [['CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "users_lower_username_idx_pgshift" ON "public"."users" USING "btree" ((lower(username)) COLLATE pg_catalog."default" pg_catalog.text_ops)'], 'SHARE UPDATE EXCLUSIVE', false, 'none'],
-      [['CREATE INDEX CONCURRENTLY IF NOT EXISTS "by_login_pgshift" ON "public"."users" USING "btree" ("username" pg_catalog.text_ops) WHERE active'], 'SHARE UPDATE EXCLUSIVE', false, 'none'],
-      [['ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_check_pgshift" CHECK ((length(username) > 0)) NOT VALID'], 'ACCESS EXCLUSIVE', true, 'guarded'],
+      [
+        ['CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "users_username_key_pgshift" ON "public"."users" USING "btree" ("username" pg_catalog.text_ops)'],
+        'SHARE UPDATE EXCLUSIVE',
+        false,
+        'none',
+      ],
+      [
+        ['ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_key_pgshift" UNIQUE USING INDEX "users_username_key_pgshift"'],
+        'ACCESS EXCLUSIVE',
+        true,
+        'guarded',
+      ],
+      [
+        [
+          'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "users_lower_username_idx_pgshift" ON "public"."users" USING "btree" ((lower(username)) COLLATE pg_catalog."default" pg_catalog.text_ops)',
+        ],
+        'SHARE UPDATE EXCLUSIVE',
+        false,
+        'none',
+      ],
+      [
+        ['CREATE INDEX CONCURRENTLY IF NOT EXISTS "by_login_pgshift" ON "public"."users" USING "btree" ("username" pg_catalog.text_ops) WHERE active'],
+        'SHARE UPDATE EXCLUSIVE',
+        false,
+        'none',
+      ],
+      [
+        ['ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_check_pgshift" CHECK ((length(username) > 0)) NOT VALID'],
+        'ACCESS EXCLUSIVE',
+        true,
+        'guarded',
+      ],
       [['ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_username_check_pgshift"'], 'SHARE UPDATE EXCLUSIVE', true, 'lock-only'],
-      [['ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_fkey_pgshift" FOREIGN KEY ("username") REFERENCES "public"."accounts" ("login") NOT VALID'], 'SHARE ROW EXCLUSIVE', true, 'guarded'],
+      [
+        [
+          'ALTER TABLE "public"."users" ADD CONSTRAINT "users_username_fkey_pgshift" FOREIGN KEY ("username") REFERENCES "public"."accounts" ("login") NOT VALID',
+        ],
+        'SHARE ROW EXCLUSIVE',
+        true,
+        'guarded',
+      ],
       [['ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_username_fkey_pgshift"'], 'SHARE UPDATE EXCLUSIVE', true, 'lock-only'],
       // It was NOT VALID on the old column: it stays so.
-      [['ALTER TABLE "shop"."orders" ADD CONSTRAINT "orders_user_name_fkey_pgshift" FOREIGN KEY ("user_name") REFERENCES "public"."users" ("username") NOT VALID'], 'SHARE ROW EXCLUSIVE', true, 'guarded'],
+      [
+        [
+          'ALTER TABLE "shop"."orders" ADD CONSTRAINT "orders_user_name_fkey_pgshift" FOREIGN KEY ("user_name") REFERENCES "public"."users" ("username") NOT VALID',
+        ],
+        'SHARE ROW EXCLUSIVE',
+        true,
+        'guarded',
+      ],
     ]);
     expect(carried[0]!.concurrentIndex).toEqual({ schema: 'public', name: 'users_username_key_pgshift' });
   });

@@ -99,7 +99,8 @@ export const proposed = (sql: string | null, type: string): Proposed => ({ sql, 
 
 /** Refuse `plan new` arguments unless there are `count` targets (negative: at least that many). */
 export function needTargets(request: Proposal, count: number, usage: string): void {
-  if (request.targets.length !== count && !(count < 0 && request.targets.length >= -count)) throw new PlanError([{ file: '', path: 'targets', message: `needs ${usage}` }]);
+  if (request.targets.length !== count && !(count < 0 && request.targets.length >= -count))
+    throw new PlanError([{ file: '', path: 'targets', message: `needs ${usage}` }]);
 }
 
 /** The facts of an old column, which validation guaranteed exists. */

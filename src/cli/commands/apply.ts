@@ -9,27 +9,36 @@ import type { Output } from '../output.js';
 import { progressReporter } from '../progress.js';
 import type { Run } from './types.js';
 
-
 /** `migrate plan apply [PLAN...] --phase next|<phase>` */
 export function applyCommand(plan: Command, run: Run): void {
-  const command = withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), { guards: true, force: true })
+  const command = withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), {
+    guards: true,
+    force: true,
+  })
     .description('advance each plan one phase, or up to and including <phase>')
     .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next');
   withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions & { phase: Phase | 'next' }) =>
-      run(o, async (output) => {
-        const plans = await loadPlans(o.dir, names);
-        const targets = await targetsOf(o);
-        if (targets.length > 1) return runOnFleet(output, targets, o, (url) => apply(plans, o.phase, runOptions(o, url)), (outcomes) => outcomes.map(fleetRow));
-        const progress = progressReporter(output);
-        try {
-          const outcomes = await apply(plans, o.phase, { ...runOptions(o), onProgress: progress.onProgress });
-          for (const outcome of outcomes) report(output, 'apply', outcome);
-          return { errors: outcomes.flatMap((x) => (x.error ? [x.error] : [])) };
-        } finally {
-          progress.stop();
-        }
-      }),
-    );
+    run(o, async (output) => {
+      const plans = await loadPlans(o.dir, names);
+      const targets = await targetsOf(o);
+      if (targets.length > 1)
+        return runOnFleet(
+          output,
+          targets,
+          o,
+          (url) => apply(plans, o.phase, runOptions(o, url)),
+          (outcomes) => outcomes.map(fleetRow),
+        );
+      const progress = progressReporter(output);
+      try {
+        const outcomes = await apply(plans, o.phase, { ...runOptions(o), onProgress: progress.onProgress });
+        for (const outcome of outcomes) report(output, 'apply', outcome);
+        return { errors: outcomes.flatMap((x) => (x.error ? [x.error] : [])) };
+      } finally {
+        progress.stop();
+      }
+    }),
+  );
 }
 
 /** One plan's outcome of apply or rollback as a line of a fleet's table. */

@@ -29,6 +29,13 @@ export function detectCommand(plan: Command, run: Run): void {
 
 function describe(f: Detection): string {
   const lines = [`${f.file}:${f.line}: ${f.why}`, `  instead: ${f.fix}`];
-  if (f.plan) lines.push(`  plan ${f.plan.name}.yaml:`, ...f.plan.yaml.trimEnd().split('\n').map((l) => `    ${l}`));
+  if (f.plan)
+    lines.push(
+      `  plan ${f.plan.name}.yaml:`,
+      ...f.plan.yaml
+        .trimEnd()
+        .split('\n')
+        .map((l) => `    ${l}`),
+    );
   return lines.join('\n');
 }

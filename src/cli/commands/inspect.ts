@@ -10,32 +10,34 @@ import type { Step } from '../../changes/steps.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import type { Run } from './types.js';
 
-
-
 /** `verify`, `show` and `lint`: the commands that change nothing. */
 export function inspectCommands(plan: Command, run: Run): void {
   const verifyCommand = withCommonOptions(plan.command('verify').argument('<plan>', 'plan name')).description(
     'count rows where old and new columns disagree (exit 4 when any)',
   );
   withFleetOptions(verifyCommand).action(async (name: string, o: CommonOptions & FleetOptions) =>
-      run(o, async (output) => {
-        const [p] = await loadPlans(o.dir, [name]);
-        const targets = await targetsOf(o);
-        if (targets.length > 1) {
-          return runOnFleet(output, targets, o, (url) => verify(p!, runOptions(o, url)), (r) => [
-            { plan: name, phase: null, outcome: `${r.differing} row(s) differ`, exitCode: r.differing ? ExitCode.verificationFailed : ExitCode.ok },
-          ]);
-        }
-        const r = await verify(p!, runOptions(o));
-        output.result(
-          { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys, drift: r.drift },
-          (r.differing ? `${name}: ${r.differing} row(s) differ, e.g. key ${r.sampleKeys.map((k) => k.join(',')).join('; ')}` : `${name}: 0 rows differ`) +
-            r.drift.map((d) => `\n${name}: drift: ${d.message}`).join(''),
+    run(o, async (output) => {
+      const [p] = await loadPlans(o.dir, [name]);
+      const targets = await targetsOf(o);
+      if (targets.length > 1) {
+        return runOnFleet(
+          output,
+          targets,
+          o,
+          (url) => verify(p!, runOptions(o, url)),
+          (r) => [{ plan: name, phase: null, outcome: `${r.differing} row(s) differ`, exitCode: r.differing ? ExitCode.verificationFailed : ExitCode.ok }],
         );
-        // Rows that differ say more than drift; drift alone is a state to fix before moving the plan (exit 2).
-        return r.differing ? { exitCode: ExitCode.verificationFailed } : r.drift.length ? { exitCode: ExitCode.invalidInput } : {};
-      }),
-    );
+      }
+      const r = await verify(p!, runOptions(o));
+      output.result(
+        { event: 'verify', plan: name, differing: r.differing, sample_keys: r.sampleKeys, drift: r.drift },
+        (r.differing ? `${name}: ${r.differing} row(s) differ, e.g. key ${r.sampleKeys.map((k) => k.join(',')).join('; ')}` : `${name}: 0 rows differ`) +
+          r.drift.map((d) => `\n${name}: drift: ${d.message}`).join(''),
+      );
+      // Rows that differ say more than drift; drift alone is a state to fix before moving the plan (exit 2).
+      return r.differing ? { exitCode: ExitCode.verificationFailed } : r.drift.length ? { exitCode: ExitCode.invalidInput } : {};
+    }),
+  );
 
   withCommonOptions(plan.command('show').argument('<plan>', 'plan name'))
     .description('the SQL each phase would run, with its locks, without running it')

@@ -23,7 +23,9 @@ export function newCommand(plan: Command, run: Run): void {
         output.result(
           { event: 'new', plan: r.plan, file: r.file, placeholders: r.placeholders },
           `wrote ${r.file}` +
-            (r.placeholders.length ? `\nwrite these before lint accepts it: ${r.placeholders.join(', ')}` : `\nnext: migrate plan lint ${r.plan} && migrate plan show ${r.plan}`),
+            (r.placeholders.length
+              ? `\nwrite these before lint accepts it: ${r.placeholders.join(', ')}`
+              : `\nnext: migrate plan lint ${r.plan} && migrate plan show ${r.plan}`),
         );
         return {};
       }),

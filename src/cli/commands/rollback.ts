@@ -13,13 +13,20 @@ export function rollbackCommand(plan: Command, run: Run): void {
     .description('undo the current phase, or every phase down to and including <phase>')
     .option('--phase <phase>', 'current, or the lowest phase to undo', phaseArgument('current'), 'current');
   withFleetOptions(command).action(async (name: string, o: CommonOptions & FleetOptions & { phase: Phase | 'current' }) =>
-      run(o, async (output) => {
-        const [plan] = await loadPlans(o.dir, [name]);
-        const targets = await targetsOf(o);
-        if (targets.length > 1) return runOnFleet(output, targets, o, (url) => rollback(plan!, o.phase, runOptions(o, url)), (x) => [fleetRow(x)]);
-        const outcome = await rollback(plan!, o.phase, runOptions(o));
-        report(output, 'rollback', outcome);
-        return { errors: outcome.error ? [outcome.error] : [] };
-      }),
-    );
+    run(o, async (output) => {
+      const [plan] = await loadPlans(o.dir, [name]);
+      const targets = await targetsOf(o);
+      if (targets.length > 1)
+        return runOnFleet(
+          output,
+          targets,
+          o,
+          (url) => rollback(plan!, o.phase, runOptions(o, url)),
+          (x) => [fleetRow(x)],
+        );
+      const outcome = await rollback(plan!, o.phase, runOptions(o));
+      report(output, 'rollback', outcome);
+      return { errors: outcome.error ? [outcome.error] : [] };
+    }),
+  );
 }

@@ -14,20 +14,30 @@ export function statusCommand(plan: Command, run: Run): void {
     'plan, table, phase, status, backfill progress and last event of each plan',
   );
   withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions) =>
-      run(o, async (output) => {
-        const plans = await loadPlans(o.dir, names);
-        const targets = await targetsOf(o);
-        if (targets.length > 1) {
-          return runOnFleet(output, targets, o, (url) => status(plans, runOptions(o, url), names.length === 0), (rows) =>
-            rows.map((r) => ({ plan: r.plan, phase: r.phase, outcome: r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''), exitCode: 0 })),
-          );
-        }
-        const rows = await status(plans, runOptions(o), names.length === 0);
-        if (output.json) output.document(rows);
-        else output.result({}, render(rows));
-        return {};
-      }),
-    );
+    run(o, async (output) => {
+      const plans = await loadPlans(o.dir, names);
+      const targets = await targetsOf(o);
+      if (targets.length > 1) {
+        return runOnFleet(
+          output,
+          targets,
+          o,
+          (url) => status(plans, runOptions(o, url), names.length === 0),
+          (rows) =>
+            rows.map((r) => ({
+              plan: r.plan,
+              phase: r.phase,
+              outcome: r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
+              exitCode: 0,
+            })),
+        );
+      }
+      const rows = await status(plans, runOptions(o), names.length === 0);
+      if (output.json) output.document(rows);
+      else output.result({}, render(rows));
+      return {};
+    }),
+  );
 }
 
 function render(rows: readonly PlanStatus[]): string {
@@ -35,27 +45,33 @@ function render(rows: readonly PlanStatus[]): string {
     ...(r.drift ?? []).map((d) => `${r.plan}: drift: ${d.message}`),
     ...(r.oldCode ? [`${r.plan}: old code: ${oldCodeText(r.oldCode)}`] : []),
   ]);
-  return [table(
-    ['plan', 'table', 'phase', 'status', 'next', 'backfill', 'last event'],
-    rows.map((r) => [
-      r.plan + (r.edited ? ' (edited!)' : ''),
-      r.table,
-      r.phase ? `${phaseIndex(r.phase) + 1}/${PHASES.length} ${r.phase}` : `0/${PHASES.length}`,
-      r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
-      r.next ?? '-',
-      r.backfill ? backfillText(r.backfill) : '-',
-      r.lastEvent
-        ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` + (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
-        : '-',
-    ]),
-  ), ...notes].join('\n');
+  return [
+    table(
+      ['plan', 'table', 'phase', 'status', 'next', 'backfill', 'last event'],
+      rows.map((r) => [
+        r.plan + (r.edited ? ' (edited!)' : ''),
+        r.table,
+        r.phase ? `${phaseIndex(r.phase) + 1}/${PHASES.length} ${r.phase}` : `0/${PHASES.length}`,
+        r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
+        r.next ?? '-',
+        r.backfill ? backfillText(r.backfill) : '-',
+        r.lastEvent
+          ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` +
+            (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
+          : '-',
+      ]),
+    ),
+    ...notes,
+  ].join('\n');
 }
 
 /** The old-code gate's facts, and whether stop-write / contract may go on. */
 function oldCodeText(a: OldCodeActivity): string {
   if (a.quietMs <= 0) return 'gate off (guards.old_code_quiet is 0)';
   const quiet = `${Math.round(a.quietMs / 1000)} s`;
-  const total = a.lastSessionAt ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected` : 'no write of the old columns seen';
+  const total = a.lastSessionAt
+    ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected`
+    : 'no write of the old columns seen';
   const watched = a.statementsWatched ? '' : ' (pg_stat_statements not installed: reads are not seen)';
   return a.recent
     ? `seen within guards.old_code_quiet (${quiet}), stop-write and contract wait: ${describeOldCode(a)}`

@@ -6,7 +6,4 @@ export interface CommandResult {
 }
 
 /** How a command hands its work to main: main builds the output and turns errors into an exit code. */
-export type Run = (
-  options: import('../options.js').CommonOptions,
-  fn: (output: import('../output.js').Output) => Promise<CommandResult>,
-) => Promise<void>;
+export type Run = (options: import('../options.js').CommonOptions, fn: (output: import('../output.js').Output) => Promise<CommandResult>) => Promise<void>;

@@ -56,7 +56,10 @@ export const drop = {
     if (!needsDefault && change.default !== undefined)
       problems.push({
         path: 'drop.default',
-        message: column.default !== null ? `column "${change.column}" already has a default (${column.default}); remove drop.default` : `column "${change.column}" is nullable, so new code's inserts leave it NULL; remove drop.default`,
+        message:
+          column.default !== null
+            ? `column "${change.column}" already has a default (${column.default}); remove drop.default`
+            : `column "${change.column}" is nullable, so new code's inserts leave it NULL; remove drop.default`,
       });
     for (const v of views)
       problems.push({
@@ -66,7 +69,10 @@ export const drop = {
           'create a view without the column under another name, move its readers there, and drop the old view before contract',
       });
     for (const fk of found.constraints.filter((c) => c.kind === 'foreign-key' && c.direction === 'from'))
-      problems.push({ path: 'drop', message: `foreign key ${fk.name} uses "${change.column}"; drop the constraint first (ALTER TABLE … DROP CONSTRAINT ${fk.name}), then the column` });
+      problems.push({
+        path: 'drop',
+        message: `foreign key ${fk.name} uses "${change.column}"; drop the constraint first (ALTER TABLE … DROP CONSTRAINT ${fk.name}), then the column`,
+      });
     return { problems, facts: { drop: { setDefault: needsDefault } } };
   },
   resolve: (change, facts) => {
@@ -83,14 +89,26 @@ export const drop = {
     if (drop.setDefault && change.default !== undefined) {
       // ALTER COLUMN … SET/DROP DEFAULT take ACCESS EXCLUSIVE for a catalog update only: a default applies to rows inserted later, nothing is rewritten.
       program.expand = {
-        apply: [ddl(`default ${change.column} to ${change.default} for new code's inserts (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${col} SET DEFAULT ${change.default}`], hasDefault)],
+        apply: [
+          ddl(
+            `default ${change.column} to ${change.default} for new code's inserts (catalog-only)`,
+            'ACCESS EXCLUSIVE',
+            [`ALTER TABLE ${t} ALTER COLUMN ${col} SET DEFAULT ${change.default}`],
+            hasDefault,
+          ),
+        ],
         rollback: [ddl(`remove the default of ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${col} DROP DEFAULT`])],
       };
     }
     program.contract = {
       apply: [
         // The column's indexes go first, CONCURRENTLY (see runner/drop-indexes), so no index file is unlinked under ACCESS EXCLUSIVE.
-        { kind: 'drop-indexes', description: `drop the indexes on ${change.column} concurrently (reads and writes go on)`, table: facts.table, columns: [change.column] },
+        {
+          kind: 'drop-indexes',
+          description: `drop the indexes on ${change.column} concurrently (reads and writes go on)`,
+          table: facts.table,
+          columns: [change.column],
+        },
         // DROP COLUMN takes ACCESS EXCLUSIVE but only marks the column dropped in the catalog: no rewrite; its space is reclaimed as rows are rewritten.
         ddl(`drop ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} DROP COLUMN IF EXISTS ${col}`]),
       ],

@@ -4,7 +4,6 @@ import { identifier, newColumn, sqlExpression } from '../fields.js';
 import { declaredUnique, needTargets, oldFacts, proposed, TEXTUAL, type ChangeKindModule } from '../kind.js';
 import { newColumnFrom } from '../new-column.js';
 
-
 const schema = z.strictObject({
   columns: z.array(identifier).min(2, 'needs at least two columns to merge'),
   into: newColumn,
@@ -33,7 +32,12 @@ export const merge = {
     const columns = [...change.columns].sort();
     return reverseKeys.join('\0') === columns.join('\0')
       ? []
-      : [{ path: 'merge.reverse', message: `must give one expression for each of ${columns.map((c) => `"${c}"`).join(', ')} (has ${reverseKeys.map((c) => `"${c}"`).join(', ') || 'none'})` }];
+      : [
+          {
+            path: 'merge.reverse',
+            message: `must give one expression for each of ${columns.map((c) => `"${c}"`).join(', ')} (has ${reverseKeys.map((c) => `"${c}"`).join(', ') || 'none'})`,
+          },
+        ];
   },
   resolve: (change, facts) => ({
     old: change.columns.map((name) => {
@@ -55,7 +59,10 @@ export const merge = {
       columns: old.map((c) => c.name),
       into: { name: into, type: 'text', using: proposed(text ? `concat_ws(' ', ${a.name}, ${b.name})` : null, 'text') },
       reverse: Object.fromEntries(
-        old.map((c, i) => [c.name, proposed(text ? (i === 0 ? `split_part(${into}, ' ', 1)` : `nullif(substr(${into}, strpos(${into}, ' ') + 1), ${into})`) : null, c.type)]),
+        old.map((c, i) => [
+          c.name,
+          proposed(text ? (i === 0 ? `split_part(${into}, ' ', 1)` : `nullif(substr(${into}, strpos(${into}, ' ') + 1), ${into})`) : null, c.type),
+        ]),
       ),
     };
   },

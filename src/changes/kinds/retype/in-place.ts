@@ -35,9 +35,12 @@ export function metadataOnlyRetypeProgram(change: RetypeSpec, facts: PlanFacts):
     ],
     rollback: facts.retype?.reverseMetadataOnly
       ? [
-          ddl(`change ${change.column} back to ${old.type} in place (metadata-only)`, 'ACCESS EXCLUSIVE', [
-            `ALTER TABLE ${t} ALTER COLUMN ${col} TYPE ${old.type} USING (${change.reverse})`,
-          ], typeIs(old.type)),
+          ddl(
+            `change ${change.column} back to ${old.type} in place (metadata-only)`,
+            'ACCESS EXCLUSIVE',
+            [`ALTER TABLE ${t} ALTER COLUMN ${col} TYPE ${old.type} USING (${change.reverse})`],
+            typeIs(old.type),
+          ),
         ]
       : [
           {

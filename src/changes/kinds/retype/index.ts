@@ -19,7 +19,7 @@ export { retypedColumn, type RetypeSpec } from './spec.js';
  */
 export const retype = {
   name: 'retype',
-  summary: 'change a column\'s type',
+  summary: "change a column's type",
   usage: 'the new type: plan new retype table.column "numeric(10,2)"',
   schema: retypeSchema,
   carries: false,

@@ -18,7 +18,14 @@ import { retypedColumn, type RetypeSpec } from './spec.js';
  * FOREIGN KEY constraints would be re-checked by a scan, so they rule it out,
  * as do declared constraints and `as` (a new column was asked for).
  */
-export async function probeRetype(client: Client, table: QualifiedName, facts: TableFacts, change: RetypeSpec, newType: string, objects: ColumnObjects): Promise<RetypeFacts> {
+export async function probeRetype(
+  client: Client,
+  table: QualifiedName,
+  facts: TableFacts,
+  change: RetypeSpec,
+  newType: string,
+  objects: ColumnObjects,
+): Promise<RetypeFacts> {
   const no = (reason: string): RetypeFacts => ({ metadataOnly: false, reverseMetadataOnly: false, reason });
   const old = facts.columns.find((c) => c.name === change.column)!;
   if (change.as !== undefined && change.as !== change.column) return no(`retype.as asks for a new column "${retypedColumn(change)}"`);

@@ -3,7 +3,6 @@ import { newColumn, sqlExpression, identifier } from '../fields.js';
 import { declaredUnique, needTargets, oldFacts, proposed, TEXTUAL, type ChangeKindModule } from '../kind.js';
 import { newColumnFrom } from '../new-column.js';
 
-
 const schema = z.strictObject({
   column: identifier,
   into: z.array(newColumn).min(2, 'needs at least two new columns (use rename or retype for one)'),
