@@ -125,7 +125,7 @@ const EXIT_EVENTS = ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBR
  * (always 0) and Ctrl-C would exit before the scratch database is dropped.
  * The rehearsal stops the server itself, on every path.
  */
-async function withoutExitHooks<T>(load: () => Promise<T>): Promise<T> {
+export async function withoutExitHooks<T>(load: () => Promise<T>): Promise<T> {
   const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   try {
     return await load();

