@@ -36,7 +36,7 @@ import { objectNames } from '../src/changes/sql-objects.js';
 import { ident, literal } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
 import { DEFAULT_PAUSE_MS, DEFAULT_TARGET_BATCH_MS } from '../src/defaults.js';
-import { benchServer } from './server.js';
+import { benchServer, scratchDatabase } from './server.js';
 import { percentile, startWorkload, type WorkloadResult } from './workload.js';
 import { splitPlanYaml } from '../test/helpers/fixtures.js';
 
@@ -118,15 +118,8 @@ async function main(): Promise<void> {
 export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFigures> {
   const print = o.print ?? ((): void => undefined);
   const server = await benchServer();
-  const admin = new pg.Client({ connectionString: server.adminUrl });
-  await admin.connect();
   const dbName = `pgshift_bench_${process.pid}`;
-  await admin.query(`CREATE DATABASE ${ident(dbName)}`);
-  const url = new URL(server.adminUrl);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  const db = new pg.Client({ connectionString: dbUrl });
-  await db.connect();
+  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     const loadAverage = os.loadavg();

@@ -25,14 +25,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { apply } from '../src/api/apply.js';
 import { compileProgram } from '../src/changes/program.js';
 import type { PlanFacts } from '../src/changes/model.js';
 import { ident } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
 import { splitPlanYaml } from '../test/helpers/fixtures.js';
-import { benchServer } from './server.js';
+import { benchServer, scratchDatabase } from './server.js';
 
 const run = promisify(execFile);
 
@@ -90,15 +89,8 @@ const median = (xs: readonly number[]): number => {
 async function main(): Promise<void> {
   const bin = pgbench();
   const server = await benchServer();
-  const admin = new pg.Client({ connectionString: server.adminUrl });
-  await admin.connect();
   const dbName = `pgshift_gate_${process.pid}`;
-  await admin.query(`CREATE DATABASE ${ident(dbName)}`);
-  const url = new URL(server.adminUrl);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  const db = new pg.Client({ connectionString: dbUrl });
-  await db.connect();
+  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     console.log(

@@ -1,3 +1,5 @@
+import pg from 'pg';
+import { ident } from '../src/db/ident.js';
 import { startEmbedded } from '../test/helpers/server.js';
 
 /** A server for a benchmark run and how to stop it. */
@@ -19,4 +21,24 @@ export async function benchServer(): Promise<BenchServer> {
   const flags = ['-c', 'shared_buffers=256MB', '-c', 'max_wal_size=4GB', '-c', 'max_connections=50'];
   const server = await startEmbedded({ flags, prefix: 'pgshift-bench' });
   return { adminUrl: server.adminUrl, description: `embedded PostgreSQL (${flags.filter((f) => f !== '-c').join(' ')})`, stop: server.stop };
+}
+
+/** A database of its own on the bench server, with a connection to the server (to drop it after) and one to it. */
+export interface ScratchDatabase {
+  readonly admin: pg.Client;
+  readonly db: pg.Client;
+  readonly dbUrl: string;
+}
+
+/** Create database `name` on `adminUrl`'s server and connect to both; the caller drops it and ends both clients. */
+export async function scratchDatabase(adminUrl: string, name: string): Promise<ScratchDatabase> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${ident(name)}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const dbUrl = url.toString();
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  return { admin, db, dbUrl };
 }

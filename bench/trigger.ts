@@ -42,7 +42,7 @@ import { objectNames, syncFunction } from '../src/changes/sql-objects.js';
 import { ident } from '../src/db/ident.js';
 import { silentLogger } from '../src/log.js';
 import { parsePlan } from '../src/plan/load.js';
-import { benchServer } from './server.js';
+import { benchServer, scratchDatabase } from './server.js';
 
 /** A change kind the benchmark can run, with the writes of each variant. */
 interface KindSpec {
@@ -166,15 +166,8 @@ export const DEFAULT_TRIGGER_BENCH: TriggerBenchOptions = { rows: 100_000, secon
 export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRIGGER_BENCH, adminUrl?: string): Promise<TriggerFigures> {
   const log = options.log ?? ((): void => undefined);
   const server = adminUrl ? { adminUrl, description: 'given server', stop: async (): Promise<void> => undefined } : await benchServer();
-  const admin = new pg.Client({ connectionString: server.adminUrl });
-  await admin.connect();
   const dbName = `pgshift_bench_trigger_${process.pid}`;
-  await admin.query(`CREATE DATABASE ${ident(dbName)}`);
-  const url = new URL(server.adminUrl);
-  url.pathname = `/${dbName}`;
-  const dbUrl = url.toString();
-  const db = new pg.Client({ connectionString: dbUrl });
-  await db.connect();
+  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     const pgbench = findPgbench();
