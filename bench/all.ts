@@ -40,8 +40,8 @@ lines.push(`machine: ${os.cpus().length} CPUs, load average at start ${load()}`)
 log('lock queue…');
 const locks = await lockWaitBench({ adminUrl: process.env.BENCH_DATABASE_URL });
 lines.push(
-  `lock queue (${locks.server}; ${locks.rows} rows, a ${locks.blockerMs / 1000} s blocker): app max lock wait ${locks.pgshift.maxLockWaitMs} ms with pgshift ` +
-    `vs ${locks.reference.maxLockWaitMs} ms with a plain ALTER (lock_timeout ${locks.referenceLockTimeoutMs} ms): ${x(locks.pgshift.maxLockWaitMs / Math.max(1, locks.reference.maxLockWaitMs))}`,
+  `lock queue (${locks.server}; ${locks.rows} rows, a ${locks.blockerMs / 1000} s blocker): app max lock wait ${Math.round(locks.pgshift.maxLockWaitMs)} ms with pgshift ` +
+    `vs ${Math.round(locks.reference.maxLockWaitMs)} ms with a plain ALTER (lock_timeout ${locks.referenceLockTimeoutMs} ms): ${x(locks.pgshift.maxLockWaitMs / Math.max(1, locks.reference.maxLockWaitMs))}`,
 );
 
 log('trigger…');
@@ -69,7 +69,7 @@ for (const rows of rowsList) {
   });
   for (const p of b.phases) {
     lines.push(
-      `backfill phase, ${rows} rows, ${p.workers} worker(s): ${(p.phaseMs / 1000).toFixed(2)} s vs one UPDATE ${(b.updateMs / 1000).toFixed(2)} s: ${x(p.ratio)}; runner peak RSS ${p.peakRssMb} MB`,
+      `backfill phase, ${rows} rows, ${p.workers} worker(s): ${(p.phaseMs / 1000).toFixed(2)} s vs one UPDATE ${(b.updateMs / 1000).toFixed(2)} s: ${x(p.ratio)}; runner peak RSS ${Math.round(p.peakRssMb)} MB`,
     );
   }
 }
