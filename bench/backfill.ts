@@ -118,8 +118,8 @@ async function main(): Promise<void> {
 export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFigures> {
   const print = o.print ?? ((): void => undefined);
   const server = await benchServer();
-  const dbName = `pgshift_bench_${process.pid}`;
-  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
+  const scratch = await scratchDatabase(server.adminUrl, `pgshift_bench_${process.pid}`);
+  const { db, dbUrl } = scratch;
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     const loadAverage = os.loadavg();
@@ -234,9 +234,7 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       live: liveFigures,
     };
   } finally {
-    await db.end().catch(() => undefined);
-    await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
-    await admin.end().catch(() => undefined);
+    await scratch.drop();
     await server.stop();
   }
 }

@@ -28,7 +28,6 @@ import { promisify } from 'node:util';
 import { apply } from '../src/api/apply.js';
 import { compileProgram } from '../src/changes/program.js';
 import type { PlanFacts } from '../src/changes/model.js';
-import { ident } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
 import { splitPlanYaml } from '../test/helpers/fixtures.js';
 import { benchServer, scratchDatabase } from './server.js';
@@ -89,8 +88,8 @@ const median = (xs: readonly number[]): number => {
 async function main(): Promise<void> {
   const bin = pgbench();
   const server = await benchServer();
-  const dbName = `pgshift_gate_${process.pid}`;
-  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
+  const scratch = await scratchDatabase(server.adminUrl, `pgshift_gate_${process.pid}`);
+  const { db, dbUrl } = scratch;
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     console.log(
@@ -158,9 +157,7 @@ async function main(): Promise<void> {
         .join(' ')}`,
     );
   } finally {
-    await db.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
-    await admin.end();
+    await scratch.drop();
     await server.stop();
   }
 }

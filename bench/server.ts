@@ -28,9 +28,11 @@ export interface ScratchDatabase {
   readonly admin: pg.Client;
   readonly db: pg.Client;
   readonly dbUrl: string;
+  /** End the connection to it, drop it (forcing other sessions off), end the server connection; errors ignored. */
+  drop(): Promise<void>;
 }
 
-/** Create database `name` on `adminUrl`'s server and connect to both; the caller drops it and ends both clients. */
+/** Create database `name` on `adminUrl`'s server and connect to both; `drop()` undoes it all. */
 export async function scratchDatabase(adminUrl: string, name: string): Promise<ScratchDatabase> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
@@ -40,5 +42,10 @@ export async function scratchDatabase(adminUrl: string, name: string): Promise<S
   const dbUrl = url.toString();
   const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
-  return { admin, db, dbUrl };
+  const drop = async (): Promise<void> => {
+    await db.end().catch(() => undefined);
+    await admin.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`).catch(() => undefined);
+    await admin.end().catch(() => undefined);
+  };
+  return { admin, db, dbUrl, drop };
 }

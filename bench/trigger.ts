@@ -43,6 +43,7 @@ import { ident } from '../src/db/ident.js';
 import { silentLogger } from '../src/log.js';
 import { parsePlan } from '../src/plan/load.js';
 import { benchServer, scratchDatabase } from './server.js';
+import { SPLIT_CHANGE } from '../test/helpers/fixtures.js';
 
 /** A change kind the benchmark can run, with the writes of each variant. */
 interface KindSpec {
@@ -62,16 +63,7 @@ interface KindSpec {
 const KINDS: Readonly<Record<string, KindSpec>> = {
   split: {
     kind: 'split',
-    change: `split:
-  column: full_name
-  into:
-    - name: first_name
-      type: text
-      using: split_part(full_name, ' ', 1)
-    - name: last_name
-      type: text
-      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
-  reverse: concat_ws(' ', first_name, last_name)`,
+    change: SPLIT_CHANGE,
     newColumns: [
       { name: 'first_name', type: 'text', fill: `split_part(full_name, ' ', 1)` },
       { name: 'last_name', type: 'text', fill: `nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)` },
@@ -166,8 +158,8 @@ export const DEFAULT_TRIGGER_BENCH: TriggerBenchOptions = { rows: 100_000, secon
 export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRIGGER_BENCH, adminUrl?: string): Promise<TriggerFigures> {
   const log = options.log ?? ((): void => undefined);
   const server = adminUrl ? { adminUrl, description: 'given server', stop: async (): Promise<void> => undefined } : await benchServer();
-  const dbName = `pgshift_bench_trigger_${process.pid}`;
-  const { admin, db, dbUrl } = await scratchDatabase(server.adminUrl, dbName);
+  const scratch = await scratchDatabase(server.adminUrl, `pgshift_bench_trigger_${process.pid}`);
+  const { db, dbUrl } = scratch;
   try {
     const version = (await db.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]!.v;
     const pgbench = findPgbench();
@@ -241,9 +233,7 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
       kinds: figures,
     };
   } finally {
-    await db.end().catch(() => undefined);
-    await admin.query(`DROP DATABASE IF EXISTS ${ident(dbName)} WITH (FORCE)`).catch(() => undefined);
-    await admin.end().catch(() => undefined);
+    await scratch.drop();
     await server.stop();
   }
 }

@@ -14,6 +14,18 @@ export function seedUsers(n: number): string {
           SELECT 'First' || g || ' Last' || g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, ${n}) g`;
 }
 
+/** The change of plans/split-users-full-name.yaml: full_name → first_name, last_name. */
+export const SPLIT_CHANGE = `split:
+  column: full_name
+  into:
+    - name: first_name
+      type: text
+      using: split_part(full_name, ' ', 1)
+    - name: last_name
+      type: text
+      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
+  reverse: concat_ws(' ', first_name, last_name)`;
+
 /**
  * The split of plans/split-users-full-name.yaml (full_name → first_name,
  * last_name) as plan text for any table, with `backfill` and `guards` given
@@ -24,16 +36,7 @@ export function splitPlanYaml(name: string, table: string, backfill: string, gua
 plan: ${name}
 table: ${table}
 ${extra}
-split:
-  column: full_name
-  into:
-    - name: first_name
-      type: text
-      using: split_part(full_name, ' ', 1)
-    - name: last_name
-      type: text
-      using: nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)
-  reverse: concat_ws(' ', first_name, last_name)
+${SPLIT_CHANGE}
 backfill: ${backfill}
 guards: ${guards}
 `;
