@@ -5,9 +5,12 @@
  * - lock queue: the application's longest lock wait while a 3 s transaction
  *   blocks the migration, pgshift vs a plain ALTER under a 2 s lock_timeout;
  * - trigger: TPS of old code's writes under the dual-write trigger vs a plain
- *   table and vs the application writing both sides itself (pgbench);
- * - backfill: the whole `apply --phase backfill` (verification included) vs
- *   one UPDATE of the same rows on an identical copy, with the runner's peak RSS.
+ *   table, vs the application writing both sides itself, and an empty
+ *   plpgsql trigger's (pgbench), with commits not waiting for their WAL
+ *   flush (CPU-bound) and then durable (synchronous_commit on);
+ * - backfill: the whole `apply --phase backfill` (verification included), with
+ *   1 and 2 workers, vs one UPDATE of the same rows on an identical copy, with
+ *   the runner's peak RSS.
  *
  * Each part starts its own embedded PostgreSQL (or uses BENCH_DATABASE_URL).
  * `--rows` sets the backfill's rows (default 1000000; e.g. `--rows 1000000,10000000`),
@@ -44,21 +47,30 @@ lines.push(
     `vs ${Math.round(locks.reference.maxLockWaitMs)} ms with a plain ALTER (lock_timeout ${locks.referenceLockTimeoutMs} ms): ${x(locks.pgshift.maxLockWaitMs / Math.max(1, locks.reference.maxLockWaitMs))}`,
 );
 
-log('trigger…');
-const trigger = await runTriggerBench({ ...DEFAULT_TRIGGER_BENCH, ...(quick ? { rounds: 3, seconds: 5 } : {}), log }, process.env.BENCH_DATABASE_URL);
-for (const k of trigger.kinds) {
-  lines.push(
-    `trigger, ${k.kind} (${trigger.options.rows} rows, median of ${trigger.options.rounds} alternating rounds): trigger/plain ${x(k.triggerVsPlain)}, ` +
-      `trigger/app-side dual write ${x(k.triggerVsApp)}` +
-      (k.cpuPerTx ? `; server CPU per write ${k.cpuPerTx.trigger.toFixed(1)} µs vs ${k.cpuPerTx.app.toFixed(1)} µs app-side` : ''),
+// Twice: CPU-bound (commits not waiting for their WAL flush), where a trigger's CPU shows most, and durable
+// (synchronous_commit on, the server's default and production's), where each commit waits for its flush.
+for (const durable of [false, true]) {
+  log(`trigger, synchronous_commit ${durable ? 'on' : 'off'}…`);
+  const trigger = await runTriggerBench(
+    { ...DEFAULT_TRIGGER_BENCH, durable, ...(quick ? { rounds: 3, seconds: 5 } : {}), log },
+    process.env.BENCH_DATABASE_URL,
   );
+  for (const k of trigger.kinds) {
+    lines.push(
+      `trigger, ${k.kind}, synchronous_commit ${durable ? 'on' : 'off'} (${trigger.options.rows} rows, median of ${trigger.options.rounds} alternating rounds): ` +
+        `trigger/plain ${x(k.triggerVsPlain)}, trigger/app-side dual write ${x(k.triggerVsApp)}, empty plpgsql trigger/app-side dual write ${x(k.floorVsApp)}` +
+        (k.cpuPerTx
+          ? `; server CPU per write ${k.cpuPerTx.trigger.toFixed(1)} µs vs ${k.cpuPerTx.app.toFixed(1)} µs app-side (empty trigger ${k.cpuPerTx.floor.toFixed(1)} µs)`
+          : ''),
+    );
+  }
 }
 
 for (const rows of rowsList) {
   log(`backfill, ${rows} rows…`);
   const b = await benchBackfill({
     rows,
-    workers: [1],
+    workers: [1, 2],
     pauseMs: DEFAULT_PAUSE_MS,
     targetMs: DEFAULT_TARGET_BATCH_MS,
     live: false,

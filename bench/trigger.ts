@@ -10,7 +10,10 @@
  * - `app`: the application's own dual write, old and new columns in the same
  *   statement (the values computed by the application), no trigger;
  * - `trigger`: old code's writes, with the kind's plan applied up to
- *   `backfill` (the two-way sync trigger in place, every row filled).
+ *   `backfill` (the two-way sync trigger in place, every row filled);
+ * - `floor`: old code's writes on a copy of `plain` with an empty plpgsql
+ *   row trigger (`RETURN NEW`): what calling any plpgsql trigger costs,
+ *   the least a trigger-based dual write can cost.
  * pgbench (or, when no pgbench is installed, a Node loop doing the same)
  * runs an insert + update mix, half `UPDATE … WHERE id = random` and half
  * `INSERT`, each statement its own transaction, prepared, on every table in
@@ -38,7 +41,7 @@ import pg from 'pg';
 import { apply } from '../src/api/apply.js';
 import type { PlanFacts } from '../src/changes/model.js';
 import { resolveChange } from '../src/changes/kinds/registry.js';
-import { objectNames, syncFunction } from '../src/changes/sql-objects.js';
+import { objectNames, syncFunction, syncTriggers, type SyncEvents } from '../src/changes/sql-objects.js';
 import { ident } from '../src/db/ident.js';
 import { silentLogger } from '../src/log.js';
 import { parsePlan } from '../src/plan/load.js';
@@ -82,8 +85,8 @@ const KINDS: Readonly<Record<string, KindSpec>> = {
   },
 };
 
-type Variant = 'plain' | 'app' | 'trigger';
-const VARIANTS: readonly Variant[] = ['plain', 'app', 'trigger'];
+type Variant = 'plain' | 'app' | 'trigger' | 'floor';
+const VARIANTS: readonly Variant[] = ['plain', 'app', 'trigger', 'floor'];
 
 /** What to run. */
 export interface TriggerBenchOptions {
@@ -130,6 +133,8 @@ export interface KindFigures {
   readonly triggerVsApp: number;
   /** Median app-side dual write TPS / median plain TPS. */
   readonly appVsPlain: number;
+  /** Median TPS under an empty plpgsql trigger / median app-side dual write TPS: the most any plpgsql trigger can reach. */
+  readonly floorVsApp: number;
   /** Median server CPU per transaction (µs) per variant, when the server's processes could be read. */
   readonly cpuPerTx: Readonly<Record<Variant, number>> | undefined;
 }
@@ -211,6 +216,7 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
         triggerVsPlain: median.trigger / median.plain,
         triggerVsApp: median.trigger / median.app,
         appVsPlain: median.app / median.plain,
+        floorVsApp: median.floor / median.app,
       };
     });
     const breakdown = options.breakdown && kinds.some((k) => k.kind === 'split') ? await measureBreakdown(db, log) : undefined;
@@ -241,10 +247,11 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
 const tableName = (spec: KindSpec, variant: Variant): string => `bench_${spec.kind}_${variant}`;
 
 /**
- * One table of the users' shape with `rows` rows. The plain and app tables
- * get the new columns up front, filled; the trigger table gets them from the
- * plan's `expand` and `backfill`. All are then rewritten (VACUUM FULL) so
- * they start equally packed, and analyzed.
+ * One table of the users' shape with `rows` rows. The plain, app and floor
+ * tables get the new columns up front, filled; the trigger table gets them
+ * from the plan's `expand` and `backfill`; the floor table gets an empty
+ * plpgsql trigger. All are then rewritten (VACUUM FULL) so they start
+ * equally packed, and analyzed.
  */
 async function prepareTable(db: pg.Client, dbUrl: string, spec: KindSpec, variant: Variant, rows: number): Promise<void> {
   const table = tableName(spec, variant);
@@ -258,6 +265,10 @@ async function prepareTable(db: pg.Client, dbUrl: string, spec: KindSpec, varian
        FROM (SELECT 'First' || g || ' Last' || g AS full_name, 'user' || g AS user_name, 'u' || g || '@example.com' AS email FROM generate_series(1, $1::int8) g) s`,
     [rows],
   );
+  if (variant === 'floor') {
+    await db.query(`CREATE OR REPLACE FUNCTION bench_floor() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`);
+    await db.query(`CREATE TRIGGER bench_floor BEFORE INSERT OR UPDATE ON ${ident(table)} FOR EACH ROW EXECUTE FUNCTION bench_floor()`);
+  }
   if (variant === 'trigger') {
     const plan = parsePlan(`plan: ${table.replaceAll('_', '-')}\ntable: public.${table}\n${spec.change}\n`, `${table}.yaml`);
     const [outcome] = await apply([plan], 'backfill', { databaseUrl: dbUrl, log: silentLogger });
@@ -293,32 +304,49 @@ const BACKFILL_GUARD = `current_setting('pgshift.backfill', true) IS DISTINCT FR
  * inlined over blocks of variables, and inlined over the NEW record (this
  * release, no WHEN clause).
  */
-function breakdownVariants(facts: PlanFacts, plan: string): { name: string; fn: string | null; when: string | null; app?: boolean }[] {
+/** A breakdown line: its triggers' functions (each fired on its events), or none. */
+interface BreakdownVariant {
+  readonly name: string;
+  readonly fns: readonly { readonly sql: string; readonly events: SyncEvents }[];
+  readonly when: string | null;
+  readonly app?: boolean;
+}
+
+function breakdownVariants(facts: PlanFacts, plan: string): BreakdownVariant[] {
   const parsed = parsePlan(`plan: ${plan}\ntable: public.bench_split_trigger\n${KINDS.split!.change}\n`, 'split.yaml');
   const change = resolveChange(parsed.change, facts);
   const names = (fn: string): ReturnType<typeof objectNames> => ({ ...objectNames(plan, facts), syncFunction: `public.${ident(fn)}` });
   const inline = facts.inline;
   const empty = (fn: string, set = ''): string =>
     `CREATE OR REPLACE FUNCTION public.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql ${set} AS $$ BEGIN RETURN NEW; END $$`;
-  const variants: { name: string; fn: string | null; when: string | null; app?: boolean }[] = [
-    { name: 'app-side dual write (no trigger, writes both sides)', fn: null, when: null, app: true },
-    { name: 'empty plpgsql trigger (RETURN NEW)', fn: empty('bench_empty'), when: null },
-    { name: '  + WHEN (backfill guard)', fn: empty('bench_empty'), when: BACKFILL_GUARD },
-    { name: '  + SET search_path', fn: empty('bench_empty_set', `SET search_path = ${facts.searchPath}`), when: null },
+  const both = (sql: string): BreakdownVariant['fns'] => [{ sql, events: 'INSERT OR UPDATE' }];
+  const variants: BreakdownVariant[] = [
+    { name: 'app-side dual write (no trigger, writes both sides)', fns: [], when: null, app: true },
+    { name: 'empty plpgsql trigger (RETURN NEW)', fns: both(empty('bench_empty')), when: null },
+    { name: '  + WHEN (backfill guard)', fns: both(empty('bench_empty')), when: BACKFILL_GUARD },
+    { name: '  + SET search_path', fns: both(empty('bench_empty_set', `SET search_path = ${facts.searchPath}`)), when: null },
     {
       name: 'split: calls, SET search_path, WHEN',
-      fn: syncFunction(change, names('bench_calls'), { ...facts, inline: undefined }, 'two-way'),
+      fns: both(syncFunction(change, names('bench_calls'), { ...facts, inline: undefined }, 'two-way')),
       when: BACKFILL_GUARD,
     },
   ];
   if (inline) {
-    const blocks = { ...facts, inline: { ...inline, forwardOnNew: undefined, reverseOnNew: undefined } };
+    const blocks = { ...facts, inline: { ...inline, forwardOnNew: undefined, reverseOnNew: undefined, perEvent: undefined } };
+    const flat = { ...facts, inline: { ...inline, perEvent: undefined } };
     variants.push(
-      { name: 'split: inlined over variables, WHEN', fn: syncFunction(change, names('bench_blocks_when'), blocks, 'two-way'), when: BACKFILL_GUARD },
-      { name: 'split: inlined over variables', fn: syncFunction(change, names('bench_blocks'), blocks, 'two-way'), when: null },
+      { name: 'split: inlined over variables, WHEN', fns: both(syncFunction(change, names('bench_blocks_when'), blocks, 'two-way')), when: BACKFILL_GUARD },
+      { name: 'split: inlined over variables', fns: both(syncFunction(change, names('bench_blocks'), blocks, 'two-way')), when: null },
     );
     if (inline.forwardOnNew && inline.reverseOnNew) {
-      variants.push({ name: 'split: inlined over NEW (this release)', fn: syncFunction(change, names('bench_flat'), facts, 'two-way'), when: null });
+      variants.push({ name: 'split: inlined over NEW, one trigger', fns: both(syncFunction(change, names('bench_flat'), flat, 'two-way')), when: null });
+      const perEvent = { ...facts, inline: { ...inline, perEvent: true } };
+      const own = { ...names('bench_event'), insertFunction: `public.${ident('bench_event_insert')}` };
+      variants.push({
+        name: 'split: one trigger per event (this release)',
+        fns: syncTriggers(own, perEvent).map((t) => ({ sql: syncFunction(change, own, perEvent, 'two-way', t), events: t.events })),
+        when: null,
+      });
     }
   }
   return variants;
@@ -356,17 +384,15 @@ async function measureBreakdown(db: pg.Client, log: (line: string) => void, stat
     await work();
     return (cpu() - t) / per;
   };
-  const all = [{ name: 'no trigger', fn: null, when: null } as { name: string; fn: string | null; when: string | null; app?: boolean }, ...variants];
-  for (const v of all) if (v.fn) await db.query(v.fn);
+  const all: BreakdownVariant[] = [{ name: 'no trigger', fns: [], when: null }, ...variants];
+  for (const v of all) for (const f of v.fns) await db.query(f.sql);
   const results = new Map(all.map((v) => [v.name, { update: [] as number[], insert: [] as number[], backfillRow: [] as number[] }]));
   await db.query(`SET synchronous_commit = off`);
   for (let r = 0; r < repeats; r++) {
     for (const v of all) {
-      const fn = v.fn ? /FUNCTION (public\.\S+)\(\)/.exec(v.fn)![1]! : null;
-      if (fn)
-        await db.query(
-          `CREATE TRIGGER bench_breakdown BEFORE INSERT OR UPDATE ON ${scratch} FOR EACH ROW${v.when ? ` WHEN (${v.when})` : ''} EXECUTE FUNCTION ${fn}()`,
-        );
+      const triggers = v.fns.map((f, i) => ({ name: `bench_breakdown_${i}`, fn: /FUNCTION (public\.\S+)\(\)/.exec(f.sql)![1]!, events: f.events }));
+      for (const t of triggers)
+        await db.query(`CREATE TRIGGER ${t.name} BEFORE ${t.events} ON ${scratch} FOR EACH ROW${v.when ? ` WHEN (${v.when})` : ''} EXECUTE FUNCTION ${t.fn}()`);
       const out = results.get(v.name)!;
       out.update.push(await measure(() => db.query(`CALL bench_statements(${statements}, 'update', ${Boolean(v.app)})`), statements));
       out.insert.push(await measure(() => db.query(`CALL bench_statements(${statements}, 'insert', ${Boolean(v.app)})`), statements));
@@ -382,7 +408,7 @@ async function measureBreakdown(db: pg.Client, log: (line: string) => void, stat
         ),
       );
       await db.query('ROLLBACK');
-      if (fn) await db.query(`DROP TRIGGER bench_breakdown ON ${scratch}`);
+      for (const t of triggers) await db.query(`DROP TRIGGER ${t.name} ON ${scratch}`);
       await db.query(`DELETE FROM ${scratch} WHERE id > ${bulkRows}`);
       await db.query(`VACUUM ${scratch}`);
     }
@@ -558,12 +584,13 @@ export function formatTriggerFigures(f: TriggerFigures): string[] {
   for (const k of f.kinds) {
     const c = k.cpuPerTx;
     const cpuLine = c
-      ? `          server CPU per transaction (µs): plain ${c.plain.toFixed(1)}  app-side dual write ${c.app.toFixed(1)}  pgshift trigger ${c.trigger.toFixed(1)}` +
+      ? `          server CPU per transaction (µs): plain ${c.plain.toFixed(1)}  app-side dual write ${c.app.toFixed(1)}  pgshift trigger ${c.trigger.toFixed(1)}  empty trigger ${c.floor.toFixed(1)}` +
         `   trigger/app-dual ${(c.trigger / c.app).toFixed(2)} (throughput, if CPU-bound: ${(c.app / c.trigger).toFixed(2)})`
       : undefined;
     lines.push(
       `  ${k.kind.padEnd(7)} plain ${k.median.plain.toFixed(0).padStart(6)}  app-side dual write ${k.median.app.toFixed(0).padStart(6)}  pgshift trigger ${k.median.trigger.toFixed(0).padStart(6)}` +
-        `   trigger/plain ${k.triggerVsPlain.toFixed(2)}  trigger/app-dual ${k.triggerVsApp.toFixed(2)}  app-dual/plain ${k.appVsPlain.toFixed(2)}`,
+        `  empty plpgsql trigger ${k.median.floor.toFixed(0).padStart(6)}` +
+        `   trigger/plain ${k.triggerVsPlain.toFixed(2)}  trigger/app-dual ${k.triggerVsApp.toFixed(2)}  app-dual/plain ${k.appVsPlain.toFixed(2)}  empty-trigger/app-dual ${k.floorVsApp.toFixed(2)}`,
     );
     if (cpuLine) lines.push(cpuLine);
   }

@@ -1,5 +1,5 @@
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
-import type { ObjectNames } from '../changes/sql-objects.js';
+import { syncTriggers, type ObjectNames } from '../changes/sql-objects.js';
 import { unquote } from '../changes/constraints.js';
 import type { Client } from '../db/client.js';
 import { ident, qualified } from '../db/ident.js';
@@ -91,12 +91,14 @@ function expectations(program: PhaseProgram, change: ColumnChange, names: Object
     if (c.default !== null)
       add(`default on ${ident(c.name)}`, -1, firstMention(program, `${col(c.name)} DROP DEFAULT`) ?? dropped(c.name), attr(c.name, 'atthasdef'));
   }
-  add(
-    `trigger ${names.trigger}`,
-    firstMention(program, `CREATE OR REPLACE TRIGGER ${names.trigger} `),
-    firstMention(program, `DROP TRIGGER IF EXISTS ${names.trigger} `),
-    `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${lit(t)}) AND tgname = ${lit(unquote(names.trigger))}) AS present`,
-  );
+  for (const { trigger } of syncTriggers(names, facts)) {
+    add(
+      `trigger ${trigger}`,
+      firstMention(program, `CREATE OR REPLACE TRIGGER ${trigger} `),
+      firstMention(program, `DROP TRIGGER IF EXISTS ${trigger} `),
+      `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${lit(t)}) AND tgname = ${lit(unquote(trigger))}) AS present`,
+    );
+  }
   // Every function the program drops is one it made: its signature is in the DROP.
   const drops = PHASES.flatMap((p) => apply(program, p)).flatMap((s) => /^DROP FUNCTION IF EXISTS (.+)$/.exec(s)?.[1] ?? []);
   for (const signature of new Set(drops)) {
@@ -157,33 +159,35 @@ export async function findDrift(client: Client, state: PlanState, program: Phase
     }
   }
   const modes = [...new Set(ends.map((i) => modeAt(program, i)))];
-  const sync = (
-    await client.query<{ mode: string | null }>(
-      `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
-      [`${names.syncFunction}()`],
-    )
-  ).rows[0];
-  if (sync && !modes.includes(sync.mode) && !modes.includes(null)) {
-    problems.push({
-      object: `function ${names.syncFunction}()`,
-      problem: 'wrong mode',
-      expected: `mode ${modes.join(' or ')}`,
-      message: `the sync trigger function is in mode ${sync.mode ?? 'unknown'}, but ${phaseName(at)} leaves it ${modes.join(' or ')}`,
-    });
-  }
-  const disabled = (
-    await client.query<{ disabled: boolean }>(`SELECT tgenabled = 'D' AS disabled FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`, [
-      qualified(state.facts.table),
-      unquote(names.trigger),
-    ])
-  ).rows[0];
-  if (disabled?.disabled) {
-    problems.push({
-      object: `trigger ${names.trigger}`,
-      problem: 'wrong mode',
-      expected: 'enabled',
-      message: `trigger ${names.trigger} is disabled: writes of either side are no longer synced`,
-    });
+  for (const { trigger, fn } of syncTriggers(names, state.facts)) {
+    const sync = (
+      await client.query<{ mode: string | null }>(
+        `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
+        [`${fn}()`],
+      )
+    ).rows[0];
+    if (sync && !modes.includes(sync.mode) && !modes.includes(null)) {
+      problems.push({
+        object: `function ${fn}()`,
+        problem: 'wrong mode',
+        expected: `mode ${modes.join(' or ')}`,
+        message: `the sync trigger function ${fn}() is in mode ${sync.mode ?? 'unknown'}, but ${phaseName(at)} leaves it ${modes.join(' or ')}`,
+      });
+    }
+    const disabled = (
+      await client.query<{ disabled: boolean }>(`SELECT tgenabled = 'D' AS disabled FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`, [
+        qualified(state.facts.table),
+        unquote(trigger),
+      ])
+    ).rows[0];
+    if (disabled?.disabled) {
+      problems.push({
+        object: `trigger ${trigger}`,
+        problem: 'wrong mode',
+        expected: 'enabled',
+        message: `trigger ${trigger} is disabled: writes of either side are no longer synced`,
+      });
+    }
   }
   return problems;
 }

@@ -149,4 +149,10 @@ export interface InlinedExpressions {
   readonly forwardOnNew?: readonly string[] | undefined;
   /** `reverse` over `new.<new column>`; also absent when a new column's expressions name it otherwise (a retype). */
   readonly reverseOnNew?: readonly string[] | undefined;
+  /**
+   * One trigger and one function per event, INSERT and UPDATE, so neither
+   * body asks `TG_OP`; absent in plans started before, which keep one
+   * trigger for both.
+   */
+  readonly perEvent?: boolean | undefined;
 }

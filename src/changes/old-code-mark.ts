@@ -12,7 +12,8 @@ export function oldCodeSetting(plan: string): string {
 
 /**
  * The statements the sync trigger runs where a client wrote the old side
- * (not where the trigger derived it): the old-code gate's evidence. Per row
+ * (not where the trigger derived it; `when`, if given, is what says so): the
+ * old-code gate's evidence. Per row
  * it reads one session-local setting: no shared state, no row written, no
  * setting changed. On a session's first old-code write it sets the setting
  * and calls `old_code_write()`, which records the session (pid and start,
@@ -26,11 +27,12 @@ export function oldCodeSetting(plan: string): string {
  * failure is swallowed, because the gate must never fail an application's
  * write. The subtransaction of that block is entered once per session.
  */
-export function oldCodeMark(plan: string, stateSchema: string, pad: string): string[] {
+export function oldCodeMark(plan: string, stateSchema: string, pad: string, when?: string): string[] {
   const setting = literal(oldCodeSetting(plan));
+  // `when` goes into the same test: plpgsql prepares every expression it evaluates once per transaction, so one test costs less than two.
   return [
     `${pad}-- pgshift old-code gate: a client wrote the old side`,
-    `${pad}IF current_setting(${setting}, true) IS NULL THEN`,
+    `${pad}IF ${when ? `(${when}) AND ` : ''}current_setting(${setting}, true) IS NULL THEN`,
     `${pad}  PERFORM set_config(${setting}, 'recorded', false);`,
     `${pad}  BEGIN`,
     `${pad}    PERFORM ${ident(stateSchema)}.old_code_write(${literal(plan)});`,

@@ -7,7 +7,7 @@ import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
 import { kindOf, type Change } from './kinds/registry.js';
-import { createTrigger, expressionFunctions, objectNames, syncFunction, type ObjectNames, type SyncMode } from './sql-objects.js';
+import { createTriggers, dropTriggers, expressionFunctions, objectNames, syncFunctions, syncTriggers, type ObjectNames, type SyncMode } from './sql-objects.js';
 
 /** What the compiler reads of a plan (the whole plan is in plan/types.ts, a layer above). */
 export interface CompiledPlan {
@@ -29,11 +29,11 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
   const carry = kind.carries ? facts.carry : undefined;
   const names = objectNames(plan.name, facts);
   const t = qualified(facts.table);
-  const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', [syncFunction(change, names, facts, mode)]);
+  const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', syncFunctions(change, names, facts, mode));
   const oldWithDefault = change.old.filter((c) => c.default !== null);
   const oldNotNull = change.old.filter((c) => c.notNull);
   const functions = [
-    names.syncFunction + '()',
+    ...syncTriggers(names, facts).map((s) => `${s.fn}()`),
     ...change.new.map((_, i) => signature(names.forward(i), change.old)),
     ...change.old.map((_, i) => signature(names.reverse(i), change.new)),
   ];
@@ -68,16 +68,16 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
       apply: [
         ddl('create the expression functions and the sync function', 'none', [
           ...expressionFunctions(change, names),
-          syncFunction(change, names, facts, 'two-way'),
+          ...syncFunctions(change, names, facts, 'two-way'),
         ]),
-        ddl('install the sync trigger', 'SHARE ROW EXCLUSIVE', [createTrigger(names, facts)]),
+        ddl('install the sync trigger', 'SHARE ROW EXCLUSIVE', createTriggers(names, facts)),
       ],
       rollback: [
         // DROP TRIGGER takes ACCESS EXCLUSIVE (seen in pg_locks), unlike CREATE TRIGGER; catalog-only, so held for an instant.
         // Skipped when there is no trigger (dual-write failed before it): a
         // missing trigger's DROP IF EXISTS takes only ACCESS SHARE, so it must
         // not wait outside the queue for ACCESS EXCLUSIVE.
-        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', [`DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`], triggerGone(names, t)),
+        ddl('drop the sync trigger (catalog-only)', 'ACCESS EXCLUSIVE', dropTriggers(names, facts, t), triggerGone(names, facts, t)),
         ddl(
           'drop the functions',
           'none',
@@ -155,7 +155,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
                 `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
                 'ACCESS EXCLUSIVE',
                 [
-                  `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                  ...dropTriggers(names, facts, t),
                   ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
                   ...contractViewStatements(facts.views),
                   `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
@@ -171,7 +171,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
                 (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
               'ACCESS EXCLUSIVE',
               [
-                `DROP TRIGGER IF EXISTS ${names.trigger} ON ${t}`,
+                ...dropTriggers(names, facts, t),
                 ...contractViewStatements(facts.views),
                 `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
               ],
@@ -187,8 +187,9 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
   };
 }
 
-function triggerGone(names: ObjectNames, t: string): string {
-  return `SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${literal(t)}) AND tgname = ${literal(unquote(names.trigger))}) AS done`;
+function triggerGone(names: ObjectNames, facts: PlanFacts, t: string): string {
+  const triggers = syncTriggers(names, facts).map((s) => literal(unquote(s.trigger)));
+  return `SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${literal(t)}) AND tgname IN (${triggers.join(', ')})) AS done`;
 }
 
 function signature(fn: string, params: readonly { type: string }[]): string {

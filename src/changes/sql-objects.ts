@@ -11,8 +11,14 @@ export interface ObjectNames {
   readonly plan: string;
   readonly forward: (index: number) => string;
   readonly reverse: (index: number) => string;
+  /** The sync function (of UPDATE events only, when the plan has one trigger per event). */
   readonly syncFunction: string;
+  /** The sync function of INSERT events, when the plan has one trigger per event. */
+  readonly insertFunction: string;
+  /** The sync trigger (of UPDATE events only, when the plan has one trigger per event). */
   readonly trigger: string;
+  /** The sync trigger of INSERT events, when the plan has one trigger per event. */
+  readonly insertTrigger: string;
   readonly notNullCheck: (column: string) => string;
   readonly uniqueIndex: (column: string) => string;
 }
@@ -26,7 +32,9 @@ export function objectNames(plan: string, facts: PlanFacts): ObjectNames {
     forward: (i) => fn(objectName(plan, `fwd${i}`)),
     reverse: (i) => fn(objectName(plan, `rev${i}`)),
     syncFunction: fn(objectName(plan, 'sync')),
+    insertFunction: fn(objectName(plan, 'sync_insert')),
     trigger: ident(objectName('pgshift', plan)),
+    insertTrigger: ident(objectName('pgshift', plan, 'insert')),
     notNullCheck: (column) => ident(objectName(facts.table.name, column, 'pgshift_nn')),
     uniqueIndex: (column) => ident(objectName(facts.table.name, column, 'pgshift_uq')),
   };
@@ -88,22 +96,54 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
   );
 }
 
+/** The events one sync trigger fires on. */
+export type SyncEvents = 'INSERT OR UPDATE' | 'INSERT' | 'UPDATE';
+
+/** One sync trigger of a plan: its name, its function, the events it fires on. */
+export interface SyncTrigger {
+  readonly trigger: string;
+  readonly fn: string;
+  readonly events: SyncEvents;
+}
+
 /**
- * The trigger function. On INSERT the side that was given fills the other
- * (the old side wins when both are, since old code never writes the new
- * columns, unless the old side already equals what the reverse expressions
- * give from the new side: that is a row an UPDATE moved to another partition,
- * which the UPDATE branch synced on its way out, and recomputing the new side
- * from a lossy reverse would change what new code wrote); on UPDATE the side
- * that changed fills the other (the new side wins when both changed: that
- * writer knows both).
+ * The plan's sync triggers: one per event, INSERT and UPDATE, for plans
+ * started by a pgshift that makes them (`inline.perEvent`), so that neither
+ * function spends an expression on `TG_OP` (about a microsecond of every
+ * write: docs/trigger.md); one for both events in plans started before.
+ */
+export function syncTriggers(names: ObjectNames, facts: PlanFacts): SyncTrigger[] {
+  return facts.inline?.perEvent
+    ? [
+        { trigger: names.insertTrigger, fn: names.insertFunction, events: 'INSERT' },
+        { trigger: names.trigger, fn: names.syncFunction, events: 'UPDATE' },
+      ]
+    : [{ trigger: names.trigger, fn: names.syncFunction, events: 'INSERT OR UPDATE' }];
+}
+
+/** `CREATE OR REPLACE FUNCTION` of each of the plan's sync functions, in `mode` (see {@link syncFunction}). */
+export function syncFunctions(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string[] {
+  return syncTriggers(names, facts).map((t) => syncFunction(change, names, facts, mode, t));
+}
+
+/**
+ * A sync trigger's function. On INSERT the side that was given fills the
+ * other (the old side wins when both are, since old code never writes the
+ * new columns, unless the old side already equals what the reverse
+ * expressions give from the new side: that is a row an UPDATE moved to
+ * another partition, which the UPDATE branch synced on its way out, and
+ * recomputing the new side from a lossy reverse would change what new code
+ * wrote); on UPDATE the side that changed fills the other (the new side wins
+ * when both changed: that writer knows both).
  *
- * The branches are ordered so the writes of old code, the ones every row of
- * a live application makes from `dual-write` to `switch-read`, are decided
- * by a single test after `TG_OP`: plpgsql prepares each expression it
- * evaluates once per transaction, and an application's writes are mostly
- * one row per transaction, so each expression on that path costs about a
- * microsecond per write (docs/trigger.md has the measurements).
+ * plpgsql prepares each expression it evaluates once per transaction, and an
+ * application's writes are mostly one row per transaction, so each test or
+ * assignment on a write's path costs about a microsecond of that write
+ * (docs/trigger.md has the measurements). So there is one function per event
+ * (no `TG_OP` to ask), old code's writes, the ones every row of a live
+ * application makes from `dual-write` to `switch-read`, are decided by the
+ * first test, and the gate's mark shares its test with the condition it
+ * depends on.
  *
  * With `facts.inline` (plans started on PostgreSQL 14+ by a version that
  * inlines) the expressions are written into the body as PostgreSQL printed
@@ -116,11 +156,17 @@ export function reverseCalls(change: ColumnChange, names: ObjectNames, source = 
  * nothing more), and it needs no `SET search_path`, which cost more than the
  * expressions: a session's search_path can no longer change what a name
  * means. The backfill's own writes are recognised in the body, by the only
- * branch they could enter (see {@link createTrigger}). Older plans keep the
+ * branch they could enter (see {@link createTriggers}). Older plans keep the
  * form they started with: calls of the expression functions under a fixed
  * search_path, the backfill skipped by the trigger's WHEN clause.
  */
-export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode): string {
+export function syncFunction(
+  change: ColumnChange,
+  names: ObjectNames,
+  facts: PlanFacts,
+  mode: SyncMode,
+  target: SyncTrigger = { trigger: names.trigger, fn: names.syncFunction, events: 'INSERT OR UPDATE' },
+): string {
   const inline = facts.inline;
   const pad = (depth: number): string => '  '.repeat(depth);
   const anyNew = change.new.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
@@ -160,49 +206,55 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   // re-derive the old side. Only a new-code update could, so only that branch asks (and the one-way body).
   const notBackfill = inline ? `current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'` : null;
   // The old-code gate's evidence (old-code-mark.ts): where a client, not the trigger, wrote the old side.
-  const mark = (depth: number): string[] => oldCodeMark(names.plan, facts.stateSchema, pad(depth));
+  const mark = (depth: number, when?: string): string[] => oldCodeMark(names.plan, facts.stateSchema, pad(depth), when);
   const anyOld = change.old.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
-  const markIfOld = (depth: number): string[] => [`${pad(depth)}IF ${anyOld} THEN`, ...mark(depth + 1), `${pad(depth)}END IF;`];
-  const body =
-    mode === 'one-way'
-      ? [
-          // Old code is gone by now: a client that still writes the old side is seen before the derivation overwrites it.
-          `  IF TG_OP = 'INSERT' THEN`,
-          ...markIfOld(2),
-          `  ELSIF ${changed(change.old)} THEN`,
-          ...mark(2),
-          `  END IF;`,
-          ...(notBackfill ? [`  IF ${notBackfill} THEN`, ...fillOld(2), `  END IF;`] : fillOld(1)),
-          `  RETURN NEW;`,
-        ]
-      : [
-          `  IF TG_OP = 'INSERT' THEN`,
-          `    IF NOT (${anyNew}) THEN`,
-          `      -- old code's insert`,
-          ...markIfOld(3),
-          ...defaults(3),
-          ...fillNew(3),
-          `    ELSIF ${allOldNull} THEN`,
-          `      -- new code's insert`,
-          ...fillOld(3),
-          `    ELSE`,
-          ...keepMoved(3),
-          ...markIfOld(3),
-          ...defaults(3),
-          ...fillNew(3),
-          `    END IF;`,
-          `  ELSIF (${changed(change.old)}) AND NOT (${changed(change.new)}) THEN`,
-          `    -- old code's update`,
-          ...mark(2),
-          ...fillNew(2),
-          `  ELSIF ${notBackfill ? `(${changed(change.new)}) AND ${notBackfill}` : changed(change.new)} THEN`,
-          `    -- new code's update`,
-          ...fillOld(2),
-          `  END IF;`,
-          `  RETURN NEW;`,
-        ];
+  const oldUpdate = `(${changed(change.old)}) AND NOT (${changed(change.new)})`;
+  const newUpdate = notBackfill ? `(${changed(change.new)}) AND ${notBackfill}` : changed(change.new);
+  /** Two-way: an insert's branches. */
+  const insert = (depth: number): string[] => [
+    `${pad(depth)}IF NOT (${anyNew}) THEN`,
+    `${pad(depth + 1)}-- old code's insert`,
+    ...mark(depth + 1, anyOld),
+    ...defaults(depth + 1),
+    ...fillNew(depth + 1),
+    `${pad(depth)}ELSIF ${allOldNull} THEN`,
+    `${pad(depth + 1)}-- new code's insert`,
+    ...fillOld(depth + 1),
+    `${pad(depth)}ELSE`,
+    ...keepMoved(depth + 1),
+    ...mark(depth + 1, anyOld),
+    ...defaults(depth + 1),
+    ...fillNew(depth + 1),
+    `${pad(depth)}END IF;`,
+  ];
+  /** Two-way: an update's branches, after `first` (`IF` or `ELSIF`). */
+  const update = (depth: number, first: string): string[] => [
+    `${pad(depth)}${first} ${oldUpdate} THEN`,
+    `${pad(depth + 1)}-- old code's update`,
+    ...mark(depth + 1),
+    ...fillNew(depth + 1),
+    `${pad(depth)}ELSIF ${newUpdate} THEN`,
+    `${pad(depth + 1)}-- new code's update`,
+    ...fillOld(depth + 1),
+  ];
+  // One-way: old code is gone by now; a client that still writes the old side is seen before the derivation overwrites it.
+  const derive = (guard: boolean): string[] => (guard && notBackfill ? [`  IF ${notBackfill} THEN`, ...fillOld(2), `  END IF;`] : fillOld(1));
+  const bodies: Record<'one-way' | 'two-way', Record<SyncEvents, string[]>> = {
+    'one-way': {
+      'INSERT OR UPDATE': [`  IF TG_OP = 'INSERT' THEN`, ...mark(2, anyOld), `  ELSIF ${changed(change.old)} THEN`, ...mark(2), `  END IF;`, ...derive(true)],
+      // The backfill never inserts.
+      INSERT: [...mark(1, anyOld), ...derive(false)],
+      UPDATE: [...mark(1, changed(change.old)), ...derive(true)],
+    },
+    'two-way': {
+      'INSERT OR UPDATE': [`  IF TG_OP = 'INSERT' THEN`, ...insert(2), ...update(1, 'ELSIF'), `  END IF;`],
+      INSERT: insert(1),
+      UPDATE: [...update(1, 'IF'), `  END IF;`],
+    },
+  };
+  const body = [...bodies[mode === 'one-way' ? 'one-way' : 'two-way'][target.events], `  RETURN NEW;`];
   return (
-    `CREATE OR REPLACE FUNCTION ${names.syncFunction}() RETURNS trigger LANGUAGE plpgsql\n` +
+    `CREATE OR REPLACE FUNCTION ${target.fn}() RETURNS trigger LANGUAGE plpgsql\n` +
     (inline ? '' : `SET search_path = ${facts.searchPath}\n`) +
     `AS ${BODY_TAG}\n${inline ? '#variable_conflict use_column\n' : ''}-- pgshift sync, mode ${mode}\nBEGIN\n${body.join('\n')}\nEND\n${BODY_TAG}`
   );
@@ -212,20 +264,23 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
 export const BACKFILL_SETTING = 'pgshift.backfill';
 
 /**
- * The trigger. The backfill's own writes set the new side from the old
- * explicitly and must never re-derive the old side, so the trigger stands
- * aside in its transactions (`pgshift.backfill` on). Inlined plans test that
- * in the function's body, in the new-code update branch, the only one a
- * backfill write can enter; older plans in a WHEN clause. A WHEN clause is
- * read and prepared by the executor for every statement that writes the
+ * The sync triggers. The backfill's own writes set the new side from the
+ * old explicitly and must never re-derive the old side, so the trigger
+ * stands aside in its transactions (`pgshift.backfill` on). Inlined plans
+ * test that in the function's body, in the new-code update branch, the only
+ * one a backfill write can enter; older plans in a WHEN clause. A WHEN clause
+ * is read and prepared by the executor for every statement that writes the
  * table, which cost a one-row write more than the rest of the trigger's body
  * (docs/trigger.md); in exchange each backfilled row now calls the function.
  */
-export function createTrigger(names: ObjectNames, facts: PlanFacts): string {
+export function createTriggers(names: ObjectNames, facts: PlanFacts): string[] {
   const when = facts.inline ? '' : ` WHEN (current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on')`;
-  return (
-    `CREATE OR REPLACE TRIGGER ${names.trigger} BEFORE INSERT OR UPDATE ON ${qualified(facts.table)}\n` +
-    `FOR EACH ROW${when}\n` +
-    `EXECUTE FUNCTION ${names.syncFunction}()`
+  return syncTriggers(names, facts).map(
+    (t) => `CREATE OR REPLACE TRIGGER ${t.trigger} BEFORE ${t.events} ON ${qualified(facts.table)}\n` + `FOR EACH ROW${when}\n` + `EXECUTE FUNCTION ${t.fn}()`,
   );
+}
+
+/** `DROP TRIGGER IF EXISTS` of each of the plan's sync triggers on `table` (qualified). */
+export function dropTriggers(names: ObjectNames, facts: PlanFacts, table: string): string[] {
+  return syncTriggers(names, facts).map((t) => `DROP TRIGGER IF EXISTS ${t.trigger} ON ${table}`);
 }

@@ -118,7 +118,9 @@ export async function phasePrivileges(
 
   // The plan's own functions, when an earlier phase (perhaps run by another role) made them: replaced and dropped later on.
   const outline = outlineOf(plan.change);
-  const names = ['sync', ...outline.adds.map((_, i) => `fwd${i}`), ...outline.reads.map((_, i) => `rev${i}`)].map((n) => objectName(plan.name, n));
+  const names = ['sync', 'sync_insert', ...outline.adds.map((_, i) => `fwd${i}`), ...outline.reads.map((_, i) => `rev${i}`)].map((n) =>
+    objectName(plan.name, n),
+  );
   const later = phases.filter((p) => p !== 'expand' && p !== 'backfill');
   if (later.length) {
     const fns = await client.query<{ fn: string; owner: string }>(

@@ -81,7 +81,8 @@ describe('a phase that fails part-way', () => {
     expect(failed!.error?.name).toBe('LockTimeoutError');
     const [st] = await status([p], options);
     expect(st).toMatchObject({ phase: 'expand', status: 'failed', next: 'dual-write', lastError: expect.stringContaining('gave up on a lock') });
-    expect(await db.sql(`SELECT count(*)::int AS n FROM pg_proc WHERE proname LIKE 'split-half%'`)).toEqual([{ n: 4 }]);
+    // Two forward, one reverse, and the sync functions of INSERT and UPDATE.
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pg_proc WHERE proname LIKE 'split-half%'`)).toEqual([{ n: 5 }]);
 
     // Roll back the half-applied phase: its functions go, the plan stays at expand.
     const back = await rollback(p, 'current', options);

@@ -105,8 +105,16 @@ describe('the dual-write trigger', () => {
     expect(fn!.src).toContain(`NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`);
     expect(fn!.src).not.toContain('DECLARE');
     expect(fn!.src).not.toMatch(/folks_(fwd|rev)/);
-    const [trigger] = await db.sql<{ def: string }>(`SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname = 'pgshift_folks'`);
-    expect(trigger!.def).not.toContain('WHEN');
+    // One trigger per event: neither function spends an expression on TG_OP.
+    const triggers = await db.sql<{ def: string }>(`SELECT pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgname LIKE 'pgshift_folks%' ORDER BY tgname`);
+    expect(triggers.map((t) => t.def.replace(/ ON .*/, ''))).toEqual([
+      'CREATE TRIGGER pgshift_folks BEFORE UPDATE',
+      'CREATE TRIGGER pgshift_folks_insert BEFORE INSERT',
+    ]);
+    for (const t of triggers) expect(t.def).not.toContain('WHEN');
+    const [insert] = await db.sql<{ src: string }>(`SELECT prosrc AS src FROM pg_proc WHERE proname = 'folks_sync_insert'`);
+    expect(insert!.src).toContain(`NEW."first_name" := split_part(new.full_name, ' '::text, 1);`);
+    for (const src of [fn!.src, insert!.src]) expect(src).not.toContain('TG_OP');
   });
 });
 

@@ -87,11 +87,11 @@ describe('split: exact SQL of every phase', () => {
     oldDefaults: ["'anonymous'::text"],
   };
   /** The old-code gate's statements where a client wrote the old side (see old-code-mark.ts). */
-  const mark = (d: number): string[] => {
+  const mark = (d: number, when = ''): string[] => {
     const p = '  '.repeat(d);
     return [
       `${p}-- pgshift old-code gate: a client wrote the old side`,
-      `${p}IF current_setting('pgshift.ow_split_users_full_name', true) IS NULL THEN`,
+      `${p}IF ${when}current_setting('pgshift.ow_split_users_full_name', true) IS NULL THEN`,
       `${p}  PERFORM set_config('pgshift.ow_split_users_full_name', 'recorded', false);`,
       `${p}  BEGIN`,
       `${p}    PERFORM "pgshift".old_code_write('split-users-full-name');`,
@@ -101,7 +101,7 @@ describe('split: exact SQL of every phase', () => {
     ];
   };
   /** `mark` when any old column was written. */
-  const markIfOld = (d: number): string[] => [`${'  '.repeat(d)}IF NEW."full_name" IS NOT NULL THEN`, ...mark(d + 1), `${'  '.repeat(d)}END IF;`];
+  const markIfOld = (d: number): string[] => mark(d, '(NEW."full_name" IS NOT NULL) AND ');
   /** The two-way body around the given fills (old code's insert, new code's insert, a moved row, old code's update, new code's update). */
   const twoWay = (fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => [
     `  IF TG_OP = 'INSERT' THEN`,
@@ -227,6 +227,88 @@ describe('split: exact SQL of every phase', () => {
         '$pgshift_body$',
       ].join('\n'),
     );
+  });
+
+  it('with one trigger per event, neither function asks TG_OP, and every phase that drops the trigger drops both', () => {
+    const perEvent = compileProgram(plan(SPLIT_YAML), {
+      ...facts,
+      inline: {
+        ...inline,
+        forwardOnNew: ["split_part(new.full_name, ' '::text, 1)", "NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name)"],
+        reverseOnNew: ["concat_ws(' '::text, new.first_name, new.last_name)"],
+        perEvent: true,
+      },
+    });
+    const fillOld = (d: number): string[] => [`${'  '.repeat(d)}NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`];
+    const fillNew = (d: number): string[] => [
+      `${'  '.repeat(d)}NEW."first_name" := split_part(new.full_name, ' '::text, 1);`,
+      `${'  '.repeat(d)}NEW."last_name" := NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name);`,
+    ];
+    const fn = (name: string): string[] => [
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_${name}"() RETURNS trigger LANGUAGE plpgsql`,
+      'AS $pgshift_body$',
+      '#variable_conflict use_column',
+    ];
+    const dualWrite = sql(perEvent['dual-write'].apply);
+    expect(dualWrite[3]).toBe(
+      [
+        ...fn('sync_insert'),
+        '-- pgshift sync, mode two-way',
+        'BEGIN',
+        `  IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
+        `    -- old code's insert`,
+        ...markIfOld(2),
+        ...fillNew(2),
+        `  ELSIF NEW."full_name" IS NULL THEN`,
+        `    -- new code's insert`,
+        ...fillOld(2),
+        '  ELSE',
+        `    IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
+        '      RETURN NEW;',
+        '    END IF;',
+        ...markIfOld(2),
+        ...fillNew(2),
+        '  END IF;',
+        '  RETURN NEW;',
+        'END',
+        '$pgshift_body$',
+      ].join('\n'),
+    );
+    expect(dualWrite[4]).toBe(
+      [
+        ...fn('sync'),
+        '-- pgshift sync, mode two-way',
+        'BEGIN',
+        `  IF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
+        `    -- old code's update`,
+        ...mark(2),
+        ...fillNew(2),
+        `  ELSIF (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") AND current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
+        `    -- new code's update`,
+        ...fillOld(2),
+        '  END IF;',
+        '  RETURN NEW;',
+        'END',
+        '$pgshift_body$',
+      ].join('\n'),
+    );
+    expect(dualWrite.slice(5)).toEqual([
+      'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name_insert" BEFORE INSERT ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync_insert"()',
+      'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
+    ]);
+    for (const text of sql(perEvent['stop-write'].apply).filter((t) => t.includes('-- pgshift sync'))) expect(text).not.toContain('TG_OP');
+    // One-way: the mark shares the test that says a client wrote the old side; the backfill never inserts.
+    expect(sql(perEvent['stop-write'].apply).find((t) => t.includes('_sync"()'))).toContain(
+      `  IF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND current_setting('pgshift.ow_split_users_full_name', true) IS NULL THEN`,
+    );
+    expect(sql(perEvent['stop-write'].apply).find((t) => t.includes('_sync_insert"()'))).not.toContain('pgshift.backfill');
+    const drops = [
+      'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name_insert" ON "public"."users"',
+      'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name" ON "public"."users"',
+    ];
+    expect(sql(perEvent['dual-write'].rollback).slice(0, 2)).toEqual(drops);
+    expect(sql(perEvent['dual-write'].rollback)).toContain('DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync_insert"()');
+    expect(sql(perEvent.contract.apply)).toEqual(expect.arrayContaining([...drops, 'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync_insert"()']));
   });
 
   it('backfill fills and verifies; its rollback only forgets the checkpoint', () => {
