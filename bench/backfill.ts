@@ -184,7 +184,7 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       );
       print(
         `  batches: ${run.batches.count} (median ${run.batches.medianMs.toFixed(0)} ms, next size ${run.batches.first} → ${run.batches.last}); ` +
-          `UPDATE statements ${secs(run.batches.updateMs)}, finding batch ends ${secs(run.batches.boundMs)}`,
+          `batch transactions (BEGIN to COMMIT) ${secs(run.batches.updateMs)}, waiting for batch ends ${secs(run.batches.boundMs)}`,
       );
     }
 

@@ -7,7 +7,8 @@ import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
 import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
 import { VERSION } from '../version.js';
-import { runBatchWithRetries } from './batch.js';
+import { batchGuards, runBatchWithRetries } from './batch.js';
+import { BatchEnds } from './bounds.js';
 import { BatchSizer } from './batch-size.js';
 import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
@@ -89,13 +90,18 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   } else {
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
-    for (const segment of segments) {
-      if (segment.id)
-        log.info(
-          { partition: segment.id, upperKey: segment.upper },
-          `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`,
-        );
-      await walk(input, segment, segment.from, sizer, lagProbe, tracker);
+    const ends = await openBatchEnds(input, `pgshift bounds ${VERSION}`);
+    try {
+      for (const segment of segments) {
+        if (segment.id)
+          log.info(
+            { partition: segment.id, upperKey: segment.upper },
+            `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`,
+          );
+        await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends);
+      }
+    } finally {
+      await ends.close();
     }
   }
   await finish(input);
@@ -171,6 +177,7 @@ async function walk(
   sizer: BatchSizer,
   lagProbe: ReplicaLagProbe,
   tracker: ProgressTracker,
+  ends: BatchEnds,
   stop: () => boolean = () => false,
 ): Promise<void> {
   const { ctx, plan } = input;
@@ -186,7 +193,7 @@ async function walk(
     }
     ctx.stillHeld?.();
     const batchStarted = performance.now();
-    const batch = await runBatchWithRetries(input, sizer, segment, lower);
+    const batch = await runBatchWithRetries(input, sizer, segment, lower, ends);
     const committedMs = performance.now() - batchStarted;
     ctx.log.debug(
       {
@@ -208,6 +215,12 @@ async function walk(
     if (plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
     lower = batch.end;
   }
+}
+
+/** The batch-end finder of a walk: a connection of its own named `applicationName`, or the walk's connection when none can be opened. */
+function openBatchEnds(input: BackfillInput, applicationName: string): Promise<BatchEnds> {
+  const { ctx, plan, facts } = input;
+  return BatchEnds.open(ctx.connection, applicationName, ctx.client, facts.key, batchGuards(plan.guards, plan.backfill.targetBatchMs), ctx.log);
 }
 
 /**
@@ -238,7 +251,12 @@ async function runWorkers(
             store: new StateStore(client, store.schema),
           };
           const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
-          await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, () => failed !== null);
+          const ends = await openBatchEnds(worker, `pgshift bounds ${segment.worker} ${VERSION}`);
+          try {
+            await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, ends, () => failed !== null);
+          } finally {
+            await ends.close();
+          }
         } catch (error) {
           failed ??= { error };
         }

@@ -11,7 +11,8 @@ import type { BackfillInput, Segment } from './input.js';
 import { planTransactionSettings } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
 import { fillNewAssignments, newSideStale } from './consistency.js';
-import { KEY_INDEX_SETTINGS, keyAsText, keyOrder, rangeWhereLiteral, readKey, type KeyValue } from './keyset.js';
+import { rangeWhereLiteral, type KeyValue } from './keyset.js';
+import type { BatchEnd, BatchEnds } from './bounds.js';
 
 /** A committed batch. */
 export interface BatchResult {
@@ -22,7 +23,7 @@ export interface BatchResult {
   /** Rows actually rewritten (the others were already in sync). */
   readonly written: number;
   readonly ms: number;
-  /** Of which: finding the batch's end key, and the UPDATE (for the debug log and the benchmark). */
+  /** Of which: waiting for the batch's end key (found ahead, mostly), and the batch's statements up to COMMIT (for the debug log and the benchmark). */
   readonly boundMs: number;
   readonly updateMs: number;
   /** The batch reached the upper key. */
@@ -58,7 +59,13 @@ export function batchGuards(guards: Guards, targetMs: number | null): Guards {
  * - statement_timeout: shrink the batch and retry at once, until the
  *   minimum size also times out (this does not use up a retry).
  */
-export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSizer, segment: Segment, lower: KeyValue | null): Promise<BatchResult> {
+export async function runBatchWithRetries(
+  input: BackfillInput,
+  sizer: BatchSizer,
+  segment: Segment,
+  lower: KeyValue | null,
+  ends: BatchEnds,
+): Promise<BatchResult> {
   const { plan } = input;
   const guards = batchGuards(plan.guards, sizer.targetMs);
   // The watcher asks who blocks us halfway through the batch's own lock timeout.
@@ -74,7 +81,11 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
       const started = performance.now();
       const watch = watchBlockers(ctx);
       try {
-        return await runBatch(input, guards, sizer, segment, size, lower);
+        const bound = await ends.find(segment, lower, size);
+        const boundMs = performance.now() - started;
+        // The next batch's end is looked up while this one runs.
+        if (bound.end) ends.prefetch(segment, bound.end, size);
+        return await runBatch(input, guards, sizer, segment, bound, lower, boundMs);
       } catch (error) {
         const ms = performance.now() - started;
         const code = sqlState(error);
@@ -124,26 +135,35 @@ export async function runBatchWithRetries(input: BackfillInput, sizer: BatchSize
 
 /**
  * One batch in one transaction:
- * 1. find the key that ends the batch by walking the key's index from the
- *    lower key (ACCESS SHARE, plain MVCC read: blocks nobody);
- * 2. update the range (ROW EXCLUSIVE on the table, which conflicts only with
- *    SHARE and stronger, i.e. DDL and CREATE INDEX without CONCURRENTLY, so
- *    the application's reads and writes go on; row locks on the rows it
- *    rewrites, which a concurrent writer of the same row waits for until the
- *    batch commits, so batches are kept short). Only rows whose new side is
- *    not what `using` gives are rewritten; in READ COMMITTED a row changed by the application while
- *    the batch waited is re-checked and recomputed from its new version.
- *    When it commits, every row of the range it saw is consistent: the
- *    batch proves its own rows (see `verifyBackfill`);
- * 3. move the checkpoint in the same transaction, with the batch's
+ * 1. update the range after the lower key up to the batch's end (ROW
+ *    EXCLUSIVE on the table, which conflicts only with SHARE and stronger,
+ *    i.e. DDL and CREATE INDEX without CONCURRENTLY, so the application's
+ *    reads and writes go on; row locks on the rows it rewrites, which a
+ *    concurrent writer of the same row waits for until the batch commits, so
+ *    batches are kept short). Only rows whose new side is not what `using`
+ *    gives are rewritten; in READ COMMITTED a row changed by the application
+ *    while the batch waited is re-checked and recomputed from its new
+ *    version. When it commits, every row of the range it saw is consistent:
+ *    the batch proves its own rows (see `verifyBackfill`);
+ * 2. move the checkpoint in the same transaction, with the batch's
  *    transaction id.
- * Statements go in three round trips (the values written as literals, so
- * several statements share one message), since a batch is short and on a
- * busy server every round trip costs: BEGIN, the guards and settings with
- * the batch-end walk; the planner settings put back with the UPDATE; the
- * checkpoint with COMMIT.
+ * The end key was found beforehand (`BatchEnds`), so a batch is two round
+ * trips, the values written as literals so that several statements share
+ * one message: BEGIN, the guards and settings and the UPDATE (and, for the
+ * last, partial batch of a segment, the count of its rows); then the
+ * checkpoint and COMMIT. COMMIT is not sent with the UPDATE: a runner killed
+ * while its batch waits for a row must never have that batch commit after
+ * it.
  */
-async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer, segment: Segment, size: number, lower: KeyValue | null): Promise<BatchResult> {
+async function runBatch(
+  input: BackfillInput,
+  guards: Guards,
+  sizer: BatchSizer,
+  segment: Segment,
+  bound: BatchEnd,
+  lower: KeyValue | null,
+  boundMs: number,
+): Promise<BatchResult> {
   const { ctx, store, plan, facts, change, names } = input;
   const client = ctx.client;
   const key = facts.key;
@@ -155,46 +175,31 @@ async function runBatch(input: BackfillInput, guards: Guards, sizer: BatchSizer,
     return Array.isArray(result) ? result : [result];
   };
   try {
-    const t0 = performance.now();
-    const saved = KEY_INDEX_SETTINGS.map((n, i) => `current_setting('${n}') AS s${i}, set_config('${n}', 'off', true) AS x${i}`).join(', ');
-    const first = await multi(
-      [
-        'BEGIN',
-        `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
-        `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
-        planTransactionSettings(facts, true),
-        `SELECT ${saved}`,
-        `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${rangeWhereLiteral(key, lower, upper)} ORDER BY ${keyOrder(key)} OFFSET ${Math.max(0, Math.round(size) - 1)} LIMIT 1`,
-      ].join(';\n'),
-    );
-    const settings = first.at(-2)!.rows[0] as Record<string, string>;
-    const found = first.at(-1)!.rows[0] as Record<string, unknown> | undefined;
-    const end = found ? readKey(found, key) : [...upper];
-    const t1 = performance.now();
-    const restore = `SELECT ${KEY_INDEX_SETTINGS.map((n, i) => `set_config('${n}', '${settings[`s${i}`] === 'off' ? 'off' : 'on'}', true)`).join(', ')}`;
+    const end: string[] = [...(bound.end ?? upper)];
+    const last = !bound.end || end.every((v, i) => v === upper[i]);
     const range = rangeWhereLiteral(key, lower, end);
-    const second = await multi(
-      [
-        restore,
-        `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
-        // Only the last, partial batch needs counting: a full one covered exactly `size` keys.
-        ...(found ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`]),
-      ].join(';\n'),
-    );
-    const t2 = performance.now();
-    const rows = found ? size : Number((second[2]!.rows[0] as { n: number }).n);
-    const last = !found || end.every((v, i) => v === upper[i]);
-    const ms = performance.now() - started;
-    sizer.observe(rows, ms);
-    // The batch that finishes a partition moves the checkpoint to the start of the next one.
-    const checkpoint =
+    const head = [
+      'BEGIN',
+      `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
+      `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
+      planTransactionSettings(facts, true),
+      `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
+    ];
+    // The checkpoint records the size this batch was sized with; a resumed run starts from it.
+    const checkpoint = (rows: number): string =>
       segment.worker !== undefined
         ? store.checkpointRangeSql(plan.name, segment.worker, end, rows, sizer.size, last)
         : last && segment.next !== undefined
           ? store.checkpointSql(plan.name, null, rows, sizer.size, segment.next)
           : store.checkpointSql(plan.name, end, rows, sizer.size, segment.id);
-    await multi(`${checkpoint};\nCOMMIT`);
-    return { end, rows, written: second[1]!.rowCount ?? 0, ms, boundMs: t1 - t0, updateMs: t2 - t1, last };
+    // A full batch covered exactly `size` keys; the last, partial one counts its own.
+    const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));
+    const rows = bound.end ? bound.size : Number((results.at(-1)!.rows[0] as { n: number }).n);
+    // COMMIT goes only once the UPDATE is seen done: a runner killed while its batch waits never commits it.
+    await multi(`${checkpoint(rows)};\nCOMMIT`);
+    const ms = performance.now() - started;
+    sizer.observe(rows, ms + boundMs);
+    return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, last };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;

@@ -32,7 +32,7 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
       const { ctx, store, plan, facts, change, names } = input;
       const result =
         step.scope === 'backfill'
-          ? await verifyBackfill(ctx.client, store, plan.name, facts, change, names, plan.guards, ctx.log)
+          ? await verifyBackfill(ctx.client, store, plan.name, facts, change, names, plan.guards, ctx.log, ctx.connection)
           : await verifyRows(ctx.client, facts, change, names, plan.guards);
       if (result.differing > 0) throw new VerificationError(plan.name, result.differing, result.sampleKeys);
       return '0 rows differ';

@@ -89,6 +89,26 @@ describe('the backfill phase final check', () => {
     expect(rowsChanged(entries())).toBe(2);
   });
 
+  it('reads a bigger table with several connections, as a parallel scan would, and still catches every row written behind the trigger', async () => {
+    await table('fc_wide', 40_000);
+    const p = plan(splitPlanYaml('split-fc-wide', 'public.fc_wide', '{ batch_size: 2000, pause: 150ms, target_batch_ms: 0 }', GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-wide'))?.rows_done ?? 0) >= 20_000);
+    // One row at the start of the table, one inserted at its end: different chunks, read by different connections.
+    await behindTheTrigger(`UPDATE fc_wide SET full_name = 'Ada Lovelace' WHERE id = 3`);
+    await behindTheTrigger(`INSERT INTO fc_wide (id, full_name) VALUES (50000, 'Grace Hopper')`);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeInstanceOf(VerificationError);
+    expect((outcome!.error as VerificationError).sampleKeys).toEqual([['3'], ['50000']]);
+    const line = entries().find((e) => String(e.msg).startsWith('verify read '))!;
+    // The server's default max_parallel_workers_per_gather (2): the runner's connection and two more.
+    expect(line.readers).toBe(3);
+    expect(line.chunks as number).toBeGreaterThan(3);
+    expect(line.rowsChanged).toBe(2);
+  });
+
   it('reads every row when a forward expression is not immutable, since a written row then proves nothing', async () => {
     await table('fc_volatile', 500);
     const yaml = splitPlanYaml('split-fc-volatile', 'public.fc_volatile', '{ batch_size: 100, pause: 0ms }', GUARDS).replace(

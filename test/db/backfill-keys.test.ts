@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { apply, verify } from '../../src/index.js';
-import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml } from '../helpers/backfill.js';
+import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml, waitFor } from '../helpers/backfill.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
 
@@ -74,4 +74,34 @@ describe('backfill over keys of every shape', () => {
       expect((await verify(p, { databaseUrl: db.url })).differing).toBe(0);
     });
   }
+});
+
+describe('batch ends found ahead', () => {
+  it('looks up the next batch end on a connection of its own while a batch runs, and still covers every row exactly once', async () => {
+    await db.sql(`CREATE TABLE k_ahead (id bigint PRIMARY KEY, full_name text)`);
+    await db.sql(`INSERT INTO k_ahead SELECT g * 3, 'First' || g || ' Last' || g FROM generate_series(1, ${ROWS}) g`);
+    const p = plan(
+      splitPlanYaml(
+        'split-k-ahead',
+        'public.k_ahead',
+        '{ batch_size: 50, pause: 20ms, target_batch_ms: 0 }',
+        '{ lock_timeout: 1s, statement_timeout: 10s, retries: 2 }',
+      ),
+    );
+    const { log, entries } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    const seen = await waitFor('the batch-end connection', async () => {
+      const rows = await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgshift bounds%'`);
+      return rows[0]!.n > 0 ? rows[0]!.n : undefined;
+    });
+    expect(seen).toBe(1);
+    const [outcome] = await running;
+    expect(outcome!.error).toBeUndefined();
+    expect(await inconsistentRows(db, 'k_ahead')).toBe(0);
+    expect(await checkpoint(db, 'split-k-ahead')).toMatchObject({ rows_done: ROWS, finished: true });
+    // Every batch but the first found its end already looked up: the walk waited for none of them.
+    const batches = entries().filter((e) => e.msg === 'backfill batch committed');
+    expect(batches.length).toBe(ROWS / 50);
+    expect(batches.slice(1).every((b) => (b.boundMs as number) < (b.updateMs as number))).toBe(true);
+  });
 });
