@@ -23,6 +23,17 @@ export const DEFAULT_MAX_WAIT_MS = 300_000;
 export const LOCK_WAIT_LOG_EVERY_MS = 5_000;
 /** How often the blockers of a waiting step are looked for again in pg_locks. */
 export const LOCK_WAIT_POLL_MS = 20;
+/**
+ * How long the ANALYZE after a backfill (and before one, on a table never
+ * analyzed) may wait for its SHARE UPDATE EXCLUSIVE lock. That lock
+ * conflicts with no reader or writer (only VACUUM, ANALYZE, CREATE INDEX
+ * CONCURRENTLY and DDL), so queueing for it delays no application query,
+ * and `lock_timeout` (50 ms) is the wrong bound: an autovacuum of the table,
+ * likely right after millions of rows were rewritten, holds that lock and
+ * is cancelled by the deadlock detector only after `deadlock_timeout` (1 s
+ * by default). At 10M rows the 50 ms bound skipped the ANALYZE.
+ */
+export const ANALYZE_LOCK_WAIT_MS = 10_000;
 /** `guards.statement_timeout`: how long one statement (DDL or backfill batch) may run. */
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** `guards.retries`: attempts after the first when a backfill batch finds rows locked. */

@@ -7,6 +7,7 @@ import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
 import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
 import { VERSION } from '../version.js';
+import { ANALYZE_LOCK_WAIT_MS } from '../defaults.js';
 import { batchGuards, runBatchWithRetries } from './batch.js';
 import { BatchEnds } from './bounds.js';
 import { BatchSizer } from './batch-size.js';
@@ -356,9 +357,10 @@ export function remainingSegments(table: QualifiedName, state: BackfillState): S
  * version and the new columns have no statistics yet, so plans of the
  * application's queries on them would be guesses. ANALYZE takes SHARE UPDATE
  * EXCLUSIVE, which conflicts only with VACUUM, ANALYZE, CREATE INDEX
- * CONCURRENTLY and DDL, never with reads or writes; it waits at most
- * lock_timeout (autovacuum on the table yields to it after deadlock_timeout),
- * and a failure only warns: statistics are a courtesy, not correctness.
+ * CONCURRENTLY and DDL, never with reads or writes, so waiting for it queues
+ * no application query; it waits up to `ANALYZE_LOCK_WAIT_MS` (an autovacuum
+ * of the table yields to it after deadlock_timeout), and a failure only
+ * warns: statistics are a courtesy, not correctness.
  */
 async function finish(input: BackfillInput): Promise<void> {
   const { ctx, store, plan, facts } = input;
@@ -367,11 +369,16 @@ async function finish(input: BackfillInput): Promise<void> {
   try {
     // Only the new columns: the others' values did not change, and ANALYZE still updates the table's row and page counts.
     const columns = input.change.new.map((c) => ident(c.name)).join(', ');
-    await withGuards(ctx.client, 'guarded', plan.guards, () => ctx.client.query(`ANALYZE ${qualified(facts.table)} (${columns})`));
+    await withGuards(ctx.client, 'guarded', analyzeGuards(plan.guards), () => ctx.client.query(`ANALYZE ${qualified(facts.table)} (${columns})`));
     ctx.log.info({ ms: Math.round(performance.now() - started) }, `analyzed ${facts.table.schema}.${facts.table.name} after the backfill`);
   } catch (error) {
     ctx.log.warn({ err: (error as Error).message }, `could not ANALYZE ${facts.table.schema}.${facts.table.name} after the backfill; run it when convenient`);
   }
+}
+
+/** The guards of an ANALYZE: its lock blocks no application query, so it may wait longer than `lock_timeout` (see `ANALYZE_LOCK_WAIT_MS`). */
+function analyzeGuards(guards: Guards): Guards {
+  return { ...guards, lockTimeoutMs: Math.max(guards.lockTimeoutMs, ANALYZE_LOCK_WAIT_MS) };
 }
 
 /**
@@ -395,7 +402,7 @@ export async function estimateRows(client: Client, table: QualifiedName, guards:
     ).rows[0]?.n ?? null;
   let n = await read();
   if (n === null) {
-    await withGuards(client, 'guarded', guards, () => client.query(`ANALYZE ${qualified(table)}`)).catch(() => undefined);
+    await withGuards(client, 'guarded', analyzeGuards(guards), () => client.query(`ANALYZE ${qualified(table)}`)).catch(() => undefined);
     n = await read();
   }
   return Math.round(n ?? 0);

@@ -162,3 +162,38 @@ describe('the backfill phase final check', () => {
     expect(entries().find((e) => String(e.msg).startsWith('verify reads every row'))?.msg).toMatch(/partitions were attached/);
   });
 });
+
+describe('the ANALYZE after the backfill', () => {
+  it('waits past lock_timeout for a maintenance lock (as an autovacuum holds), which queues no application query', async () => {
+    await table('an_busy', 2_000);
+    const p = plan(
+      splitPlanYaml('split-an-busy', 'public.an_busy', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 100ms, statement_timeout: 20s, retries: 2 }'),
+    );
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    // What VACUUM and ANALYZE hold: SHARE UPDATE EXCLUSIVE, for far longer than lock_timeout.
+    const vacuum = await db.connect();
+    await vacuum.query('BEGIN');
+    await vacuum.query('LOCK TABLE an_busy IN SHARE UPDATE EXCLUSIVE MODE');
+    const { log, messages } = capturingLogger();
+    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+    await waitFor('the ANALYZE waiting for its lock', async () => {
+      const rows = await db.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ANALYZE %an_busy%'`,
+      );
+      return rows[0]!.n > 0;
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    // The application reads and writes meanwhile, unhindered.
+    await db.sql(`UPDATE an_busy SET full_name = 'Ada Lovelace' WHERE id = 1`);
+    await db.sql(`INSERT INTO an_busy (full_name) VALUES ('Grace Hopper')`);
+    await vacuum.query('COMMIT');
+    await vacuum.end();
+    const [outcome] = await running;
+    expect(outcome!.error).toBeUndefined();
+    expect(messages().some((m) => m.startsWith('analyzed public.an_busy after the backfill'))).toBe(true);
+    const stats = await db.sql<{ attname: string }>(
+      `SELECT attname FROM pg_stats WHERE tablename = 'an_busy' AND attname IN ('first_name', 'last_name') ORDER BY 1`,
+    );
+    expect(stats.map((s) => s.attname)).toEqual(['first_name', 'last_name']);
+  });
+});
