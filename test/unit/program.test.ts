@@ -102,22 +102,27 @@ describe('split: exact SQL of every phase', () => {
   };
   /** `mark` when any old column was written. */
   const markIfOld = (d: number): string[] => mark(d, '(NEW."full_name" IS NOT NULL) AND ');
-  /** The two-way body around the given fills (old code's insert, new code's insert, a moved row, old code's update, new code's update). */
-  const twoWay = (fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => [
-    `  IF TG_OP = 'INSERT' THEN`,
-    `    IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
-    `      -- old code's insert`,
-    ...markIfOld(3),
-    ...fillNew(3),
-    `    ELSIF NEW."full_name" IS NULL THEN`,
-    `      -- new code's insert`,
-    ...fillOld(3),
-    '    ELSE',
-    ...keepMoved,
-    ...markIfOld(3),
-    ...fillNew(3),
-    '    END IF;',
-    `  ELSIF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
+  /** An insert's branches at depth `d` around the given fills (old code's insert, new code's insert, a moved row). */
+  const insertLines = (d: number, fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => {
+    const p = '  '.repeat(d);
+    return [
+      `${p}IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
+      `${p}  -- old code's insert`,
+      ...markIfOld(d + 1),
+      ...fillNew(d + 1),
+      `${p}ELSIF NEW."full_name" IS NULL THEN`,
+      `${p}  -- new code's insert`,
+      ...fillOld(d + 1),
+      `${p}ELSE`,
+      ...keepMoved,
+      ...markIfOld(d + 1),
+      ...fillNew(d + 1),
+      `${p}END IF;`,
+    ];
+  };
+  /** An update's branches (old code's update, new code's update), the first after `first`, and the end of the body. */
+  const updateLines = (first: 'IF' | 'ELSIF', fillNew: (d: number) => string[], fillOld: (d: number) => string[]): string[] => [
+    `  ${first} (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
     `    -- old code's update`,
     ...mark(2),
     ...fillNew(2),
@@ -126,6 +131,12 @@ describe('split: exact SQL of every phase', () => {
     ...fillOld(2),
     '  END IF;',
     '  RETURN NEW;',
+  ];
+  /** The two-way body of one trigger for both events around the given fills. */
+  const twoWay = (fillNew: (d: number) => string[], fillOld: (d: number) => string[], keepMoved: string[]): string[] => [
+    `  IF TG_OP = 'INSERT' THEN`,
+    ...insertLines(2, fillNew, fillOld, keepMoved),
+    ...updateLines('ELSIF', fillNew, fillOld),
   ];
   const header = [
     'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
@@ -250,47 +261,24 @@ describe('split: exact SQL of every phase', () => {
       '#variable_conflict use_column',
     ];
     const dualWrite = sql(perEvent['dual-write'].apply);
+    const keepMoved = [
+      `    IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
+      '      RETURN NEW;',
+      '    END IF;',
+    ];
     expect(dualWrite[3]).toBe(
       [
         ...fn('sync_insert'),
         '-- pgshift sync, mode two-way',
         'BEGIN',
-        `  IF NOT (NEW."first_name" IS NOT NULL OR NEW."last_name" IS NOT NULL) THEN`,
-        `    -- old code's insert`,
-        ...markIfOld(2),
-        ...fillNew(2),
-        `  ELSIF NEW."full_name" IS NULL THEN`,
-        `    -- new code's insert`,
-        ...fillOld(2),
-        '  ELSE',
-        `    IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
-        '      RETURN NEW;',
-        '    END IF;',
-        ...markIfOld(2),
-        ...fillNew(2),
-        '  END IF;',
+        ...insertLines(1, fillNew, fillOld, keepMoved),
         '  RETURN NEW;',
         'END',
         '$pgshift_body$',
       ].join('\n'),
     );
     expect(dualWrite[4]).toBe(
-      [
-        ...fn('sync'),
-        '-- pgshift sync, mode two-way',
-        'BEGIN',
-        `  IF (NEW."full_name" IS DISTINCT FROM OLD."full_name") AND NOT (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") THEN`,
-        `    -- old code's update`,
-        ...mark(2),
-        ...fillNew(2),
-        `  ELSIF (NEW."first_name" IS DISTINCT FROM OLD."first_name" OR NEW."last_name" IS DISTINCT FROM OLD."last_name") AND current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
-        `    -- new code's update`,
-        ...fillOld(2),
-        '  END IF;',
-        '  RETURN NEW;',
-        'END',
-        '$pgshift_body$',
-      ].join('\n'),
+      [...fn('sync'), '-- pgshift sync, mode two-way', 'BEGIN', ...updateLines('IF', fillNew, fillOld), 'END', '$pgshift_body$'].join('\n'),
     );
     expect(dualWrite.slice(5)).toEqual([
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name_insert" BEFORE INSERT ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync_insert"()',
