@@ -203,6 +203,7 @@ async function walk(
         ms: batch.ms,
         boundMs: batch.boundMs,
         updateMs: batch.updateMs,
+        ahead: batch.ahead,
         committedMs,
         next: sizer.size,
         end: batch.end,

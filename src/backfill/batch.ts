@@ -26,6 +26,8 @@ export interface BatchResult {
   /** Of which: waiting for the batch's end key (found ahead, mostly), and the batch's statements up to COMMIT (for the debug log and the benchmark). */
   readonly boundMs: number;
   readonly updateMs: number;
+  /** The end key was looked up ahead, while the previous batch ran. */
+  readonly ahead: boolean;
   /** The batch reached the upper key. */
   readonly last: boolean;
 }
@@ -199,7 +201,7 @@ async function runBatch(
     await multi(`${checkpoint(rows)};\nCOMMIT`);
     const ms = performance.now() - started;
     sizer.observe(rows, ms + boundMs);
-    return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, last };
+    return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, ahead: bound.ahead, last };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;

@@ -10,6 +10,8 @@ import { KEY_INDEX_SETTINGS, keyAsText, keyOrder, rangeWhereLiteral, readKey, ty
 export interface BatchEnd {
   readonly end: KeyValue | null;
   readonly size: number;
+  /** It was looked up ahead, while the previous batch ran. */
+  readonly ahead: boolean;
 }
 
 /**
@@ -72,7 +74,7 @@ export class BatchEnds {
     if (ahead && sameKey(ahead.lower, lower) && ahead.size <= size * AHEAD_MAX_OVERSIZE) {
       const found = await ahead.found;
       // A lookup that failed ahead (a lock wait, a cancel) is simply made again now, where its error counts.
-      if (!(found instanceof Error)) return found;
+      if (!(found instanceof Error)) return { ...found, ahead: true };
     }
     return this.lookup(segment, lower, size);
   }
@@ -114,7 +116,7 @@ export class BatchEnds {
       throw error;
     });
     const row = results.at(-2)!.rows[0];
-    return { end: row ? readKey(row, this.key) : null, size: rounded };
+    return { end: row ? readKey(row, this.key) : null, size: rounded, ahead: false };
   }
 }
 
