@@ -315,7 +315,15 @@ interface BreakdownVariant {
 function breakdownVariants(facts: PlanFacts, plan: string): BreakdownVariant[] {
   const parsed = parsePlan(`plan: ${plan}\ntable: public.bench_split_trigger\n${KINDS.split!.change}\n`, 'split.yaml');
   const change = resolveChange(parsed.change, facts);
-  const names = (fn: string): ReturnType<typeof objectNames> => ({ ...objectNames(plan, facts), syncFunction: `public.${ident(fn)}` });
+  // A variant's functions in public, named after it: the UPDATE (or only) one `fn`, the INSERT one `fn_insert`.
+  const names = (fn: string): ReturnType<typeof objectNames> => ({
+    ...objectNames(plan, facts),
+    syncFunction: `public.${ident(fn)}`,
+    insertFunction: `public.${ident(`${fn}_insert`)}`,
+  });
+  /** The sync functions of the form `f` makes, each on the events its trigger fires on. */
+  const sync = (fn: string, f: PlanFacts): BreakdownVariant['fns'] =>
+    syncTriggers(names(fn), f).map((t) => ({ sql: syncFunction(change, names(fn), f, 'two-way', t), events: t.events }));
   const inline = facts.inline;
   const empty = (fn: string, set = ''): string =>
     `CREATE OR REPLACE FUNCTION public.${ident(fn)}() RETURNS trigger LANGUAGE plpgsql ${set} AS $$ BEGIN RETURN NEW; END $$`;
@@ -327,7 +335,7 @@ function breakdownVariants(facts: PlanFacts, plan: string): BreakdownVariant[] {
     { name: '  + SET search_path', fns: both(empty('bench_empty_set', `SET search_path = ${facts.searchPath}`)), when: null },
     {
       name: 'split: calls, SET search_path, WHEN',
-      fns: both(syncFunction(change, names('bench_calls'), { ...facts, inline: undefined }, 'two-way')),
+      fns: sync('bench_calls', { ...facts, inline: undefined }),
       when: BACKFILL_GUARD,
     },
   ];
@@ -335,18 +343,14 @@ function breakdownVariants(facts: PlanFacts, plan: string): BreakdownVariant[] {
     const blocks = { ...facts, inline: { ...inline, forwardOnNew: undefined, reverseOnNew: undefined, perEvent: undefined } };
     const flat = { ...facts, inline: { ...inline, perEvent: undefined } };
     variants.push(
-      { name: 'split: inlined over variables, WHEN', fns: both(syncFunction(change, names('bench_blocks_when'), blocks, 'two-way')), when: BACKFILL_GUARD },
-      { name: 'split: inlined over variables', fns: both(syncFunction(change, names('bench_blocks'), blocks, 'two-way')), when: null },
+      { name: 'split: inlined over variables, WHEN', fns: sync('bench_blocks_when', blocks), when: BACKFILL_GUARD },
+      { name: 'split: inlined over variables', fns: sync('bench_blocks', blocks), when: null },
     );
     if (inline.forwardOnNew && inline.reverseOnNew) {
-      variants.push({ name: 'split: inlined over NEW, one trigger', fns: both(syncFunction(change, names('bench_flat'), flat, 'two-way')), when: null });
-      const perEvent = { ...facts, inline: { ...inline, perEvent: true } };
-      const own = { ...names('bench_event'), insertFunction: `public.${ident('bench_event_insert')}` };
-      variants.push({
-        name: 'split: one trigger per event (this release)',
-        fns: syncTriggers(own, perEvent).map((t) => ({ sql: syncFunction(change, own, perEvent, 'two-way', t), events: t.events })),
-        when: null,
-      });
+      variants.push(
+        { name: 'split: inlined over NEW, one trigger', fns: sync('bench_flat', flat), when: null },
+        { name: 'split: one trigger per event (this release)', fns: sync('bench_event', { ...facts, inline: { ...inline, perEvent: true } }), when: null },
+      );
     }
   }
   return variants;

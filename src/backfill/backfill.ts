@@ -91,7 +91,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   } else {
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
-    const ends = await openBatchEnds(input, `pgshift bounds ${VERSION}`);
+    const ends = await openBatchEnds(input, sizer, `pgshift bounds ${VERSION}`);
     try {
       for (const segment of segments) {
         if (segment.id)
@@ -219,10 +219,14 @@ async function walk(
   }
 }
 
-/** The batch-end finder of a walk: a connection of its own named `applicationName`, or the walk's connection when none can be opened. */
-function openBatchEnds(input: BackfillInput, applicationName: string): Promise<BatchEnds> {
+/**
+ * The batch-end finder of a walk: a connection of its own named
+ * `applicationName`, or the walk's connection when none can be opened; its
+ * lookups wait for locks as the walk's batches do.
+ */
+function openBatchEnds(input: BackfillInput, sizer: BatchSizer, applicationName: string): Promise<BatchEnds> {
   const { ctx, plan, facts } = input;
-  return BatchEnds.open(ctx.connection, applicationName, ctx.client, facts.key, batchGuards(plan.guards, plan.backfill.targetBatchMs), ctx.log);
+  return BatchEnds.open(ctx.connection, applicationName, ctx.client, facts.key, batchGuards(plan.guards, sizer.targetMs), ctx.log);
 }
 
 /**
@@ -253,7 +257,7 @@ async function runWorkers(
             store: new StateStore(client, store.schema),
           };
           const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
-          const ends = await openBatchEnds(worker, `pgshift bounds ${segment.worker} ${VERSION}`);
+          const ends = await openBatchEnds(worker, sizer, `pgshift bounds ${segment.worker} ${VERSION}`);
           try {
             await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, ends, () => failed !== null);
           } finally {

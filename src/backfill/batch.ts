@@ -187,18 +187,19 @@ async function runBatch(
       planTransactionSettings(facts, true),
       `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
     ];
-    // The checkpoint records the size this batch was sized with; a resumed run starts from it.
-    const checkpoint = (rows: number): string =>
+    // A full batch covered exactly `size` keys; the last, partial one counts its own.
+    const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));
+    const rows = bound.end ? bound.size : Number((results.at(-1)!.rows[0] as { n: number }).n);
+    // The checkpoint records the size this batch was sized with, for a resumed run; the batch that finishes a partition
+    // moves it to the start of the next one.
+    const checkpoint =
       segment.worker !== undefined
         ? store.checkpointRangeSql(plan.name, segment.worker, end, rows, sizer.size, last)
         : last && segment.next !== undefined
           ? store.checkpointSql(plan.name, null, rows, sizer.size, segment.next)
           : store.checkpointSql(plan.name, end, rows, sizer.size, segment.id);
-    // A full batch covered exactly `size` keys; the last, partial one counts its own.
-    const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));
-    const rows = bound.end ? bound.size : Number((results.at(-1)!.rows[0] as { n: number }).n);
     // COMMIT goes only once the UPDATE is seen done: a runner killed while its batch waits never commits it.
-    await multi(`${checkpoint(rows)};\nCOMMIT`);
+    await multi(`${checkpoint};\nCOMMIT`);
     const ms = performance.now() - started;
     sizer.observe(rows, ms + boundMs);
     return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, ahead: bound.ahead, last };

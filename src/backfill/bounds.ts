@@ -1,10 +1,9 @@
-import { qualified } from '../db/ident.js';
 import { connect, type Client } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
 import type { ConnectionOptions } from '../db/client.js';
 import type { Segment } from './input.js';
-import { KEY_INDEX_SETTINGS, keyAsText, keyOrder, rangeWhereLiteral, readKey, type KeyColumns, type KeyValue } from './keyset.js';
+import { batchEndLiteralSql, keyIndexOnlySql, readKey, type KeyColumns, type KeyValue } from './keyset.js';
 
 /** Where a batch ends: the key of its `size`-th row, or null when fewer rows remain (it then goes to the segment's upper key). */
 export interface BatchEnd {
@@ -106,8 +105,8 @@ export class BatchEnds {
         'BEGIN',
         `SET LOCAL lock_timeout = ${Math.round(this.guards.lockTimeoutMs)}`,
         `SET LOCAL statement_timeout = ${Math.round(this.guards.statementTimeoutMs)}`,
-        `SELECT ${KEY_INDEX_SETTINGS.map((n) => `set_config('${n}', 'off', true)`).join(', ')}`,
-        `SELECT ${keyAsText(this.key)} FROM ${qualified(segment.table)} WHERE ${rangeWhereLiteral(this.key, lower, segment.upper)} ORDER BY ${keyOrder(this.key)} OFFSET ${rounded - 1} LIMIT 1`,
+        keyIndexOnlySql(),
+        batchEndLiteralSql(segment.table, this.key, lower, segment.upper, rounded),
         'COMMIT',
       ].join(';\n'),
     ) as unknown as Promise<{ rows: Record<string, unknown>[] }[]>;

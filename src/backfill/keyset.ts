@@ -43,8 +43,17 @@ export function upperKeySql(table: QualifiedName, key: KeyColumns): string {
  * the key's index only; the rows themselves never leave the server.
  */
 export function batchEndSql(table: QualifiedName, key: KeyColumns, hasLower: boolean, hasUpper: boolean): string {
-  return `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${rangeWhere(key, hasLower, hasUpper, 2)}
-           ORDER BY ${keyOrder(key)} OFFSET $1::int8 - 1 LIMIT 1`;
+  return batchEndStatement(table, key, rangeWhere(key, hasLower, hasUpper, 2), '$1::int8 - 1');
+}
+
+/** `batchEndSql` with the keys and the size written as literals (for a statement sent with others, without parameters). */
+export function batchEndLiteralSql(table: QualifiedName, key: KeyColumns, lower: KeyValue | null, upper: KeyValue | null, size: number): string {
+  return batchEndStatement(table, key, rangeWhereLiteral(key, lower, upper), String(size - 1));
+}
+
+function batchEndStatement(table: QualifiedName, key: KeyColumns, where: string, offset: string): string {
+  return `SELECT ${keyAsText(key)} FROM ${qualified(table)} WHERE ${where}
+           ORDER BY ${keyOrder(key)} OFFSET ${offset} LIMIT 1`;
 }
 
 /** `(key > lower) AND (key <= upper)` with parameters starting at `$first`; `true` when unbounded. */
@@ -104,3 +113,8 @@ export function rangeWhereLiteral(key: KeyColumns, lower: KeyValue | null, upper
 
 /** The planner settings `onKeyIndex` turns off around a batch-end walk. */
 export const KEY_INDEX_SETTINGS = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort'] as const;
+
+/** The statement that turns `KEY_INDEX_SETTINGS` off for the rest of a transaction that does nothing else (nothing to put back). */
+export function keyIndexOnlySql(): string {
+  return `SELECT ${KEY_INDEX_SETTINGS.map((n) => `set_config('${n}', 'off', true)`).join(', ')}`;
+}

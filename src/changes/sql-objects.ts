@@ -160,13 +160,7 @@ export function syncFunctions(change: ColumnChange, names: ObjectNames, facts: P
  * form they started with: calls of the expression functions under a fixed
  * search_path, the backfill skipped by the trigger's WHEN clause.
  */
-export function syncFunction(
-  change: ColumnChange,
-  names: ObjectNames,
-  facts: PlanFacts,
-  mode: SyncMode,
-  target: SyncTrigger = { trigger: names.trigger, fn: names.syncFunction, events: 'INSERT OR UPDATE' },
-): string {
+export function syncFunction(change: ColumnChange, names: ObjectNames, facts: PlanFacts, mode: SyncMode, target: SyncTrigger): string {
   const inline = facts.inline;
   const pad = (depth: number): string => '  '.repeat(depth);
   const anyNew = change.new.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');

@@ -3,6 +3,7 @@ import { apply, VerificationError } from '../../src/index.js';
 import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml, waitFor } from '../helpers/backfill.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
+import type { Plan } from '../../src/plan/types.js';
 
 /**
  * The backfill phase's final check proves what the whole-table verify
@@ -45,6 +46,14 @@ async function behindTheTrigger(sql: string): Promise<void> {
   }
 }
 
+/** Start `p`'s backfill with its log captured, and return once `rows` rows are walked: the test then acts between two batches. */
+async function backfillPast(p: Plan, rows: number): Promise<{ running: ReturnType<typeof apply>; entries: () => Record<string, unknown>[] }> {
+  const { log, entries } = capturingLogger();
+  const running = apply([p], 'backfill', { databaseUrl: db.url, log });
+  await waitFor(`${rows} rows walked`, async () => ((await checkpoint(db, p.name))?.rows_done ?? 0) >= rows);
+  return { running, entries };
+}
+
 /** The `verify read N rows changed since their batch` figure, or undefined when the check read every row. */
 function rowsChanged(entries: Record<string, unknown>[]): number | undefined {
   const line = entries.find((e) => String(e.msg).startsWith('verify read '));
@@ -56,9 +65,7 @@ describe('the backfill phase final check', () => {
     await table('fc_clean', 3_000);
     const p = plan(splitPlanYaml('split-fc-clean', 'public.fc_clean', SLOW, GUARDS));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
-    const { log, entries } = capturingLogger();
-    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
-    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-clean'))?.rows_done ?? 0) >= 1_500);
+    const { running, entries } = await backfillPast(p, 1_500);
     // Old code, through the trigger: two rows already walked, one not yet, and a new row.
     await db.sql(`UPDATE fc_clean SET full_name = 'Ada Lovelace' WHERE id IN (10, 20, 2900)`);
     await db.sql(`INSERT INTO fc_clean (full_name) VALUES ('Grace Hopper')`);
@@ -75,9 +82,7 @@ describe('the backfill phase final check', () => {
     await table('fc_tampered', 3_000);
     const p = plan(splitPlanYaml('split-fc-tampered', 'public.fc_tampered', SLOW, GUARDS));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
-    const { log, entries } = capturingLogger();
-    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
-    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-tampered'))?.rows_done ?? 0) >= 1_500);
+    const { running, entries } = await backfillPast(p, 1_500);
     await behindTheTrigger(`UPDATE fc_tampered SET full_name = 'Ada Lovelace' WHERE id = 100`);
     await behindTheTrigger(`INSERT INTO fc_tampered (id, full_name) VALUES (5000, 'Grace Hopper')`);
     const [outcome] = await running;
@@ -93,9 +98,7 @@ describe('the backfill phase final check', () => {
     await table('fc_wide', 40_000);
     const p = plan(splitPlanYaml('split-fc-wide', 'public.fc_wide', '{ batch_size: 2000, pause: 150ms, target_batch_ms: 0 }', GUARDS));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
-    const { log, entries } = capturingLogger();
-    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
-    await waitFor('half the table walked', async () => ((await checkpoint(db, 'split-fc-wide'))?.rows_done ?? 0) >= 20_000);
+    const { running, entries } = await backfillPast(p, 20_000);
     // One row at the start of the table, one inserted at its end: different chunks, read by different connections.
     await behindTheTrigger(`UPDATE fc_wide SET full_name = 'Ada Lovelace' WHERE id = 3`);
     await behindTheTrigger(`INSERT INTO fc_wide (id, full_name) VALUES (50000, 'Grace Hopper')`);
@@ -128,9 +131,7 @@ describe('the backfill phase final check', () => {
     await table('fc_older', 2_000);
     const p = plan(splitPlanYaml('split-fc-older', 'public.fc_older', SLOW, GUARDS));
     expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
-    const { log, entries } = capturingLogger();
-    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
-    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-older'))?.rows_done ?? 0) >= 600);
+    const { running, entries } = await backfillPast(p, 600);
     // What a backfill begun before state schema version 3 looks like once upgraded.
     await db.sql(`UPDATE pgshift.backfill SET since_xid = NULL WHERE plan = 'split-fc-older'`);
     await behindTheTrigger(`UPDATE fc_older SET full_name = 'Ada Lovelace' WHERE id = 7`);
@@ -152,9 +153,7 @@ describe('the backfill phase final check', () => {
     // A table made before the walk starts, with the new columns empty: its rows are older than the walk.
     await db.sql(`CREATE TABLE fc_parts_4 (LIKE fc_parts)`);
     await db.sql(`INSERT INTO fc_parts_4 (id, full_name) VALUES (3001, 'Grace Hopper')`);
-    const { log, entries } = capturingLogger();
-    const running = apply([p], 'backfill', { databaseUrl: db.url, log });
-    await waitFor('a few batches', async () => ((await checkpoint(db, 'split-fc-parts'))?.rows_done ?? 0) >= 600);
+    const { running, entries } = await backfillPast(p, 600);
     await db.sql(`ALTER TABLE fc_parts ATTACH PARTITION fc_parts_4 FOR VALUES FROM (3001) TO (4001)`);
     const [outcome] = await running;
     expect(outcome!.error).toBeInstanceOf(VerificationError);

@@ -157,21 +157,11 @@ describe('migrate plan rehearse', () => {
   });
 
   it('refuses bad input with exit 2 and leaves no scratch database', async () => {
+    /** `plan rehearse PLANS --dir DIR` on the test server, with the trivial old and new code of these cases. */
+    const rehearse = (plans: string[], dir: string, ...more: string[]): ReturnType<typeof runCli> =>
+      runCli(['plan', 'rehearse', ...plans, '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true', ...more]);
     const dir = await planDir({ 'a.yaml': RENAME_YAML, 'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename') });
-    const same = await runCli([
-      'plan',
-      'rehearse',
-      'rename-users-user-name',
-      'other-rename',
-      '--dir',
-      dir,
-      '--database-url',
-      adminUrl,
-      '--old',
-      'true',
-      '--new',
-      'true',
-    ]);
+    const same = await rehearse(['rename-users-user-name', 'other-rename'], dir);
     expect(same.code).toBe(2);
     expect(same.errors).toMatch(/change the same table; a deploy runs one at a time/);
     // The same table named two ways is found once the schema exists.
@@ -179,44 +169,15 @@ describe('migrate plan rehearse', () => {
       'a.yaml': RENAME_YAML,
       'b.yaml': RENAME_YAML.replace('plan: rename-users-user-name', 'plan: other-rename').replace('public.users', 'users'),
     });
-    const unqualified = await runCli([
-      'plan',
-      'rehearse',
-      'rename-users-user-name',
-      'other-rename',
-      '--dir',
-      twoWays,
-      '--database-url',
-      adminUrl,
-      '--setup',
-      SETUP,
-      '--old',
-      'true',
-      '--new',
-      'true',
-    ]);
+    const unqualified = await rehearse(['rename-users-user-name', 'other-rename'], twoWays, '--setup', SETUP);
     expect(unqualified.code).toBe(2);
     expect(unqualified.errors).toMatch(/plans "rename-users-user-name" and "other-rename" change the same table/);
-    const rows = await runCli([
-      'plan',
-      'rehearse',
-      'rename-users-user-name',
-      '--dir',
-      dir,
-      '--database-url',
-      adminUrl,
-      '--old',
-      'true',
-      '--new',
-      'true',
-      '--rows',
-      'many',
-    ]);
+    const rows = await rehearse(['rename-users-user-name'], dir, '--rows', 'many');
     expect(rows.code).toBe(2);
     const noNew = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true']);
     expect(noNew.code).toBe(2);
     // The plan does not fit the schema --setup built (no users table): exit 2, and the scratch database is gone.
-    const noTable = await runCli(['plan', 'rehearse', 'rename-users-user-name', '--dir', dir, '--database-url', adminUrl, '--old', 'true', '--new', 'true']);
+    const noTable = await rehearse(['rename-users-user-name'], dir);
     expect(noTable.code).toBe(2);
     expect(noTable.errors).toMatch(/table "public\.users" does not exist/);
   });

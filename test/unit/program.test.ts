@@ -138,10 +138,34 @@ describe('split: exact SQL of every phase', () => {
     ...insertLines(2, fillNew, fillOld, keepMoved),
     ...updateLines('ELSIF', fillNew, fillOld),
   ];
-  const header = [
-    'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
+  /** The first lines of the inlined sync function named `<plan>_<name>`. */
+  const fn = (name: string): string[] => [
+    `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_${name}"() RETURNS trigger LANGUAGE plpgsql`,
     'AS $pgshift_body$',
     '#variable_conflict use_column',
+  ];
+  const header = fn('sync');
+  /** The expressions printed over NEW (`new.<column>`), and the fills they make. */
+  const overNew = {
+    ...inline,
+    forwardOnNew: ["split_part(new.full_name, ' '::text, 1)", "NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name)"],
+    reverseOnNew: ["concat_ws(' '::text, new.first_name, new.last_name)"],
+  };
+  const fillOldOverNew = (d: number): string[] => [`${'  '.repeat(d)}NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`];
+  const fillNewOverNew = (d: number): string[] => [
+    `${'  '.repeat(d)}NEW."first_name" := split_part(new.full_name, ' '::text, 1);`,
+    `${'  '.repeat(d)}NEW."last_name" := NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name);`,
+  ];
+  /** The one-way body of one trigger for both events, up to the backfill guard around the old side's derivation. */
+  const oneWayHead = [
+    '-- pgshift sync, mode one-way',
+    'BEGIN',
+    `  IF TG_OP = 'INSERT' THEN`,
+    ...markIfOld(2),
+    `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
+    ...mark(2),
+    '  END IF;',
+    `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
   ];
 
   it('with inlined expressions the trigger calls nothing, sets no search_path and has no WHEN clause', () => {
@@ -183,35 +207,13 @@ describe('split: exact SQL of every phase', () => {
     expect(sql(inlined['switch-read'].apply)[1]).toContain(
       `      END IF;\n      IF NEW."full_name" IS NULL THEN NEW."full_name" := 'anonymous'::text; END IF;`,
     );
-    expect(sql(inlined['stop-write'].apply)[1]).toContain(
-      [
-        '-- pgshift sync, mode one-way',
-        'BEGIN',
-        `  IF TG_OP = 'INSERT' THEN`,
-        ...markIfOld(2),
-        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
-        ...mark(2),
-        '  END IF;',
-        `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
-        '    <<pgshift_expr>> DECLARE',
-      ].join('\n'),
-    );
+    expect(sql(inlined['stop-write'].apply)[1]).toContain([...oneWayHead, '    <<pgshift_expr>> DECLARE'].join('\n'));
   });
 
   it('with the expressions printed over NEW, the trigger needs no variables', () => {
-    const inlined = compileProgram(plan(SPLIT_YAML), {
-      ...facts,
-      inline: {
-        ...inline,
-        forwardOnNew: ["split_part(new.full_name, ' '::text, 1)", "NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name)"],
-        reverseOnNew: ["concat_ws(' '::text, new.first_name, new.last_name)"],
-      },
-    });
-    const fillOld = (d: number): string[] => [`${'  '.repeat(d)}NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`];
-    const fillNew = (d: number): string[] => [
-      `${'  '.repeat(d)}NEW."first_name" := split_part(new.full_name, ' '::text, 1);`,
-      `${'  '.repeat(d)}NEW."last_name" := NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name);`,
-    ];
+    const inlined = compileProgram(plan(SPLIT_YAML), { ...facts, inline: overNew });
+    const fillOld = fillOldOverNew;
+    const fillNew = fillNewOverNew;
     const keepMoved = [
       `      IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
       '        RETURN NEW;',
@@ -221,45 +223,14 @@ describe('split: exact SQL of every phase', () => {
       [...header, '-- pgshift sync, mode two-way', 'BEGIN', ...twoWay(fillNew, fillOld, keepMoved), 'END', '$pgshift_body$'].join('\n'),
     );
     expect(sql(inlined['stop-write'].apply)[1]).toBe(
-      [
-        ...header,
-        '-- pgshift sync, mode one-way',
-        'BEGIN',
-        `  IF TG_OP = 'INSERT' THEN`,
-        ...markIfOld(2),
-        `  ELSIF NEW."full_name" IS DISTINCT FROM OLD."full_name" THEN`,
-        ...mark(2),
-        '  END IF;',
-        `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
-        ...fillOld(2),
-        '  END IF;',
-        '  RETURN NEW;',
-        'END',
-        '$pgshift_body$',
-      ].join('\n'),
+      [...header, ...oneWayHead, ...fillOld(2), '  END IF;', '  RETURN NEW;', 'END', '$pgshift_body$'].join('\n'),
     );
   });
 
   it('with one trigger per event, neither function asks TG_OP, and every phase that drops the trigger drops both', () => {
-    const perEvent = compileProgram(plan(SPLIT_YAML), {
-      ...facts,
-      inline: {
-        ...inline,
-        forwardOnNew: ["split_part(new.full_name, ' '::text, 1)", "NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name)"],
-        reverseOnNew: ["concat_ws(' '::text, new.first_name, new.last_name)"],
-        perEvent: true,
-      },
-    });
-    const fillOld = (d: number): string[] => [`${'  '.repeat(d)}NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`];
-    const fillNew = (d: number): string[] => [
-      `${'  '.repeat(d)}NEW."first_name" := split_part(new.full_name, ' '::text, 1);`,
-      `${'  '.repeat(d)}NEW."last_name" := NULLIF(substr(new.full_name, (strpos(new.full_name, ' '::text) + 1)), new.full_name);`,
-    ];
-    const fn = (name: string): string[] => [
-      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_${name}"() RETURNS trigger LANGUAGE plpgsql`,
-      'AS $pgshift_body$',
-      '#variable_conflict use_column',
-    ];
+    const perEvent = compileProgram(plan(SPLIT_YAML), { ...facts, inline: { ...overNew, perEvent: true } });
+    const fillOld = fillOldOverNew;
+    const fillNew = fillNewOverNew;
     const dualWrite = sql(perEvent['dual-write'].apply);
     const keepMoved = [
       `    IF ROW(NEW."full_name") IS NOT DISTINCT FROM ROW(concat_ws(' '::text, new.first_name, new.last_name)) THEN`,
