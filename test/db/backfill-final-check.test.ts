@@ -177,7 +177,7 @@ describe('the ANALYZE after the backfill', () => {
     const running = apply([p], 'backfill', { databaseUrl: db.url, log });
     await waitFor('the ANALYZE waiting for its lock', async () => {
       const rows = await db.sql<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ANALYZE %an_busy%'`,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'ANALYZE %an_busy%'`,
       );
       return rows[0]!.n > 0;
     });

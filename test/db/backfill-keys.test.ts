@@ -91,7 +91,9 @@ describe('batch ends found ahead', () => {
     const { log, entries } = capturingLogger();
     const running = apply([p], 'backfill', { databaseUrl: db.url, log });
     const seen = await waitFor('the batch-end connection', async () => {
-      const rows = await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgshift bounds%'`);
+      const rows = await db.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgshift bounds%'`,
+      );
       return rows[0]!.n > 0 ? rows[0]!.n : undefined;
     });
     expect(seen).toBe(1);

@@ -60,7 +60,9 @@ describe('backfill with several workers', () => {
     const run = startCli(['plan', 'apply', name, '--phase', 'backfill', '--dir', dir], env);
     // Three worker connections at once, and every range under way.
     await waitFor('three workers connected', async () => {
-      const n = await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'pgshift worker %'`);
+      const n = await db.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgshift worker %'`,
+      );
       return n[0]!.n === 3;
     });
     await waitFor('every range under way', async () => {
