@@ -34,7 +34,7 @@ export async function lockHoldersOn(client: Client, tableOid: number, pid: numbe
   const { rows } = await client.query<Blocker>(
     `SELECT ${BLOCKER_COLUMNS}, string_agg(l.mode, ', ') AS mode
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted AND l.pid <> $2
+      WHERE l.locktype = 'relation' AND l.relation = $1 AND l.granted AND l.pid <> $2 AND a.state IS DISTINCT FROM 'idle'
       GROUP BY a.pid, a.state, a.application_name, a.xact_start, a.query_start, a.query
       ORDER BY a.pid`,
     [tableOid, pid],
@@ -60,6 +60,13 @@ export interface WatchedTable {
  * included) without queuing for anything. A prepared transaction holding a
  * lock has no session: it is reported as pid 0. `mode` says what each holds
  * or awaits, on which table.
+ *
+ * `pg_locks` and `pg_stat_activity` are two reads, not one instant: a lock
+ * of a transaction that ended between them shows beside its session, now
+ * idle (and a lock taken between them beside a session still shown idle).
+ * An idle session holds no table lock, and in the second case its
+ * transaction is younger than the read: either way it is not counted, or
+ * every short query of a busy application would be named as a blocker.
  */
 export async function conflictingSessions(monitor: Client, tables: readonly WatchedTable[], pid: number, youngMs = 0): Promise<Blocker[]> {
   const { rows } = await monitor.query<Blocker>(
@@ -74,6 +81,8 @@ export async function conflictingSessions(monitor: Client, tables: readonly Watc
           AND l.mode = ANY (string_to_array(w.modes, ',')) AND l.pid IS DISTINCT FROM $3
           -- xact_start is NULL for another role's session unless the runner may read all stats: then it counts.
           AND (NOT l.granted OR l.pid IS NULL OR a.xact_start IS NULL OR clock_timestamp() - a.xact_start >= $4 * interval '1 millisecond')
+          -- A session shown idle, outside any transaction, holds no table lock (see above): it is not in the way.
+          AND (l.pid IS NULL OR a.state IS DISTINCT FROM 'idle')
         GROUP BY 1)
      SELECT h.pid, coalesce(a.state, CASE WHEN h.pid = 0 THEN 'prepared transaction' END) AS state,
             a.application_name AS "applicationName",

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { planDir, seedUsers, USERS_TABLE } from '../helpers/fixtures.js';
+import { conflictingSessions } from '../../src/db/locks.js';
 
 /**
  * Waiting for locks outside PostgreSQL's lock queue: application queries
@@ -144,6 +145,40 @@ const SHOP_PLAN = `plan: rename-shop-user-name\ntable: shop.users\nrename: { col
 describe('a step that locks several tables', () => {
   beforeAll(async () => {
     await db.sql(SHOP);
+  });
+
+  it('does not name a session pg_stat_activity shows idle beside a lock pg_locks shows it holding (the two are read at different instants)', async () => {
+    const monitor = await db.connect();
+    const holder = await db.connect();
+    const old = await db.connect();
+    try {
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const oldPid = (await old.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      // A transaction already old when the monitor looks: it is in the way.
+      await old.query('BEGIN');
+      await old.query('SELECT count(*) FROM users');
+      await sleep(60);
+      // Within a transaction the monitor's pg_stat_activity stays what it was at its first read, while pg_locks is
+      // read anew: the holder is seen idle, then takes a lock. This is the race between the two reads of one look.
+      await monitor.query('BEGIN');
+      await monitor.query('SELECT count(*) FROM pg_stat_activity');
+      await holder.query('BEGIN');
+      await holder.query('SELECT count(*) FROM users');
+      await sleep(60);
+      const table = {
+        oid: (await monitor.query<{ oid: number }>(`SELECT 'users'::regclass::oid::int8::float8 AS oid`)).rows[0]!.oid,
+        conflicting: ['AccessShareLock'],
+      };
+      const seen = await conflictingSessions(monitor, [table], -1, 20);
+      expect(seen.map((b) => b.pid)).toEqual([oldPid]);
+      expect(holderPid).not.toBe(oldPid);
+      await monitor.query('COMMIT');
+      // Looked at afresh, the holder's transaction is old enough to count.
+      expect((await conflictingSessions(monitor, [table], -1, 20)).map((b) => b.pid).sort()).toEqual([oldPid, holderPid].sort());
+    } finally {
+      await Promise.all([holder, old].map((c) => c.query('ROLLBACK')));
+      await Promise.all([monitor, holder, old].map((c) => c.end()));
+    }
   });
 
   it('plan show claims every table contract locks: the referencing and the referenced table of each foreign key it drops', async () => {
