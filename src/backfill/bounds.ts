@@ -3,7 +3,8 @@ import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
 import type { ConnectionOptions } from '../db/client.js';
 import type { Segment } from './input.js';
-import { batchEndLiteralSql, keyIndexOnlySql, readKey, type KeyColumns, type KeyValue } from './keyset.js';
+import { qualified } from '../db/ident.js';
+import { batchEndLiteralSql, keyIndexOnlySql, rangeWhereLiteral, readKey, type KeyColumns, type KeyValue } from './keyset.js';
 
 /** Where a batch ends: the key of its `size`-th row, or null when fewer rows remain (it then goes to the segment's upper key). */
 export interface BatchEnd {
@@ -36,17 +37,24 @@ const AHEAD_MAX_OVERSIZE = 1.5;
  * covers a range of keys, not a set of rows, and rows that came or went in
  * between are simply in it or not.
  *
+ * The same connection reads back each committed batch's range (`readBack`).
+ *
  * When the connection cannot be opened (max_connections), the lookups run on
- * the walk's connection, just before each batch, as they used to.
+ * the walk's connection, just before each batch, as they used to, and
+ * nothing is read back.
  */
 export class BatchEnds {
   private ahead: { readonly lower: KeyValue | null; readonly size: number; readonly found: Promise<BatchEnd | Error> } | null = null;
+  /** The read-back in flight, and the committed range waiting for it. */
+  private reading: Promise<void> | null = null;
+  private pending: { readonly segment: Segment; readonly lower: KeyValue | null; readonly end: KeyValue } | null = null;
 
   private constructor(
     private readonly client: Client,
     private readonly own: boolean,
     private readonly key: KeyColumns,
     private readonly guards: Guards,
+    private readonly log: Logger,
   ) {}
 
   /** Open the lookup connection (`fallback` is used when it cannot be opened). */
@@ -59,10 +67,10 @@ export class BatchEnds {
     log: Logger,
   ): Promise<BatchEnds> {
     try {
-      return new BatchEnds(await connect({ ...connection, applicationName }), true, key, guards);
+      return new BatchEnds(await connect({ ...connection, applicationName }), true, key, guards, log);
     } catch (error) {
       log.info({ err: (error as Error).message }, 'backfill: no second connection for finding batch ends; finding them on the walk connection');
-      return new BatchEnds(fallback, false, key, guards);
+      return new BatchEnds(fallback, false, key, guards, log);
     }
   }
 
@@ -88,7 +96,55 @@ export class BatchEnds {
     };
   }
 
+  /**
+   * Read back the rows of a committed batch (after `lower`, up to `end`),
+   * while the next batch runs. The first reader of a page whose rows a
+   * committed transaction replaced prunes it: the replaced versions are
+   * dead to every transaction, so their space is freed (a later batch's new
+   * version can then land on the same page) and their index entries are
+   * marked dead. After a backfill that reader was the final check, which did
+   * it for the whole table at once, after the walk; on a server with data
+   * checksums (PostgreSQL 18's default) each page it changed whose last
+   * change predated the latest checkpoint also cost a full-page image in the
+   * WAL, and a walk of millions of rows outlives several checkpoints. Read
+   * back right after its batch, a page has already been logged since the
+   * checkpoint (the batch changed it), and the work runs beside the walk.
+   * Measured on PostgreSQL 15 with checksums, 2M rows: a first read after
+   * a checkpoint 1.43 s and 453 MB of WAL, without one 0.68 s and 5 MB, a
+   * second read 0.3 s; at 10M rows (bench/backfill) the final check went
+   * from 7.65 s to 3.34 s. (The new versions' hint bits mostly stay for the
+   * final check: PostgreSQL sets one only once the WAL is flushed up to the
+   * latest asynchronous commit among the transaction ids near the batch's,
+   * and the batches commit asynchronously one after another.)
+   *
+   * The read walks the key's index over the range (ACCESS SHARE, as the
+   * lookups; through the index, it reaches both the new and the replaced
+   * versions). It proves nothing and nothing waits for it: one is in
+   * flight at a time, a range committed meanwhile joins the next one, and a
+   * failure is only logged.
+   */
+  readBack(segment: Segment, lower: KeyValue | null, end: KeyValue): void {
+    if (!this.own) return;
+    const from = this.pending?.segment === segment ? this.pending.lower : lower;
+    this.pending = { segment, lower: from, end };
+    this.readPending();
+  }
+
+  private readPending(): void {
+    const range = this.pending;
+    if (this.reading || !range) return;
+    this.pending = null;
+    this.reading = this.read(range.segment, range.lower, range.end)
+      .catch((error: unknown) => this.log.debug({ err: (error as Error).message }, 'backfill: reading back a batch failed'))
+      .finally(() => {
+        this.reading = null;
+        this.readPending();
+      });
+  }
+
+  /** Close the connection, once the read-back in flight is done. */
   async close(): Promise<void> {
+    while (this.reading) await this.reading;
     if (this.own) await this.client.end().catch(() => undefined);
   }
 
@@ -100,13 +156,24 @@ export class BatchEnds {
    */
   private async lookup(segment: Segment, lower: KeyValue | null, size: number): Promise<BatchEnd> {
     const rounded = Math.max(1, Math.round(size));
+    const row = await this.onIndex(batchEndLiteralSql(segment.table, this.key, lower, segment.upper, rounded));
+    return { end: row ? readKey(row, this.key) : null, size: rounded, ahead: false };
+  }
+
+  /** Count a committed range's rows through the key's index, visiting every version its entries point to. */
+  private async read(segment: Segment, lower: KeyValue | null, end: KeyValue): Promise<void> {
+    await this.onIndex(`SELECT count(*) FROM ${qualified(segment.table)} WHERE ${rangeWhereLiteral(this.key, lower, end)}`);
+  }
+
+  /** One statement in a transaction of its own, under the walk's timeouts, on the key's index; its first row. */
+  private async onIndex(sql: string): Promise<Record<string, unknown> | undefined> {
     const sent = this.client.query(
       [
         'BEGIN',
         `SET LOCAL lock_timeout = ${Math.round(this.guards.lockTimeoutMs)}`,
         `SET LOCAL statement_timeout = ${Math.round(this.guards.statementTimeoutMs)}`,
         keyIndexOnlySql(),
-        batchEndLiteralSql(segment.table, this.key, lower, segment.upper, rounded),
+        sql,
         'COMMIT',
       ].join(';\n'),
     ) as unknown as Promise<{ rows: Record<string, unknown>[] }[]>;
@@ -114,8 +181,7 @@ export class BatchEnds {
       await this.client.query('ROLLBACK').catch(() => undefined);
       throw error;
     });
-    const row = results.at(-2)!.rows[0];
-    return { end: row ? readKey(row, this.key) : null, size: rounded, ahead: false };
+    return results.at(-2)!.rows[0];
   }
 }
 

@@ -1,4 +1,4 @@
-import { runBackfill, type BackfillInput } from '../backfill/backfill.js';
+import { runBackfill, withAnalyzeBeside, type BackfillInput } from '../backfill/backfill.js';
 import { verifyBackfill, verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
@@ -32,7 +32,7 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
       const { ctx, store, plan, facts, change, names } = input;
       const result =
         step.scope === 'backfill'
-          ? await verifyBackfill(ctx.client, store, plan.name, facts, change, names, plan.guards, ctx.log, ctx.connection)
+          ? await withAnalyzeBeside(input, () => verifyBackfill(ctx.client, store, plan.name, facts, change, names, plan.guards, ctx.log, ctx.connection))
           : await verifyRows(ctx.client, facts, change, names, plan.guards);
       if (result.differing > 0) throw new VerificationError(plan.name, result.differing, result.sampleKeys);
       return '0 rows differ';

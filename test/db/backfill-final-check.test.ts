@@ -112,6 +112,33 @@ describe('the backfill phase final check', () => {
     expect(line.rowsChanged).toBe(2);
   });
 
+  it('reads each batch back while the walk goes on, so the versions it replaced are pruned before the final check reads the table', async () => {
+    await table('fc_prune', 3_000);
+    // Nothing else may read the table meanwhile: no autovacuum.
+    await db.sql(`ALTER TABLE fc_prune SET (autovacuum_enabled = false)`);
+    await db.sql(`CREATE EXTENSION IF NOT EXISTS pageinspect`);
+    const p = plan(splitPlanYaml('split-fc-prune', 'public.fc_prune', SLOW, GUARDS));
+    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const { running } = await backfillPast(p, 1_500);
+    // The first three batches' row versions, read off the pages raw (reading them through SQL would prune them): the
+    // versions they wrote are there, the ones they replaced (an older xmin, their xmax) no longer are: a pruned line
+    // pointer holds no tuple. (A written version carries its batch's id as xmax too: the row lock the trigger took.)
+    const xids = (
+      await db.sql<{ x: string }>(`SELECT pg_catalog.xid(xid)::text AS x FROM pgshift.backfill_batches WHERE plan = 'split-fc-prune' ORDER BY xid LIMIT 3`)
+    ).map((r) => r.x);
+    expect(xids).toHaveLength(3);
+    const pages = await db.sql<{ written: number; replaced: number }>(
+      `SELECT count(*) FILTER (WHERE t_xmin::text = ANY ($1))::int AS written,
+              count(*) FILTER (WHERE t_xmax::text = ANY ($1) AND NOT t_xmin::text = ANY ($1))::int AS replaced
+         FROM generate_series(0, pg_relation_size('fc_prune') / current_setting('block_size')::int - 1) AS b,
+              heap_page_items(get_raw_page('fc_prune', b::int))`,
+      [xids],
+    );
+    const [outcome] = await running;
+    expect(outcome!.error).toBeUndefined();
+    expect(pages).toEqual([{ written: 900, replaced: 0 }]);
+  });
+
   it('reads every row when a forward expression is not immutable, since a written row then proves nothing', async () => {
     await table('fc_volatile', 500);
     const yaml = splitPlanYaml('split-fc-volatile', 'public.fc_volatile', '{ batch_size: 100, pause: 0ms }', GUARDS).replace(
@@ -163,7 +190,7 @@ describe('the backfill phase final check', () => {
 });
 
 describe('the ANALYZE after the backfill', () => {
-  it('waits past lock_timeout for a maintenance lock (as an autovacuum holds), which queues no application query', async () => {
+  it('runs ANALYZE beside the final check, on its own connection, waiting past lock_timeout for a maintenance lock (as an autovacuum holds), which queues no application query', async () => {
     await table('an_busy', 2_000);
     const p = plan(
       splitPlanYaml('split-an-busy', 'public.an_busy', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 100ms, statement_timeout: 20s, retries: 2 }'),
@@ -177,7 +204,8 @@ describe('the ANALYZE after the backfill', () => {
     const running = apply([p], 'backfill', { databaseUrl: db.url, log });
     await waitFor('the ANALYZE waiting for its lock', async () => {
       const rows = await db.sql<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'ANALYZE %an_busy%'`,
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'ANALYZE %an_busy%' AND application_name LIKE 'pgshift analyze %'`,
       );
       return rows[0]!.n > 0;
     });
@@ -189,7 +217,12 @@ describe('the ANALYZE after the backfill', () => {
     await vacuum.end();
     const [outcome] = await running;
     expect(outcome!.error).toBeUndefined();
-    expect(messages().some((m) => m.startsWith('analyzed public.an_busy after the backfill'))).toBe(true);
+    // The final check did not wait for the ANALYZE: it was done while the ANALYZE still waited for its lock.
+    const analyzed = messages().findIndex((m) => m.startsWith('analyzed public.an_busy after the backfill'));
+    const checked = messages().findIndex((m) => m.startsWith('verify read '));
+    expect(analyzed).toBeGreaterThan(-1);
+    expect(checked).toBeGreaterThan(-1);
+    expect(checked).toBeLessThan(analyzed);
     const stats = await db.sql<{ attname: string }>(
       `SELECT attname FROM pg_stats WHERE tablename = 'an_busy' AND attname IN ('first_name', 'last_name') ORDER BY 1`,
     );

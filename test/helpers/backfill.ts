@@ -42,14 +42,14 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 
 /**
  * The backend of the pgshift runner connected to this database (not its
- * monitor, lease, batch-end or final-check connections), if any. `waiting` means waiting for another transaction (a row
+ * monitor, lease, batch-end, final-check or ANALYZE connections), if any. `waiting` means waiting for another transaction (a row
  * lock), not the short relation-extension waits a writing UPDATE also shows.
  */
 export async function runnerBackend(db: TestDatabase): Promise<{ pid: number; state: string; waiting: boolean } | undefined> {
   const rows = await db.sql<{ pid: number; state: string; waiting: boolean }>(
     `SELECT pid, state, coalesce(wait_event = 'transactionid', false) AS waiting FROM pg_stat_activity
       WHERE datname = current_database() AND application_name LIKE 'pgshift %' AND application_name NOT IN ('pgshift monitor', 'pgshift lease')
-        AND application_name NOT LIKE 'pgshift bounds %' AND application_name NOT LIKE 'pgshift verify %'
+        AND application_name NOT LIKE 'pgshift bounds %' AND application_name NOT LIKE 'pgshift verify %' AND application_name NOT LIKE 'pgshift analyze %'
         AND pid <> pg_backend_pid()`,
   );
   return rows[0];
