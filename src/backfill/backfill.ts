@@ -28,18 +28,21 @@ const REPLICA_RECHECK_MS = 1_000;
  * by the trigger, so the walk always ends however fast inserts come. The
  * checkpoint commits with its batch: a killed runner resumes exactly there,
  * neither skipping nor repeating a committed batch. Between batches it
- * pauses and waits for lagging replicas; at the end it runs ANALYZE.
+ * pauses and waits for lagging replicas (ANALYZE runs beside the final
+ * check: `withAnalyzeBeside`).
  *
  * A partitioned table is walked one leaf partition at a time, each on its
  * own key index up to its own upper key; the checkpoint names the partition
  * it is in, and the batch that finishes a partition moves it to the start of
  * the next one.
  *
- * With `backfill.workers` > 1 (a plain table), the key range is cut at the
- * start into that many disjoint ranges, each walked by its own connection
- * with its own checkpoint, batch size, pauses and replica waits, exactly as
- * one runner walks the whole; a resumed run picks every unfinished range up
- * where its checkpoint is.
+ * With `backfill.workers` > 1, the rows are cut at the start into disjoint
+ * key ranges: a plain table's keys into that many ranges of about as many
+ * rows, a partitioned table into its non-empty leaf partitions. That many
+ * connections walk them at once, each taking the next range when it is done
+ * with one, with its own checkpoint per range, batch size, pauses and replica
+ * waits, exactly as one runner walks the whole; a resumed run picks every
+ * unfinished range up where its checkpoint is.
  */
 export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
   const { ctx, store, plan, facts } = input;
@@ -51,9 +54,10 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     state = (await store.backfill(plan.name))!;
   }
   const ranges = await store.ranges(plan.name);
+  const workers = Math.max(1, Math.min(plan.backfill.workers, ranges.filter((r) => !r.finished).length));
   if (fresh) {
     const where = state.partitions
-      ? `${state.partitions.length} partitions, one at a time`
+      ? `${state.partitions.length} partitions, ${ranges.length ? `${workers} at a time, one worker each` : 'one at a time'}`
       : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}${ranges.length ? ` in ${ranges.length} key ranges, one worker each` : ''}`;
     log.info(
       { upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated },
@@ -63,7 +67,9 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     const open = ranges.filter((r) => !r.finished);
     log.info(
       { ranges: open, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated },
-      `resuming ${plan.name} backfill with ${open.length} workers at keys ${open.map((r) => (r.lastKey ?? r.lowerKey)?.join(', ') ?? '(start)').join('; ')} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
+      `resuming ${plan.name} backfill with ${workers} workers at keys ${open
+        .map((r) => `${r.partition ? `${r.partition} ` : ''}${(r.lastKey ?? r.lowerKey)?.join(', ') ?? '(start)'}`)
+        .join('; ')} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
     );
   } else if (!state.finishedAt) {
     log.info(
@@ -74,7 +80,13 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
     ? ranges
         .filter((r) => !r.finished && !state.finishedAt)
-        .map((r) => ({ table: facts.table, upper: r.upperKey, id: null, worker: r.worker, from: r.lastKey ?? r.lowerKey }))
+        .map((r) => ({
+          table: rangeTable(facts.table, state, r.partition),
+          upper: r.upperKey,
+          id: r.partition,
+          worker: r.worker,
+          from: r.lastKey ?? r.lowerKey,
+        }))
     : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
   const tracker = new ProgressTracker(input, state, segments.length === 0);
   if (tracker.progress.done) {
@@ -87,18 +99,13 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   // about one batch long, and a connection opened then on a busy server could come after the wait has ended.
   void ctx.monitor().catch(() => undefined);
   if (ranges.length) {
-    await runWorkers(input, state, segments, tracker);
+    await runWorkers(input, state, segments, workers, tracker);
   } else {
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
     const ends = await openBatchEnds(input, sizer, `pgshift bounds ${VERSION}`);
     try {
       for (const segment of segments) {
-        if (segment.id)
-          log.info(
-            { partition: segment.id, upperKey: segment.upper },
-            `backfill of ${plan.name}: partition ${segment.id}${segment.from ? ` from key ${segment.from.join(', ')}` : ''}`,
-          );
         await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends);
       }
     } finally {
@@ -182,6 +189,11 @@ async function walk(
   stop: () => boolean = () => false,
 ): Promise<void> {
   const { ctx, plan } = input;
+  if (segment.id)
+    ctx.log.info(
+      { partition: segment.id, upperKey: segment.upper },
+      `backfill of ${plan.name}: partition ${segment.id}${from ? ` from key ${from.join(', ')}` : ''}`,
+    );
   const maxLag = plan.backfill.maxReplicaLagMs;
   let lower = from;
   let replicasCheckedAt = -Infinity;
@@ -230,37 +242,52 @@ function openBatchEnds(input: BackfillInput, sizer: BatchSizer, applicationName:
   return BatchEnds.open(ctx.connection, applicationName, ctx.client, facts.key, batchGuards(plan.guards, sizer.targetMs), ctx.log);
 }
 
+/** The table a range walks: the plan's, or the leaf partition it names. */
+function rangeTable(table: QualifiedName, state: BackfillState, partition: string | null): QualifiedName {
+  if (partition === null) return table;
+  const leaf = state.partitions?.find((p) => partitionId(p) === partition);
+  if (!leaf) throw new Error(`backfill range in partition ${partition}, which the backfill's partitions do not list`);
+  return { schema: leaf.schema, name: leaf.name };
+}
+
 /**
- * Walk every unfinished key range at once, each with a connection of its
- * own (application_name `pgshift worker <n>`), its own batch size, replica
- * probe and pauses; the plan's lease is still held and checked by the main
- * connection. When one worker fails the others stop after their batch in
- * flight (which commits with its checkpoint), and the first error is thrown.
+ * Walk the unfinished key ranges with `workers` connections at once
+ * (application_name `pgshift worker <n>`), each taking the next range when
+ * it is done with one, with its own batch size, replica probe and pauses;
+ * the plan's lease is still held and checked by the main connection. When
+ * one worker fails the others stop after their batch in flight (which
+ * commits with its checkpoint), and the first error is thrown.
  */
 async function runWorkers(
   input: BackfillInput,
   state: BackfillState,
   segments: readonly (Segment & { readonly from: KeyValue | null })[],
+  workers: number,
   tracker: ProgressTracker,
 ): Promise<void> {
   const { ctx, store, plan } = input;
   let failed: { error: unknown } | null = null;
+  const stop = (): boolean => failed !== null;
   const clients: Client[] = [];
+  const queue = [...segments];
   try {
     await Promise.allSettled(
-      segments.map(async (segment) => {
+      Array.from({ length: workers }, async (_, n) => {
         try {
-          const client = await connect({ ...ctx.connection, applicationName: `pgshift worker ${segment.worker} ${VERSION}` });
+          const client = await connect({ ...ctx.connection, applicationName: `pgshift worker ${n} ${VERSION}` });
           clients.push(client);
           const worker: BackfillInput = {
             ...input,
-            ctx: { ...ctx, client, log: ctx.log.child({ worker: segment.worker }) },
+            ctx: { ...ctx, client, log: ctx.log.child({ worker: n }) },
             store: new StateStore(client, store.schema),
           };
           const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
-          const ends = await openBatchEnds(worker, sizer, `pgshift bounds ${segment.worker} ${VERSION}`);
+          const lagProbe = new ReplicaLagProbe(client);
+          const ends = await openBatchEnds(worker, sizer, `pgshift bounds ${n} ${VERSION}`);
           try {
-            await walk(worker, segment, segment.from, sizer, new ReplicaLagProbe(client), tracker, ends, () => failed !== null);
+            for (let segment = queue.shift(); segment && !stop(); segment = queue.shift()) {
+              await walk(worker, segment, segment.from, sizer, lagProbe, tracker, ends, stop);
+            }
           } finally {
             await ends.close();
           }
@@ -338,7 +365,16 @@ async function startBackfill(input: BackfillInput): Promise<void> {
     partitions.push({ schema: leaf.table.schema, name: leaf.table.name, upperKey: upper.rows[0] ? readKey(upper.rows[0], facts.key) : null });
     estimate += await estimateRows(ctx.client, leaf.table, plan.guards);
   }
-  await store.startBackfill(plan.name, null, estimate, plan.backfill.batchSize, since, partitions);
+  // With several workers, each non-empty partition is a range of its own, walked whole by one of them.
+  const walked = partitions.filter((p) => p.upperKey !== null);
+  await withTransaction(ctx.client, async () => {
+    await store.startBackfill(plan.name, null, estimate, plan.backfill.batchSize, since, partitions);
+    if (plan.backfill.workers > 1 && walked.length > 1)
+      await store.startRanges(
+        plan.name,
+        walked.map((p) => ({ lower: null, upper: [...p.upperKey!], partition: partitionId(p) })),
+      );
+  });
 }
 
 /** What is left to walk: the partitions from the checkpoint's on (the empty ones skipped), or the table. */

@@ -28,7 +28,7 @@ export const backfillSchema = z.strictObject({
   /** 0 keeps every batch at `batch_size`. */
   target_batch_ms: z.number().int().min(0).optional(),
   max_replica_lag: duration.optional(),
-  /** Runners walking disjoint key ranges at once, each with its own connection and checkpoint (plain tables). */
+  /** Runners walking disjoint key ranges (a partitioned table: its partitions) at once, each with its own connection and checkpoint. */
   workers: z.number().int().min(1).max(16).optional(),
 });
 

@@ -208,6 +208,16 @@ function version4(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 5: `backfill.workers` on a partitioned table. Each non-empty leaf
+ * partition is a range of `backfill_ranges` (from its first key to its last
+ * at the start), and `partition` names it; the workers take the ranges one
+ * after another. Null for the ranges of a plain table.
+ */
+function version5(schema: string): string[] {
+  return [`ALTER TABLE ${ident(schema)}.backfill_ranges ADD COLUMN IF NOT EXISTS partition text`];
+}
+
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
@@ -240,6 +250,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 2, description: 'record the schema version and forced events; change kinds no longer fixed by a CHECK', statements: version2 },
   { version: 3, description: 'backfill: batch transaction ids and start horizon for the final check; partition by partition', statements: version3 },
   { version: 4, description: 'the old-code gate: writes of the old columns by clients, statements naming them', statements: version4 },
+  { version: 5, description: "backfill: several workers over a partitioned table's partitions", statements: version5 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -48,9 +48,12 @@ export interface BackfillState {
   readonly partition: string | null;
 }
 
-/** One worker's key range of a backfill run by several (`backfill.workers`). */
+/** One key range of a backfill run by several workers (`backfill.workers`): a part of a plain table's keys, or a whole leaf partition. */
 export interface BackfillRange {
+  /** The range's number (its worker's, on a plain table, where each worker walks one range). */
   readonly worker: number;
+  /** The leaf partition the range is (`schema.name`); null on a plain table. */
+  readonly partition: string | null;
   /** Exclusive; null = from the first key. */
   readonly lowerKey: string[] | null;
   /** Inclusive. */
@@ -313,13 +316,14 @@ export class StateStore {
   }
 
   /** Fix the key ranges of a backfill run by several workers (called in the transaction that starts it). */
-  async startRanges(name: string, ranges: readonly { lower: string[] | null; upper: string[] }[]): Promise<void> {
+  async startRanges(name: string, ranges: readonly { lower: string[] | null; upper: string[]; partition?: string }[]): Promise<void> {
     for (const [worker, r] of ranges.entries()) {
-      await this.client.query(`INSERT INTO ${this.s}.backfill_ranges (plan, worker, lower_key, upper_key) VALUES ($1, $2, $3, $4)`, [
+      await this.client.query(`INSERT INTO ${this.s}.backfill_ranges (plan, worker, lower_key, upper_key, partition) VALUES ($1, $2, $3, $4, $5)`, [
         name,
         worker,
         JSON.stringify(r.lower),
         JSON.stringify(r.upper),
+        r.partition ?? null,
       ]);
     }
   }
@@ -328,7 +332,7 @@ export class StateStore {
   async ranges(name: string): Promise<BackfillRange[]> {
     if ((this.version ?? 0) < 3) return [];
     const { rows } = await this.client.query<BackfillRange>(
-      `SELECT worker, lower_key AS "lowerKey", upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone", finished_at IS NOT NULL AS finished
+      `SELECT worker, ${(this.version ?? 0) >= 5 ? 'partition' : 'NULL::text AS partition'}, lower_key AS "lowerKey", upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone", finished_at IS NOT NULL AS finished
          FROM ${this.s}.backfill_ranges WHERE plan = $1 ORDER BY worker`,
       [name],
     );

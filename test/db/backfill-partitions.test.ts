@@ -96,4 +96,56 @@ describe('backfill of a partitioned table', () => {
     // The final check read only what changed since its batch: nothing.
     expect(resumed.stderr).toMatch(/verify read 0 rows changed since their batch/);
   });
+
+  it('with several workers walks partitions at once, each a range with its own checkpoint, and resumes each after a kill', async () => {
+    await db.sql(`CREATE TABLE pw (id bigint NOT NULL, region text NOT NULL, full_name text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)`);
+    for (const r of ['eu', 'us', 'as', 'oc', 'af']) await db.sql(`CREATE TABLE pw_${r} PARTITION OF pw FOR VALUES IN ('${r}')`);
+    await db.sql(
+      `INSERT INTO pw (id, region, full_name)
+       SELECT g, (ARRAY['eu', 'us', 'as', 'oc'])[1 + (g % 4)], 'First' || g || ' Last' || g FROM generate_series(1, 4000) g`,
+    );
+    const name = 'split-pw';
+    const yaml = splitPlanYaml(name, 'public.pw', '{ batch_size: 200, pause: 250ms, target_batch_ms: 0, workers: 2 }', GUARDS);
+    const dir = await planDir({ [`${name}.yaml`]: yaml });
+    expect((await apply([plan(yaml)], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const env = { DATABASE_URL: db.url, PGSHIFT_LOG_LEVEL: 'info' };
+    type Range = { worker: number; partition: string; last_key: string[] | null; rows_done: number; finished: boolean };
+    const ranges = (): Promise<Range[]> =>
+      db.sql<Range>(
+        `SELECT worker, partition, last_key, rows_done::int AS rows_done, finished_at IS NOT NULL AS finished
+           FROM pgshift.backfill_ranges WHERE plan = $1 ORDER BY worker`,
+        [name],
+      );
+    const filled = async (leaf: string): Promise<number> =>
+      (await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${leaf} WHERE first_name IS NOT NULL`))[0]!.n;
+
+    const run = startCli(['plan', 'apply', name, '--phase', 'backfill', '--dir', dir], env);
+    // Two partitions under way at once, on two worker connections.
+    await waitFor('two partitions walked at once', async () => (await ranges()).filter((r) => r.rows_done >= 400 && !r.finished).length === 2);
+    const connected = await db.sql<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgshift worker %'`,
+    );
+    expect(connected[0]!.n).toBe(2);
+    run.child.kill('SIGKILL');
+    await run.done;
+    await waitFor('the killed runner backends to end', async () => (await runnerBackend(db)) === undefined);
+
+    // One range per non-empty leaf (the empty one has none); each checkpoint committed with its batches.
+    const before = await ranges();
+    expect(before.map((r) => r.partition).sort()).toEqual(['public.pw_as', 'public.pw_eu', 'public.pw_oc', 'public.pw_us']);
+    for (const r of before) expect(await filled(r.partition)).toBe(r.rows_done);
+    const open = before.filter((r) => !r.finished);
+
+    const resumed = await runCli(['plan', 'apply', name, '--phase', 'backfill', '--dir', dir], env);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(
+      `resuming ${name} backfill with 2 workers at keys ${open.map((r) => `${r.partition} ${r.last_key?.join(', ') ?? '(start)'}`).join('; ')}`,
+    );
+    const after = await ranges();
+    expect(after.every((r) => r.finished && r.rows_done === 1_000)).toBe(true);
+    for (const r of after) expect(await filled(r.partition)).toBe(1_000);
+    expect(await checkpoint(name)).toMatchObject({ rows_done: 4_000, finished: true });
+    expect(await inconsistentRows(db, 'pw')).toBe(0);
+    expect(resumed.stderr).toMatch(/verify read 0 rows changed since their batch/);
+  });
 });
