@@ -85,6 +85,9 @@ async function main(): Promise<number> {
         clients: Number(args.clients),
         hotRows: Number(args.hot),
         windowMs: duration('--window', args.window!),
+        // The demo ships a release every window of a few seconds instead of every few days, so the old-code gate's
+        // quiet period shrinks with it: stop-write and contract go on once old code was not seen for half a window.
+        guards: { oldCodeQuietMs: duration('--window', args.window!) / 2 },
         thinkMs: duration('--think', args.think!),
         ...slowRequest(args.slow!),
         log,

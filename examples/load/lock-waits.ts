@@ -58,7 +58,7 @@ export class LockWaitSampler {
       const { rows } = await client.query<{ ms: number; lock: string; blocked_by: string | null }>(
         `SELECT (extract(epoch FROM clock_timestamp() - l.waitstart) * 1000)::float8 AS ms,
                 l.mode || ' on ' || coalesce(l.relation::regclass::text, l.locktype) AS lock,
-                (SELECT string_agg(DISTINCT coalesce(nullif(b.application_name, ''), 'pid ' || b.pid) || ': ' || left(b.query, 60), '; ')
+                (SELECT string_agg(DISTINCT coalesce(nullif(b.application_name, ''), 'pid ' || b.pid) || ': ' || left(regexp_replace(b.query, '\\s+', ' ', 'g'), 60), '; ')
                    FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(l.pid))) AS blocked_by
            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE NOT l.granted AND l.waitstart IS NOT NULL AND a.application_name = $1 AND a.datname = current_database()`,

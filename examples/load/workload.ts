@@ -64,7 +64,9 @@ export interface WorkloadOptions {
  * rows it inserted), so the last acknowledged write of such a row is what it
  * must hold; a share of updates goes to a few hot rows that all clients
  * write, which must end as one of their acknowledged writes, never a mix. Which release each client runs is switched by `deploy`, as a rolling
- * deploy would: an operation in flight finishes on the release it started on.
+ * deploy would: an operation in flight finishes on the release it started on,
+ * and a client whose release changes reconnects, as a new process would (so
+ * pgshift's old-code gate sees the old release's sessions end).
  */
 export class Workload {
   /** The window operations are attributed to; the scenario moves it at each phase. */
@@ -172,7 +174,13 @@ export class Workload {
     while (!this.stopped) {
       if (generation !== this.generation) {
         generation = this.generation;
-        app = this.options.family.versions[this.releases[index % this.releases.length]!]();
+        const version = this.releases[index % this.releases.length]!;
+        if (app && app.version !== version) {
+          // Another release is another process: it connects anew, and the old release's session ends with it.
+          await client.end().catch(() => undefined);
+          client = await this.connect();
+        }
+        app = this.options.family.versions[version]();
       }
       const current = app!;
       const op = pickOp();

@@ -55,7 +55,7 @@ export class OldCodeError extends PgshiftError {
   ) {
     super(
       `plan "${plan}": old code still uses the old columns, so ${phase} waits: ${describeOldCode(activity)}. ` +
-        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${Math.round(activity.quietMs / 1000)} s), ` +
+        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${activity.quietMs < 10_000 ? `${activity.quietMs} ms` : `${Math.round(activity.quietMs / 1000)} s`}), ` +
         'or pass --force to go on anyway (recorded in migrate plan log).',
     );
   }
