@@ -34,6 +34,16 @@ export const LOCK_WAIT_POLL_MS = 20;
  * by default). At 10M rows the 50 ms bound skipped the ANALYZE.
  */
 export const ANALYZE_LOCK_WAIT_MS = 10_000;
+
+/**
+ * How long the runner waits for a connection it can do without (the
+ * backfill's batch-end lookups and read-back, the final check's extra
+ * readers, the ANALYZE beside it) to answer its first query: a fresh
+ * connection answers in milliseconds, while behind a pooler whose pool is
+ * full it waits in the pooler's queue (PgBouncer: `query_wait_timeout`, 120 s
+ * by default) and then fails. Past this, the work is done without it.
+ */
+export const SPARE_CONNECTION_WAIT_MS = 2_000;
 /** `guards.statement_timeout`: how long one statement (DDL or backfill batch) may run. */
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
 /** `guards.retries`: attempts after the first when a backfill batch finds rows locked. */

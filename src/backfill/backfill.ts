@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { PlanFacts } from '../changes/model.js';
-import { connect, withTransaction, type Client } from '../db/client.js';
+import { connect, connectSpare, withTransaction, type Client } from '../db/client.js';
 import type { Guards } from '../plan/types.js';
 import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
 import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
 import { VERSION } from '../version.js';
-import { ANALYZE_LOCK_WAIT_MS } from '../defaults.js';
+import { ANALYZE_LOCK_WAIT_MS, SPARE_CONNECTION_WAIT_MS } from '../defaults.js';
 import { batchGuards, runBatchWithRetries } from './batch.js';
 import { BatchEnds } from './bounds.js';
 import { BatchSizer } from './batch-size.js';
@@ -402,7 +402,7 @@ async function finish(input: BackfillInput): Promise<void> {
 /**
  * Run `check` (the final check) with an ANALYZE of the new columns beside
  * it, on a connection of its own (`pgshift analyze`), or after it on the
- * runner's when none can be opened. Every row got a new version and the new
+ * runner's when none can be had (`connectSpare`). Every row got a new version and the new
  * columns have no statistics yet, so plans of the application's queries on
  * them would be guesses; the two only read, so neither waits for the other,
  * and the phase takes the longer of them instead of their sum (at 10M rows
@@ -417,7 +417,7 @@ async function finish(input: BackfillInput): Promise<void> {
  */
 export async function withAnalyzeBeside<T>(input: BackfillInput, check: () => Promise<T>): Promise<T> {
   const { ctx } = input;
-  const own = await connect({ ...ctx.connection, applicationName: `pgshift analyze ${VERSION}` }).catch(() => null);
+  const own = await connectSpare({ ...ctx.connection, applicationName: `pgshift analyze ${VERSION}` }, SPARE_CONNECTION_WAIT_MS);
   if (!own) {
     const result = await check();
     await analyzeNewColumns(input, ctx.client);

@@ -1,4 +1,5 @@
-import { connect, type Client } from '../db/client.js';
+import { connectSpare, type Client } from '../db/client.js';
+import { SPARE_CONNECTION_WAIT_MS } from '../defaults.js';
 import type { Logger } from '../log.js';
 import type { Guards } from '../plan/types.js';
 import type { ConnectionOptions } from '../db/client.js';
@@ -39,7 +40,8 @@ const AHEAD_MAX_OVERSIZE = 1.5;
  *
  * The same connection reads back each committed batch's range (`readBack`).
  *
- * When the connection cannot be opened (max_connections), the lookups run on
+ * When the connection cannot be opened (max_connections), or does not answer
+ * in time (a pooler's full pool: `connectSpare`), the lookups run on
  * the walk's connection, just before each batch, as they used to, and
  * nothing is read back.
  */
@@ -66,12 +68,10 @@ export class BatchEnds {
     guards: Guards,
     log: Logger,
   ): Promise<BatchEnds> {
-    try {
-      return new BatchEnds(await connect({ ...connection, applicationName }), true, key, guards, log);
-    } catch (error) {
-      log.info({ err: (error as Error).message }, 'backfill: no second connection for finding batch ends; finding them on the walk connection');
-      return new BatchEnds(fallback, false, key, guards, log);
-    }
+    const own = await connectSpare({ ...connection, applicationName }, SPARE_CONNECTION_WAIT_MS);
+    if (own) return new BatchEnds(own, true, key, guards, log);
+    log.info('backfill: no second connection for finding batch ends (refused, or not answering in time); finding them on the walk connection');
+    return new BatchEnds(fallback, false, key, guards, log);
   }
 
   /** The end of the batch of about `size` rows after `lower` in `segment`: the one found ahead when it fits, else found now. */

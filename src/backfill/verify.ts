@@ -4,8 +4,9 @@ import type { Logger } from '../log.js';
 import type { BackfillState, StateStore } from '../state/store.js';
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
-import { connect, sqlState, SqlState, withRolledBackTransaction, type Client, type ConnectionOptions } from '../db/client.js';
+import { connectSpare, sqlState, SqlState, withRolledBackTransaction, type Client, type ConnectionOptions } from '../db/client.js';
 import { VERSION } from '../version.js';
+import { SPARE_CONNECTION_WAIT_MS } from '../defaults.js';
 import type { Guards } from '../plan/types.js';
 import { withGuards } from '../guard/guards.js';
 import { differsPredicate } from './consistency.js';
@@ -221,13 +222,13 @@ export async function verifyBackfill(
  * Connections for the final check besides the runner's: as many as
  * `max_parallel_workers_per_gather` (none when it is 0: the operator turned
  * parallel scans off), at most `wanted`; fewer when the server refuses more
- * connections.
+ * connections or they do not answer in time (`connectSpare`).
  */
 async function extraReaders(client: Client, connection: ConnectionOptions, wanted: number): Promise<Client[]> {
   const { rows } = await client.query<{ n: number }>(`SELECT current_setting('max_parallel_workers_per_gather')::int AS n`);
   const readers: Client[] = [];
   for (let i = 0; i < Math.min(wanted, rows[0]?.n ?? 0); i++) {
-    const reader = await connect({ ...connection, applicationName: `pgshift verify ${i + 1} ${VERSION}` }).catch(() => null);
+    const reader = await connectSpare({ ...connection, applicationName: `pgshift verify ${i + 1} ${VERSION}` }, SPARE_CONNECTION_WAIT_MS);
     if (!reader) break;
     readers.push(reader);
   }

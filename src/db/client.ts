@@ -30,6 +30,34 @@ export async function connect(options: ConnectionOptions = {}): Promise<Client> 
   return client;
 }
 
+/**
+ * A connection the runner can do without: null unless it connects and
+ * answers a query within `waitMs`. Behind a pooler whose pool is full,
+ * connecting succeeds at once and the first query waits in the pooler's
+ * queue (see `SPARE_CONNECTION_WAIT_MS`), so the connection counts only once
+ * it has answered.
+ */
+export async function connectSpare(options: ConnectionOptions, waitMs: number): Promise<Client | null> {
+  let client: Client | null = null;
+  const answered = (async (): Promise<Client> => {
+    client = await connect(options);
+    await client.query('SELECT 1');
+    return client;
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), waitMs)));
+  const result = await Promise.race([answered.catch(() => null), late]);
+  clearTimeout(timer);
+  if (result) return result;
+  // Not in time, or failed: whatever was opened goes (a connection made later is closed as soon as it is).
+  answered.then(
+    (c) => c.end().catch(() => undefined),
+    () => undefined,
+  );
+  await (client as Client | null)?.end().catch(() => undefined);
+  return null;
+}
+
 /** Run `fn` with a fresh client, closed afterwards whatever happens. */
 export async function withClient<T>(options: ConnectionOptions, fn: (client: Client) => Promise<T>): Promise<T> {
   const client = await connect(options);

@@ -8,7 +8,7 @@ import { PlanLease } from '../../src/runner/plan-lock.js';
 import { ensureStateSchema } from '../../src/state/schema.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
-import { planDir, seedUsers, SPLIT_YAML, USERS_TABLE } from '../helpers/fixtures.js';
+import { planDir, seedUsers, splitPlanYaml, SPLIT_YAML, USERS_TABLE } from '../helpers/fixtures.js';
 import { pgbouncerMissing, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer.js';
 
 const missing = pgbouncerMissing();
@@ -32,6 +32,7 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
   let transactionOfOne: PgBouncer;
   let session: PgBouncer;
   let sessionNoReset: PgBouncer;
+  let sessionOfThree: PgBouncer;
 
   beforeAll(async () => {
     db = await freshDatabase();
@@ -48,6 +49,8 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
     session = await start({ mode: 'session', poolSize: 8 });
     // A pooler that hands a server connection on without resetting it keeps a killed runner's session locks alive.
     sessionNoReset = await start({ mode: 'session', poolSize: 8, resetQuery: '' });
+    // Room for three server connections, what docs/poolers.md says a runner needs; a query waiting for one gives up after 30 s.
+    sessionOfThree = await start({ mode: 'session', poolSize: 3, queryWaitTimeoutS: 30 });
   });
   afterAll(async () => {
     for (const b of bouncers) await b.stop();
@@ -141,6 +144,32 @@ describe.skipIf(missing !== null)('PgBouncer in front of the runner and the appl
     expect(await db.sql(`SELECT count(*)::int AS n FROM users WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
     expect((await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', ...args])).code).toBe(0);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.leases`)).toEqual([{ n: 0 }]);
+  });
+
+  it('a full session pool: the backfill phase does without its spare connections instead of waiting in the queue of the pooler', async () => {
+    await db.sql(`CREATE TABLE crowded (id bigserial PRIMARY KEY, full_name text NOT NULL, email text)`);
+    await db.sql(`INSERT INTO crowded (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, 5000) g`);
+    const yaml = splitPlanYaml('split-crowded', 'public.crowded', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 500ms, statement_timeout: 20s }');
+    const dir = await planDir({ 'crowded.yaml': yaml });
+    expect((await runCli(['plan', 'apply', 'split-crowded', '--phase', 'dual-write', '--dir', dir, '--database-url', db.url])).code).toBe(0);
+    // The application holds one of the pool's server connections the whole time.
+    const app = await client(sessionOfThree.url(db.url));
+    await app.query('SELECT 1');
+    const started = performance.now();
+    const run = await runCli(['plan', 'apply', 'split-crowded', '--phase', 'backfill', '--dir', dir, '--database-url', sessionOfThree.url(db.url)], {
+      PGSHIFT_LOG_LEVEL: 'info',
+    });
+    const seconds = (performance.now() - started) / 1000;
+    await app.end();
+    expect(run.code, run.stderr).toBe(0);
+    // The batch-end connection and ANALYZE's own would wait 30 s in the pooler's queue, and the batch-end lookups
+    // then fail the backfill (they did, before); each is given up after 2 s and its work done on the runner's
+    // connection (the final check's extra readers likewise, on a table big enough to want them).
+    expect(run.stderr).toContain('no second connection for finding batch ends');
+    expect(run.stderr).toMatch(/verify read 0 rows changed since their batch/);
+    expect(run.stderr).toContain('analyzed public.crowded after the backfill');
+    expect(seconds).toBeLessThan(25);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM crowded WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
   });
 
   it('session pooling: six phases through the pooler, application writes and pgshift.phase() through both pool modes at every phase, 0 errors', async () => {

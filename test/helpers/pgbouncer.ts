@@ -22,6 +22,8 @@ export interface PgBouncerOptions {
   readonly poolSize: number;
   /** `server_reset_query`; PgBouncer's default is `DISCARD ALL`, '' sends nothing. */
   readonly resetQuery?: string | undefined;
+  /** `query_wait_timeout` in seconds: how long a query waits for a server connection (PgBouncer's default 120). */
+  readonly queryWaitTimeoutS?: number | undefined;
 }
 
 /** A running PgBouncer in front of the test server. */
@@ -78,6 +80,7 @@ export async function startPgBouncer(adminUrl: string, options: PgBouncerOptions
     `default_pool_size = ${options.poolSize}`,
     'max_client_conn = 200',
     `server_reset_query = ${options.resetQuery ?? 'DISCARD ALL'}`,
+    `query_wait_timeout = ${options.queryWaitTimeoutS ?? 120}`,
     // node-postgres may send these at startup; PgBouncer refuses unknown ones.
     'ignore_startup_parameters = extra_float_digits,options,statement_timeout,lock_timeout',
     `logfile = ${path.join(dir, 'pgbouncer.log')}`,
