@@ -55,10 +55,15 @@ export class OldCodeError extends PgshiftError {
   ) {
     super(
       `plan "${plan}": old code still uses the old columns, so ${phase} waits: ${describeOldCode(activity)}. ` +
-        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${activity.quietMs < 10_000 ? `${activity.quietMs} ms` : `${Math.round(activity.quietMs / 1000)} s`}), ` +
+        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${quietPeriod(activity.quietMs)}), ` +
         'or pass --force to go on anyway (recorded in migrate plan log).',
     );
   }
+}
+
+/** `guards.old_code_quiet` as the gate's messages print it: in seconds, or in ms below 10 s (a compressed demo or test). */
+export function quietPeriod(ms: number): string {
+  return ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
 /** The facts in one line: which sessions wrote, since when, whether still connected, and the statements. */

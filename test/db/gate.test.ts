@@ -125,7 +125,7 @@ describe('old-code gate', () => {
     expect(refused.code).toBe(2);
     expect(refused.errors).toMatch(/so contract waits/);
     const human = await runCli(['plan', 'status', PLAN, '--no-json', '--dir', await planDir({ [`${PLAN}.yaml`]: YAML }), '--database-url', db.url]);
-    expect(human.stdout).toMatch(/split-users-full-name: old code: seen within guards.old_code_quiet \(2 s\), stop-write and contract wait: .*old-release/);
+    expect(human.stdout).toMatch(/split-users-full-name: old code: seen within guards.old_code_quiet \(1500 ms\), stop-write and contract wait: .*old-release/);
     expect((await cli('apply', PLAN, '--phase', 'contract', '--force')).code).toBe(0);
     await old.stop().catch(() => undefined);
     const log = (await cli('log', PLAN, '--json')).lines[0] as unknown as { phase: string; action: string; forced: boolean }[];

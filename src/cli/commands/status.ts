@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
-import { describeOldCode, type OldCodeActivity } from '../../api/old-code.js';
+import { describeOldCode, quietPeriod, type OldCodeActivity } from '../../api/old-code.js';
 import { phaseIndex, PHASES } from '../../phases/phases.js';
 import { loadPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
@@ -68,7 +68,7 @@ function render(rows: readonly PlanStatus[]): string {
 /** The old-code gate's facts, and whether stop-write / contract may go on. */
 function oldCodeText(a: OldCodeActivity): string {
   if (a.quietMs <= 0) return 'gate off (guards.old_code_quiet is 0)';
-  const quiet = `${Math.round(a.quietMs / 1000)} s`;
+  const quiet = quietPeriod(a.quietMs);
   const total = a.lastSessionAt
     ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected`
     : 'no write of the old columns seen';
