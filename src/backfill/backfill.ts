@@ -54,7 +54,8 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     state = (await store.backfill(plan.name))!;
   }
   const ranges = await store.ranges(plan.name);
-  const workers = Math.max(1, Math.min(plan.backfill.workers, ranges.filter((r) => !r.finished).length));
+  const open = ranges.filter((r) => !r.finished);
+  const workers = Math.max(1, Math.min(plan.backfill.workers, open.length));
   if (fresh) {
     const where = state.partitions
       ? `${state.partitions.length} partitions, ${ranges.length ? `${workers} at a time, one worker each` : 'one at a time'}`
@@ -64,7 +65,6 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
       `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`,
     );
   } else if (!state.finishedAt && ranges.length) {
-    const open = ranges.filter((r) => !r.finished);
     log.info(
       { ranges: open, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated },
       `resuming ${plan.name} backfill with ${workers} workers at keys ${open
@@ -78,19 +78,17 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     );
   }
   const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
-    ? ranges
-        .filter((r) => !r.finished && !state.finishedAt)
-        .map((r) => ({
-          table: rangeTable(facts.table, state, r.partition),
-          upper: r.upperKey,
-          id: r.partition,
-          worker: r.worker,
-          from: r.lastKey ?? r.lowerKey,
-        }))
+    ? (state.finishedAt ? [] : open).map((r) => ({
+        table: rangeTable(facts.table, state, r.partition),
+        upper: r.upperKey,
+        id: r.partition,
+        worker: r.worker,
+        from: r.lastKey ?? r.lowerKey,
+      }))
     : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
   const tracker = new ProgressTracker(input, state, segments.length === 0);
   if (tracker.progress.done) {
-    if (!state.finishedAt) await finish(input);
+    if (!state.finishedAt) await store.finishBackfill(plan.name);
     input.onProgress?.(tracker.progress);
     return tracker.progress;
   }
@@ -112,7 +110,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
       await ends.close();
     }
   }
-  await finish(input);
+  await store.finishBackfill(plan.name);
   tracker.finished();
   return tracker.progress;
 }
@@ -392,11 +390,6 @@ export function remainingSegments(table: QualifiedName, state: BackfillState): S
     id: partitionId(p),
     next: i + 1 < left.length ? partitionId(left[i + 1]!) : undefined,
   }));
-}
-
-/** Mark the backfill finished: the walk reached every upper key. */
-async function finish(input: BackfillInput): Promise<void> {
-  await input.store.finishBackfill(input.plan.name);
 }
 
 /**

@@ -27,6 +27,13 @@ async function table(name: string, rows: number): Promise<void> {
   await db.sql(`INSERT INTO ${name} (full_name) SELECT 'First' || g || ' Last' || g FROM generate_series(1, ${rows}) g`);
 }
 
+/** The split plan `split-<table>` of `public.<table>` (an existing table), applied up to dual-write. */
+async function dualWritten(table: string, backfill = SLOW, guards = GUARDS): Promise<Plan> {
+  const p = plan(splitPlanYaml(`split-${table.replaceAll('_', '-')}`, `public.${table}`, backfill, guards));
+  expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+  return p;
+}
+
 /**
  * Write with the sync trigger out of the way, as a replica-role session (a
  * restore, logical replication) does. Not as the backfill does: since the
@@ -63,8 +70,7 @@ function rowsChanged(entries: Record<string, unknown>[]): number | undefined {
 describe('the backfill phase final check', () => {
   it('reads only the rows the application changed since their batch, and passes', async () => {
     await table('fc_clean', 3_000);
-    const p = plan(splitPlanYaml('split-fc-clean', 'public.fc_clean', SLOW, GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_clean');
     const { running, entries } = await backfillPast(p, 1_500);
     // Old code, through the trigger: two rows already walked, one not yet, and a new row.
     await db.sql(`UPDATE fc_clean SET full_name = 'Ada Lovelace' WHERE id IN (10, 20, 2900)`);
@@ -80,8 +86,7 @@ describe('the backfill phase final check', () => {
 
   it('catches rows written behind the trigger after their batch, and a row inserted so after the walk started (exit 4)', async () => {
     await table('fc_tampered', 3_000);
-    const p = plan(splitPlanYaml('split-fc-tampered', 'public.fc_tampered', SLOW, GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_tampered');
     const { running, entries } = await backfillPast(p, 1_500);
     await behindTheTrigger(`UPDATE fc_tampered SET full_name = 'Ada Lovelace' WHERE id = 100`);
     await behindTheTrigger(`INSERT INTO fc_tampered (id, full_name) VALUES (5000, 'Grace Hopper')`);
@@ -96,8 +101,7 @@ describe('the backfill phase final check', () => {
 
   it('reads a bigger table with several connections, as a parallel scan would, and still catches every row written behind the trigger', async () => {
     await table('fc_wide', 40_000);
-    const p = plan(splitPlanYaml('split-fc-wide', 'public.fc_wide', '{ batch_size: 2000, pause: 150ms, target_batch_ms: 0 }', GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_wide', '{ batch_size: 2000, pause: 150ms, target_batch_ms: 0 }');
     const { running, entries } = await backfillPast(p, 20_000);
     // One row at the start of the table, one inserted at its end: different chunks, read by different connections.
     await behindTheTrigger(`UPDATE fc_wide SET full_name = 'Ada Lovelace' WHERE id = 3`);
@@ -117,8 +121,7 @@ describe('the backfill phase final check', () => {
     // Nothing else may read the table meanwhile: no autovacuum.
     await db.sql(`ALTER TABLE fc_prune SET (autovacuum_enabled = false)`);
     await db.sql(`CREATE EXTENSION IF NOT EXISTS pageinspect`);
-    const p = plan(splitPlanYaml('split-fc-prune', 'public.fc_prune', SLOW, GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_prune');
     const { running } = await backfillPast(p, 1_500);
     // The first three batches' row versions, read off the pages raw (reading them through SQL would prune them): the
     // versions they wrote are there, the ones they replaced (an older xmin, their xmax) no longer are: a pruned line
@@ -156,8 +159,7 @@ describe('the backfill phase final check', () => {
 
   it('reads every row of a backfill started without a recorded horizon (an older pgshift)', async () => {
     await table('fc_older', 2_000);
-    const p = plan(splitPlanYaml('split-fc-older', 'public.fc_older', SLOW, GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_older');
     const { running, entries } = await backfillPast(p, 600);
     // What a backfill begun before state schema version 3 looks like once upgraded.
     await db.sql(`UPDATE pgshift.backfill SET since_xid = NULL WHERE plan = 'split-fc-older'`);
@@ -175,8 +177,7 @@ describe('the backfill phase final check', () => {
     await db.sql(`CREATE TABLE fc_parts_2 PARTITION OF fc_parts FOR VALUES FROM (1001) TO (2001)`);
     await db.sql(`CREATE TABLE fc_parts_3 PARTITION OF fc_parts FOR VALUES FROM (2001) TO (3001)`);
     await db.sql(`INSERT INTO fc_parts (id, full_name) SELECT g, 'First' || g || ' Last' || g FROM generate_series(1, 3000) g`);
-    const p = plan(splitPlanYaml('split-fc-parts', 'public.fc_parts', SLOW, GUARDS));
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('fc_parts');
     // A table made before the walk starts, with the new columns empty: its rows are older than the walk.
     await db.sql(`CREATE TABLE fc_parts_4 (LIKE fc_parts)`);
     await db.sql(`INSERT INTO fc_parts_4 (id, full_name) VALUES (3001, 'Grace Hopper')`);
@@ -192,10 +193,7 @@ describe('the backfill phase final check', () => {
 describe('the ANALYZE after the backfill', () => {
   it('runs ANALYZE beside the final check, on its own connection, waiting past lock_timeout for a maintenance lock (as an autovacuum holds), which queues no application query', async () => {
     await table('an_busy', 2_000);
-    const p = plan(
-      splitPlanYaml('split-an-busy', 'public.an_busy', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 100ms, statement_timeout: 20s, retries: 2 }'),
-    );
-    expect((await apply([p], 'dual-write', { databaseUrl: db.url }))[0]!.error).toBeUndefined();
+    const p = await dualWritten('an_busy', '{ batch_size: 500, pause: 0ms }', '{ lock_timeout: 100ms, statement_timeout: 20s, retries: 2 }');
     // What VACUUM and ANALYZE hold: SHARE UPDATE EXCLUSIVE, for far longer than lock_timeout.
     const vacuum = await db.connect();
     await vacuum.query('BEGIN');
