@@ -53,10 +53,13 @@ export class LockWaitSampler {
   }
 
   private async loop(client: pg.Client): Promise<void> {
+    // Who was in the way of each wait (backend and when it queued) when last seen: the sample taken as the holder
+    // lets go still shows the wait, at its longest, with nobody blocking it any more.
+    const blockers = new Map<string, string>();
     while (!this.stopped) {
       const window = this.window;
-      const { rows } = await client.query<{ ms: number; lock: string; blocked_by: string | null }>(
-        `SELECT (extract(epoch FROM clock_timestamp() - l.waitstart) * 1000)::float8 AS ms,
+      const { rows } = await client.query<{ ms: number; lock: string; blocked_by: string | null; wait: string }>(
+        `SELECT l.pid || ' ' || l.waitstart AS wait, (extract(epoch FROM clock_timestamp() - l.waitstart) * 1000)::float8 AS ms,
                 l.mode || ' on ' || coalesce(l.relation::regclass::text, l.locktype) AS lock,
                 (SELECT string_agg(DISTINCT coalesce(nullif(b.application_name, ''), 'pid ' || b.pid) || ': ' || left(regexp_replace(b.query, '\\s+', ' ', 'g'), 60), '; ')
                    FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(l.pid))) AS blocked_by
@@ -66,8 +69,9 @@ export class LockWaitSampler {
       );
       this.samples++;
       for (const r of rows) {
+        if (r.blocked_by) blockers.set(r.wait, r.blocked_by);
         const seen = this.longest.get(window);
-        if (!seen || r.ms > seen.ms) this.longest.set(window, { ms: r.ms, lock: r.lock, blockedBy: r.blocked_by });
+        if (!seen || r.ms > seen.ms) this.longest.set(window, { ms: r.ms, lock: r.lock, blockedBy: blockers.get(r.wait) ?? null });
       }
       await sleep(SAMPLE_EVERY_MS);
     }
