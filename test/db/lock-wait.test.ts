@@ -231,7 +231,11 @@ describe('a step that locks several tables', () => {
       }
       await c.end();
     });
-    // Watch pg_locks: no session ever holds ACCESS EXCLUSIVE on users while it waits for another lock.
+    // Watch pg_locks: no session ever holds ACCESS EXCLUSIVE on users while it waits for another lock. The view is
+    // read once per look (MATERIALIZED): each reference to pg_locks copies the lock table anew, so a join of the view
+    // with itself compares two instants: a runner that held users in one attempt and waited for orders in the next
+    // looks like one holding both. pgshift takes every lock after a step's first with NOWAIT, which never queues, so
+    // holding one table while queued for another is what this test must catch, and only one look can show it.
     let sampling = true;
     let samples = 0;
     const violations: unknown[] = [];
@@ -239,7 +243,8 @@ describe('a step that locks several tables', () => {
       const m = await db.connect();
       while (sampling) {
         const { rows } = await m.query(
-          `SELECT h.pid, w.relation::regclass::text AS waits_for FROM pg_locks h JOIN pg_locks w ON w.pid = h.pid AND NOT w.granted
+          `WITH l AS MATERIALIZED (SELECT pid, relation, mode, granted FROM pg_locks)
+           SELECT h.pid, w.relation::regclass::text AS waits_for FROM l h JOIN l w ON w.pid = h.pid AND NOT w.granted
             WHERE h.relation = 'shop.users'::regclass AND h.mode = 'AccessExclusiveLock' AND h.granted`,
         );
         violations.push(...rows);
