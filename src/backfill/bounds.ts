@@ -163,6 +163,7 @@ export class BatchEnds {
   /** Count a committed range's rows through the key's index, visiting every version its entries point to. */
   private async read(segment: Segment, lower: KeyValue | null, end: KeyValue): Promise<void> {
     await this.onIndex(`SELECT count(*) FROM ${qualified(segment.table)} WHERE ${rangeWhereLiteral(this.key, lower, end)}`);
+    this.log.debug({ lower, end, partition: segment.id }, 'backfill: read back a committed range');
   }
 
   /** One statement in a transaction of its own, under the walk's timeouts, on the key's index; its first row. */

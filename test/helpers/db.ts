@@ -14,9 +14,8 @@ export interface TestDatabase {
   connect(): Promise<pg.Client>;
 }
 
-/** Create a fresh database on the run's server; call at the top of a test file. */
-export async function freshDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject('adminUrl');
+/** Create a fresh database on the run's server (or on the server of `adminUrl`); call at the top of a test file. */
+export async function freshDatabase(adminUrl: string = inject('adminUrl')): Promise<TestDatabase> {
   const name = `pgshift_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
