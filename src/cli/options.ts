@@ -4,6 +4,7 @@ import type { RunOptions } from '../api/session.js';
 import { isPhase, PHASES, type Phase } from '../phases/phases.js';
 import { toMilliseconds } from '../plan/duration.js';
 import { createLogger } from '../log.js';
+import { terminalLog } from './terminal.js';
 
 /** Options every `plan` subcommand accepts. */
 export interface CommonOptions {
@@ -76,8 +77,13 @@ export function runOptions(o: CommonOptions, target: string | undefined = o.data
     stateSchema: o.schema,
     guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries, maxWaitMs: o.maxWait, oldCodeQuietMs: o.oldCodeQuiet },
     force: o.force,
-    log: createLogger(o.logLevel),
+    log: createLogger(o.logLevel, humanLogs(o) ? terminalLog : undefined),
   };
+}
+
+/** Logs for people when stderr is a terminal and `--json` was not given; JSON lines otherwise (a pipeline's log collector). */
+function humanLogs(o: CommonOptions): boolean {
+  return o.json !== true && Boolean(process.stderr.isTTY);
 }
 
 /** JSON output unless stdout is a TTY and --json was not given; `--no-json` asks for the human text anywhere. */

@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { BackfillProgress } from '../backfill/backfill.js';
 import type { Output } from './output.js';
+import { holdBottomLine } from './terminal.js';
 
 /** How often a JSON progress event is printed during a backfill. */
 const JSON_PROGRESS_EVERY_MS = 3_000;
@@ -27,11 +28,18 @@ export function progressReporter(output: Output): { onProgress: (p: BackfillProg
       stop: () => undefined,
     };
   }
+  // A MultiBar of one: it can write log lines above the bar (holdBottomLine), which a SingleBar cannot.
+  let bars: cliProgress.MultiBar | null = null;
   let bar: cliProgress.SingleBar | null = null;
+  const close = (): void => {
+    bars?.stop();
+    holdBottomLine(null);
+    bars = bar = null;
+  };
   return {
     onProgress: (p) => {
-      if (!bar) {
-        bar = new cliProgress.SingleBar(
+      if (!bars || !bar) {
+        bars = new cliProgress.MultiBar(
           {
             format: `${p.plan} backfill [{bar}] {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_text}{waiting}`,
             stream: process.stderr,
@@ -39,16 +47,14 @@ export function progressReporter(output: Output): { onProgress: (p: BackfillProg
           },
           cliProgress.Presets.shades_classic,
         );
-        bar.start(p.rowsTotal, p.rowsDone, payload(p));
+        bar = bars.create(p.rowsTotal, p.rowsDone, payload(p));
+        holdBottomLine(bars);
       }
       bar.setTotal(p.rowsTotal);
       bar.update(p.rowsDone, payload(p));
-      if (p.done) {
-        bar.stop();
-        bar = null;
-      }
+      if (p.done) close();
     },
-    stop: () => bar?.stop(),
+    stop: close,
   };
 }
 
