@@ -1,6 +1,7 @@
 /**
- * Every default pgshift uses, in one place. The README's option table is
- * written from this file; change both together.
+ * Every default pgshift uses, in one place. The options table of
+ * docs/cli.md and the plan format of docs/plans.md are written from this
+ * file; change them together.
  */
 
 /**
@@ -85,6 +86,8 @@ export const DEFAULT_PAUSE_MS = 0;
  * within 1.5× of its baseline in bench/backfill (200 ms: up to 9×).
  */
 export const DEFAULT_TARGET_BATCH_MS = 50;
+/** `backfill.workers`: key ranges (or leaf partitions) walked at once, each on a connection of its own. */
+export const DEFAULT_BACKFILL_WORKERS = 1;
 /** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
 export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
 /** The adaptive batch size stays within these bounds. */
