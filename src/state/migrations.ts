@@ -221,6 +221,9 @@ function version5(schema: string): string[] {
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
+/** The tables of the state schema: a schema holding no other table is pgshift's own. */
+export const STATE_TABLES: readonly string[] = [...STATE_TABLES_V2, 'backfill_batches', 'backfill_ranges', 'old_code_writes', 'old_code_statements'];
+
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
  * the schema is pgshift's own: the runner may act as its owner and it holds
