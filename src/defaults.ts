@@ -1,6 +1,7 @@
 /**
- * Every default pgshift uses, in one place. The README's option table is
- * written from this file; change both together.
+ * Every default pgshift uses, in one place. The options table of
+ * docs/cli.md and the plan format of docs/plans.md are written from this
+ * file; change them together.
  */
 
 /**
@@ -31,7 +32,7 @@ export const LOCK_WAIT_POLL_MS = 20;
  * and `lock_timeout` (50 ms) is the wrong bound: an autovacuum of the table,
  * likely right after millions of rows were rewritten, holds that lock and
  * is cancelled by the deadlock detector only after `deadlock_timeout` (1 s
- * by default). At 10M rows the 50 ms bound skipped the ANALYZE.
+ * by default). The run where lock_timeout skipped it: docs/benchmarks.md.
  */
 export const ANALYZE_LOCK_WAIT_MS = 10_000;
 
@@ -72,19 +73,22 @@ export const DEFAULT_BATCH_SIZE = 5_000;
 /**
  * `backfill.pause`: sleep between two batches. None by default: batches are
  * short (`target_batch_ms`) and commit without waiting for their WAL flush,
- * and `max_replica_lag` throttles for replicas; measured in bench/backfill,
- * a 20 ms pause cost ~10 % of the backfill's time and did not lower the
- * application's p99.
+ * and `max_replica_lag` throttles for replicas. In bench/backfill a pause
+ * cost time and did not lower the application's p99 (docs/benchmarks.md,
+ * how the defaults were chosen).
  */
 export const DEFAULT_PAUSE_MS = 0;
 /**
  * `backfill.target_batch_ms`: the duration each batch aims at; the batch size
  * adapts to it. An application write to a row of the batch in flight waits
  * for its commit, so the batch's duration is what such a write can wait, and
- * its share of the table is how many writes do: 50 ms kept the workload's p99
- * within 1.5× of its baseline in bench/backfill (200 ms: up to 9×).
+ * its share of the table is how many writes do: short batches keep the
+ * workload's p99 near its baseline (docs/benchmarks.md, how the defaults
+ * were chosen).
  */
 export const DEFAULT_TARGET_BATCH_MS = 50;
+/** `backfill.workers`: key ranges (or leaf partitions) walked at once, each on a connection of its own. */
+export const DEFAULT_BACKFILL_WORKERS = 1;
 /** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
 export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
 /** The adaptive batch size stays within these bounds. */

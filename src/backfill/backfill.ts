@@ -14,7 +14,6 @@ import { BatchSizer } from './batch-size.js';
 import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 
-export { enterPlanTransaction } from './plan-transaction.js';
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
 import type { BackfillInput, BackfillProgress, Segment } from './input.js';
 

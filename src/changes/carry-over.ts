@@ -6,7 +6,7 @@ import { ddl, lockingAll, type LockMode, type SqlStep, type TableLock } from './
 import { addConstraintSafely, attachUniqueConstraint, createIndexConcurrently } from './constraints.js';
 import { carryPartitionedIndexes, dropPartitionedCopies, renamePartitionCopies } from './partitioned-carry.js';
 
-export type { CarriedNames, CarryOver } from './carry-model.js';
+export type { CarryOver } from './carry-model.js';
 import type { CarriedNames, CarryOver } from './carry-model.js';
 
 /**
@@ -45,11 +45,6 @@ export function planCarryOver(objects: ColumnObjects, table: QualifiedName, from
     ownedSequences: objects.ownedSequences,
     comment: objects.comment,
   };
-}
-
-/** Has this carry-over anything to do in switch-read? */
-export function hasCarriedObjects(carry: CarryOver | undefined): carry is CarryOver {
-  return !!carry && (carry.indexes.length > 0 || carry.constraints.length > 0);
 }
 
 /**

@@ -3,13 +3,15 @@ import { ExitCode, exitCodeOf, PgshiftError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { applyCommand } from './commands/apply.js';
 import { detectCommand } from './commands/detect.js';
-import { inspectCommands } from './commands/inspect.js';
+import { lintCommand } from './commands/lint.js';
 import { logCommand } from './commands/log.js';
 import { newCommand } from './commands/new.js';
 import { rehearseCommand } from './commands/rehearse.js';
 import { rollbackCommand } from './commands/rollback.js';
+import { showCommand } from './commands/show.js';
 import { statusCommand } from './commands/status.js';
 import type { Run } from './commands/types.js';
+import { verifyCommand } from './commands/verify.js';
 import { createOutput, redactorFor } from './output.js';
 import { wantsJson } from './options.js';
 
@@ -41,7 +43,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   applyCommand(plan, run);
   statusCommand(plan, run);
   rollbackCommand(plan, run);
-  inspectCommands(plan, run);
+  verifyCommand(plan, run);
+  showCommand(plan, run);
+  lintCommand(plan, run);
   logCommand(plan, run);
   detectCommand(plan, run);
   newCommand(plan, run);

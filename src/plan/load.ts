@@ -4,6 +4,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
 import type { z } from 'zod';
 import {
+  DEFAULT_BACKFILL_WORKERS,
   DEFAULT_BATCH_SIZE,
   DEFAULT_LOCK_TIMEOUT_MS,
   DEFAULT_PAUSE_MS,
@@ -79,7 +80,7 @@ function build(data: PlanFile, name: string, file: string): Plan {
       // 0 turns the adaptive size off: every batch is `batch_size` rows.
       targetBatchMs: data.backfill?.target_batch_ms === 0 ? null : (data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS),
       maxReplicaLagMs: data.backfill?.max_replica_lag ?? DEFAULT_MAX_REPLICA_LAG_MS,
-      workers: data.backfill?.workers ?? 1,
+      workers: data.backfill?.workers ?? DEFAULT_BACKFILL_WORKERS,
     },
     guards: {
       lockTimeoutMs: data.guards?.lock_timeout ?? DEFAULT_LOCK_TIMEOUT_MS,

@@ -8,7 +8,7 @@ import type { DropIndexesStep } from '../changes/steps.js';
  * table that no constraint needs, before the transaction that drops the
  * columns would drop them itself. In that transaction the index files are
  * unlinked at COMMIT, under its ACCESS EXCLUSIVE lock, for a time that grows
- * with their size (27–88 ms at 300k rows); `DROP INDEX CONCURRENTLY` takes
+ * with their size (docs/benchmarks.md); `DROP INDEX CONCURRENTLY` takes
  * SHARE UPDATE EXCLUSIVE, which no read or write conflicts with, and waits
  * for the transactions still using the index instead of blocking anyone.
  * Indexes backing a constraint (UNIQUE, a foreign key's referenced key)

@@ -13,7 +13,6 @@ const schema = z.strictObject({
    */
   default: sqlExpression.optional(),
 });
-export type DropSpec = z.infer<typeof schema>;
 
 /** What a drop learns at plan start, kept in the plan's facts under `drop`. */
 export interface DropFacts {

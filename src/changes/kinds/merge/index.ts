@@ -9,7 +9,6 @@ const schema = z.strictObject({
   into: newColumn,
   reverse: z.record(identifier, sqlExpression),
 });
-export type MergeSpec = z.infer<typeof schema>;
 
 /** `merge: { columns, into, reverse: { column: expr } }`: several columns into one. */
 export const merge = {

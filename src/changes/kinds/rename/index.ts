@@ -8,7 +8,6 @@ import { needTargets, oldFacts, type ChangeKindModule } from '../kind.js';
 import { namePartitionCopies, partitionRenameProblems } from './partitions.js';
 
 const schema = z.strictObject({ column: identifier, to: identifier });
-export type RenameSpec = z.infer<typeof schema>;
 
 /**
  * `rename: { column, to }`. The new column carries the old one's type,

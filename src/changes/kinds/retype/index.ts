@@ -6,8 +6,6 @@ import { metadataOnlyRetypeProgram } from './in-place.js';
 import { probeRetype } from './probe.js';
 import { retypedColumn, retypeSchema } from './spec.js';
 
-export { retypedColumn, type RetypeSpec } from './spec.js';
-
 /**
  * `retype: { column, to, using, reverse, as? }`: one column to another type.
  * `using` is written over the old column and `reverse` over the new value,

@@ -8,7 +8,6 @@ const schema = z.strictObject({
   into: z.array(newColumn).min(2, 'needs at least two new columns (use rename or retype for one)'),
   reverse: sqlExpression,
 });
-export type SplitSpec = z.infer<typeof schema>;
 
 /** `split: { column, into: [...], reverse }`: one column into several. */
 export const split = {
