@@ -7,7 +7,9 @@ import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
+import { releaseOrder } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
+import { waitingBehind, waitingText, type Waiting } from './queue.js';
 import { checkChecksum, phaseInput, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
 import { recordPhase } from './record.js';
 import { checkBeforeMoving, oldCodeGate } from './gate.js';
@@ -23,19 +25,33 @@ export interface PlanOutcome {
   readonly phases: readonly Phase[];
   /** Set when the plan stopped on an error; the other plans still ran. */
   readonly error?: PgshiftError | Error | undefined;
+  /** Set when the plan has not started because another must go first (see {@link Waiting}); not an error. */
+  readonly waiting?: Waiting | undefined;
+}
+
+/** `apply`'s options: a run's, and the whole folder's plans, which decide the order (see `releaseOrder`). */
+export interface ApplyOptions extends RunOptions {
+  /** Every plan of the folder (default: the plans given); an `after:` must then name one of them. */
+  readonly queue?: readonly Plan[];
 }
 
 /**
  * Advance each plan to `target`: one phase (`next`), or every phase up to and
  * including the named one (a no-op when already there, so a retried pipeline
- * step is harmless). Plans run one after the other; a failing plan does not
- * stop the others, and its error is in its outcome.
+ * step is harmless). Plans run one after the other, in the folder's release
+ * order (`releaseOrder`); a failing plan does not stop the others, and its
+ * error is in its outcome. A plan that may not start yet (another on its
+ * table goes first, or one its `after:` names is not contracted) is left
+ * waiting, which is not an error: a pipeline runs `apply --phase next` at
+ * every release and each plan starts when its turn comes.
  */
-export async function apply(plans: readonly Plan[], target: Phase | 'next', options: RunOptions = {}): Promise<PlanOutcome[]> {
+export async function apply(plans: readonly Plan[], target: Phase | 'next', options: ApplyOptions = {}): Promise<PlanOutcome[]> {
+  const queue = releaseOrder(options.queue ?? plans, { known: options.queue !== undefined });
+  const ordered = [...queue.filter((q) => plans.some((p) => p.name === q.name)), ...plans.filter((p) => !queue.some((q) => q.name === p.name))];
   const outcomes: PlanOutcome[] = [];
-  for (const plan of plans) {
+  for (const plan of ordered) {
     try {
-      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target)));
+      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target, queue)));
     } catch (error) {
       outcomes.push({ plan: plan.name, from: null, to: null, phases: [], error: error as Error });
     }
@@ -43,7 +59,7 @@ export async function apply(plans: readonly Plan[], target: Phase | 'next', opti
   return outcomes;
 }
 
-async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<PlanOutcome> {
+async function applyOne(session: PlanSession, target: Phase | 'next', queue: readonly Plan[]): Promise<PlanOutcome> {
   const { client, store, plan, log } = session;
   let state = await store.get(plan.name);
   await checkChecksum(session, state);
@@ -56,17 +72,13 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
 
   const started = inFlight(state);
   if (!started) {
-    const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
-    const other = await store.inFlightOn(display(facts.table), plan.name);
-    if (other) {
-      throw new PlanError([
-        {
-          file: plan.file,
-          path: 'table',
-          message: `plan "${other.name}" is already in flight on ${other.table} (at ${other.phase ?? 'no phase'}); finish or roll it back first`,
-        },
-      ]);
+    // Before the catalog check: a plan queued behind another may name columns that one has yet to make.
+    const waiting = await waitingBehind(client, store, plan, queue);
+    if (waiting) {
+      log.info({ waiting }, `${plan.name}: ${waitingText(waiting)}`);
+      return { plan: plan.name, from: current, to: current, phases: [], waiting };
     }
+    const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
     if (!session.lease.isHeld) {
       // A database without state had no lease table: take the lease now, before the first write, and look again.
       await store.ensure();
@@ -79,9 +91,12 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
     try {
       await store.start(plan.name, plan.change.kind, plan.checksum, facts);
     } catch (error) {
-      // Another plan on the same table started between our check and our insert (the partial unique index says so).
-      if (sqlState(error) === SqlState.uniqueViolation)
+      // Another plan on the same table started between our look and our insert (the partial unique index says so): wait behind it.
+      if (sqlState(error) === SqlState.uniqueViolation) {
+        const other = await store.inFlightOn(display(facts.table), plan.name);
+        if (other) return { plan: plan.name, from: current, to: current, phases: [], waiting: { behind: other.name, at: other.phase, status: other.status } };
         throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+      }
       // A privilege the check above does not know of: still nothing changed but the state schema, so say it is input to fix.
       if (sqlState(error) === INSUFFICIENT_PRIVILEGE)
         throw new PlanError([{ file: plan.file, path: '', message: `cannot record the plan's start: ${(error as Error).message} (see docs/privileges.md)` }]);

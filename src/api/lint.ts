@@ -11,6 +11,7 @@ import { lineOfField } from '../plan/load.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { statePrivileges, tableSchemaPrivilege } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
+import { orderProblems } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
 import { withState, type RunOptions } from './session.js';
 
@@ -29,11 +30,18 @@ export interface LintResult {
  * files that were not, reported with the rest), including the privileges the
  * connected role needs for the phases still to run. Every problem of every
  * plan is reported together, each with its file and line; nothing is changed
- * in the database.
+ * in the database. `queue` (default: `plans`) is the whole folder, whose
+ * release order must be possible (see `releaseOrder`).
  */
-export async function lint(plans: readonly Plan[], options: RunOptions = {}, fileProblems: readonly PlanProblem[] = []): Promise<LintResult[]> {
+export async function lint(
+  plans: readonly Plan[],
+  options: RunOptions = {},
+  fileProblems: readonly PlanProblem[] = [],
+  queue: readonly Plan[] = plans,
+): Promise<LintResult[]> {
   return withState(options, async (client, store) => {
-    const problems: PlanProblem[] = [...fileProblems];
+    // An order that cannot be kept (an `after:` naming no plan, plans waiting for each other) is refused like any bad field.
+    const problems: PlanProblem[] = [...fileProblems, ...orderProblems(queue).filter((p) => plans.some((x) => x.file === p.file))];
     const results: LintResult[] = [];
     // The state cannot be read without these: every plan is then checked as not started, which names them.
     const stateReachable = (await statePrivileges(client, store.schema)).length === 0;

@@ -5,6 +5,9 @@ import type { OldCodeActivity } from './old-code.js';
 import type { Plan } from '../plan/types.js';
 import type { BackfillState, LastEvent } from '../state/store.js';
 import { withOverrides, withState, type RunOptions } from './session.js';
+import { waitingBehind, type Waiting } from './queue.js';
+import { releaseOrder } from '../plan/queue.js';
+import { inFlight } from '../state/store.js';
 
 /** Backfill progress: rows done of the estimate, and while it runs, its rate and time to go. */
 export interface BackfillStatus {
@@ -38,6 +41,8 @@ export interface PlanStatus {
   readonly drift: readonly DriftProblem[] | null;
   /** The old-code gate's facts, from switch-read on (null before, or without the plan file). */
   readonly oldCode: OldCodeActivity | null;
+  /** For a plan that has not started: the plan it waits behind in the release order (null when it may start, or unknown without its file). */
+  readonly waiting: Waiting | null;
 }
 
 /**
@@ -51,6 +56,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
     const backfills = await store.allBackfills();
     const events = await store.lastEvents();
     const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
+    const queue = releaseOrder(plans, { known: false });
     const rows: PlanStatus[] = [];
     for (const name of [...names].sort()) {
       const file = plans.find((p) => p.name === name);
@@ -72,6 +78,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         edited: Boolean(plan && state && state.checksum !== plan.checksum && state.status !== 'rolled_back'),
         drift: checked ? await driftOf(client, plan!, checked) : null,
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
+        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, store, plan, queue) : null,
       });
     }
     return rows;

@@ -73,6 +73,7 @@ function build(data: PlanFile, name: string, file: string): Plan {
     file,
     table,
     key: data.key,
+    after: data.after === undefined ? [] : typeof data.after === 'string' ? [data.after] : data.after,
     change,
     backfill: {
       batchSize: data.backfill?.batch_size ?? DEFAULT_BATCH_SIZE,

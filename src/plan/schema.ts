@@ -48,6 +48,10 @@ export const planFileSchema = z.strictObject({
     .min(1)
     .regex(/^("[^"]+"|[^."]+)(\.("[^"]+"|[^."]+))?$/, 'must be "table" or "schema.table"'),
   key: z.array(identifier).min(1).optional(),
+  /** Plans this one ships after: it starts only once each of them is contracted (besides the folder's order for its table). */
+  after: z
+    .union([z.string().regex(PLAN_NAME, 'must name a plan (kebab-case)'), z.array(z.string().regex(PLAN_NAME, 'must name a plan (kebab-case)')).min(1)])
+    .optional(),
   /** One key per change kind (see changes/kinds/registry.ts); `load` checks that exactly one is present. */
   ...kindFields,
   backfill: backfillSchema.optional(),

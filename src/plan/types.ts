@@ -36,6 +36,8 @@ export interface Plan {
   readonly table: { readonly schema?: string | undefined; readonly name: string };
   /** Key columns for keyset batches; undefined = the primary key. */
   readonly key?: readonly string[] | undefined;
+  /** Plans this one starts after, once each is contracted (`after:`; none = the folder's order alone). */
+  readonly after: readonly string[];
   readonly change: Change;
   readonly backfill: BackfillSettings;
   readonly guards: Guards;

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { apply, type PlanOutcome } from '../../api/apply.js';
+import { waitingText } from '../../api/queue.js';
 import { exitCodeOf } from '../../errors.js';
-import { loadPlans } from '../../plan/load.js';
+import { loadPlans, readPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions, type FleetRow } from '../fleet.js';
 import type { Phase } from '../../phases/phases.js';
 import { phaseArgument, runOptions, withCommonOptions, type CommonOptions } from '../options.js';
@@ -20,18 +21,20 @@ export function applyCommand(plan: Command, run: Run): void {
   withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions & { phase: Phase | 'next' }) =>
     run(o, async (output) => {
       const plans = await loadPlans(o.dir, names);
+      // The whole folder decides the order, also when only some plans are named.
+      const queue = names.length ? (await readPlans(o.dir)).plans : plans;
       const targets = await targetsOf(o);
       if (targets.length > 1)
         return runOnFleet(
           output,
           targets,
           o,
-          (url) => apply(plans, o.phase, runOptions(o, url)),
+          (url) => apply(plans, o.phase, { ...runOptions(o, url), queue }),
           (outcomes) => outcomes.map(fleetRow),
         );
       const progress = progressReporter(output);
       try {
-        const outcomes = await apply(plans, o.phase, { ...runOptions(o), onProgress: progress.onProgress });
+        const outcomes = await apply(plans, o.phase, { ...runOptions(o), queue, onProgress: progress.onProgress });
         for (const outcome of outcomes) report(output, 'apply', outcome);
         return { errors: outcomes.flatMap((x) => (x.error ? [x.error] : [])) };
       } finally {
@@ -46,7 +49,13 @@ export function fleetRow(x: PlanOutcome): FleetRow {
   return {
     plan: x.plan,
     phase: x.to,
-    outcome: x.error ? `failed: ${x.error.message.split('\n')[0]}` : x.phases.length ? `did ${x.phases.join(', ')}` : 'nothing to do',
+    outcome: x.error
+      ? `failed: ${x.error.message.split('\n')[0]}`
+      : x.phases.length
+        ? `did ${x.phases.join(', ')}`
+        : x.waiting
+          ? waitingText(x.waiting)
+          : 'nothing to do',
     exitCode: x.error ? exitCodeOf(x.error) : 0,
   };
 }
@@ -58,6 +67,20 @@ export function report(output: Output, verb: 'apply' | 'rollback', x: PlanOutcom
     ? `${x.plan}: ${did} ${x.phases.join(', ')}; now at ${x.to ?? 'no phase'}`
     : x.error
       ? `${x.plan}: nothing ${did}`
-      : `${x.plan}: nothing to do (at ${x.to ?? 'no phase'})`;
-  output.result({ event: verb, plan: x.plan, from: x.from, to: x.to, phases: x.phases, ok: !x.error, ...(x.error ? { error: x.error.message } : {}) }, text);
+      : x.waiting
+        ? `${x.plan}: ${waitingText(x.waiting)}`
+        : `${x.plan}: nothing to do (at ${x.to ?? 'no phase'})`;
+  output.result(
+    {
+      event: verb,
+      plan: x.plan,
+      from: x.from,
+      to: x.to,
+      phases: x.phases,
+      ok: !x.error,
+      ...(x.error ? { error: x.error.message } : {}),
+      ...(x.waiting ? { waiting: { behind: x.waiting.behind, at: x.waiting.at, status: x.waiting.status } } : {}),
+    },
+    text,
+  );
 }

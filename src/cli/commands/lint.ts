@@ -11,7 +11,8 @@ export function lintCommand(plan: Command, run: Run): void {
     .action(async (names: string[], o: CommonOptions) =>
       run(o, async (output) => {
         const { plans, problems } = await readPlans(o.dir, names);
-        const results = await lint(plans, runOptions(o), problems);
+        const queue = names.length ? (await readPlans(o.dir)).plans : plans;
+        const results = await lint(plans, runOptions(o), problems, queue);
         for (const r of results) {
           output.result({ event: 'lint', plan: r.plan, outcome: r.outcome }, `${r.plan}: ok (${r.outcome.replace('_', ' ')})`);
           for (const w of r.warnings) output.result({ event: 'warning', plan: r.plan, message: w }, `${r.plan}: warning: ${w}`);

@@ -7,6 +7,7 @@ import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../f
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import { ago, table } from '../output.js';
 import type { Run } from './types.js';
+import { waitingText } from '../../api/queue.js';
 
 /** `migrate plan status [PLAN...] [--json]` */
 export function statusCommand(plan: Command, run: Run): void {
@@ -53,7 +54,7 @@ function render(rows: readonly PlanStatus[]): string {
         r.table,
         r.phase ? `${phaseIndex(r.phase) + 1}/${PHASES.length} ${r.phase}` : `0/${PHASES.length}`,
         r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
-        r.next ?? '-',
+        (r.next ?? '-') + (r.waiting ? `, ${waitingText(r.waiting)}` : ''),
         r.backfill ? backfillText(r.backfill) : '-',
         r.lastEvent
           ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` +
