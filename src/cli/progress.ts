@@ -23,7 +23,8 @@ export function progressReporter(output: Output): { onProgress: (p: BackfillProg
         lastWaiting = p.waiting;
         if (!p.done && !waitingChanged && now - last < JSON_PROGRESS_EVERY_MS) return;
         last = now;
-        output.result(progressEvent(p), '');
+        const e = progressEvent(p);
+        output.result(e, `${p.plan} backfill: ${e.done}/${e.total} rows (${e.percent}%)${p.waiting ? `, ${p.waiting}` : ''}`);
       },
       stop: () => undefined,
     };
