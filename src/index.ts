@@ -2,7 +2,10 @@
  * pgshift's public API. Every CLI command is one of these functions; they
  * return result objects and throw typed errors, and never print or exit.
  */
-export { apply, type PlanOutcome } from './api/apply.js';
+export { apply, type ApplyOptions, type PlanOutcome } from './api/apply.js';
+export { pause, resume, tune, type Tuning } from './api/steer.js';
+export type { Waiting } from './api/queue.js';
+export type { BackfillControl } from './state/store.js';
 export { rollback } from './api/rollback.js';
 export { status, type PlanStatus } from './api/status.js';
 export { history } from './api/log.js';

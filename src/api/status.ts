@@ -3,7 +3,7 @@ import type { DriftProblem } from './drift.js';
 import { driftOf, oldCodeOf } from './gate.js';
 import type { OldCodeActivity } from './old-code.js';
 import type { Plan } from '../plan/types.js';
-import type { BackfillState, LastEvent } from '../state/store.js';
+import type { BackfillControl, BackfillState, LastEvent } from '../state/store.js';
 import { withOverrides, withState, type RunOptions } from './session.js';
 import { waitingBehind, type Waiting } from './queue.js';
 import { releaseOrder } from '../plan/queue.js';
@@ -41,6 +41,8 @@ export interface PlanStatus {
   readonly drift: readonly DriftProblem[] | null;
   /** The old-code gate's facts, from switch-read on (null before, or without the plan file). */
   readonly oldCode: OldCodeActivity | null;
+  /** How its backfill is steered (`pause`, `tune`): paused, and the settings recorded over the plan file's; null when never steered. */
+  readonly steering: BackfillControl | null;
   /** For a plan that has not started: the plan it waits behind in the release order (null when it may start, or unknown without its file). */
   readonly waiting: Waiting | null;
 }
@@ -78,6 +80,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         edited: Boolean(plan && state && state.checksum !== plan.checksum && state.status !== 'rolled_back'),
         drift: checked ? await driftOf(client, plan!, checked) : null,
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
+        steering: state && inFlight(state) ? await store.control(name) : null,
         waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, store, plan, queue) : null,
       });
     }

@@ -13,6 +13,7 @@ import { BatchEnds } from './bounds.js';
 import { BatchSizer } from './batch-size.js';
 import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
+import { Steering } from './steering.js';
 
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
 import type { BackfillInput, BackfillProgress, Segment } from './input.js';
@@ -86,6 +87,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
       }))
     : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
   const tracker = new ProgressTracker(input, state, segments.length === 0);
+  const steering = new Steering(plan.name, plan.backfill, log);
   if (tracker.progress.done) {
     if (!state.finishedAt) await store.finishBackfill(plan.name);
     input.onProgress?.(tracker.progress);
@@ -96,14 +98,14 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   // about one batch long, and a connection opened then on a busy server could come after the wait has ended.
   void ctx.monitor().catch(() => undefined);
   if (ranges.length) {
-    await runWorkers(input, state, segments, workers, tracker);
+    await runWorkers(input, state, segments, workers, tracker, steering);
   } else {
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
     const ends = await openBatchEnds(input, sizer, `pgshift bounds ${VERSION}`);
     try {
       for (const segment of segments) {
-        await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends);
+        await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends, steering);
       }
     } finally {
       await ends.close();
@@ -183,19 +185,30 @@ async function walk(
   lagProbe: ReplicaLagProbe,
   tracker: ProgressTracker,
   ends: BatchEnds,
+  steering: Steering,
   stop: () => boolean = () => false,
-): Promise<void> {
+  worker = 0,
+): Promise<'done' | { readonly handedBackAt: KeyValue | null }> {
   const { ctx, plan } = input;
   if (segment.id)
     ctx.log.info(
       { partition: segment.id, upperKey: segment.upper },
       `backfill of ${plan.name}: partition ${segment.id}${from ? ` from key ${from.join(', ')}` : ''}`,
     );
-  const maxLag = plan.backfill.maxReplicaLagMs;
   let lower = from;
   let replicasCheckedAt = -Infinity;
   for (;;) {
-    if (stop()) return;
+    if (stop()) return 'done';
+    const steered = await steering.beforeBatch(
+      input.store,
+      worker,
+      () => ctx.stillHeld?.(),
+      (w) => tracker.waiting(w),
+    );
+    if (steered === 'yield') return { handedBackAt: lower };
+    if (stop()) return 'done';
+    if (steered.targetBatchMs !== sizer.targetMs) sizer.retarget(steered.targetBatchMs);
+    const maxLag = steered.maxReplicaLagMs;
     // Replicas are asked before a batch, at most once per REPLICA_RECHECK_MS: a lag takes longer than that to matter.
     if (maxLag !== null && maxLag > 0 && performance.now() - replicasCheckedAt >= REPLICA_RECHECK_MS) {
       await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
@@ -223,8 +236,8 @@ async function walk(
     );
     tracker.batch(batch.rows, batch.end, segment, sizer.size);
     ends.readBack(segment, lower, batch.end);
-    if (batch.last) return;
-    if (plan.backfill.pauseMs > 0) await sleep(plan.backfill.pauseMs);
+    if (batch.last) return 'done';
+    if (steering.current.pauseMs > 0) await sleep(steering.current.pauseMs);
     lower = batch.end;
   }
 }
@@ -261,6 +274,7 @@ async function runWorkers(
   segments: readonly (Segment & { readonly from: KeyValue | null })[],
   workers: number,
   tracker: ProgressTracker,
+  steering: Steering,
 ): Promise<void> {
   const { ctx, store, plan } = input;
   let failed: { error: unknown } | null = null;
@@ -283,7 +297,19 @@ async function runWorkers(
           const ends = await openBatchEnds(worker, sizer, `pgshift bounds ${n} ${VERSION}`);
           try {
             for (let segment = queue.shift(); segment && !stop(); segment = queue.shift()) {
-              await walk(worker, segment, segment.from, sizer, lagProbe, tracker, ends, stop);
+              const walked = await walk(worker, segment, segment.from, sizer, lagProbe, tracker, ends, steering, stop, n);
+              if (walked === 'done') continue;
+              // Workers were tuned down: the range goes back to the queue where this worker stopped, for another to finish.
+              queue.push({ ...segment, from: walked.handedBackAt });
+              if (
+                !(await steering.whileIdle(
+                  worker.store,
+                  n,
+                  () => queue.length > 0 && !stop(),
+                  () => ctx.stillHeld?.(),
+                ))
+              )
+                break;
             }
           } finally {
             await ends.close();

@@ -22,7 +22,8 @@ export class BatchSizer {
   /** A plan may start below MIN_BATCH_ROWS; it then stays the floor. */
   private readonly min: number;
   /** The duration a batch aims at, capped well below statement_timeout. */
-  readonly targetMs: number | null;
+  private target: number | null;
+  private readonly cap: number;
 
   /**
    * @param start the plan's `batch_size` (or the size a resumed backfill had reached)
@@ -32,8 +33,18 @@ export class BatchSizer {
   constructor(start: number, targetMs: number | null, statementTimeoutMs: number) {
     this.min = Math.max(1, Math.min(MIN_BATCH_ROWS, Math.round(start)));
     this.current = this.clamp(start);
-    const cap = statementTimeoutMs > 0 ? statementTimeoutMs * TIMEOUT_HEADROOM : Infinity;
-    this.targetMs = targetMs === null ? null : Math.max(1, Math.min(targetMs, cap));
+    this.cap = statementTimeoutMs > 0 ? statementTimeoutMs * TIMEOUT_HEADROOM : Infinity;
+    this.target = targetMs === null ? null : Math.max(1, Math.min(targetMs, this.cap));
+  }
+
+  /** The duration a batch aims at (null: fixed size). */
+  get targetMs(): number | null {
+    return this.target;
+  }
+
+  /** Aim at another duration from the next batch on (`migrate plan tune`); null keeps the current size. */
+  retarget(targetMs: number | null): void {
+    this.target = targetMs === null ? null : Math.max(1, Math.min(targetMs, this.cap));
   }
 
   /** Rows in the next batch. */

@@ -22,7 +22,7 @@ export interface CommonOptions {
   readonly logLevel?: string;
 }
 
-const duration =
+export const duration =
   (flag: string) =>
   (value: string): number => {
     const ms = toMilliseconds(value);

@@ -36,6 +36,8 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   // The old-code gate: reads what the trigger recorded and forgets week-old rows; keeps its pg_stat_statements snapshot.
   ['old_code_writes', ['SELECT', 'DELETE']],
   ['old_code_statements', ['SELECT', 'INSERT', 'UPDATE']],
+  // pause, resume, tune: the walk reads it before each batch; the steering commands write it.
+  ['backfill_control', ['SELECT', 'INSERT', 'UPDATE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

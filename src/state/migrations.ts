@@ -218,11 +218,40 @@ function version5(schema: string): string[] {
   return [`ALTER TABLE ${ident(schema)}.backfill_ranges ADD COLUMN IF NOT EXISTS partition text`];
 }
 
+/**
+ * Version 6: steering a running backfill through the state schema, from any
+ * machine (`migrate plan pause | resume | tune`). One row per plan; a null
+ * setting is the plan file's. The walk reads the row before each batch, so a
+ * pause holds across a restart of the runner.
+ */
+function version6(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `CREATE TABLE IF NOT EXISTS ${s}.backfill_control (
+      plan text PRIMARY KEY REFERENCES ${s}.plans (name) ON DELETE CASCADE,
+      paused boolean NOT NULL DEFAULT false,
+      target_batch_ms integer CHECK (target_batch_ms >= 0),
+      pause_ms integer CHECK (pause_ms >= 0),
+      workers integer CHECK (workers BETWEEN 1 AND 16),
+      max_replica_lag_ms integer CHECK (max_replica_lag_ms >= 0),
+      changed_at timestamptz NOT NULL DEFAULT now(),
+      changed_by text NOT NULL DEFAULT session_user
+    )`,
+  ];
+}
+
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
-export const STATE_TABLES: readonly string[] = [...STATE_TABLES_V2, 'backfill_batches', 'backfill_ranges', 'old_code_writes', 'old_code_statements'];
+export const STATE_TABLES: readonly string[] = [
+  ...STATE_TABLES_V2,
+  'backfill_batches',
+  'backfill_ranges',
+  'old_code_writes',
+  'old_code_statements',
+  'backfill_control',
+];
 
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
@@ -251,6 +280,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 3, description: 'backfill: batch transaction ids and start horizon for the final check; partition by partition', statements: version3 },
   { version: 4, description: 'the old-code gate: writes of the old columns by clients, statements naming them', statements: version4 },
   { version: 5, description: "backfill: several workers over a partitioned table's partitions", statements: version5 },
+  { version: 6, description: 'steer a running backfill: pause, resume, tune', statements: version6 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

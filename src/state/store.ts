@@ -25,6 +25,17 @@ export interface PlanState {
   readonly updatedAt: Date;
 }
 
+/** A plan's backfill as steered from outside the runner; a null setting is the plan file's. */
+export interface BackfillControl {
+  readonly paused: boolean;
+  readonly targetBatchMs: number | null;
+  readonly pauseMs: number | null;
+  readonly workers: number | null;
+  readonly maxReplicaLagMs: number | null;
+  readonly changedAt: Date;
+  readonly changedBy: string;
+}
+
 /** One row of `pgshift.backfill`. */
 export interface BackfillState {
   readonly upperKey: string[] | null;
@@ -258,6 +269,37 @@ export class StateStore {
     if (!(await this.exists())) return null;
     const { rows } = await this.client.query<BackfillState>(`SELECT ${BACKFILL_COLUMNS}, ${this.backfillV3()} FROM ${this.s}.backfill WHERE plan = $1`, [name]);
     return rows[0] ?? null;
+  }
+
+  /** How a plan's backfill is steered (`pause`, `tune`), or null when nobody steered it (or the schema predates steering). */
+  async control(name: string): Promise<BackfillControl | null> {
+    if (!(await this.exists()) || (this.version ?? 0) < 6) return null;
+    const { rows } = await this.client.query<BackfillControl>(
+      `SELECT paused, target_batch_ms AS "targetBatchMs", pause_ms AS "pauseMs", workers, max_replica_lag_ms AS "maxReplicaLagMs",
+              changed_at AS "changedAt", changed_by AS "changedBy"
+         FROM ${this.s}.backfill_control WHERE plan = $1`,
+      [name],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Pause, resume or retune a plan's backfill: the fields given replace the recorded ones (null = back to the plan file's). */
+  async steer(name: string, change: Partial<Omit<BackfillControl, 'changedAt' | 'changedBy'>>): Promise<BackfillControl> {
+    const columns = {
+      paused: 'paused',
+      targetBatchMs: 'target_batch_ms',
+      pauseMs: 'pause_ms',
+      workers: 'workers',
+      maxReplicaLagMs: 'max_replica_lag_ms',
+    } as const;
+    const given = (Object.keys(columns) as (keyof typeof columns)[]).filter((k) => change[k] !== undefined);
+    await this.client.query(
+      `INSERT INTO ${this.s}.backfill_control (plan${given.map((k) => `, ${columns[k]}`).join('')})
+       VALUES ($1${given.map((_, i) => `, $${i + 2}`).join('')})
+       ON CONFLICT (plan) DO UPDATE SET changed_at = now(), changed_by = session_user${given.map((k) => `, ${columns[k]} = EXCLUDED.${columns[k]}`).join('')}`,
+      [name, ...given.map((k) => change[k])],
+    );
+    return (await this.control(name))!;
   }
 
   /** Every plan's backfill progress, by plan. */

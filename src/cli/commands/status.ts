@@ -45,6 +45,7 @@ function render(rows: readonly PlanStatus[]): string {
   const notes = rows.flatMap((r) => [
     ...(r.drift ?? []).map((d) => `${r.plan}: drift: ${d.message}`),
     ...(r.oldCode ? [`${r.plan}: old code: ${oldCodeText(r.oldCode)}`] : []),
+    ...(r.steering ? [`${r.plan}: backfill ${r.steering.paused ? 'paused' : 'steered'} by ${r.steering.changedBy} ${ago(r.steering.changedAt)}`] : []),
   ]);
   return [
     table(
@@ -55,7 +56,7 @@ function render(rows: readonly PlanStatus[]): string {
         r.phase ? `${phaseIndex(r.phase) + 1}/${PHASES.length} ${r.phase}` : `0/${PHASES.length}`,
         r.status + (r.unfinished ? ` (${r.unfinished.action} of ${r.unfinished.phase} unfinished)` : ''),
         (r.next ?? '-') + (r.waiting ? `, ${waitingText(r.waiting)}` : ''),
-        r.backfill ? backfillText(r.backfill) : '-',
+        (r.backfill ? backfillText(r.backfill) : '-') + (r.steering?.paused ? ' (paused)' : ''),
         r.lastEvent
           ? `${r.lastEvent.action} ${r.lastEvent.phase} ${r.lastEvent.outcome} ${ago(r.lastEvent.finishedAt)}` +
             (r.lastError ? `: ${r.lastError.split('\n')[0]}` : '')
