@@ -55,20 +55,28 @@ function judge(s: ParsedStatement, state: FileState): Finding[] {
       if (t) {
         state.created.add(tableKey(t));
         state.schema.createTable(tableKey(t), list(body.tableElts));
+        // A table renamed away and created anew under its name: running code finds the name.
+        state.renamedAway.delete(tableKey(t));
       }
       return [];
     }
     case 'ViewStmt':
     case 'CreateTableAsStmt': {
       const t = rangeVar(type === 'ViewStmt' ? body.view : (body.into as Node | undefined)?.rel);
-      if (t) state.created.add(tableKey(t));
+      if (t) {
+        state.created.add(tableKey(t));
+        state.renamedAway.delete(tableKey(t));
+      }
       return [];
     }
     case 'CreateEnumStmt':
     case 'CompositeTypeStmt':
     case 'CreateDomainStmt': {
       const names = type === 'CompositeTypeStmt' ? rangeVar(body.typevar) : nameList(type === 'CreateEnumStmt' ? body.typeName : body.domainname);
-      if (names) state.createdTypes.add(tableKey(names));
+      if (names) {
+        state.createdTypes.add(tableKey(names));
+        state.renamedAway.delete(tableKey(names));
+      }
       return [];
     }
     case 'RenameStmt':
@@ -95,15 +103,19 @@ function judge(s: ParsedStatement, state: FileState): Finding[] {
         if (t && (typeof body.mode !== 'number' || body.mode >= 5)) state.tx.writeLocked.add(tableKey(t));
       }
       return [];
-    case 'UpdateStmt': {
+    case 'UpdateStmt':
+    case 'DeleteStmt': {
+      // Rows are read by a scan unless the WHERE finds them through an index, which the file cannot tell: under a lock that
+      // blocks writes, the application waits for the whole statement and for the rest of the transaction.
       const t = rangeVar(body.relation);
-      if (!t || state.created.has(tableKey(t)) || !state.tx.writeLocked.has(tableKey(t)) || !wholeTable(body.whereClause)) return [];
+      if (!t || state.created.has(tableKey(t)) || !state.tx.writeLocked.has(tableKey(t))) return [];
+      const verb = type === 'UpdateStmt' ? 'UPDATE' : 'DELETE';
       return [
         at(
           'update-under-lock',
           t,
-          `UPDATE of every row of ${shown(t)} in a transaction that already holds a lock blocking writes on it (an earlier ALTER TABLE, CREATE INDEX or LOCK TABLE): the application waits until every row is rewritten and the transaction commits`,
-          'backfill outside the DDL transaction, in short batches each committing on its own (pgshift backfills in keyset batches); a future pgshift `add` plan fills a new column so',
+          `${verb} of ${body.whereClause ? 'the matching' : 'every'} row${body.whereClause ? 's' : ''} of ${shown(t)} in a transaction that already holds a lock blocking writes on it (an earlier ALTER TABLE, CREATE INDEX or LOCK TABLE): the application waits until the table is scanned, the rows written and the transaction committed`,
+          'commit the DDL first and change the rows outside its transaction, in short batches each committing on its own (pgshift backfills in keyset batches); a future pgshift `add` plan fills a new column so',
         ),
       ];
     }
@@ -113,14 +125,6 @@ function judge(s: ParsedStatement, state: FileState): Finding[] {
     default:
       return [];
   }
-}
-
-/** No WHERE, or one that only tests for NULL (`WHERE col IS NULL`, a backfill's shape): every row is read and most are written. */
-function wholeTable(where: unknown): boolean {
-  if (where === undefined) return true;
-  if (as(where, 'NullTest')) return true;
-  const bool = as(where, 'BoolExpr');
-  return Boolean(bool) && list(bool?.args).every(wholeTable);
 }
 
 /** A qualified name from a list of String nodes (`schema.name` or `name`). */
@@ -141,6 +145,7 @@ function judgeRename(body: Node, state: FileState, at: At): Finding[] {
     if (!t || !column) return [];
     state.schema.renameColumn(tableKey(t), column, to);
     if (state.created.has(tableKey(t))) return [];
+    state.tx.writeLocked.add(tableKey(t));
     return [
       at(
         'rename-column',
@@ -159,7 +164,11 @@ function judgeRename(body: Node, state: FileState, at: At): Finding[] {
   const key = tableKey(from);
   const renamed = tableKey({ schema: from.schema, name: to });
   const fresh = isTable ? state.created : state.createdTypes;
-  if (isTable) state.schema.renameTable(key, renamed);
+  if (isTable) {
+    state.schema.renameTable(key, renamed);
+    // RENAME takes ACCESS EXCLUSIVE until the transaction ends, on the table under its new name.
+    if (!fresh.has(key)) state.tx.writeLocked.add(renamed);
+  }
   if (fresh.has(key)) {
     // An object this file made takes a name: if an existing one was renamed away from it, running code finds the name again.
     fresh.add(renamed);
