@@ -34,6 +34,8 @@ export async function sqlFiles(paths: readonly string[]): Promise<string[]> {
  */
 export async function parseSqlFile(file: string): Promise<ParsedStatement[]> {
   const source = await readFile(file, 'utf8');
+  // An empty file (tools write one for a migration with nothing to do on this database) has no statements; the parser refuses it.
+  if (source === '') return [];
   await loadModule();
   let tree: { stmts?: { stmt: Record<string, unknown>; stmt_location?: number; stmt_len?: number }[] };
   try {

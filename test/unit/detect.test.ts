@@ -83,6 +83,10 @@ describe('detect', () => {
     expect(await readdir(dir)).toEqual(['rename-users-user-name.yaml']);
   });
 
+  it('reads an empty file as no statements (ory/kratos ships empty migrations for other databases)', async () => {
+    expect((await detectSql('', USERS)).found).toEqual([]);
+  });
+
   it('names the file and line of SQL that does not parse', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-detect-'));
     const file = path.join(dir, 'bad.sql');
