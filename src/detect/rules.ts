@@ -139,7 +139,7 @@ function nameList(l: unknown): TableRef | undefined {
 function judgeRename(body: Node, state: FileState, at: At): Finding[] {
   const to = str(body.newname);
   if (!to) return [];
-  if (body.renameType === 'OBJECT_COLUMN' && (body.relationType === undefined || body.relationType === 'OBJECT_TABLE' || rangeVar(body.relation))) {
+  if (body.renameType === 'OBJECT_COLUMN') {
     const t = rangeVar(body.relation);
     const column = str(body.subname);
     if (!t || !column) return [];
