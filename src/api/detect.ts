@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { findUnsafe, type Finding } from '../detect/rules.js';
+import { SchemaModel } from '../detect/schema.js';
 import { parseSqlFile, sqlFiles } from '../detect/sql-files.js';
 import { suggestPlan, type SuggestedPlan } from '../detect/suggest.js';
 
@@ -29,8 +30,10 @@ export interface DetectResult {
 export async function detect(paths: readonly string[], options: { writeTo?: string | undefined } = {}): Promise<DetectResult> {
   const files = await sqlFiles(paths);
   const findings: Detection[] = [];
+  // Files are read in order, each judged against the tables the ones before it define.
+  const schema = new SchemaModel();
   for (const file of files) {
-    for (const f of findUnsafe(await parseSqlFile(file))) {
+    for (const f of findUnsafe(await parseSqlFile(file), schema)) {
       findings.push({ ...f, plan: f.change ? suggestPlan(f.change, `${f.file}:${f.line}`) : undefined });
     }
   }

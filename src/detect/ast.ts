@@ -25,6 +25,21 @@ export function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** One parsed statement of a migration file, with where it starts. */
+export interface ParsedStatement {
+  readonly file: string;
+  /** 1-based line of the statement's first character (comments before it skipped). */
+  readonly line: number;
+  /** The statement's text as written. */
+  readonly text: string;
+  /** Offset of `text` in the file, for locations inside it. */
+  readonly offset: number;
+  /** libpg_query's parse tree of the statement: `{ NodeType: {...} }`. */
+  readonly node: Record<string, unknown>;
+  /** Set on a statement found inside a `DO` block's body: its text is the statement alone. */
+  readonly inDo?: boolean;
+}
+
 /** `schema.table` as PostgreSQL names it in a RangeVar. */
 export interface TableRef {
   readonly schema: string | undefined;

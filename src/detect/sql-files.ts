@@ -1,20 +1,11 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parse } from 'libpg-query';
+import { loadModule, parse } from 'libpg-query';
+import type { ParsedStatement } from './ast.js';
+import { doBlockStatements } from './plpgsql.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 
-/** One parsed statement of a migration file, with where it starts. */
-export interface ParsedStatement {
-  readonly file: string;
-  /** 1-based line of the statement's first character (comments before it skipped). */
-  readonly line: number;
-  /** The statement's text as written. */
-  readonly text: string;
-  /** Offset of `text` in the file, for locations inside it. */
-  readonly offset: number;
-  /** libpg_query's parse tree of the statement: `{ NodeType: {...} }`. */
-  readonly node: Record<string, unknown>;
-}
+export type { ParsedStatement } from './ast.js';
 
 /** The `.sql` files under each path (a file is taken as given), in a stable order. */
 export async function sqlFiles(paths: readonly string[]): Promise<string[]> {
@@ -43,6 +34,9 @@ export async function sqlFiles(paths: readonly string[]): Promise<string[]> {
  */
 export async function parseSqlFile(file: string): Promise<ParsedStatement[]> {
   const source = await readFile(file, 'utf8');
+  // An empty file (tools write one for a migration with nothing to do on this database) has no statements; the parser refuses it.
+  if (source === '') return [];
+  await loadModule();
   let tree: { stmts?: { stmt: Record<string, unknown>; stmt_location?: number; stmt_len?: number }[] };
   try {
     tree = (await parse(source)) as typeof tree;
@@ -56,15 +50,18 @@ export async function parseSqlFile(file: string): Promise<ParsedStatement[]> {
     };
     throw new PlanError([problem]);
   }
-  return (tree.stmts ?? []).map(({ stmt, stmt_location = 0, stmt_len }) => {
+  return (tree.stmts ?? []).flatMap(({ stmt, stmt_location = 0, stmt_len }) => {
     const raw = source.slice(stmt_location, stmt_len === undefined || stmt_len === 0 ? undefined : stmt_location + stmt_len);
     // The statement's text starts after the comments and blanks that precede it.
     const lead = /^(?:\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/)*/.exec(raw)![0].length;
-    return { file, line: lineAt(source, stmt_location + lead), text: raw, offset: stmt_location, node: stmt };
+    const parsed: ParsedStatement = { file, line: lineAt(source, stmt_location + lead), text: raw, offset: stmt_location, node: stmt };
+    // A DO block runs its statements as they are: judge them, not the block.
+    return 'DoStmt' in stmt ? (doBlockStatements(parsed, (offset) => lineAt(source, offset)) ?? [parsed]) : [parsed];
   });
 }
 
-function lineAt(source: string, offset: number): number {
+/** 1-based line of an offset in the source. */
+export function lineAt(source: string, offset: number): number {
   let line = 1;
   for (let i = 0; i < offset && i < source.length; i++) if (source[i] === '\n') line++;
   return line;

@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import { PLACEHOLDER } from '../plan/schema.js';
-import type { ColumnChangeSuggestion } from './rules.js';
+import { ident, type ColumnChangeSuggestion } from './context.js';
 
 /** A plan file `detect` proposes instead of an unsafe statement. */
 export interface SuggestedPlan {
@@ -35,19 +35,22 @@ function tableText(t: { schema: string | undefined; name: string }): string {
  */
 export function suggestPlan(change: ColumnChangeSuggestion, source: string): SuggestedPlan {
   const name = planName(change.kind, change.table.name, change.column);
+  const table = tableText(change.table);
   const body =
     change.kind === 'rename'
-      ? { plan: name, table: tableText(change.table), rename: { column: change.column, to: change.to } }
-      : {
-          plan: name,
-          table: tableText(change.table),
-          retype: {
-            column: change.column,
-            to: change.to,
-            as: `${change.column}_new`,
-            using: change.using ?? `${change.column}::${change.to}`,
-            reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${change.column}::<old type>)`,
-          },
-        };
+      ? { plan: name, table, rename: { column: change.column, to: change.to } }
+      : change.kind === 'drop'
+        ? { plan: name, table, drop: { column: change.column } }
+        : {
+            plan: name,
+            table,
+            retype: {
+              column: change.column,
+              to: change.to,
+              as: `${change.column}_new`,
+              using: change.using ?? `${ident(change.column)}::${change.to}`,
+              reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
+            },
+          };
   return { name, yaml: `# Written by \`migrate plan detect\` for ${source}.\n${stringify(body)}` };
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +59,32 @@ describe('detect in CI', () => {
     expect(show.code).toBe(0);
     expect(show.stdout).toMatch(/ADD COLUMN IF NOT EXISTS "username" text/);
     expect(show.stdout).toMatch(/ACCESS EXCLUSIVE/);
+  });
+
+  it('writes drop and retype plans from Prisma-style drops that lint clean against the database, and no rename to itself', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-ci-'));
+    const migrations = path.join(dir, 'migrations');
+    await mkdir(migrations);
+    // The schema the Drizzle migrations start from, then a drop on its own and a drop-and-re-add of one name (a type change).
+    await writeFile(path.join(migrations, '0000.sql'), await readFile(path.join(FIXTURES, 'drizzle/0000_warm_lady_deathstrike.sql'), 'utf8'));
+    await writeFile(
+      path.join(migrations, '0001.sql'),
+      'ALTER TABLE "users" DROP COLUMN "user_name";\nALTER TABLE "users" DROP COLUMN "age",\nADD COLUMN "age" BIGINT;\n',
+    );
+    const plans = path.join(dir, 'plans');
+    const detected = await runCli(['plan', 'detect', migrations, '--write', '--dir', plans, '--json']);
+    expect(detected.code).toBe(1);
+    expect(detected.lines.filter((l) => l.event === 'unsafe').map((e) => [e.line, e.rule, e.plan])).toEqual([
+      [1, 'drop-column', 'drop-users-user-name'],
+      [2, 'drop-add-retype', 'retype-users-age'],
+    ]);
+    expect((await readdir(plans)).sort()).toEqual(['drop-users-user-name.yaml', 'retype-users-age.yaml']);
+    // The retype's way back is left to a person; written, it lints like the drop.
+    const retype = path.join(plans, 'retype-users-age.yaml');
+    await writeFile(retype, (await readFile(retype, 'utf8')).replace(/reverse: .*/, 'reverse: age::integer'));
+    const lint = await runCli(['plan', 'lint', '--dir', plans, '--database-url', db.url, '--json']);
+    expect(lint.errors).toBe('');
+    expect(lint.code).toBe(0);
   });
 
   it('is what the pull-request action reports: scripts/pr-report.sh runs detect, lint and show', async () => {
