@@ -258,8 +258,14 @@ async function checkedTables(client: Client, facts: PlanFacts, state: BackfillSt
  * table with the old columns, in a transaction that is rolled back.
  */
 async function mutableForward(client: Client, facts: PlanFacts, change: ColumnChange): Promise<FullReason> {
-  const columns = change.old.map((c) => `${ident(c.name)} ${c.type}`);
-  const generated = change.new.map((c, i) => `pgshift_probe_${i} ${c.type} GENERATED ALWAYS AS ((${c.forward})::${c.type}) STORED`);
+  // Plans whose expressions were printed at start are probed in that form: it is what runs, and under the fixed
+  // search_path enterPlanTransaction sets, the text as written would no longer find the names it meant.
+  const inline = facts.inline;
+  const columns = change.old.map((c, i) => `${ident(c.name)} ${inline ? inline.oldTypes[i] : c.type}`);
+  const generated = change.new.map((c, i) => {
+    const type = inline ? inline.newTypes[i] : c.type;
+    return `pgshift_probe_${i} ${type} GENERATED ALWAYS AS ((${inline ? inline.forward[i] : c.forward})::${type}) STORED`;
+  });
   try {
     await withRolledBackTransaction(client, async () => {
       await enterPlanTransaction(client, facts, false);

@@ -14,6 +14,7 @@ import { phasePrivileges } from './phase-privileges.js';
 import { privilegeProblems, statePrivileges, tableSchemaPrivilege, tempPrivilege, type MissingPrivilege } from './privileges.js';
 import type { Guards, Plan } from './types.js';
 import { rewriteDependentViews } from './view-rewrite.js';
+import { untrustedMessage, untrustedObjects } from './expression-owners.js';
 
 /** How far the check may go. */
 export interface CatalogCheckOptions {
@@ -115,6 +116,10 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       }
       const params = expr.over === 'old' ? oldParams : newParams;
       const returns = expr.over === 'old' ? newTypes[expr.gives] : column(facts, expr.gives)?.type;
+      // Before anything evaluates it (planning may fold constants): code the runner does not trust never runs as the runner.
+      const untrusted = await untrustedObjects(client, params, returns ?? 'text', expr.sql);
+      for (const u of untrusted) problem(expr.field, untrustedMessage(u));
+      if (untrusted.length) continue;
       const error = await compiles(client, params, returns ?? 'text', expr.sql);
       if (error) problem(expr.field, `does not compile: ${error}`);
     }

@@ -56,7 +56,7 @@ export function inspectCommands(plan: Command, run: Run): void {
       }),
     );
 
-  withCommonOptions(plan.command('lint').argument('[plans...]', 'plan names (default: all)'))
+  withCommonOptions(plan.command('lint').argument('[plans...]', 'plan names (default: all)'), { strict: true })
     .description('validate plan files and check them against the live catalog')
     .action(async (names: string[], o: CommonOptions) =>
       run(o, async (output) => {
