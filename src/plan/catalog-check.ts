@@ -107,8 +107,8 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   // The checks below try types and expressions on temporary tables: without the privileges their errors would mislead.
   if (missing.length) throw new PlanError([...problems, ...(await privilegeProblems(client, plan, missing))]);
 
-  const searchPath = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`)).rows[0]!.p;
-  const version = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+  const searchPath = (await client.query<{ p: string }>(`SELECT pg_catalog.current_setting('search_path') AS p`)).rows[0]!.p;
+  const version = Number((await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`)).rows[0]!.v);
   const newTypes: Record<string, string> = {};
   await withRolledBackTransaction(client, async () => {
     for (const add of outline.adds) {
