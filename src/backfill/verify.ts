@@ -225,7 +225,7 @@ export async function verifyBackfill(
  * connections or they do not answer in time (`connectSpare`).
  */
 async function extraReaders(client: Client, connection: ConnectionOptions, wanted: number): Promise<Client[]> {
-  const { rows } = await client.query<{ n: number }>(`SELECT current_setting('max_parallel_workers_per_gather')::int AS n`);
+  const { rows } = await client.query<{ n: number }>(`SELECT pg_catalog.current_setting('max_parallel_workers_per_gather')::int AS n`);
   const readers: Client[] = [];
   for (let i = 0; i < Math.min(wanted, rows[0]?.n ?? 0); i++) {
     const reader = await connectSpare({ ...connection, applicationName: `pgshift verify ${i + 1} ${VERSION}` }, SPARE_CONNECTION_WAIT_MS);
@@ -239,7 +239,7 @@ async function extraReaders(client: Client, connection: ConnectionOptions, wante
 async function checkedTables(client: Client, facts: PlanFacts, state: BackfillState | null): Promise<QualifiedName[] | string> {
   if (!state?.finishedAt) return 'the backfill has not finished';
   if (!state.sinceXid) return 'the backfill was started by an older pgshift, which did not record where it started';
-  const age = await client.query<{ age: number }>(`SELECT age(pg_catalog.xid($1::xid8))::float8 AS age`, [state.sinceXid]);
+  const age = await client.query<{ age: number }>(`SELECT pg_catalog.age(pg_catalog.xid($1::xid8))::float8 AS age`, [state.sinceXid]);
   if ((age.rows[0]?.age ?? Infinity) > MAX_HORIZON_AGE) return 'the backfill started too many transactions ago';
   const partitioning = await readPartitioning(client, facts.table);
   if (!partitioning) return state.partitions ? 'the table is no longer partitioned' : [facts.table];
