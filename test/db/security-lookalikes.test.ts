@@ -265,4 +265,29 @@ describe('look-alike functions and operators in a schema everyone may write', ()
     for (const row of await rows(table)) expect([row.first_name, row.last_name]).toEqual(row.full_name!.split(' '));
     expect(await victims()).toEqual([]);
   });
+
+  it('keys are compared under the fixed path too: a domain over a built-in type works, a key ordered by operators outside pg_catalog is refused', async () => {
+    await db.sql(`CREATE DOMAIN public.person_code AS text`);
+    await db.sql(`CREATE TABLE public.coded (code public.person_code PRIMARY KEY, full_name varchar(100))`);
+    await db.sql(`INSERT INTO public.coded SELECT 'c' || g, 'First' || g || ' Last' || g FROM generate_series(1, 50) g`);
+    const dir = await planDir({ 'lookalike-coded.yaml': planYaml('lookalike-coded', 'public.coded').replaceAll('"split_part(', '"pg_catalog.split_part(') });
+    const run = (args: string[]): Promise<CliResult> => runCli(['plan', ...args, '--dir', dir, '--database-url', db.url, '--json']);
+    const backfilled = await run(['apply', 'lookalike-coded', '--phase', 'backfill']);
+    expect(backfilled.errors).toBe('');
+    expect(backfilled.code).toBe(0);
+    const coded = await db.sql<{ full_name: string; first_name: string; last_name: string }>(
+      `SELECT full_name::text AS full_name, first_name, last_name FROM public.coded`,
+    );
+    expect(coded).toHaveLength(50);
+    for (const row of coded) expect([row.first_name, row.last_name]).toEqual(row.full_name.split(' '));
+
+    // citext's '<' lives in public: under pg_catalog only, citext keys would be compared as text, in another order than their index.
+    await db.sql(`CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public`);
+    await db.sql(`CREATE TABLE public.emailed (email public.citext PRIMARY KEY, full_name text)`);
+    const yaml = planYaml('lookalike-emailed', 'public.emailed').replaceAll('"split_part(', '"pg_catalog.split_part(');
+    const refused = await runCli(['plan', 'lint', '--dir', await planDir({ 'lookalike-emailed.yaml': yaml }), '--database-url', db.url, '--json']);
+    expect(refused.code).toBe(2);
+    expect(refused.errors).toMatch(/key: key column "email" is of type public\.citext, whose ordering operators are not pg_catalog's/);
+    expect(await victims()).toEqual([]);
+  });
 });
