@@ -7,8 +7,8 @@ import type { Client } from '../db/client.js';
  * Mark a transaction as pgshift's own: (for the backfill) the sync trigger
  * stands aside (the first test of its body, or its WHEN clause for plans
  * started before inlining), so the backfill's writes never re-derive the old
- * side; and the search_path is fixed. Plans whose expressions were printed
- * at start (`facts.inline`) run under `pg_catalog, pg_temp`: their
+ * side; and the search_path is fixed. Plans whose expressions were bound
+ * at start (`facts.inline.bound`) run under `pg_catalog, pg_temp`: their
  * expression functions' bodies were bound when created, and the statements
  * around them (the `IS DISTINCT FROM` of the batch's WHERE, verify's
  * comparisons) then bind no operator or function from a schema another role
@@ -22,7 +22,7 @@ export async function enterPlanTransaction(client: Client, facts: PlanFacts, bac
 
 /** The `SELECT set_config(…)` statement `enterPlanTransaction` runs, for a batch that sends it along with others. */
 export function planTransactionSettings(facts: PlanFacts, backfill: boolean): string {
-  const settings = [`pg_catalog.set_config('search_path', ${literal(facts.inline ? SAFE_SEARCH_PATH : facts.searchPath)}, true)`];
+  const settings = [`pg_catalog.set_config('search_path', ${literal(facts.inline?.bound ? SAFE_SEARCH_PATH : facts.searchPath)}, true)`];
   if (backfill) {
     settings.push(`pg_catalog.set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
     // A batch and its checkpoint commit together, and both are derived from

@@ -95,7 +95,7 @@ export async function inlineExpressions(
   const all = [...forward, ...reverse, ...oldDefaults.filter((d): d is string => d !== null), ...(forwardOnNew ?? []), ...(reverseOnNew ?? [])];
   // The trigger body is dollar-quoted with this tag: printed text must not end it.
   if (all.some((e) => e.includes(BODY_TAG))) return undefined;
-  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew, perEvent: true };
+  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew, perEvent: true, bound: true };
 }
 
 /** {@link overNew} for each expression; undefined unless every one could be printed. */

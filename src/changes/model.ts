@@ -158,4 +158,12 @@ export interface InlinedExpressions {
    * trigger for both.
    */
   readonly perEvent?: boolean | undefined;
+  /**
+   * The expression functions are SQL-standard bodies of these texts, created
+   * under `search_path = pg_catalog, pg_temp` (names bound at CREATE), and the
+   * statements that call them run under that path (issue 19). Absent in plans
+   * started before: their functions, made at dual-write, parse the text as
+   * written when called, so they keep the plan's search_path.
+   */
+  readonly bound?: boolean | undefined;
 }

@@ -78,7 +78,7 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
       apply: [
         ddl('create the expression functions and the sync function', 'none', [
           // SQL-standard bodies bind their names at CREATE: under the fixed path, only what PostgreSQL printed at plan start.
-          ...(facts.inline ? [SAFE_PATH_IN_TRANSACTION] : []),
+          ...(facts.inline?.bound ? [SAFE_PATH_IN_TRANSACTION] : []),
           ...expressionFunctions(change, names, facts),
           ...syncFunctions(change, names, facts, 'two-way'),
         ]),

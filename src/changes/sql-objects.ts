@@ -74,7 +74,7 @@ export const SAFE_PATH_IN_TRANSACTION = `SELECT pg_catalog.set_config('search_pa
  * `CREATE OR REPLACE FUNCTION` for each forward (old → new) and reverse (new →
  * old) expression. Parameters are named after the columns.
  *
- * Plans started with printed expressions (`facts.inline`) get SQL-standard
+ * Plans started with bound expressions (`facts.inline.bound`) get SQL-standard
  * bodies (`RETURN …`, PostgreSQL 14+) made of the text PostgreSQL printed at
  * plan start, types included, created under {@link SAFE_SEARCH_PATH} (the
  * step's first statement must be {@link SAFE_PATH_IN_TRANSACTION}): such a
@@ -86,11 +86,11 @@ export const SAFE_PATH_IN_TRANSACTION = `SELECT pg_catalog.set_config('search_pa
  * on 14 and 18: `split_part(...)` in the scan's output with a SQL-standard
  * body, `fwd(...)` with a SET clause); a SQL-standard body needs none.
  * Older plans keep a body parsed at call time, under the plan's search_path
- * that their callers set.
+ * that their callers set: plans in flight already made their functions so.
  */
 export function expressionFunctions(change: ColumnChange, names: ObjectNames, facts: PlanFacts): string[] {
   const inline = facts.inline;
-  if (inline) {
+  if (inline?.bound) {
     const oldParams = change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]}`).join(', ');
     const newParams = change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]}`).join(', ');
     return [

@@ -267,10 +267,13 @@ describe('look-alike functions and operators in a schema everyone may write', ()
   });
 
   it('keys are compared under the fixed path too: a domain over a built-in type works, a key ordered by operators outside pg_catalog is refused', async () => {
+    await plant();
+    const qualifiedPlan = (name: string, table: string): string =>
+      planYaml(name, table).replaceAll('"split_part(', '"pg_catalog.split_part(').replace('"concat_ws(', '"pg_catalog.concat_ws(');
     await db.sql(`CREATE DOMAIN public.person_code AS text`);
     await db.sql(`CREATE TABLE public.coded (code public.person_code PRIMARY KEY, full_name varchar(100))`);
     await db.sql(`INSERT INTO public.coded SELECT 'c' || g, 'First' || g || ' Last' || g FROM generate_series(1, 50) g`);
-    const dir = await planDir({ 'lookalike-coded.yaml': planYaml('lookalike-coded', 'public.coded').replaceAll('"split_part(', '"pg_catalog.split_part(') });
+    const dir = await planDir({ 'lookalike-coded.yaml': qualifiedPlan('lookalike-coded', 'public.coded') });
     const run = (args: string[]): Promise<CliResult> => runCli(['plan', ...args, '--dir', dir, '--database-url', db.url, '--json']);
     const backfilled = await run(['apply', 'lookalike-coded', '--phase', 'backfill']);
     expect(backfilled.errors).toBe('');
@@ -284,7 +287,7 @@ describe('look-alike functions and operators in a schema everyone may write', ()
     // citext's '<' lives in public: under pg_catalog only, citext keys would be compared as text, in another order than their index.
     await db.sql(`CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA public`);
     await db.sql(`CREATE TABLE public.emailed (email public.citext PRIMARY KEY, full_name text)`);
-    const yaml = planYaml('lookalike-emailed', 'public.emailed').replaceAll('"split_part(', '"pg_catalog.split_part(');
+    const yaml = qualifiedPlan('lookalike-emailed', 'public.emailed');
     const refused = await runCli(['plan', 'lint', '--dir', await planDir({ 'lookalike-emailed.yaml': yaml }), '--database-url', db.url, '--json']);
     expect(refused.code).toBe(2);
     expect(refused.errors).toMatch(/key: key column "email" is of type public\.citext, whose ordering operators are not pg_catalog's/);

@@ -85,6 +85,7 @@ describe('split: exact SQL of every phase', () => {
     forward: ["split_part(full_name, ' '::text, 1)", "NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)"],
     reverse: ["concat_ws(' '::text, first_name, last_name)"],
     oldDefaults: ["'anonymous'::text"],
+    bound: true,
   };
   /** The old-code gate's statements where a client wrote the old side (see old-code-mark.ts). */
   const mark = (d: number, when = ''): string[] => {
@@ -179,6 +180,12 @@ describe('split: exact SQL of every phase', () => {
       `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd1"("full_name" text) RETURNS text LANGUAGE sql\nRETURN NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)`,
       `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_rev0"("first_name" text, "last_name" text) RETURNS text LANGUAGE sql\nRETURN concat_ws(' '::text, first_name, last_name)`,
     ]);
+    // A plan started before expressions were bound (in flight across the upgrade) made its functions at dual-write
+    // with bodies parsed when called, under the plan's search_path: it keeps that form.
+    const before = sql(compileProgram(plan(SPLIT_YAML), { ...facts, inline: { ...inline, bound: undefined } })['dual-write'].apply);
+    expect(before[0]).toBe(
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd0"("full_name" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT (split_part(full_name, ' ', 1))::text $pgshift_body$`,
+    );
     const fillOld = (d: number): string[] => {
       const p = '  '.repeat(d);
       return [
