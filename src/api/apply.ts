@@ -4,6 +4,7 @@ import { PlanBusyError, PlanError, PgshiftError } from '../errors.js';
 import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
+import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
@@ -63,6 +64,9 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   const { client, store, plan, log } = session;
   let state = await store.get(plan.name);
   await checkChecksum(session, state);
+  const writable = await writableSchemaWarnings(client, state?.facts.searchPath, store.schema);
+  if (session.options.strict && writable.length) throw new PlanError(strictProblems(plan, writable));
+  for (const w of writable) log.warn(w);
   const current = inFlight(state) || state?.status === 'complete' ? state!.phase : null;
   // A rollback that failed part-way left `current` half undone: apply it again first.
   const redo = state?.unfinishedAction === 'rollback' ? current : null;

@@ -7,6 +7,7 @@ import { phaseIndex, PHASES } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import { affectedRoles } from '../plan/affected-roles.js';
 import { sampleInverse } from '../plan/inverse-sample.js';
+import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
 import { lineOfField } from '../plan/load.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { statePrivileges, tableSchemaPrivilege } from '../plan/privileges.js';
@@ -48,6 +49,9 @@ export async function lint(
     for (const plan of plans) {
       const state = stateReachable ? await store.get(plan.name) : null;
       const warnings = await roleWarnings(client, plan, store.schema, state?.facts.table);
+      const writable = await writableSchemaWarnings(client, state?.facts.searchPath, store.schema);
+      if (options.strict) problems.push(...strictProblems(plan, writable));
+      else warnings.push(...writable);
       if (state?.status === 'complete') results.push({ plan: plan.name, outcome: 'complete', warnings: [] });
       else if (inFlight(state)) {
         if (state!.checksum !== plan.checksum) problems.push({ file: plan.file, path: '', message: `plan "${plan.name}" changed after it started` });

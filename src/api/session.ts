@@ -27,6 +27,8 @@ export interface RunOptions {
   readonly guards?: Partial<Guards> | undefined;
   /** Accept a plan edited while in flight. */
   readonly force?: boolean | undefined;
+  /** Refuse (exit 2) instead of warning when a schema on the search_path, or the state schema, is writable by other roles. */
+  readonly strict?: boolean | undefined;
   readonly log?: Logger | undefined;
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
   /** How long the plan lease lasts without a heartbeat (default `PGSHIFT_LEASE`, else `DEFAULT_LEASE_MS`). */

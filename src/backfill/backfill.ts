@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ident, literal, qualified, type QualifiedName } from '../db/ident.js';
 import type { PlanFacts } from '../changes/model.js';
-import { connect, connectSpare, withTransaction, type Client } from '../db/client.js';
+import { connect, connectSpare, withRolledBackTransaction, withTransaction, type Client } from '../db/client.js';
 import type { Guards } from '../plan/types.js';
 import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
@@ -15,6 +15,7 @@ import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, typ
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 import { Steering } from './steering.js';
 
+import { enterPlanTransaction, planTransactionSettings } from './plan-transaction.js';
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
 import type { BackfillInput, BackfillProgress, Segment } from './input.js';
 
@@ -249,7 +250,15 @@ async function walk(
  */
 function openBatchEnds(input: BackfillInput, sizer: BatchSizer, applicationName: string): Promise<BatchEnds> {
   const { ctx, plan, facts } = input;
-  return BatchEnds.open(ctx.connection, applicationName, ctx.client, facts.key, batchGuards(plan.guards, sizer.targetMs), ctx.log);
+  return BatchEnds.open(
+    ctx.connection,
+    applicationName,
+    ctx.client,
+    facts.key,
+    batchGuards(plan.guards, sizer.targetMs),
+    ctx.log,
+    planTransactionSettings(facts, false),
+  );
 }
 
 /** The table a range walks: the plan's, or the leaf partition it names. */
@@ -336,11 +345,16 @@ async function runWorkers(
  */
 async function splitKeys(client: Client, facts: PlanFacts, upper: KeyValue, estimate: number, workers: number): Promise<KeyValue[]> {
   const percent = Math.min(100, Math.max(0.001, (20_000 * 100) / Math.max(estimate, 1)));
-  const { rows } = await client.query(
-    `SELECT ${keyAsText(facts.key)} FROM ${qualified(facts.table)} TABLESAMPLE SYSTEM (${percent.toFixed(4)})
-      WHERE ${rangeWhere(facts.key, false, true, 1)} ORDER BY ${keyOrder(facts.key)}`,
-    [...upper],
-  );
+  // The key comparison binds its operators under the plan's fixed search_path (enterPlanTransaction), in a
+  // read of its own that is rolled back: it changes nothing.
+  const { rows } = await withRolledBackTransaction(client, async () => {
+    await enterPlanTransaction(client, facts, false);
+    return client.query(
+      `SELECT ${keyAsText(facts.key)} FROM ${qualified(facts.table)} TABLESAMPLE SYSTEM (${percent.toFixed(4)})
+        WHERE ${rangeWhere(facts.key, false, true, 1)} ORDER BY ${keyOrder(facts.key)}`,
+      [...upper],
+    );
+  });
   const keys = rows.map((r) => readKey(r, facts.key));
   const cuts: KeyValue[] = [];
   for (let i = 1; i < workers; i++) {

@@ -57,6 +57,8 @@ export class BatchEnds {
     private readonly key: KeyColumns,
     private readonly guards: Guards,
     private readonly log: Logger,
+    /** `planTransactionSettings` of the plan: the key comparisons bind their operators under its fixed search_path. */
+    private readonly settings: string,
   ) {}
 
   /** Open the lookup connection (`fallback` is used when it cannot be opened). */
@@ -67,11 +69,12 @@ export class BatchEnds {
     key: KeyColumns,
     guards: Guards,
     log: Logger,
+    settings: string,
   ): Promise<BatchEnds> {
     const own = await connectSpare({ ...connection, applicationName }, SPARE_CONNECTION_WAIT_MS);
-    if (own) return new BatchEnds(own, true, key, guards, log);
+    if (own) return new BatchEnds(own, true, key, guards, log, settings);
     log.info('backfill: no second connection for finding batch ends (refused, or not answering in time); finding them on the walk connection');
-    return new BatchEnds(fallback, false, key, guards, log);
+    return new BatchEnds(fallback, false, key, guards, log, settings);
   }
 
   /** The end of the batch of about `size` rows after `lower` in `segment`: the one found ahead when it fits, else found now. */
@@ -174,6 +177,7 @@ export class BatchEnds {
         `SET LOCAL lock_timeout = ${Math.round(this.guards.lockTimeoutMs)}`,
         `SET LOCAL statement_timeout = ${Math.round(this.guards.statementTimeoutMs)}`,
         keyIndexOnlySql(),
+        this.settings,
         sql,
         'COMMIT',
       ].join(';\n'),

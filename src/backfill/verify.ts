@@ -225,7 +225,7 @@ export async function verifyBackfill(
  * connections or they do not answer in time (`connectSpare`).
  */
 async function extraReaders(client: Client, connection: ConnectionOptions, wanted: number): Promise<Client[]> {
-  const { rows } = await client.query<{ n: number }>(`SELECT current_setting('max_parallel_workers_per_gather')::int AS n`);
+  const { rows } = await client.query<{ n: number }>(`SELECT pg_catalog.current_setting('max_parallel_workers_per_gather')::int AS n`);
   const readers: Client[] = [];
   for (let i = 0; i < Math.min(wanted, rows[0]?.n ?? 0); i++) {
     const reader = await connectSpare({ ...connection, applicationName: `pgshift verify ${i + 1} ${VERSION}` }, SPARE_CONNECTION_WAIT_MS);
@@ -239,7 +239,7 @@ async function extraReaders(client: Client, connection: ConnectionOptions, wante
 async function checkedTables(client: Client, facts: PlanFacts, state: BackfillState | null): Promise<QualifiedName[] | string> {
   if (!state?.finishedAt) return 'the backfill has not finished';
   if (!state.sinceXid) return 'the backfill was started by an older pgshift, which did not record where it started';
-  const age = await client.query<{ age: number }>(`SELECT age(pg_catalog.xid($1::xid8))::float8 AS age`, [state.sinceXid]);
+  const age = await client.query<{ age: number }>(`SELECT pg_catalog.age(pg_catalog.xid($1::xid8))::float8 AS age`, [state.sinceXid]);
   if ((age.rows[0]?.age ?? Infinity) > MAX_HORIZON_AGE) return 'the backfill started too many transactions ago';
   const partitioning = await readPartitioning(client, facts.table);
   if (!partitioning) return state.partitions ? 'the table is no longer partitioned' : [facts.table];
@@ -258,8 +258,14 @@ async function checkedTables(client: Client, facts: PlanFacts, state: BackfillSt
  * table with the old columns, in a transaction that is rolled back.
  */
 async function mutableForward(client: Client, facts: PlanFacts, change: ColumnChange): Promise<FullReason> {
-  const columns = change.old.map((c) => `${ident(c.name)} ${c.type}`);
-  const generated = change.new.map((c, i) => `pgshift_probe_${i} ${c.type} GENERATED ALWAYS AS ((${c.forward})::${c.type}) STORED`);
+  // Plans whose expressions were printed at start are probed in that form: it is what runs, and under the fixed
+  // search_path enterPlanTransaction sets, the text as written would no longer find the names it meant.
+  const inline = facts.inline;
+  const columns = change.old.map((c, i) => `${ident(c.name)} ${inline ? inline.oldTypes[i] : c.type}`);
+  const generated = change.new.map((c, i) => {
+    const type = inline ? inline.newTypes[i] : c.type;
+    return `pgshift_probe_${i} ${type} GENERATED ALWAYS AS ((${inline ? inline.forward[i] : c.forward})::${type}) STORED`;
+  });
   try {
     await withRolledBackTransaction(client, async () => {
       await enterPlanTransaction(client, facts, false);

@@ -38,7 +38,7 @@ export async function inlineExpressions(
 
   const print = async (params: readonly { name: string; type: string }[], expr: string, type: string): Promise<{ body: string; types: string[] }> => {
     const fn = `pg_temp.${INLINE_LABEL}`;
-    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
     await client.query(`DROP FUNCTION IF EXISTS ${fn}(${params.map((p) => p.type).join(', ')})`);
     await client.query(
       singleStatement(
@@ -46,7 +46,7 @@ export async function inlineExpressions(
       ),
     );
     const oid = (await client.query<{ oid: number }>(`SELECT $1::regprocedure::oid AS oid`, [`${fn}(${params.map((p) => p.type).join(', ')})`])).rows[0]!.oid;
-    await client.query(`SELECT set_config('search_path', '', true)`);
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', true)`);
     const { rows } = await client.query<{ body: string; types: string[] }>(
       `SELECT pg_get_function_sqlbody(p.oid) AS body,
               ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n) ORDER BY n) AS types
@@ -54,7 +54,7 @@ export async function inlineExpressions(
       [oid],
     );
     await client.query(`DROP FUNCTION ${fn}(${params.map((p) => p.type).join(', ')})`);
-    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
     const body = rows[0]!.body.trim();
     if (!body.startsWith('RETURN ')) throw new Error(`unexpected function body from the server: ${body.slice(0, 40)}`);
     return { body: body.slice('RETURN '.length).replace(/;$/, ''), types: rows[0]!.types };
@@ -95,7 +95,7 @@ export async function inlineExpressions(
   const all = [...forward, ...reverse, ...oldDefaults.filter((d): d is string => d !== null), ...(forwardOnNew ?? []), ...(reverseOnNew ?? [])];
   // The trigger body is dollar-quoted with this tag: printed text must not end it.
   if (all.some((e) => e.includes(BODY_TAG))) return undefined;
-  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew, perEvent: true };
+  return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew, perEvent: true, bound: true };
 }
 
 /** {@link overNew} for each expression; undefined unless every one could be printed. */
@@ -140,7 +140,7 @@ async function overNew(
   if (expr.toLowerCase().includes(row)) return undefined;
   const suffix = ` AS ${INLINE_LABEL}\n   FROM `;
   const print = async (select: string): Promise<string> => {
-    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
     await client.query(`DROP VIEW IF EXISTS pg_temp.${view}`);
     await client.query(
       singleStatement(
@@ -148,10 +148,10 @@ async function overNew(
           `FROM (SELECT ${params.map((p) => `NULL::${p.type} AS ${ident(p.name)}`).join(', ')}) AS ${row}, (SELECT) AS ${INLINE_LABEL}_none`,
       ),
     );
-    await client.query(`SELECT set_config('search_path', '', true)`);
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', true)`);
     const { rows } = await client.query<{ def: string }>(`SELECT pg_get_viewdef(to_regclass($1)) AS def`, [`pg_temp.${view}`]);
     await client.query(`DROP VIEW pg_temp.${view}`);
-    await client.query(`SELECT set_config('search_path', $1, true)`, [searchPath]);
+    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
     return rows[0]!.def;
   };
   const def = await print(`(${expr})::${type}`);

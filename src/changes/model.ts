@@ -121,11 +121,14 @@ export interface ChangeOutline {
 
 /**
  * The change's expressions as PostgreSQL itself printed them, every name
- * outside pg_catalog schema-qualified, captured at plan start. The trigger
- * body is built from them so it calls no function of pgshift's and needs no
- * `SET search_path`: any role that may write the table can run it, at the
- * cost of the expressions alone, and what each name means was fixed when the
- * plan started, whatever a session's search_path says later.
+ * outside pg_catalog schema-qualified, captured at plan start (after their
+ * objects' owners were checked: plan/expression-owners.ts). The trigger
+ * body and the expression functions are built from them, and everything
+ * that evaluates them runs under `search_path = pg_catalog, pg_temp`, where
+ * the unqualified names are pg_catalog's: what each name means was fixed
+ * when the plan started, whatever a session's search_path says later or
+ * whatever is planted since. The trigger calls no function of pgshift's but
+ * the gate's, so any role that may write the table can run it.
  */
 export interface InlinedExpressions {
   /** Block label the printed expressions may qualify their parameters with (`<label>.<column>`). */
@@ -155,4 +158,12 @@ export interface InlinedExpressions {
    * trigger for both.
    */
   readonly perEvent?: boolean | undefined;
+  /**
+   * The expression functions are SQL-standard bodies of these texts, created
+   * under `search_path = pg_catalog, pg_temp` (names bound at CREATE), and the
+   * statements that call them run under that path (issue 19). Absent in plans
+   * started before: their functions, made at dual-write, parse the text as
+   * written when called, so they keep the plan's search_path.
+   */
+  readonly bound?: boolean | undefined;
 }

@@ -7,7 +7,17 @@ import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
 import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
 import { kindOf, type Change } from './kinds/registry.js';
-import { createTriggers, dropTriggers, expressionFunctions, objectNames, syncFunctions, syncTriggers, type ObjectNames, type SyncMode } from './sql-objects.js';
+import {
+  createTriggers,
+  dropTriggers,
+  expressionFunctions,
+  objectNames,
+  SAFE_PATH_IN_TRANSACTION,
+  syncFunctions,
+  syncTriggers,
+  type ObjectNames,
+  type SyncMode,
+} from './sql-objects.js';
 
 /** What the compiler reads of a plan (the whole plan is in plan/types.ts, a layer above). */
 export interface CompiledPlan {
@@ -67,7 +77,9 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgr
     'dual-write': {
       apply: [
         ddl('create the expression functions and the sync function', 'none', [
-          ...expressionFunctions(change, names),
+          // SQL-standard bodies bind their names at CREATE: under the fixed path, only what PostgreSQL printed at plan start.
+          ...(facts.inline?.bound ? [SAFE_PATH_IN_TRANSACTION] : []),
+          ...expressionFunctions(change, names, facts),
           ...syncFunctions(change, names, facts, 'two-way'),
         ]),
         ddl('install the sync trigger', 'SHARE ROW EXCLUSIVE', createTriggers(names, facts)),

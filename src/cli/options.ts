@@ -19,6 +19,7 @@ export interface CommonOptions {
   readonly maxWait?: number;
   readonly oldCodeQuiet?: number;
   readonly force?: boolean;
+  readonly strict?: boolean;
   readonly logLevel?: string;
 }
 
@@ -45,7 +46,7 @@ export function phaseArgument<E extends string>(extra: E): (value: string) => Ph
 }
 
 /** Add the shared options to a subcommand. */
-export function withCommonOptions(command: Command, { guards = false, force = false } = {}): Command {
+export function withCommonOptions(command: Command, { guards = false, force = false, strict = false } = {}): Command {
   command
     .option('--dir <path>', 'directory of plan files', DEFAULT_PLAN_DIR)
     .addOption(
@@ -67,6 +68,8 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
   }
   if (force)
     command.option('--force', 'accept a plan file edited after the plan started, go past the old-code gate, move a drifted plan (recorded in the log)');
+  if (strict)
+    command.option('--strict', 'refuse (exit 2) instead of warning when a schema on the search_path, or the state schema, is writable by other roles');
   return command;
 }
 
@@ -77,6 +80,7 @@ export function runOptions(o: CommonOptions, target: string | undefined = o.data
     stateSchema: o.schema,
     guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries, maxWaitMs: o.maxWait, oldCodeQuietMs: o.oldCodeQuiet },
     force: o.force,
+    strict: o.strict,
     log: createLogger(o.logLevel, humanLogs(o) ? terminalLog : undefined),
   };
 }

@@ -56,7 +56,7 @@ export async function readTableFacts(client: Client, table: QualifiedName): Prom
             a.attnotnull AS "notNull",
             pg_get_expr(d.adbin, d.adrelid) AS "default",
             CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-                 THEN quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END AS collation,
+                 THEN pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) END AS collation,
             a.attidentity <> '' AS identity,
             a.attgenerated <> '' AS generated
        FROM pg_attribute a

@@ -149,10 +149,10 @@ async function readIndexes(
   const { rows } = await client.query<IndexRow>(
     `SELECT ic.relname AS name, i.indisunique AS unique, i.indisvalid AS valid, i.indisprimary AS primary,
             i.indisexclusion AS exclusion, i.indnkeyatts AS nkey, i.indkey::int2[] AS keys, i.indoption::int2[] AS options,
-            ARRAY(SELECT quote_ident(n.nspname) || '.' || quote_ident(o.opcname)
+            ARRAY(SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.opcname)
                     FROM unnest(i.indclass) WITH ORDINALITY AS k(oid, ord)
                     JOIN pg_opclass o ON o.oid = k.oid JOIN pg_namespace n ON n.oid = o.opcnamespace ORDER BY k.ord) AS opclasses,
-            ARRAY(SELECT CASE WHEN k.oid = 0 THEN NULL ELSE quote_ident(n.nspname) || '.' || quote_ident(c.collname) END
+            ARRAY(SELECT CASE WHEN k.oid = 0 THEN NULL ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname) END
                     FROM unnest(i.indcollation) WITH ORDINALITY AS k(oid, ord)
                     LEFT JOIN pg_collation c ON c.oid = k.oid LEFT JOIN pg_namespace n ON n.oid = c.collnamespace ORDER BY k.ord) AS collations,
             am.amname, pg_indexam_has_property(am.oid, 'can_order') AS canorder,

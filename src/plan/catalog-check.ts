@@ -14,6 +14,7 @@ import { phasePrivileges } from './phase-privileges.js';
 import { privilegeProblems, statePrivileges, tableSchemaPrivilege, tempPrivilege, type MissingPrivilege } from './privileges.js';
 import type { Guards, Plan } from './types.js';
 import { rewriteDependentViews } from './view-rewrite.js';
+import { untrustedMessage, untrustedObjects } from './expression-owners.js';
 
 /** How far the check may go. */
 export interface CatalogCheckOptions {
@@ -89,14 +90,25 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       const nullable = key.filter((k) => !column(facts, k.name)?.notNull);
       if (nullable.length) problem('key', `key column(s) ${nullable.map((k) => `"${k.name}"`).join(', ')} must be NOT NULL`);
       else if (!(await isUniqueKey(client, facts.oid, keyNames))) problem('key', `(${keyNames.join(', ')}) is not covered by a unique index`);
+      else {
+        const keyed = await keyTypes(client, facts.oid, keyNames);
+        for (const k of key) k.type = keyed.get(k.name)?.type ?? k.type;
+        for (const [name, k] of keyed)
+          if (!k.comparable)
+            problem(
+              'key',
+              `key column "${name}" is of type ${k.type}, whose ordering operators are not pg_catalog's; pgshift compares keys under ` +
+                `search_path = pg_catalog, pg_temp, where they are not found (a different ordering could be picked); name a key of a built-in type in "key:"`,
+            );
+      }
     }
   }
 
   // The checks below try types and expressions on temporary tables: without the privileges their errors would mislead.
   if (missing.length) throw new PlanError([...problems, ...(await privilegeProblems(client, plan, missing))]);
 
-  const searchPath = (await client.query<{ p: string }>(`SELECT current_setting('search_path') AS p`)).rows[0]!.p;
-  const version = Number((await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+  const searchPath = (await client.query<{ p: string }>(`SELECT pg_catalog.current_setting('search_path') AS p`)).rows[0]!.p;
+  const version = Number((await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`)).rows[0]!.v);
   const newTypes: Record<string, string> = {};
   await withRolledBackTransaction(client, async () => {
     for (const add of outline.adds) {
@@ -115,6 +127,10 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
       }
       const params = expr.over === 'old' ? oldParams : newParams;
       const returns = expr.over === 'old' ? newTypes[expr.gives] : column(facts, expr.gives)?.type;
+      // Before anything evaluates it (planning may fold constants): code the runner does not trust never runs as the runner.
+      const untrusted = await untrustedObjects(client, params, returns ?? 'text', expr.sql);
+      for (const u of untrusted) problem(expr.field, untrustedMessage(u));
+      if (untrusted.length) continue;
       const error = await compiles(client, params, returns ?? 'text', expr.sql);
       if (error) problem(expr.field, `does not compile: ${error}`);
     }
@@ -151,6 +167,32 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   const views = await rewriteDependentViews(client, plan, planFacts, options.rewriteViewsUnder);
   if (views.problems.length) throw new PlanError(views.problems.map((message) => ({ file: plan.file, path: plan.change.kind, message })));
   return { ...planFacts, views: views.views };
+}
+
+/**
+ * Each key column's type as printed with an empty search_path (qualified
+ * unless in pg_catalog: the backfill, verify and the final check cast key
+ * values to it under `search_path = pg_catalog, pg_temp`), and whether its
+ * values compare with pg_catalog's operators there: a base type (through
+ * domains) of pg_catalog, or an enum. Any other type's `<` would be looked
+ * up in pg_catalog only and could bind another ordering than its index's.
+ */
+async function keyTypes(client: Client, table: number, names: readonly string[]): Promise<Map<string, { type: string; comparable: boolean }>> {
+  return withRolledBackTransaction(client, async () => {
+    await client.query(`SELECT pg_catalog.set_config('search_path', '', true)`);
+    const { rows } = await client.query<{ name: string; type: string; comparable: boolean }>(
+      `SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type,
+              (WITH RECURSIVE base(oid, depth) AS (
+                 SELECT a.atttypid, 0
+                 UNION ALL SELECT t.typbasetype, b.depth + 1 FROM base b JOIN pg_type t ON t.oid = b.oid WHERE t.typtype = 'd'
+               )
+               SELECT t.typnamespace = 'pg_catalog'::regnamespace OR t.typtype = 'e'
+                 FROM base b JOIN pg_type t ON t.oid = b.oid ORDER BY b.depth DESC LIMIT 1) AS comparable
+         FROM pg_attribute a WHERE a.attrelid = $1 AND a.attname = ANY ($2::text[])`,
+      [table, names],
+    );
+    return new Map(rows.map((r) => [r.name, { type: r.type, comparable: r.comparable }]));
+  });
 }
 
 /**

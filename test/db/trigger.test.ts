@@ -100,7 +100,13 @@ describe('the dual-write trigger', () => {
     const [outcome] = await apply([p], 'dual-write', { databaseUrl: db.url });
     expect(outcome!.error).toBeUndefined();
     const [fn] = await db.sql<{ src: string; config: string[] | null }>(`SELECT prosrc AS src, proconfig AS config FROM pg_proc WHERE proname = 'folks_sync'`);
-    expect(fn!.config).toBeNull();
+    // Only pg_catalog is searched (issue 19): a session's search_path cannot bring in a better-matching look-alike.
+    expect(fn!.config).toEqual(['search_path=pg_catalog, pg_temp']);
+    // The expression functions the backfill calls: bound at CREATE (SQL-standard body), no SET clause, so still inlined.
+    const expressions = await db.sql<{ config: string[] | null; bound: boolean }>(
+      `SELECT proconfig AS config, prosqlbody IS NOT NULL AS bound FROM pg_proc WHERE proname IN ('folks_fwd0', 'folks_fwd1', 'folks_rev0')`,
+    );
+    expect(expressions).toEqual([1, 2, 3].map(() => ({ config: null, bound: true })));
     expect(fn!.src).toContain(`NEW."first_name" := split_part(new.full_name, ' '::text, 1);`);
     expect(fn!.src).toContain(`NEW."full_name" := concat_ws(' '::text, new.first_name, new.last_name);`);
     expect(fn!.src).not.toContain('DECLARE');

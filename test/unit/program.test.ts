@@ -85,6 +85,7 @@ describe('split: exact SQL of every phase', () => {
     forward: ["split_part(full_name, ' '::text, 1)", "NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)"],
     reverse: ["concat_ws(' '::text, first_name, last_name)"],
     oldDefaults: ["'anonymous'::text"],
+    bound: true,
   };
   /** The old-code gate's statements where a client wrote the old side (see old-code-mark.ts). */
   const mark = (d: number, when = ''): string[] => {
@@ -141,6 +142,7 @@ describe('split: exact SQL of every phase', () => {
   /** The first lines of the inlined sync function named `<plan>_<name>`. */
   const fn = (name: string): string[] => [
     `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_${name}"() RETURNS trigger LANGUAGE plpgsql`,
+    'SET search_path = pg_catalog, pg_temp',
     'AS $pgshift_body$',
     '#variable_conflict use_column',
   ];
@@ -168,8 +170,22 @@ describe('split: exact SQL of every phase', () => {
     `  IF current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on' THEN`,
   ];
 
-  it('with inlined expressions the trigger calls nothing, sets no search_path and has no WHEN clause', () => {
+  it('with inlined expressions the trigger calls nothing, runs under pg_catalog, pg_temp and has no WHEN clause', () => {
     const inlined = compileProgram(plan(SPLIT_YAML), { ...facts, inline });
+    // The expression functions the backfill and verify call: SQL-standard bodies of the printed text, bound at CREATE
+    // under the fixed search_path, with no SET clause so that they stay inlinable.
+    expect(sql(inlined['dual-write'].apply).slice(0, 4)).toEqual([
+      `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)`,
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd0"("full_name" text) RETURNS text LANGUAGE sql\nRETURN split_part(full_name, ' '::text, 1)`,
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd1"("full_name" text) RETURNS text LANGUAGE sql\nRETURN NULLIF(substr(full_name, (strpos(full_name, ' '::text) + 1)), full_name)`,
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_rev0"("first_name" text, "last_name" text) RETURNS text LANGUAGE sql\nRETURN concat_ws(' '::text, first_name, last_name)`,
+    ]);
+    // A plan started before expressions were bound (in flight across the upgrade) made its functions at dual-write
+    // with bodies parsed when called, under the plan's search_path: it keeps that form.
+    const before = sql(compileProgram(plan(SPLIT_YAML), { ...facts, inline: { ...inline, bound: undefined } })['dual-write'].apply);
+    expect(before[0]).toBe(
+      `CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd0"("full_name" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT (split_part(full_name, ' ', 1))::text $pgshift_body$`,
+    );
     const fillOld = (d: number): string[] => {
       const p = '  '.repeat(d);
       return [
@@ -197,10 +213,10 @@ describe('split: exact SQL of every phase', () => {
       '        END IF;',
       '      END;',
     ];
-    expect(sql(inlined['dual-write'].apply)[3]).toBe(
+    expect(sql(inlined['dual-write'].apply)[4]).toBe(
       [...header, '-- pgshift sync, mode two-way', 'BEGIN', ...twoWay(fillNew, fillOld, keepMoved), 'END', '$pgshift_body$'].join('\n'),
     );
-    expect(sql(inlined['dual-write'].apply)[4]).toBe(
+    expect(sql(inlined['dual-write'].apply)[5]).toBe(
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
     );
     // The old column's default, as printed at start, is applied by the trigger from switch-read.
@@ -219,7 +235,7 @@ describe('split: exact SQL of every phase', () => {
       '        RETURN NEW;',
       '      END IF;',
     ];
-    expect(sql(inlined['dual-write'].apply)[3]).toBe(
+    expect(sql(inlined['dual-write'].apply)[4]).toBe(
       [...header, '-- pgshift sync, mode two-way', 'BEGIN', ...twoWay(fillNew, fillOld, keepMoved), 'END', '$pgshift_body$'].join('\n'),
     );
     expect(sql(inlined['stop-write'].apply)[1]).toBe(
@@ -237,7 +253,7 @@ describe('split: exact SQL of every phase', () => {
       '      RETURN NEW;',
       '    END IF;',
     ];
-    expect(dualWrite[3]).toBe(
+    expect(dualWrite[4]).toBe(
       [
         ...fn('sync_insert'),
         '-- pgshift sync, mode two-way',
@@ -248,10 +264,10 @@ describe('split: exact SQL of every phase', () => {
         '$pgshift_body$',
       ].join('\n'),
     );
-    expect(dualWrite[4]).toBe(
+    expect(dualWrite[5]).toBe(
       [...fn('sync'), '-- pgshift sync, mode two-way', 'BEGIN', ...updateLines('IF', fillNew, fillOld), 'END', '$pgshift_body$'].join('\n'),
     );
-    expect(dualWrite.slice(5)).toEqual([
+    expect(dualWrite.slice(6)).toEqual([
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name_insert" BEFORE INSERT ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync_insert"()',
       'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE UPDATE ON "public"."users"\nFOR EACH ROW\nEXECUTE FUNCTION "pgshift"."split-users-full-name_sync"()',
     ]);

@@ -15,6 +15,7 @@ export function applyCommand(plan: Command, run: Run): void {
   const command = withCommonOptions(plan.command('apply').argument('[plans...]', 'plan names (default: every plan in --dir that is not complete)'), {
     guards: true,
     force: true,
+    strict: true,
   })
     .description('advance each plan one phase, or up to and including <phase>')
     .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next');

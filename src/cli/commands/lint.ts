@@ -6,7 +6,7 @@ import type { Run } from './types.js';
 
 /** `migrate plan lint [PLAN...]`: plan files validated and checked against the live catalog. Changes nothing. */
 export function lintCommand(plan: Command, run: Run): void {
-  withCommonOptions(plan.command('lint').argument('[plans...]', 'plan names (default: all)'))
+  withCommonOptions(plan.command('lint').argument('[plans...]', 'plan names (default: all)'), { strict: true })
     .description('validate plan files and check them against the live catalog')
     .action(async (names: string[], o: CommonOptions) =>
       run(o, async (output) => {

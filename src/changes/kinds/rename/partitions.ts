@@ -32,7 +32,7 @@ export async function partitionRenameProblems(
     );
   }
   const local = await client.query<{ what: string; kind: string }>(
-    `SELECT format('index %s on partition %s', c.relname, i.indrelid::regclass) AS what, 'index' AS kind
+    `SELECT pg_catalog.format('index %s on partition %s', c.relname, i.indrelid::regclass) AS what, 'index' AS kind
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = $2
       WHERE i.indrelid = ANY ($1::regclass[])
@@ -42,7 +42,7 @@ export async function partitionRenameProblems(
              OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
                           AND d.refobjid = i.indrelid AND d.refobjsubid = a.attnum))
      UNION ALL
-     SELECT format('constraint %s on partition %s', k.conname, k.conrelid::regclass), 'constraint'
+     SELECT pg_catalog.format('constraint %s on partition %s', k.conname, k.conrelid::regclass), 'constraint'
        FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attname = $2
       WHERE k.conrelid = ANY ($1::regclass[]) AND k.conparentid = 0 AND k.coninhcount = 0 AND k.contype <> 'n'
         AND a.attnum = ANY (k.conkey)
