@@ -4,7 +4,7 @@ import { newTransaction, shown, type At, type FileState, type Finding } from './
 import { pairDrops } from './pairing.js';
 import { SchemaModel } from './schema.js';
 
-export type { ColumnChangeSuggestion, Finding, FindingRule } from './context.js';
+export type { Finding } from './context.js';
 
 /**
  * Every unsafe statement of one migration file, in line order. "Unsafe" is
