@@ -1,0 +1,136 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { freshDatabase, type TestDatabase } from '../helpers/db.js';
+import { planDir, seedUsers, SPLIT_YAML, USERS_TABLE } from '../helpers/fixtures.js';
+
+/**
+ * Issue 19, the state schema and the names pgshift makes: a role that may
+ * create objects in a schema on the search path (`public` on PostgreSQL 14
+ * by default; granted here on 15+) must not get code of its own run by
+ * pgshift as the superuser that runs it, nor deny a deploy through the
+ * gate's function, nor have pgshift take over an object of its name.
+ */
+
+let db: TestDatabase;
+/** Roles are cluster-wide: named after this file's database. */
+let intruder: string;
+let app: string;
+let reader: string;
+let splitDir: string;
+
+function urlAs(role: string): string {
+  const url = new URL(db.url);
+  url.username = role;
+  url.password = 'pw';
+  return url.toString();
+}
+
+async function as<T>(role: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: urlAs(role) });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+const cli = (verb: string, dir: string, ...rest: string[]): Promise<CliResult> => runCli(['plan', verb, ...rest, '--dir', dir, '--database-url', db.url]);
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  intruder = `${db.name}_intruder`;
+  app = `${db.name}_app`;
+  reader = `${db.name}_reader`;
+  for (const role of [intruder, app, reader]) await db.sql(`CREATE ROLE "${role}" LOGIN PASSWORD 'pw'`);
+  // PostgreSQL 14's default, and what every database upgraded from 14 or earlier still has.
+  await db.sql(`GRANT CREATE ON SCHEMA public TO PUBLIC`);
+  await db.sql(USERS_TABLE);
+  await db.sql(seedUsers(100));
+  await db.sql(`GRANT SELECT, INSERT, UPDATE ON users TO "${app}"; GRANT USAGE ON SEQUENCE users_id_seq TO "${app}"`);
+  // The intruder's evidence: every trigger function of its own writes current_user here.
+  await as(intruder, async (c) => {
+    await c.query(`CREATE TABLE public.intruder_log (who text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+    await c.query(`GRANT INSERT ON public.intruder_log TO PUBLIC`);
+    await c.query(`CREATE FUNCTION public.spy() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN INSERT INTO public.intruder_log (who) VALUES (current_user); RETURN NEW; END $$`);
+  });
+  splitDir = await planDir({ 'split.yaml': SPLIT_YAML });
+  afterAll(async () => {
+    await db.sql(`DROP OWNED BY "${intruder}", "${app}", "${reader}" CASCADE`).catch(() => undefined);
+    const admin = new pg.Client({ connectionString: inject('adminUrl') });
+    await admin.connect();
+    for (const role of [intruder, app, reader]) await admin.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
+    await admin.end();
+  });
+});
+
+describe("the old-code gate's function", () => {
+  const PLAN = 'split-users-full-name';
+  const rows = async (): Promise<number> => (await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pgshift.old_code_writes`))[0]!.n;
+
+  beforeAll(async () => {
+    const applied = await cli('apply', splitDir, '--phase', 'dual-write');
+    expect(applied.errors).toBe('');
+    await db.sql(`GRANT USAGE ON SCHEMA pgshift TO "${reader}", "${app}"`);
+  });
+
+  it('refuses a plan not in flight, a name over the cap and a caller without rights on the table, storing nothing; records a writer once', async () => {
+    const before = await rows();
+    await as(app, async (c) => {
+      await expect(c.query(`SELECT pgshift.old_code_write('no-such-plan')`)).rejects.toThrow(/is not a plan in flight/);
+      await expect(c.query(`SELECT pgshift.old_code_write(repeat('a', 6400))`)).rejects.toThrow(/is not a plan in flight/);
+    });
+    await as(reader, async (c) => {
+      await c.query(`SET application_name = 'old-release'`);
+      await expect(c.query(`SELECT pgshift.old_code_write($1)`, [PLAN])).rejects.toThrow(/may not write/);
+    });
+    expect(await rows()).toBe(before);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE usename = $1 OR application_name = 'old-release'`, [reader])).toEqual([
+      { n: 0 },
+    ]);
+
+    // And still records a caller that may write the table, once per session.
+    await as(app, async (c) => {
+      await c.query(`SET application_name = '${'x'.repeat(200)}'`);
+      await c.query(`SELECT pgshift.old_code_write($1)`, [PLAN]);
+      await c.query(`SELECT pgshift.old_code_write($1)`, [PLAN]);
+    });
+    // PostgreSQL itself keeps 63 bytes of application_name; the function keeps at most 64 characters whatever a later server does.
+    const recorded = await db.sql<{ usename: string; len: number }>(
+      `SELECT usename, length(application_name) AS len FROM pgshift.old_code_writes WHERE plan = $1`,
+      [PLAN],
+    );
+    expect(recorded).toEqual([{ usename: app, len: expect.any(Number) }]);
+    expect(recorded[0]!.len).toBeLessThanOrEqual(64);
+  });
+
+  it('does not grow past its bound under a loop of calls', async () => {
+    // Distinct names and application_names from one session: nothing new but its one row.
+    const before = await rows();
+    await as(app, async (c) => {
+      await c.query(`DO $$ BEGIN
+                       FOR i IN 1..2000 LOOP
+                         PERFORM set_config('application_name', 'loop-' || i, false);
+                         BEGIN PERFORM pgshift.old_code_write('plan-' || i); EXCEPTION WHEN OTHERS THEN NULL; END;
+                         PERFORM pgshift.old_code_write('${PLAN}');
+                       END LOOP;
+                     END $$`);
+    });
+    expect(await rows()).toBe(before + 1);
+    // Sessions without end (a role reconnecting in a loop): the plan's rows stay at the bound, the newest kept.
+    await db.sql(
+      `INSERT INTO pgshift.old_code_writes (plan, pid, backend_start, first_at, application_name, usename)
+                  SELECT $1, -g, now() - interval '1 hour', now() - interval '1 hour' + g * interval '1 ms', 'filler', 'filler' FROM generate_series(1, 1000) g`,
+      [PLAN],
+    );
+    const full = await rows();
+    for (let i = 0; i < 5; i++)
+      await as(app, (c) => c.query(`SELECT set_config('application_name', 'fresh-' || $2, false), pgshift.old_code_write($1)`, [PLAN, i]));
+    expect(await rows()).toBe(full);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE application_name = 'filler'`)).toEqual([{ n: 995 }]);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE application_name LIKE 'fresh-%'`)).toEqual([{ n: 5 }]);
+  });
+});
