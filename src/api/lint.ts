@@ -12,6 +12,7 @@ import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { statePrivileges, tableSchemaPrivilege } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { inFlight } from '../state/store.js';
+import { assertTrustedState } from '../state/trust.js';
 import { withState, type RunOptions } from './session.js';
 
 /** What `lint` says of one plan. */
@@ -33,6 +34,8 @@ export interface LintResult {
  */
 export async function lint(plans: readonly Plan[], options: RunOptions = {}, fileProblems: readonly PlanProblem[] = []): Promise<LintResult[]> {
   return withState(options, async (client, store) => {
+    // What apply would refuse before creating or using the state (exit 2), said first.
+    await assertTrustedState(client, store.schema, true);
     const problems: PlanProblem[] = [...fileProblems];
     const results: LintResult[] = [];
     // The state cannot be read without these: every plan is then checked as not started, which names them.

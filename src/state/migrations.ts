@@ -294,6 +294,9 @@ const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'sche
 /** The tables of the state schema: a schema holding no other table is pgshift's own. */
 export const STATE_TABLES: readonly string[] = [...STATE_TABLES_V2, 'backfill_batches', 'backfill_ranges', 'old_code_writes', 'old_code_statements'];
 
+/** The functions of the state schema (the plans' own functions live there too, under other names). */
+export const STATE_FUNCTIONS: readonly string[] = ['phase', 'old_code_write'];
+
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
  * the schema is pgshift's own: the runner may act as its owner and it holds

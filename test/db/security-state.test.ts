@@ -1,8 +1,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describeDatabase } from '../helpers/catalog.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
-import { planDir, seedUsers, SPLIT_YAML, USERS_TABLE } from '../helpers/fixtures.js';
+import { planDir, seedUsers, SPLIT_YAML, splitPlanYaml, USERS_TABLE } from '../helpers/fixtures.js';
 
 /**
  * Issue 19, the state schema and the names pgshift makes: a role that may
@@ -39,6 +40,12 @@ async function as<T>(role: string, fn: (c: pg.Client) => Promise<T>): Promise<T>
 
 const cli = (verb: string, dir: string, ...rest: string[]): Promise<CliResult> => runCli(['plan', verb, ...rest, '--dir', dir, '--database-url', db.url]);
 
+/** Who the intruder's trigger functions ran as, other than the intruder itself. */
+async function ranAsOthers(): Promise<string[]> {
+  const rows = await db.sql<{ who: string }>(`SELECT DISTINCT who FROM public.intruder_log WHERE who <> $1 ORDER BY 1`, [intruder]);
+  return rows.map((r) => r.who);
+}
+
 beforeAll(async () => {
   db = await freshDatabase();
   intruder = `${db.name}_intruder`;
@@ -64,6 +71,73 @@ beforeAll(async () => {
     await admin.connect();
     for (const role of [intruder, app, reader]) await admin.query(`DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
     await admin.end();
+  });
+});
+
+describe('a squatted state schema', () => {
+  it('public.old_code_writes made first by another role, with a trigger: lint and apply --schema public refuse, exit 2, nothing changed', async () => {
+    await as(intruder, async (c) => {
+      await c.query(`CREATE TABLE public.old_code_writes (plan text NOT NULL, pid integer NOT NULL, backend_start timestamptz NOT NULL,
+                       first_at timestamptz NOT NULL, application_name text, usename text, client_addr inet, PRIMARY KEY (plan, pid, backend_start))`);
+      await c.query(`GRANT ALL ON public.old_code_writes TO PUBLIC`);
+      await c.query(`CREATE TRIGGER spy BEFORE INSERT ON public.old_code_writes FOR EACH ROW EXECUTE FUNCTION public.spy()`);
+    });
+    const before = await describeDatabase(db);
+    for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'dual-write']]) {
+      const result = await cli(verb!, splitDir, ...args, '--schema', 'public');
+      expect(result.code).toBe(2);
+      expect(result.errors).toContain(`the state schema "public" cannot be trusted by the runner`);
+      expect(result.errors).toContain(`table "public"."old_code_writes" (owner "${intruder}") is not owned by the runner`);
+      expect(result.errors).toContain(`trigger "spy" on "public"."old_code_writes" (function spy()) (owner "${intruder}") was not made by pgshift`);
+      expect(result.errors).toContain('Nothing was changed');
+    }
+    expect(await describeDatabase(db)).toEqual(before);
+    expect(await db.sql(`SELECT to_regclass('public.plans') AS t`)).toEqual([{ t: null }]);
+    // What old code's write would have set off, had the plan been applied: the intruder's trigger, as the superuser.
+    await db.sql(`INSERT INTO users (full_name, user_name, email) VALUES ('Old Code', 'old', 'old@example.com')`);
+    await as(app, (c) => c.query(`UPDATE users SET full_name = 'Old Again' WHERE user_name = 'old'`));
+    expect(await ranAsOthers()).toEqual([]);
+    await as(intruder, (c) => c.query(`DROP TABLE public.old_code_writes`));
+  });
+
+  it('a public schema that holds none of the state: refused too, since another role could put a look-alike first', async () => {
+    const result = await cli('apply', splitDir, '--phase', 'expand', '--schema', 'public');
+    expect(result.code).toBe(2);
+    expect(result.errors).toMatch(
+      /schema "public" \(owner "[^"]+"\) .*lets .*PUBLIC.* create objects in it, so pgshift will not create its state tables there/,
+    );
+    expect(await db.sql(`SELECT to_regclass('public.plans') AS t`)).toEqual([{ t: null }]);
+  });
+
+  it('a state schema owned by another role is refused, exit 2, naming it and its owner', async () => {
+    await db.sql(`CREATE SCHEMA theirs AUTHORIZATION "${intruder}"`);
+    const before = await describeDatabase(db);
+    for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'expand']]) {
+      const result = await cli(verb!, splitDir, ...args, '--schema', 'theirs');
+      expect(result.code).toBe(2);
+      expect(result.errors).toContain(`schema "theirs" (owner "${intruder}") is not owned by the runner`);
+    }
+    expect(await describeDatabase(db)).toEqual(before);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'theirs'::regnamespace`)).toEqual([{ n: 0 }]);
+  });
+
+  it("a trigger on one of pgshift's own state tables, and a state function given to another role, are refused", async () => {
+    const dir = await planDir({ 'split.yaml': splitPlanYaml('split-own', 'public.users', '{ batch_size: 500 }', '{ lock_timeout: 500ms }') });
+    expect((await cli('apply', dir, '--phase', 'expand', '--schema', 'own_state')).code).toBe(0);
+    await db.sql(`CREATE TRIGGER spy BEFORE INSERT ON own_state.events FOR EACH ROW EXECUTE FUNCTION public.spy()`);
+    const refused = await cli('apply', dir, '--phase', 'dual-write', '--schema', 'own_state');
+    expect(refused.code).toBe(2);
+    expect(refused.errors).toContain(`trigger "spy" on "own_state"."events" (function spy()) (owner "${intruder}") was not made by pgshift`);
+    expect(await db.sql(`SELECT phase FROM own_state.plans`)).toEqual([{ phase: 'expand' }]);
+    await db.sql(`DROP TRIGGER spy ON own_state.events`);
+
+    await db.sql(`ALTER FUNCTION own_state.phase(text) OWNER TO "${intruder}"`);
+    const status = await cli('status', dir, '--schema', 'own_state');
+    expect(status.code).toBe(2);
+    expect(status.errors).toContain(`function own_state.phase(text) (owner "${intruder}") is not owned by the runner`);
+    await db.sql(`ALTER FUNCTION own_state.phase(text) OWNER TO CURRENT_USER`);
+    expect((await cli('rollback', dir, 'split-own', '--schema', 'own_state')).code).toBe(0);
+    expect(await ranAsOthers()).toEqual([]);
   });
 });
 
