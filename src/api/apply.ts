@@ -1,8 +1,9 @@
 import { sqlState, SqlState } from '../db/client.js';
 import { display } from '../db/ident.js';
 import { PlanBusyError, PlanError, PgshiftError } from '../errors.js';
-import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
+import { phaseIndex, phasesToApply, PHASES, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { nameClashes, refuseNameClashes } from '../plan/name-clash.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
@@ -57,6 +58,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   const started = inFlight(state);
   if (!started) {
     const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
+    await refuseNameClashes(client, plan, facts, PHASES, false);
     const other = await store.inFlightOn(display(facts.table), plan.name);
     if (other) {
       throw new PlanError([
@@ -92,6 +94,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next'): Promise<P
   }
   const facts = state!.facts;
   const lacking = await runPrivilegeProblems(client, plan, facts.table, store.schema, phases);
+  if (started) lacking.push(...(await nameClashes(client, plan, facts, phases, true)));
   if (lacking.length) throw new PlanError(lacking);
   // A plan started by this run has nothing to drift from, and no old code to wait for yet.
   if (started) await checkBeforeMoving(session, state!, 'apply');

@@ -5,6 +5,7 @@ import type { QualifiedName } from '../db/ident.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import { phaseIndex, PHASES } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { nameClashes, refuseNameClashes } from '../plan/name-clash.js';
 import { affectedRoles } from '../plan/affected-roles.js';
 import { sampleInverse } from '../plan/inverse-sample.js';
 import { lineOfField } from '../plan/load.js';
@@ -48,10 +49,12 @@ export async function lint(plans: readonly Plan[], options: RunOptions = {}, fil
         if (state!.checksum !== plan.checksum) problems.push({ file: plan.file, path: '', message: `plan "${plan.name}" changed after it started` });
         const remaining = PHASES.filter((p) => phaseIndex(p) > phaseIndex(state!.phase));
         problems.push(...(await runPrivilegeProblems(client, plan, state!.facts.table, store.schema, remaining)));
+        problems.push(...(await nameClashes(client, plan, state!.facts, remaining, true)));
         results.push({ plan: plan.name, outcome: 'in_flight', warnings });
       } else {
         try {
           const facts = await checkAgainstCatalog(client, plan, store.schema);
+          await refuseNameClashes(client, plan, facts, PHASES, false);
           const sample = await sampleInverse(client, plan, facts);
           if (sample?.differing) {
             warnings.push(

@@ -208,3 +208,23 @@ describe("the old-code gate's function", () => {
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE application_name LIKE 'fresh-%'`)).toEqual([{ n: 5 }]);
   });
 });
+
+describe('names pgshift creates', () => {
+  it("a user's trigger of the sync trigger's name is refused in lint and apply (exit 2), and survives", async () => {
+    await db.sql(`CREATE TABLE people (id bigint PRIMARY KEY, full_name text, user_name text, email text)`);
+    await db.sql(`INSERT INTO people SELECT id, full_name, user_name, email FROM users`);
+    await db.sql(`CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`);
+    await db.sql(`CREATE TRIGGER "pgshift_split-people" BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION public.audit()`);
+    const dir = await planDir({ 'people.yaml': splitPlanYaml('split-people', 'public.people', '{ batch_size: 500 }', '{ lock_timeout: 500ms }') });
+    const before = await describeDatabase(db);
+    for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'dual-write']]) {
+      const result = await cli(verb!, dir, ...args);
+      expect(result.code).toBe(2);
+      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs audit()`);
+    }
+    expect(await describeDatabase(db)).toEqual(before);
+    expect(
+      await db.sql(`SELECT tgfoid::regprocedure::text AS fn FROM pg_trigger WHERE tgrelid = 'people'::regclass AND tgname = 'pgshift_split-people'`),
+    ).toEqual([{ fn: 'audit()' }]);
+  });
+});
