@@ -12,6 +12,10 @@ import { STATE_FUNCTIONS, STATE_TABLES } from './migrations.js';
  * a member of every role, and before PostgreSQL 16 a role could grant
  * membership in itself to anyone, so membership proves nothing):
  *
+ * - the schema's owner may drop and replace any table in it, at any moment
+ *   of a run: it is the runner, a superuser, or `pg_database_owner` in a
+ *   database owned by the runner or a superuser (`public` since PostgreSQL
+ *   15); another owner is refused;
  * - every relation named like a state table is a plain table the runner owns;
  * - every function named like a state function is the runner's;
  * - no state table has a trigger or rule (pgshift makes none);
@@ -27,8 +31,11 @@ import { STATE_FUNCTIONS, STATE_TABLES } from './migrations.js';
 export async function untrustedStateObjects(client: Client, schema: string, creating: boolean): Promise<UntrustedStateObject[]> {
   const s = ident(schema);
   const runner = `(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)`;
-  const { rows: found } = await client.query<{ oid: number; owner: string; owned: boolean; creators: string[] }>(
+  const trusted = (role: string): string => `(${role} = ${runner} OR (SELECT t.rolsuper FROM pg_catalog.pg_roles t WHERE t.oid = ${role}))`;
+  const { rows: found } = await client.query<{ oid: number; owner: string; owned: boolean; trusted: boolean; creators: string[] }>(
     `SELECT n.oid::int8::float8 AS oid, n.nspowner::regrole::text AS owner, n.nspowner = ${runner} AS owned,
+            ${trusted('n.nspowner')} OR (n.nspowner::regrole::text = 'pg_database_owner'
+              AND (SELECT ${trusted('d.datdba')} FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())) AS trusted,
             ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
                     FROM pg_catalog.aclexplode(coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
                    WHERE a.privilege_type = 'CREATE' AND a.grantee <> ${runner} ORDER BY 1) AS creators
@@ -38,6 +45,9 @@ export async function untrustedStateObjects(client: Client, schema: string, crea
   const ns = found[0];
   if (!ns) return [];
   const out: UntrustedStateObject[] = [];
+  if (!ns.trusted) {
+    out.push({ object: `schema ${s}`, owner: ns.owner, problem: 'is not owned by the runner (its owner may drop and replace the state tables in it)' });
+  }
   const relations = await client.query<{ name: string; kind: string; owner: string; owned: boolean }>(
     `SELECT c.relname::text AS name, c.relkind::text AS kind, c.relowner::regrole::text AS owner, c.relowner = ${runner} AS owned
        FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::oid AND c.relname = ANY ($2::text[]) ORDER BY 1`,
@@ -70,7 +80,7 @@ export async function untrustedStateObjects(client: Client, schema: string, crea
     const object = `${h.kind} ${ident(h.name)} on ${s}.${ident(h.on)}${h.fn ? ` (function ${h.fn})` : ''}`;
     out.push({ object, owner: h.owner, problem: 'was not made by pgshift' });
   }
-  if (creating && relations.rows.length < STATE_TABLES.length && (!ns.owned || ns.creators.length)) {
+  if (creating && ns.trusted && relations.rows.length < STATE_TABLES.length && (!ns.owned || ns.creators.length)) {
     out.push({
       object: `schema ${s}`,
       owner: ns.owner,

@@ -138,6 +138,13 @@ describe('a squatted state schema', () => {
     await db.sql(`ALTER FUNCTION own_state.phase(text) OWNER TO CURRENT_USER`);
     expect((await cli('rollback', dir, 'split-own', '--schema', 'own_state')).code).toBe(0);
     expect(await ranAsOthers()).toEqual([]);
+
+    // Every state table still the runner's, but the schema given away: its owner may drop and replace them mid-run.
+    await db.sql(`ALTER SCHEMA own_state OWNER TO "${intruder}"`);
+    const given = await cli('status', dir, '--schema', 'own_state');
+    expect(given.code).toBe(2);
+    expect(given.errors).toContain(`schema "own_state" (owner "${intruder}") is not owned by the runner`);
+    await db.sql(`ALTER SCHEMA own_state OWNER TO CURRENT_USER`);
   });
 });
 
