@@ -44,7 +44,9 @@ export interface PlanLeaseOptions {
  *   (a closed connection, or a pooler's DISCARD ALL). A killed runner is then
  *   replaced at once, as with the advisory lock this replaces, instead of
  *   after the lease expires. The key is unique per lease, so a beacon left on
- *   a pooled backend can never vouch for a later lease.
+ *   a pooled backend can never vouch for a later lease; and the row records
+ *   the backend holding it, so a lock another session takes on the same key
+ *   vouches for nothing (see `beaconHeld`).
  */
 export class PlanLease {
   private readonly token = randomUUID();

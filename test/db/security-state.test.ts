@@ -233,5 +233,19 @@ describe('names pgshift creates', () => {
     expect(
       await db.sql(`SELECT tgfoid::regprocedure::text AS fn FROM pg_trigger WHERE tgrelid = 'people'::regclass AND tgname = 'pgshift_split-people'`),
     ).toEqual([{ fn: 'audit()' }]);
+
+    // The same once the plan is in flight: made after expand, refused before dual-write would replace it.
+    await db.sql(`DROP TRIGGER "pgshift_split-people" ON people`);
+    expect((await cli('apply', dir, '--phase', 'expand')).code).toBe(0);
+    await db.sql(`CREATE TRIGGER "pgshift_split-people" BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION public.audit()`);
+    for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'dual-write']]) {
+      const result = await cli(verb!, dir, ...args);
+      expect(result.code).toBe(2);
+      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs audit()`);
+    }
+    expect(await db.sql(`SELECT phase FROM pgshift.plans WHERE name = 'split-people'`)).toEqual([{ phase: 'expand' }]);
+    expect(
+      await db.sql(`SELECT tgfoid::regprocedure::text AS fn FROM pg_trigger WHERE tgrelid = 'people'::regclass AND tgname = 'pgshift_split-people'`),
+    ).toEqual([{ fn: 'audit()' }]);
   });
 });
