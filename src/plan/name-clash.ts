@@ -3,7 +3,7 @@ import type { PlanFacts } from '../changes/model.js';
 import { compileProgram } from '../changes/program.js';
 import { objectNames, syncTriggers } from '../changes/sql-objects.js';
 import type { Client } from '../db/client.js';
-import { display, qualified } from '../db/ident.js';
+import { display, functionSignatureSql, qualified } from '../db/ident.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import type { Phase } from '../phases/phases.js';
 import type { Plan } from './types.js';
@@ -40,7 +40,7 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
   for (const { trigger, fn } of syncTriggers(objectNames(plan.name, facts), facts)) {
     if (!statements.some((s) => s.startsWith(`CREATE OR REPLACE TRIGGER ${trigger} `))) continue;
     const { rows } = await client.query<{ fn: string; owner: string }>(
-      `SELECT t.tgfoid::regprocedure::text AS fn, f.proowner::regrole::text AS owner
+      `SELECT ${functionSignatureSql('t.tgfoid')} AS fn, f.proowner::regrole::text AS owner
          FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc f ON f.oid = t.tgfoid
         WHERE t.tgrelid = pg_catalog.to_regclass($1) AND t.tgname = $2 AND t.tgfoid IS DISTINCT FROM pg_catalog.to_regprocedure($3)`,
       [table, unquote(trigger), `${fn}()`],
@@ -51,7 +51,7 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
   const functions = new Set(statements.flatMap((s) => FUNCTION.exec(s)?.[1] ?? []));
   for (const name of functions) {
     const { rows } = await client.query<{ fn: string; owner: string }>(
-      `SELECT p.oid::regprocedure::text AS fn, p.proowner::regrole::text AS owner
+      `SELECT ${functionSignatureSql('p.oid')} AS fn, p.proowner::regrole::text AS owner
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace, pg_catalog.parse_ident($1) AS q(parts)
         WHERE n.nspname = q.parts[1] AND p.proname = q.parts[2]
           AND p.proowner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
@@ -64,7 +64,7 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
   const indexes = new Map(statements.flatMap((s): [string, string][] => (INDEX.exec(s) ? [[INDEX.exec(s)![1]!, INDEX.exec(s)![2]!]] : [])));
   for (const [index, on] of indexes) {
     const { rows } = await client.query<{ kind: string; owner: string; on: string | null }>(
-      `SELECT c.relkind::text AS kind, c.relowner::regrole::text AS owner, i.indrelid::regclass::text AS on
+      `SELECT c.relkind::text AS kind, c.relowner::regrole::text AS owner, (SELECT pg_catalog.quote_ident(x_n.nspname) || '.' || pg_catalog.quote_ident(x.relname) FROM pg_catalog.pg_class x JOIN pg_catalog.pg_namespace x_n ON x_n.oid = x.relnamespace WHERE x.oid = i.indrelid) AS on
          FROM pg_catalog.parse_ident($2) AS t(parts)
          JOIN pg_catalog.pg_namespace n ON n.nspname = t.parts[1]
          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = $1

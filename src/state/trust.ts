@@ -1,5 +1,5 @@
 import type { Client } from '../db/client.js';
-import { ident } from '../db/ident.js';
+import { functionSignatureSql, ident } from '../db/ident.js';
 import { UntrustedStateError, type UntrustedStateObject } from '../errors.js';
 import { STATE_FUNCTIONS, STATE_TABLES } from './migrations.js';
 
@@ -59,14 +59,14 @@ export async function untrustedStateObjects(client: Client, schema: string, crea
     else if (r.kind !== 'r') out.push({ object, owner: r.owner, problem: `is not a plain table (relkind ${r.kind})` });
   }
   const functions = await client.query<{ fn: string; owner: string }>(
-    `SELECT p.oid::regprocedure::text AS fn, p.proowner::regrole::text AS owner FROM pg_catalog.pg_proc p
+    `SELECT ${functionSignatureSql('p.oid')} AS fn, p.proowner::regrole::text AS owner FROM pg_catalog.pg_proc p
       WHERE p.pronamespace = $1::oid AND p.proname = ANY ($2::text[]) AND p.proowner <> ${runner} ORDER BY 1`,
     [ns.oid, STATE_FUNCTIONS],
   );
   for (const f of functions.rows) out.push({ object: `function ${f.fn}`, owner: f.owner, problem: 'is not owned by the runner' });
   // Internal triggers (those of foreign keys) are the state tables' own; any other was put there by someone else.
   const hooks = await client.query<{ kind: string; name: string; on: string; fn: string | null; owner: string }>(
-    `SELECT 'trigger' AS kind, t.tgname::text AS name, c.relname::text AS on, t.tgfoid::regprocedure::text AS fn, f.proowner::regrole::text AS owner
+    `SELECT 'trigger' AS kind, t.tgname::text AS name, c.relname::text AS on, ${functionSignatureSql('t.tgfoid')} AS fn, f.proowner::regrole::text AS owner
        FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_proc f ON f.oid = t.tgfoid
       WHERE c.relnamespace = $1::oid AND c.relname = ANY ($2::text[]) AND NOT t.tgisinternal
      UNION ALL

@@ -88,7 +88,7 @@ describe('a squatted state schema', () => {
       expect(result.code).toBe(2);
       expect(result.errors).toContain(`the state schema "public" cannot be trusted by the runner`);
       expect(result.errors).toContain(`table "public"."old_code_writes" (owner "${intruder}") is not owned by the runner`);
-      expect(result.errors).toContain(`trigger "spy" on "public"."old_code_writes" (function spy()) (owner "${intruder}") was not made by pgshift`);
+      expect(result.errors).toContain(`trigger "spy" on "public"."old_code_writes" (function public.spy()) (owner "${intruder}") was not made by pgshift`);
       expect(result.errors).toContain('Nothing was changed');
     }
     expect(await describeDatabase(db)).toEqual(before);
@@ -127,7 +127,7 @@ describe('a squatted state schema', () => {
     await db.sql(`CREATE TRIGGER spy BEFORE INSERT ON own_state.events FOR EACH ROW EXECUTE FUNCTION public.spy()`);
     const refused = await cli('apply', dir, '--phase', 'dual-write', '--schema', 'own_state');
     expect(refused.code).toBe(2);
-    expect(refused.errors).toContain(`trigger "spy" on "own_state"."events" (function spy()) (owner "${intruder}") was not made by pgshift`);
+    expect(refused.errors).toContain(`trigger "spy" on "own_state"."events" (function public.spy()) (owner "${intruder}") was not made by pgshift`);
     expect(await db.sql(`SELECT phase FROM own_state.plans`)).toEqual([{ phase: 'expand' }]);
     await db.sql(`DROP TRIGGER spy ON own_state.events`);
 
@@ -227,7 +227,7 @@ describe('names pgshift creates', () => {
     for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'dual-write']]) {
       const result = await cli(verb!, dir, ...args);
       expect(result.code).toBe(2);
-      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs audit()`);
+      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs public.audit()`);
     }
     expect(await describeDatabase(db)).toEqual(before);
     expect(
@@ -241,7 +241,7 @@ describe('names pgshift creates', () => {
     for (const [verb, ...args] of [['lint'], ['apply', '--phase', 'dual-write']]) {
       const result = await cli(verb!, dir, ...args);
       expect(result.code).toBe(2);
-      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs audit()`);
+      expect(result.errors).toContain(`trigger "pgshift_split-people" on public.people exists and is not pgshift's (it runs public.audit()`);
     }
     expect(await db.sql(`SELECT phase FROM pgshift.plans WHERE name = 'split-people'`)).toEqual([{ phase: 'expand' }]);
     expect(
