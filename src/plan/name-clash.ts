@@ -61,7 +61,12 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
     for (const r of rows) problems.push(`function ${r.fn} exists and is owned by "${r.owner}", not by the runner`);
   }
 
-  const indexes = new Map(statements.flatMap((s): [string, string][] => (INDEX.exec(s) ? [[INDEX.exec(s)![1]!, INDEX.exec(s)![2]!]] : [])));
+  const indexes = new Map(
+    statements.flatMap((s): [string, string][] => {
+      const m = INDEX.exec(s);
+      return m ? [[m[1]!, m[2]!]] : [];
+    }),
+  );
   for (const [index, on] of indexes) {
     const { rows } = await client.query<{ kind: string; owner: string; on: string | null }>(
       `SELECT c.relkind::text AS kind, c.relowner::regrole::text AS owner, (SELECT pg_catalog.quote_ident(x_n.nspname) || '.' || pg_catalog.quote_ident(x.relname) FROM pg_catalog.pg_class x JOIN pg_catalog.pg_namespace x_n ON x_n.oid = x.relnamespace WHERE x.oid = i.indrelid) AS on
