@@ -145,6 +145,13 @@ describe('a squatted state schema', () => {
     expect(given.code).toBe(2);
     expect(given.errors).toContain(`schema "own_state" (owner "${intruder}") is not owned by the runner`);
     await db.sql(`ALTER SCHEMA own_state OWNER TO CURRENT_USER`);
+
+    // Another runner role with every grant on the state tables is no owner of them: refused, not trusted with them.
+    await db.sql(`GRANT USAGE ON SCHEMA own_state TO "${app}"; GRANT ALL ON ALL TABLES IN SCHEMA own_state TO "${app}"`);
+    const other = await runCli(['plan', 'status', '--dir', dir, '--schema', 'own_state', '--database-url', urlAs(app)]);
+    expect(other.code).toBe(2);
+    expect(other.errors).toContain(`the state schema "own_state" cannot be trusted by the runner "${app}"`);
+    expect(other.errors).toMatch(/table "own_state"\."plans" \(owner "[^"]+"\) is not owned by the runner/);
   });
 });
 
