@@ -60,6 +60,8 @@ export const DEFAULT_OLD_CODE_QUIET_MS = 15 * 60_000;
 export const OLD_CODE_WRITERS_SHOWN = 5;
 /** At most this many old-code statements from pg_stat_statements are named. */
 export const OLD_CODE_STATEMENTS_SHOWN = 5;
+/** At most this many characters of an old-code statement's text are stored (`old_code_statements.query`). */
+export const OLD_CODE_STATEMENT_CHARS = 500;
 
 /** First wait between lock attempts; p-retry multiplies it by a random 1–2 (jitter). */
 export const RETRY_MIN_WAIT_MS = 500;

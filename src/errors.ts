@@ -132,6 +132,38 @@ export class StateSchemaError extends PgshiftError {
   }
 }
 
+/** An object of the state schema the runner cannot trust, and who owns it. */
+export interface UntrustedStateObject {
+  /** e.g. `table "public"."old_code_writes"`, `trigger "spy" on "public"."plans" (function …)`. */
+  readonly object: string;
+  readonly owner: string;
+  /** e.g. `is not owned by the runner`. */
+  readonly problem: string;
+}
+
+/**
+ * The state schema holds objects another role made or owns, whose code would
+ * run with the runner's rights (a trigger on a state table, a look-alike
+ * table, a replaced function), or is a schema where another role could put
+ * one before pgshift creates its tables. Nothing was changed. Exit 2.
+ */
+export class UntrustedStateError extends PgshiftError {
+  readonly exitCode = ExitCode.invalidInput;
+  constructor(
+    readonly schema: string,
+    readonly runner: string,
+    readonly objects: readonly UntrustedStateObject[],
+  ) {
+    super(
+      `the state schema "${schema}" cannot be trusted by the runner "${runner}": ` +
+        objects.map((o) => `${o.object} (owner "${o.owner}") ${o.problem}`).join('; ') +
+        ". Nothing was changed. pgshift keeps its state only where every state object is the runner's own: " +
+        'drop or move these objects (or have their owner give them to the runner), or pass --schema naming a schema ' +
+        `of the runner's own (CREATE SCHEMA pgshift_state AUTHORIZATION "${runner}"); see docs/privileges.md.`,
+    );
+  }
+}
+
 /** This runner's plan lease expired or was taken over while it worked; it stopped. Exit 5. */
 export class LeaseLostError extends PgshiftError {
   readonly exitCode = ExitCode.busy;

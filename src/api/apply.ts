@@ -1,8 +1,9 @@
 import { sqlState, SqlState } from '../db/client.js';
 import { display } from '../db/ident.js';
 import { PlanBusyError, PlanError, PgshiftError } from '../errors.js';
-import { phaseIndex, phasesToApply, type Phase } from '../phases/phases.js';
+import { phaseIndex, phasesToApply, PHASES, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { nameClashes, refuseNameClashes } from '../plan/name-clash.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
@@ -83,6 +84,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
       return { plan: plan.name, from: current, to: current, phases: [], waiting };
     }
     const facts = await checkAgainstCatalog(client, plan, store.schema, { rewriteViewsUnder: plan.guards });
+    await refuseNameClashes(client, plan, facts, PHASES, false);
     if (!session.lease.isHeld) {
       // A database without state had no lease table: take the lease now, before the first write, and look again.
       await store.ensure();
@@ -111,6 +113,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   }
   const facts = state!.facts;
   const lacking = await runPrivilegeProblems(client, plan, facts.table, store.schema, phases);
+  if (started) lacking.push(...(await nameClashes(client, plan, facts, phases, true)));
   if (lacking.length) throw new PlanError(lacking);
   // A plan started by this run has nothing to drift from, and no old code to wait for yet.
   if (started) await checkBeforeMoving(session, state!, 'apply');

@@ -5,6 +5,7 @@ import type { QualifiedName } from '../db/ident.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import { phaseIndex, PHASES } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
+import { nameClashes, refuseNameClashes } from '../plan/name-clash.js';
 import { affectedRoles } from '../plan/affected-roles.js';
 import { sampleInverse } from '../plan/inverse-sample.js';
 import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
@@ -14,6 +15,7 @@ import { statePrivileges, tableSchemaPrivilege } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { orderProblems } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
+import { assertTrustedState } from '../state/trust.js';
 import { withState, type RunOptions } from './session.js';
 
 /** What `lint` says of one plan. */
@@ -41,6 +43,8 @@ export async function lint(
   queue: readonly Plan[] = plans,
 ): Promise<LintResult[]> {
   return withState(options, async (client, store) => {
+    // What apply would refuse before creating or using the state (exit 2), said first.
+    await assertTrustedState(client, store.schema, true);
     // An order that cannot be kept (an `after:` naming no plan, plans waiting for each other) is refused like any bad field.
     const problems: PlanProblem[] = [...fileProblems, ...orderProblems(queue).filter((p) => plans.some((x) => x.file === p.file))];
     const results: LintResult[] = [];
@@ -57,10 +61,12 @@ export async function lint(
         if (state!.checksum !== plan.checksum) problems.push({ file: plan.file, path: '', message: `plan "${plan.name}" changed after it started` });
         const remaining = PHASES.filter((p) => phaseIndex(p) > phaseIndex(state!.phase));
         problems.push(...(await runPrivilegeProblems(client, plan, state!.facts.table, store.schema, remaining)));
+        problems.push(...(await nameClashes(client, plan, state!.facts, remaining, true)));
         results.push({ plan: plan.name, outcome: 'in_flight', warnings });
       } else {
         try {
           const facts = await checkAgainstCatalog(client, plan, store.schema);
+          await refuseNameClashes(client, plan, facts, PHASES, false);
           const sample = await sampleInverse(client, plan, facts);
           if (sample?.differing) {
             warnings.push(

@@ -1,7 +1,7 @@
 import type { ColumnChange } from '../changes/model.js';
 import type { Client } from '../db/client.js';
 import { ident, type QualifiedName } from '../db/ident.js';
-import { OLD_CODE_STATEMENTS_SHOWN, OLD_CODE_WRITERS_SHOWN } from '../defaults.js';
+import { OLD_CODE_STATEMENT_CHARS, OLD_CODE_STATEMENTS_SHOWN, OLD_CODE_WRITERS_SHOWN } from '../defaults.js';
 import { ExitCode, PgshiftError } from '../errors.js';
 import { stateSchemaVersion } from '../state/schema.js';
 
@@ -217,8 +217,10 @@ async function statementsNamingOldColumns(
   });
   if (versioned && record) {
     for (const r of result.filter((x) => x.grew)) {
+      // Any role's statement text lands here: what is kept of it is bounded, as old_code_write() bounds what it keeps.
       await client.query(
-        `INSERT INTO ${s}.old_code_statements (plan, queryid, userid, calls, query, changed_at) VALUES ($1, $2::int8, $3::oid, $4, $5, clock_timestamp())
+        `INSERT INTO ${s}.old_code_statements (plan, queryid, userid, calls, query, changed_at)
+         VALUES ($1, $2::int8, $3::oid, $4, left($5, ${OLD_CODE_STATEMENT_CHARS}), clock_timestamp())
          ON CONFLICT (plan, queryid, userid) DO UPDATE SET calls = EXCLUDED.calls, query = EXCLUDED.query, changed_at = EXCLUDED.changed_at`,
         [subject.plan, r.key.queryid, r.key.userid, r.calls, r.query],
       );

@@ -49,3 +49,14 @@ export function objectName(...parts: string[]): string {
 export function shortHash(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 8);
 }
+
+/**
+ * SQL giving a function's signature, schema-qualified whatever the session's
+ * search_path (`regprocedure` output leaves out a schema on the path, which
+ * for a runner under `pg_catalog, pg_temp` would differ from what a user
+ * sees): `public.audit()`, `pgshift.phase(text)`. `oid` is an SQL expression.
+ */
+export function functionSignatureSql(oid: string): string {
+  return `(SELECT pg_catalog.quote_ident(fn_n.nspname) || '.' || pg_catalog.quote_ident(fn_p.proname) || '(' || pg_catalog.oidvectortypes(fn_p.proargtypes) || ')'
+             FROM pg_catalog.pg_proc fn_p JOIN pg_catalog.pg_namespace fn_n ON fn_n.oid = fn_p.pronamespace WHERE fn_p.oid = ${oid})`;
+}

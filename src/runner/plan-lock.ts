@@ -5,7 +5,8 @@ import { requireSameSession, requireSessions, type SessionMark } from '../db/ses
 import { LEASE_RENEWALS_PER_PERIOD } from '../defaults.js';
 import { LeaseLostError, PlanBusyError, SessionNotKeptError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { ensureStateSchema } from '../state/schema.js';
+import { STATE_SCHEMA_VERSION } from '../state/migrations.js';
+import { ensureStateSchema, stateSchemaVersion } from '../state/schema.js';
 import { VERSION } from '../version.js';
 
 /** Where the lease lives and how long it lasts. */
@@ -43,7 +44,9 @@ export interface PlanLeaseOptions {
  *   (a closed connection, or a pooler's DISCARD ALL). A killed runner is then
  *   replaced at once, as with the advisory lock this replaces, instead of
  *   after the lease expires. The key is unique per lease, so a beacon left on
- *   a pooled backend can never vouch for a later lease.
+ *   a pooled backend can never vouch for a later lease; and the row records
+ *   the backend holding it, so a lock another session takes on the same key
+ *   vouches for nothing (see `beaconHeld`).
  */
 export class PlanLease {
   private readonly token = randomUUID();
@@ -73,8 +76,8 @@ export class PlanLease {
   async take(): Promise<void> {
     if (this.held) return;
     const { client, plan, ttlMs } = this.o;
-    const { rows: present } = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [this.table]);
-    if (!present[0]?.ok) await ensureStateSchema(client, this.o.schema);
+    // The lease row records the beacon's backend (state schema version 6): an older installation is upgraded first.
+    if ((await stateSchemaVersion(client, this.o.schema)) < STATE_SCHEMA_VERSION) await ensureStateSchema(client, this.o.schema);
     // The beacon first: a rival that sees our row must also see it held.
     // pg_try_advisory_lock never waits; the key is random, so it is always free.
     const { rows: b } = await client.query<{ key: string }>(
@@ -84,12 +87,12 @@ export class PlanLease {
     this.beacon = b[0]?.key ?? null;
     if (!this.beacon) throw new Error('could not take the lease beacon (an advisory lock on a random key)');
     const { rowCount } = await client.query(
-      `INSERT INTO ${this.table} AS l (plan, token, holder, pid, beacon, acquired_at, heartbeat_at, expires_at)
-       VALUES ($1, $2, $3, $4, $5, now(), now(), now() + $6 * interval '1 millisecond')
+      `INSERT INTO ${this.table} AS l (plan, token, holder, pid, beacon, backend_pid, acquired_at, heartbeat_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, pg_backend_pid(), now(), now(), now() + $6 * interval '1 millisecond')
        ON CONFLICT (plan) DO UPDATE SET token = EXCLUDED.token, holder = EXCLUDED.holder, pid = EXCLUDED.pid,
-         beacon = EXCLUDED.beacon, acquired_at = EXCLUDED.acquired_at, heartbeat_at = EXCLUDED.heartbeat_at,
-         expires_at = EXCLUDED.expires_at
-       WHERE l.expires_at <= now() OR NOT ${beaconHeld('l.beacon')}`,
+         beacon = EXCLUDED.beacon, backend_pid = EXCLUDED.backend_pid, acquired_at = EXCLUDED.acquired_at,
+         heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at
+       WHERE l.expires_at <= now() OR NOT ${beaconHeld('l')}`,
       [plan, this.token, `pgshift ${VERSION} ${actor()}`, process.pid, this.beacon, ttlMs],
     );
     if (!rowCount) {
@@ -183,20 +186,31 @@ export class PlanLease {
   }
 }
 
-/** SQL: is the beacon with this key held by some session of this database right now? */
-function beaconHeld(key: string): string {
+/**
+ * SQL: is the beacon of the lease row `row` (an alias of the leases table)
+ * held right now? Only the exclusive lock the runner took with
+ * `pg_try_advisory_lock` counts, and only in the backend the row recorded:
+ * the key can be read from pg_locks by anyone, and any role may queue
+ * `pg_advisory_lock_shared` (or an exclusive lock) on it, which is granted
+ * once the runner's backend is gone and would otherwise keep a dead runner's
+ * lease alive until it expires. A row written before `backend_pid` was
+ * recorded (an older runner still at work) is vouched for by any backend's
+ * exclusive lock, as before.
+ */
+function beaconHeld(row: string): string {
   return `EXISTS (SELECT 1 FROM pg_catalog.pg_locks bl
-     WHERE bl.locktype = 'advisory' AND bl.granted AND bl.objsubid = 1
-       AND bl.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-       AND ((bl.classid::int8 << 32) | bl.objid::int8) = ${key})`;
+     WHERE bl.locktype = 'advisory' AND bl.granted AND bl.mode = 'ExclusiveLock' AND bl.objsubid = 1
+       AND bl.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+       AND ((bl.classid::int8 << 32) | bl.objid::int8) = ${row}.beacon
+       AND (${row}.backend_pid IS NULL OR bl.pid = ${row}.backend_pid))`;
 }
 
 /** The lease holder of a plan, described for a message: who, since when, last heartbeat, expiry. */
 export async function describeHolder(client: Client, table: string, plan: string): Promise<string> {
   const { rows } = await client.query<{ pid: number; holder: string; acquired: Date; ago: number; expires: Date; alive: boolean }>(
     `SELECT pid, holder, acquired_at AS acquired, extract(epoch FROM now() - heartbeat_at)::float8 AS ago,
-            expires_at AS expires, ${beaconHeld('beacon')} AS alive
-       FROM ${table} WHERE plan = $1`,
+            expires_at AS expires, ${beaconHeld('l')} AS alive
+       FROM ${table} l WHERE plan = $1`,
     [plan],
   );
   const h = rows[0];

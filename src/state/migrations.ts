@@ -219,12 +219,82 @@ function version5(schema: string): string[] {
 }
 
 /**
- * Version 6: steering a running backfill through the state schema, from any
+ * Version 6: the state schema is safe to run as a superuser in a database
+ * other roles can write to (issue 19).
+ *
+ * - Both state functions run under `search_path = pg_catalog, pg_temp`:
+ *   with `pg_catalog` alone PostgreSQL still searches `pg_temp` first for
+ *   relations, and every name in their bodies outside `pg_catalog` is
+ *   schema-qualified.
+ * - `old_code_write()` stores only what the gate needs. It is SECURITY
+ *   DEFINER and callable by PUBLIC (every application role's trigger calls
+ *   it), so it checks its caller: the name must be a plan in flight (so no
+ *   made-up or oversized name is stored), and the session must be able to
+ *   write the plan's table, as `session_user` or a role it may `SET ROLE`
+ *   to. `current_user` inside the function is its owner, and `session_user`
+ *   alone would miss an application that logs in as an authenticator and
+ *   switches role (PostgREST); a session that may become a writer could write
+ *   the old columns itself, so recording it is honest. One row per plan and
+ *   session (its pid and start), upserted, `application_name` cut to 64
+ *   characters; at most 1000 rows per plan (the oldest first write gives
+ *   way), so a role that reconnects in a loop cannot fill the table.
+ * - `leases.backend_pid`: the backend that holds the lease's beacon; only an
+ *   exclusive advisory lock held by that backend vouches for the lease (see
+ *   runner/plan-lock.ts), so a session that queues a shared lock on the key
+ *   cannot keep a dead runner's lease alive.
+ */
+function version6(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `ALTER TABLE ${s}.leases ADD COLUMN IF NOT EXISTS backend_pid integer`,
+    `CREATE OR REPLACE FUNCTION ${s}.phase(plan_name text) RETURNS text
+      LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+      AS $$ SELECT p.phase FROM ${s}.plans p WHERE p.name = plan_name $$`,
+    `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text) RETURNS void
+      LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+      AS $pgshift_ow$
+      DECLARE
+        target regclass;
+        started timestamptz := coalesce((SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a),
+                                        pg_catalog.pg_postmaster_start_time());
+      BEGIN
+        SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', p.facts #>> '{table,schema}', p.facts #>> '{table,name}')) INTO target
+          FROM ${s}.plans p WHERE p.name = plan_name AND p.status IN ('in_progress', 'failed');
+        IF target IS NULL THEN
+          RAISE EXCEPTION 'pgshift: % is not a plan in flight', pg_catalog.quote_literal(pg_catalog.left(plan_name, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT pg_catalog.has_any_column_privilege(session_user, target, 'INSERT, UPDATE')
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                            WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+                              AND pg_catalog.has_any_column_privilege(r.oid, target, 'INSERT, UPDATE')) THEN
+          RAISE EXCEPTION 'pgshift: role % may not write %, so it is not old code of plan %', session_user, target, plan_name
+            USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF EXISTS (SELECT FROM ${s}.old_code_writes w WHERE w.plan = plan_name AND w.pid = pg_catalog.pg_backend_pid() AND w.backend_start = started) THEN
+          RETURN;
+        END IF;
+        IF (SELECT pg_catalog.count(*) FROM ${s}.old_code_writes w WHERE w.plan = plan_name) >= 1000 THEN
+          DELETE FROM ${s}.old_code_writes w
+           WHERE w.ctid = (SELECT o.ctid FROM ${s}.old_code_writes o WHERE o.plan = plan_name ORDER BY o.first_at LIMIT 1);
+        END IF;
+        INSERT INTO ${s}.old_code_writes (plan, pid, backend_start, first_at, application_name, usename, client_addr)
+        VALUES (plan_name, pg_catalog.pg_backend_pid(), started, pg_catalog.clock_timestamp(),
+                pg_catalog.left(pg_catalog.current_setting('application_name'), 64), session_user, pg_catalog.inet_client_addr())
+        ON CONFLICT (plan, pid, backend_start) DO NOTHING;
+      END
+      $pgshift_ow$`,
+    `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text) TO PUBLIC`,
+  ];
+}
+
+/**
+ * Version 7: steering a running backfill through the state schema, from any
  * machine (`migrate plan pause | resume | tune`). One row per plan; a null
  * setting is the plan file's. The walk reads the row before each batch, so a
  * pause holds across a restart of the runner.
  */
-function version6(schema: string): string[] {
+function version7(schema: string): string[] {
   const s = ident(schema);
   return [
     `CREATE TABLE IF NOT EXISTS ${s}.backfill_control (
@@ -253,6 +323,9 @@ export const STATE_TABLES: readonly string[] = [
   'backfill_control',
 ];
 
+/** The functions of the state schema (the plans' own functions live there too, under other names). */
+export const STATE_FUNCTIONS: readonly string[] = ['phase', 'old_code_write'];
+
 /**
  * `GRANT USAGE ON SCHEMA … TO PUBLIC`, so any role can call `phase()`, when
  * the schema is pgshift's own: the runner may act as its owner and it holds
@@ -280,7 +353,12 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 3, description: 'backfill: batch transaction ids and start horizon for the final check; partition by partition', statements: version3 },
   { version: 4, description: 'the old-code gate: writes of the old columns by clients, statements naming them', statements: version4 },
   { version: 5, description: "backfill: several workers over a partitioned table's partitions", statements: version5 },
-  { version: 6, description: 'steer a running backfill: pause, resume, tune', statements: version6 },
+  {
+    version: 6,
+    description: 'state functions under a fixed search_path; old_code_write() checks its caller and is bounded; the beacon backend',
+    statements: version6,
+  },
+  { version: 7, description: 'steer a running backfill: pause, resume, tune', statements: version7 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

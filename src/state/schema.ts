@@ -4,6 +4,7 @@ import { DEFAULT_LOCK_TIMEOUT_MS } from '../defaults.js';
 import { StateSchemaError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { STATE_MIGRATIONS, STATE_SCHEMA_VERSION } from './migrations.js';
+import { assertTrustedState } from './trust.js';
 
 /**
  * The version of the state schema in `schema`: 0 when there is none, 1 for
@@ -34,13 +35,17 @@ export function assertNotNewer(schema: string, version: number): void {
  * so each step runs once; the steps and the version bump commit together.
  * The state tables are small and only pgshift writes them, but the
  * application reads `phase()` from them: `lock_timeout` keeps an upgrade's
- * ALTERs from queueing those reads for long.
+ * ALTERs from queueing those reads for long. A schema holding state objects
+ * the runner cannot trust, or one where another role could create them
+ * first, is refused before any step (see state/trust.ts).
  */
 export async function ensureStateSchema(client: Client, schema: string): Promise<void> {
   const s = ident(schema);
   await withTransaction(client, async () => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`pgshift-schema:${schema}`]);
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${DEFAULT_LOCK_TIMEOUT_MS}ms`]);
+    // Under the lock, before the version is read: that read, and the steps below, touch whatever holds the state tables' names.
+    await assertTrustedState(client, schema, true);
     const from = await stateSchemaVersion(client, schema);
     assertNotNewer(schema, from);
     if (from === STATE_SCHEMA_VERSION) return;
@@ -51,6 +56,9 @@ export async function ensureStateSchema(client: Client, schema: string): Promise
     for (const step of STATE_MIGRATIONS.filter((m) => m.version > from)) {
       for (const sql of step.statements(schema)) await client.query(sql);
     }
+    // Again before the first row is written, in the same transaction: whatever appeared since the check above is refused
+    // and everything the steps did rolls back.
+    await assertTrustedState(client, schema, false);
     await client.query(
       `INSERT INTO ${s}.schema_version (singleton, version, written_by) VALUES (true, $1, $2)
        ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, written_by = EXCLUDED.written_by, upgraded_at = now()`,

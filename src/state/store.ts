@@ -3,6 +3,7 @@ import { actor } from '../db/client.js';
 import { display, ident, literal } from '../db/ident.js';
 import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
+import { assertTrustedState } from './trust.js';
 import type { PlanFacts } from '../changes/model.js';
 import type { Action, Phase, Status } from '../phases/phases.js';
 import type { ChangeKind } from '../changes/kinds/registry.js';
@@ -138,11 +139,14 @@ export class StateStore {
 
   /**
    * Does the state schema exist yet? Reads of a database without it find no
-   * state. A schema written by a newer pgshift is refused (exit 2) before
+   * state. A schema written by a newer pgshift, or holding state objects the
+   * runner cannot trust (see state/trust.ts), is refused (exit 2) before
    * anything reads or writes it.
    */
   async exists(): Promise<boolean> {
     if (this.version === null) {
+      // Before the first read: even a SELECT of a look-alike (a view) would run its owner's functions as the runner.
+      await assertTrustedState(this.client, this.schema, false);
       this.version = await stateSchemaVersion(this.client, this.schema);
       assertNotNewer(this.schema, this.version);
     }
@@ -273,7 +277,7 @@ export class StateStore {
 
   /** How a plan's backfill is steered (`pause`, `tune`), or null when nobody steered it (or the schema predates steering). */
   async control(name: string): Promise<BackfillControl | null> {
-    if (!(await this.exists()) || (this.version ?? 0) < 6) return null;
+    if (!(await this.exists()) || (this.version ?? 0) < 7) return null;
     const { rows } = await this.client.query<BackfillControl>(
       `SELECT paused, target_batch_ms AS "targetBatchMs", pause_ms AS "pauseMs", workers, max_replica_lag_ms AS "maxReplicaLagMs",
               changed_at AS "changedAt", changed_by AS "changedBy"

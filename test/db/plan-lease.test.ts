@@ -97,6 +97,36 @@ describe('plan lease', () => {
     expect((await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', ...args])).code).toBe(0);
   });
 
+  it("a session queued on a killed runner's beacon does not keep its lease alive: the next runner takes over at once", async () => {
+    expect((await runCli(['plan', 'apply', '--phase', 'dual-write', ...args])).code).toBe(0);
+    // The default lease (60 s): a takeover before it expires is one the beacon allowed.
+    const run = startCli(['plan', 'apply', '--phase', 'backfill', ...args]);
+    await backfillReaches(200);
+    const [lease] = await db.sql<{ beacon: string }>(`SELECT beacon::text AS beacon FROM pgshift.leases WHERE plan = $1`, [PLAN]);
+    // Anyone can read the key from pg_locks and queue a shared lock on it; it is granted once the runner's backend is gone.
+    const squatter = await db.connect();
+    try {
+      const queued = squatter.query(`SELECT pg_advisory_lock_shared($1::int8)`, [lease!.beacon]);
+      for (let i = 0; ; i++) {
+        const waiting = await db.sql(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND mode = 'ShareLock'`);
+        if (waiting.length) break;
+        if (i > 400) throw new Error('the shared lock never queued');
+        await sleep(25);
+      }
+      run.child.kill('SIGKILL');
+      await run.done;
+      await queued;
+      expect(await db.sql(`SELECT expires_at > now() + interval '30 seconds' AS live FROM pgshift.leases WHERE plan = $1`, [PLAN])).toEqual([{ live: true }]);
+      const next = await runCli(['plan', 'apply', '--phase', 'backfill', ...args]);
+      expect(next.errors).toBe('');
+      expect(next.code).toBe(0);
+      expect(await db.sql(`SELECT count(*)::int AS n FROM users WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
+    } finally {
+      await squatter.end();
+    }
+    expect((await runCli(['plan', 'rollback', PLAN, '--phase', 'expand', ...args])).code).toBe(0);
+  });
+
   it('an installation made before the lease table gets it when its state schema is upgraded', async () => {
     expect((await runCli(['plan', 'apply', '--phase', 'expand', ...args])).code).toBe(0);
     // What 0.1.0 left: no lease table, and no version recorded (state schema version 1).
