@@ -73,7 +73,7 @@ export async function conflictingSessions(monitor: Client, tables: readonly Watc
     `WITH watched AS (SELECT * FROM unnest($1::oid[], $2::text[]) AS w(rel, modes)),
      held AS (
        SELECT coalesce(l.pid, 0) AS pid,
-              string_agg(DISTINCT l.mode || CASE WHEN l.granted THEN '' ELSE ' (queued)' END || ' on ' || n.nspname || '.' || c.relname, ', ') AS mode
+              pg_catalog.string_agg(DISTINCT pg_catalog.concat(l.mode, CASE WHEN l.granted THEN '' ELSE ' (queued)' END, ' on ', n.nspname, '.', c.relname), ', ') AS mode
          FROM pg_locks l JOIN watched w ON l.relation = w.rel
          JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_stat_activity a ON a.pid = l.pid

@@ -56,19 +56,19 @@ export async function untrustedObjects(
          ), functions AS (
            SELECT refs.refobjid AS oid, NULL::pg_catalog.text AS via FROM refs WHERE refs.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
            UNION ALL
-           SELECT f, ' (of operator ' || n.nspname || '.' || o.oprname || ')' FROM operators o
+           SELECT f, pg_catalog.concat(' (of operator ', n.nspname, '.', o.oprname, ')') FROM operators o
              JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace,
-             LATERAL pg_catalog.unnest(ARRAY[o.oprcode, o.oprrest, o.oprjoin]::pg_catalog.oid[]) AS f WHERE f <> 0
+             LATERAL pg_catalog.unnest(ARRAY[o.oprcode, o.oprrest, o.oprjoin]::pg_catalog.oid[]) AS f WHERE f <> 0::pg_catalog.oid
          ), objects AS (
-           SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' || COALESCE(f.via, '') AS object,
+           SELECT pg_catalog.concat('function ', n.nspname, '.', p.proname, '(', pg_catalog.pg_get_function_identity_arguments(p.oid), ')', f.via) AS object,
                   p.proowner AS owner
              FROM functions f JOIN pg_catalog.pg_proc p ON p.oid = f.oid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
            UNION ALL
-           SELECT 'operator ' || n.nspname || '.' || o.oprname || '(' || pg_catalog.format_type(o.oprleft, NULL) || ', ' || pg_catalog.format_type(o.oprright, NULL) || ')',
+           SELECT pg_catalog.concat('operator ', n.nspname, '.', o.oprname, '(', pg_catalog.format_type(o.oprleft, NULL), ', ', pg_catalog.format_type(o.oprright, NULL), ')'),
                   o.oprowner
              FROM operators o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
            UNION ALL
-           SELECT 'type ' || n.nspname || '.' || t.typname, t.typowner
+           SELECT pg_catalog.concat('type ', n.nspname, '.', t.typname), t.typowner
              FROM refs JOIN pg_catalog.pg_type t ON refs.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND t.oid = refs.refobjid
              JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
          )

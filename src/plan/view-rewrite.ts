@@ -123,7 +123,7 @@ async function readViews(client: Client, oids: readonly number[]): Promise<Depen
               CASE WHEN starts_with(d.def, d.prefix) THEN substr(d.def, length(d.prefix) + 1) END AS definition
          FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid,
               LATERAL (SELECT pg_get_indexdef(x.indexrelid) AS def,
-                              format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, i.relname, $2::text, $3::text) AS prefix) d
+                              pg_catalog.format('CREATE %sINDEX %I ON %I.%I ', CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, i.relname, $2::text, $3::text) AS prefix) d
         WHERE x.indrelid = $1::oid ORDER BY i.relname`,
       [r.oid, r.schema, r.name],
     );
