@@ -136,3 +136,8 @@ export const SESSION_CHECKS = 3;
  * `conflictingSessions`.
  */
 export const YOUNG_TRANSACTION_MS = 20;
+
+/** `hooks.progress_every`: a `backfill_progress` hook runs each time the backfill crosses another multiple of this many percent. */
+export const DEFAULT_HOOK_PROGRESS_EVERY = 10;
+/** `hooks.timeout`: a hook still running after this long is killed, and its failure logged (it never fails the migration). */
+export const DEFAULT_HOOK_TIMEOUT_MS = 10_000;

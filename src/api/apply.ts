@@ -12,7 +12,8 @@ import { runPhaseSteps } from '../runner/run-phase.js';
 import { releaseOrder } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
 import { waitingBehind, waitingText, type Waiting } from './queue.js';
-import { checkChecksum, phaseInput, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
+import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
+import { OldCodeError } from './old-code.js';
 import { recordPhase } from './record.js';
 import { checkBeforeMoving, oldCodeGate } from './gate.js';
 
@@ -117,23 +118,29 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   if (lacking.length) throw new PlanError(lacking);
   // A plan started by this run has nothing to drift from, and no old code to wait for yet.
   if (started) await checkBeforeMoving(session, state!, 'apply');
-  const { input, program } = phaseInput(session, facts, await tableOid(client, facts));
+  const hooks = sessionHooks(session, facts, 'apply');
+  const { input, program } = phaseInput(session, facts, await tableOid(client, facts), hooks);
   const done: Phase[] = [];
   try {
     for (const phase of phases) {
-      await oldCodeGate(session, state!, phase);
-      await recordPhase(
-        store,
-        plan.name,
-        phase,
-        'apply',
-        async () => {
-          log.info({ phase }, `applying ${phase}`);
-          await runPhaseSteps(input, phase, 'apply', program[phase].apply);
-          await session.lease.check();
-          await store.moveTo(plan.name, phase);
-        },
-        { forced: Boolean(session.options.force), lease: session.lease },
+      await oldCodeGate(session, state!, phase).catch((error: unknown) => {
+        if (error instanceof OldCodeError) hooks.gateRefused(phase, error);
+        throw error;
+      });
+      await hooks.phase(phase, () =>
+        recordPhase(
+          store,
+          plan.name,
+          phase,
+          'apply',
+          async () => {
+            log.info({ phase }, `applying ${phase}`);
+            await runPhaseSteps(input, phase, 'apply', program[phase].apply);
+            await session.lease.check();
+            await store.moveTo(plan.name, phase);
+          },
+          { forced: Boolean(session.options.force), lease: session.lease },
+        ),
       );
       done.push(phase);
     }
@@ -141,6 +148,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
     return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done, error: error as Error };
   } finally {
     await input.ctx.close();
+    await hooks.flush();
   }
   return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done };
 }

@@ -6,7 +6,7 @@ import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
 import { recordPhase } from './record.js';
 import { checkBeforeMoving } from './gate.js';
-import { checkChecksum, phaseInput, tableOid, withPlanSession, type RunOptions } from './session.js';
+import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type RunOptions } from './session.js';
 
 /**
  * Undo the current phase (`current`), or every phase down to and including
@@ -35,22 +35,25 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     const lacking = await runPrivilegeProblems(client, plan, state.facts.table, store.schema, phases);
     if (lacking.length) throw new PlanError(lacking);
     await checkBeforeMoving(session, state, 'rollback');
-    const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts));
+    const hooks = sessionHooks(session, state.facts, 'rollback');
+    const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts), hooks);
     const done: Phase[] = [];
     try {
       for (const phase of phases) {
-        await recordPhase(
-          store,
-          plan.name,
-          phase,
-          'rollback',
-          async () => {
-            log.info({ phase }, `rolling back ${phase}`);
-            await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
-            await session.lease.check();
-            await store.moveTo(plan.name, previousPhase(phase));
-          },
-          { forced: Boolean(options.force), lease: session.lease },
+        await hooks.phase(phase, () =>
+          recordPhase(
+            store,
+            plan.name,
+            phase,
+            'rollback',
+            async () => {
+              log.info({ phase }, `rolling back ${phase}`);
+              await runPhaseSteps(input, phase, 'rollback', program[phase].rollback);
+              await session.lease.check();
+              await store.moveTo(plan.name, previousPhase(phase));
+            },
+            { forced: Boolean(options.force), lease: session.lease },
+          ),
         );
         done.push(phase);
       }
@@ -58,6 +61,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
       return { plan: plan.name, from: current, to: (await store.get(plan.name))?.phase ?? null, phases: done, error: error as Error };
     } finally {
       await input.ctx.close();
+      await hooks.flush();
     }
     return { plan: plan.name, from: current, to: (await store.get(plan.name))?.phase ?? null, phases: done };
   });

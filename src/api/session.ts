@@ -16,6 +16,7 @@ import { toMilliseconds } from '../plan/duration.js';
 import type { PhaseInput } from '../runner/run-phase.js';
 import type { PhaseProgram } from '../changes/steps.js';
 import { StateStore, inFlight, type PlanState } from '../state/store.js';
+import { PlanHooks, type RunHooks } from './hooks.js';
 
 /** Options shared by every command that touches the database. */
 export interface RunOptions {
@@ -31,6 +32,8 @@ export interface RunOptions {
   readonly strict?: boolean | undefined;
   readonly log?: Logger | undefined;
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+  /** `--hook <event>=<command>`: run besides the plan's `hooks:` by `apply` and `rollback` (docs/hooks.md). */
+  readonly hooks?: RunHooks | undefined;
   /** How long the plan lease lasts without a heartbeat (default `PGSHIFT_LEASE`, else `DEFAULT_LEASE_MS`). */
   readonly leaseMs?: number | undefined;
 }
@@ -111,8 +114,14 @@ export async function checkChecksum(session: PlanSession, state: PlanState | nul
   await store.setChecksum(plan.name, plan.checksum);
 }
 
-/** What running a phase needs, compiled from the plan and its recorded facts. */
-export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number): { input: PhaseInput; program: PhaseProgram } {
+/** The plan's hooks and the command line's for one run of `apply` or `rollback` on the plan's table. */
+export function sessionHooks(session: PlanSession, facts: PlanFacts, action: 'apply' | 'rollback'): PlanHooks {
+  const { plan, options, log } = session;
+  return new PlanHooks({ plan, table: display(facts.table), action, databaseUrl: options.databaseUrl, cli: options.hooks, log });
+}
+
+/** What running a phase needs, compiled from the plan and its recorded facts; `hooks` hear the backfill's progress too. */
+export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number, hooks?: PlanHooks): { input: PhaseInput; program: PhaseProgram } {
   const { client, store, plan, log, options, lease } = session;
   const ctx = runContext({
     client,
@@ -129,7 +138,13 @@ export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: num
     facts,
     change: resolveChange(plan.change, facts),
     names: objectNames(plan.name, facts),
-    onProgress: options.onProgress,
+    onProgress:
+      hooks && options.onProgress
+        ? (progress) => {
+            options.onProgress!(progress);
+            hooks.onProgress(progress);
+          }
+        : (hooks?.onProgress ?? options.onProgress),
   };
   return { input, program: compileProgram(plan, facts) };
 }

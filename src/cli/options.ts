@@ -3,6 +3,8 @@ import { DEFAULT_PLAN_DIR, DEFAULT_STATE_SCHEMA } from '../defaults.js';
 import type { RunOptions } from '../api/session.js';
 import { isPhase, PHASES, type Phase } from '../phases/phases.js';
 import { toMilliseconds } from '../plan/duration.js';
+import { HOOK_EVENTS } from '../plan/schema.js';
+import type { HookCommand, HookEvent } from '../plan/types.js';
 import { createLogger } from '../log.js';
 import { terminalLog } from './terminal.js';
 
@@ -21,6 +23,9 @@ export interface CommonOptions {
   readonly force?: boolean;
   readonly strict?: boolean;
   readonly logLevel?: string;
+  /** Every `--hook <event>=<command>`, in order. */
+  readonly hook?: HookCommand[];
+  readonly hookProgressEvery?: number;
 }
 
 export const duration =
@@ -45,8 +50,17 @@ export function phaseArgument<E extends string>(extra: E): (value: string) => Ph
   };
 }
 
-/** Add the shared options to a subcommand. */
-export function withCommonOptions(command: Command, { guards = false, force = false, strict = false } = {}): Command {
+/** Parse one `--hook <event>=<command>` and add it to the ones before. */
+function hookArgument(value: string, previous: HookCommand[] | undefined): HookCommand[] {
+  const at = value.indexOf('=');
+  const event = value.slice(0, Math.max(at, 0));
+  if (at < 1 || !HOOK_EVENTS.includes(event as HookEvent) || !value.slice(at + 1).trim())
+    throw new InvalidArgumentError(`needs <event>=<command>, the event one of ${HOOK_EVENTS.join(', ')}`);
+  return [...(previous ?? []), { event: event as HookEvent, command: value.slice(at + 1) }];
+}
+
+/** Add the shared options to a subcommand; `hooks` adds `--hook` (apply and rollback). */
+export function withCommonOptions(command: Command, { guards = false, force = false, strict = false, hooks = false } = {}): Command {
   command
     .option('--dir <path>', 'directory of plan files', DEFAULT_PLAN_DIR)
     .addOption(
@@ -66,6 +80,19 @@ export function withCommonOptions(command: Command, { guards = false, force = fa
       .option('--max-wait <duration>', "override the plan's guards.max_wait", duration('--max-wait'))
       .option('--old-code-quiet <duration>', "override the plan's guards.old_code_quiet (0 turns the old-code gate off)", duration('--old-code-quiet'));
   }
+  if (hooks) {
+    command
+      .addOption(
+        new Option('--hook <event>=<command>', `run a shell command on an event (${HOOK_EVENTS.join(', ')}), besides the plan's hooks; repeatable`).argParser(
+          hookArgument,
+        ),
+      )
+      .option('--hook-progress-every <percent>', "override the plan's hooks.progress_every (1-100)", (value: string) => {
+        const n = integer(value);
+        if (n < 1 || n > 100) throw new InvalidArgumentError('needs a whole number from 1 to 100');
+        return n;
+      });
+  }
   if (force)
     command.option('--force', 'accept a plan file edited after the plan started, go past the old-code gate, move a drifted plan (recorded in the log)');
   if (strict)
@@ -81,6 +108,7 @@ export function runOptions(o: CommonOptions, target: string | undefined = o.data
     guards: { lockTimeoutMs: o.lockTimeout, statementTimeoutMs: o.statementTimeout, retries: o.retries, maxWaitMs: o.maxWait, oldCodeQuietMs: o.oldCodeQuiet },
     force: o.force,
     strict: o.strict,
+    hooks: { commands: o.hook, progressEvery: o.hookProgressEvery },
     log: createLogger(o.logLevel, humanLogs(o) ? terminalLog : undefined),
   };
 }

@@ -14,12 +14,14 @@ import {
   DEFAULT_RETRIES,
   DEFAULT_MAX_WAIT_MS,
   DEFAULT_STATEMENT_TIMEOUT_MS,
+  DEFAULT_HOOK_PROGRESS_EVERY,
+  DEFAULT_HOOK_TIMEOUT_MS,
 } from '../defaults.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import { toMilliseconds } from './duration.js';
 import { CHANGE_KINDS } from '../changes/kinds/registry.js';
-import { isPlanName, planFileSchema, type PlanFile } from './schema.js';
-import type { Change, Plan } from './types.js';
+import { HOOK_EVENTS, isPlanName, planFileSchema, type PlanFile } from './schema.js';
+import type { Change, HookSettings, Plan } from './types.js';
 
 /** Plan file extensions pgshift reads. */
 const PLAN_EXTENSIONS = ['.yaml', '.yml'];
@@ -90,7 +92,20 @@ function build(data: PlanFile, name: string, file: string): Plan {
       maxWaitMs: data.guards?.max_wait ?? DEFAULT_MAX_WAIT_MS,
       oldCodeQuietMs: data.guards?.old_code_quiet ?? defaultOldCodeQuiet(),
     },
+    hooks: toHooks(data.hooks),
     checksum,
+  };
+}
+
+/** `hooks:` as settings: one command per event and command, in the order written. */
+function toHooks(hooks: PlanFile['hooks']): HookSettings {
+  return {
+    commands: HOOK_EVENTS.flatMap((event) => {
+      const commands = hooks?.[event];
+      return (commands === undefined ? [] : typeof commands === 'string' ? [commands] : commands).map((command) => ({ event, command }));
+    }),
+    progressEvery: hooks?.progress_every ?? DEFAULT_HOOK_PROGRESS_EVERY,
+    timeoutMs: hooks?.timeout ?? DEFAULT_HOOK_TIMEOUT_MS,
   };
 }
 

@@ -32,6 +32,22 @@ export const backfillSchema = z.strictObject({
   workers: z.number().int().min(1).max(16).optional(),
 });
 
+/** Lifecycle events a hook may run on (docs/hooks.md); the plan's `hooks:` keys and `--hook <event>=` use these names. */
+export const HOOK_EVENTS = ['phase_start', 'phase_success', 'phase_failure', 'backfill_progress', 'throttle', 'gate_refused'] as const;
+
+const hookCommands = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+export const hooksSchema = z.strictObject({
+  ...(Object.fromEntries(HOOK_EVENTS.map((event) => [event, hookCommands.optional()])) as Record<
+    (typeof HOOK_EVENTS)[number],
+    z.ZodOptional<typeof hookCommands>
+  >),
+  /** `backfill_progress` runs each time the backfill crosses another multiple of this many percent. */
+  progress_every: z.number().int().min(1).max(100).optional(),
+  /** How long one hook may run before it is killed (and logged as failed). */
+  timeout: duration.optional(),
+});
+
 export const guardsSchema = z.strictObject({
   lock_timeout: duration.optional(),
   statement_timeout: duration.optional(),
@@ -56,6 +72,7 @@ export const planFileSchema = z.strictObject({
   ...kindFields,
   backfill: backfillSchema.optional(),
   guards: guardsSchema.optional(),
+  hooks: hooksSchema.optional(),
 });
 
 export type PlanFile = z.infer<typeof planFileSchema>;

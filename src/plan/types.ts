@@ -1,4 +1,5 @@
 import type { Change } from '../changes/kinds/registry.js';
+import type { HOOK_EVENTS } from './schema.js';
 
 export type { Change } from '../changes/kinds/registry.js';
 
@@ -27,6 +28,24 @@ export interface Guards {
   readonly oldCodeQuietMs: number;
 }
 
+/** A lifecycle event a hook runs on. */
+export type HookEvent = (typeof HOOK_EVENTS)[number];
+
+/** A command run through the shell on one event. */
+export interface HookCommand {
+  readonly event: HookEvent;
+  readonly command: string;
+}
+
+/** Lifecycle hooks, defaults applied (docs/hooks.md). */
+export interface HookSettings {
+  readonly commands: readonly HookCommand[];
+  /** `backfill_progress` runs every this many percent. */
+  readonly progressEvery: number;
+  /** A hook still running after this long is killed. */
+  readonly timeoutMs: number;
+}
+
 /** A validated plan, ready to compile. */
 export interface Plan {
   readonly name: string;
@@ -41,6 +60,8 @@ export interface Plan {
   readonly change: Change;
   readonly backfill: BackfillSettings;
   readonly guards: Guards;
+  /** `hooks:`; undefined for a plan built in code (no hooks, the defaults). */
+  readonly hooks?: HookSettings | undefined;
   /**
    * SHA-256 of what the plan changes (table, key, change). Guards and backfill
    * tuning are left out on purpose: raising a lock timeout mid-flight is not

@@ -47,6 +47,32 @@ describe('parsePlan', () => {
     }
   });
 
+  it('reads hooks: one command or a list per event, in order, with the documented defaults; the checksum leaves them out', () => {
+    const base = 'table: users\nrename: { column: a, to: b }\n';
+    const plan = parsePlan(`${base}hooks:\n  phase_start: ./a.sh\n  phase_failure: [./b.sh, ./c.sh]\n  progress_every: 25\n  timeout: 2s\n`, 'plans/r.yaml');
+    expect(plan.hooks).toEqual({
+      commands: [
+        { event: 'phase_start', command: './a.sh' },
+        { event: 'phase_failure', command: './b.sh' },
+        { event: 'phase_failure', command: './c.sh' },
+      ],
+      progressEvery: 25,
+      timeoutMs: 2_000,
+    });
+    expect(plan.checksum).toBe(parsePlan(base, 'plans/r.yaml').checksum);
+    expect(parsePlan(base, 'plans/r.yaml').hooks).toEqual({ commands: [], progressEvery: 10, timeoutMs: 10_000 });
+  });
+
+  it('refuses an unknown hook event and a progress_every out of range, naming the line', () => {
+    const problems = problemsOf('table: users\nrename: { column: a, to: b }\nhooks:\n  on_done: ./a.sh\n  progress_every: 0\n');
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: 'hooks.on_done', line: 4, message: expect.stringMatching(/unknown key/) }),
+        expect.objectContaining({ path: 'hooks.progress_every', line: 5 }),
+      ]),
+    );
+  });
+
   it('reports every mistake at once, each with its line and field', () => {
     const problems = problemsOf(
       [

@@ -16,6 +16,7 @@ export function applyCommand(plan: Command, run: Run): void {
     guards: true,
     force: true,
     strict: true,
+    hooks: true,
   })
     .description('advance each plan one phase, or up to and including <phase>')
     .option('--phase <phase>', 'next, or a phase name to apply up to', phaseArgument('next'), 'next');

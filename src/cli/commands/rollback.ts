@@ -9,7 +9,7 @@ import type { Run } from './types.js';
 
 /** `migrate plan rollback PLAN [--phase current|<phase>]` */
 export function rollbackCommand(plan: Command, run: Run): void {
-  const command = withCommonOptions(plan.command('rollback').argument('<plan>', 'plan name'), { guards: true, force: true })
+  const command = withCommonOptions(plan.command('rollback').argument('<plan>', 'plan name'), { guards: true, force: true, hooks: true })
     .description('undo the current phase, or every phase down to and including <phase>')
     .option('--phase <phase>', 'current, or the lowest phase to undo', phaseArgument('current'), 'current');
   withFleetOptions(command).action(async (name: string, o: CommonOptions & FleetOptions & { phase: Phase | 'current' }) =>
