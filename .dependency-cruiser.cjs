@@ -2,7 +2,7 @@
 // and no file may be part of an import circle. `npm run lint:deps` checks it
 // (part of `npm test`); README.md#layout draws the same picture.
 const LAYERS = [
-  ['base', '^src/(errors|defaults|log|version)\\.ts$'],
+  ['base', '^src/(errors|defaults|log|version|telemetry)\\.ts$'],
   ['db, phases, fleet', '^src/(db|phases|fleet)/'],
   ['changes', '^src/changes/'],
   ['plan, detect', '^src/(plan|detect)/'],

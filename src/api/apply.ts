@@ -127,7 +127,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         if (error instanceof OldCodeError) hooks.gateRefused(phase, error);
         throw error;
       });
-      await hooks.phase(phase, () =>
+      await hooks.observePhase(phase, () =>
         recordPhase(
           store,
           plan.name,

@@ -8,6 +8,7 @@ import type { PlanState } from '../state/store.js';
 import { DriftError, findDrift, type DriftProblem } from './drift.js';
 import { lookForOldCode, OldCodeError, type OldCodeActivity } from './old-code.js';
 import type { PlanSession } from './session.js';
+import { recordMetric } from '../telemetry.js';
 
 /** The phases the old-code gate stands before: after them old code breaks, or its data is gone. */
 export const GATED_PHASES: readonly Phase[] = ['stop-write', 'contract'];
@@ -66,6 +67,7 @@ export async function oldCodeGate(session: PlanSession, state: PlanState, phase:
   if (!GATED_PHASES.includes(phase) || plan.guards.oldCodeQuietMs <= 0) return;
   await store.ensure();
   const activity = await oldCodeOf(client, store.schema, plan, state, true);
+  recordMetric('gateState', activity?.recent ? 1 : 0, { plan: plan.name, phase });
   if (!activity?.recent) return;
   const error = new OldCodeError(plan.name, phase, activity);
   if (!options.force) throw error;

@@ -6,6 +6,7 @@ import type { Action, Phase } from '../phases/phases.js';
 import type { HookCommand, HookEvent, HookSettings, Plan } from '../plan/types.js';
 import { DEFAULT_HOOK_PROGRESS_EVERY, DEFAULT_HOOK_TIMEOUT_MS } from '../defaults.js';
 import type { OldCodeError } from './old-code.js';
+import { inSpan } from '../telemetry.js';
 
 /** Hooks given on the command line (`--hook <event>=<command>`), run besides the plan's own. */
 export interface RunHooks {
@@ -58,7 +59,7 @@ export class PlanHooks {
   }
 
   /** Run `fn` as `phase`, with `phase_start` before it and `phase_success` or `phase_failure` after. */
-  async phase<T>(phase: Phase, fn: () => Promise<T>): Promise<T> {
+  private async phase<T>(phase: Phase, fn: () => Promise<T>): Promise<T> {
     this.current = phase;
     this.progressStep = 0;
     this.waiting = null;
@@ -74,6 +75,14 @@ export class PlanHooks {
     } finally {
       this.current = null;
     }
+  }
+
+  /** Run `fn` as `phase` in a span of its own (when telemetry is on), inside `phase()`'s hooks. */
+  observePhase<T>(phase: Phase, fn: () => Promise<T>): Promise<T> {
+    const { plan, table, action } = this.context;
+    return inSpan(`pgshift phase ${phase}`, { 'pgshift.plan': plan.name, 'pgshift.table': table, 'pgshift.phase': phase, 'pgshift.action': action }, () =>
+      this.phase(phase, fn),
+    );
   }
 
   /** The old-code gate refused `phase`. */

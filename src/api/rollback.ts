@@ -40,7 +40,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     const done: Phase[] = [];
     try {
       for (const phase of phases) {
-        await hooks.phase(phase, () =>
+        await hooks.observePhase(phase, () =>
           recordPhase(
             store,
             plan.name,

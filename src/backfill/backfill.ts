@@ -7,6 +7,7 @@ import { withGuards } from '../guard/guards.js';
 import { readPartitioning } from '../db/partitions.js';
 import { StateStore, type BackfillPartition, type BackfillState } from '../state/store.js';
 import { VERSION } from '../version.js';
+import { recordMetric } from '../telemetry.js';
 import { ANALYZE_LOCK_WAIT_MS, SPARE_CONNECTION_WAIT_MS } from '../defaults.js';
 import { batchGuards, runBatchWithRetries } from './batch.js';
 import { BatchEnds } from './bounds.js';
@@ -122,6 +123,8 @@ class ProgressTracker {
   progress: BackfillProgress;
   private readonly startedAt = performance.now();
   private readonly doneAtStart: number;
+  /** When the current throttle wait began (performance.now()), for its metric; null while walking. */
+  private waitingSince: number | null = null;
   readonly hiddenLagWarned = { value: false };
 
   constructor(
@@ -159,11 +162,24 @@ class ProgressTracker {
       etaSeconds: rate > 0 ? Math.max(0, rowsTotal - rowsDone) / rate : null,
       waiting: null,
     };
+    const attributes = { plan: this.input.plan.name };
+    recordMetric('backfillRows', rows, attributes);
+    recordMetric('backfillRate', rate, attributes);
+    this.endWait();
     this.input.onProgress?.(this.progress);
   }
 
   waiting(reason: string | null): void {
+    if (reason && this.waitingSince === null) this.waitingSince = performance.now();
+    if (!reason) this.endWait();
     this.input.onProgress?.({ ...this.progress, waiting: reason });
+  }
+
+  /** A wait ends with its say-so (`waiting(null)`) or, for a pause that said nothing more, with the next batch. */
+  private endWait(): void {
+    if (this.waitingSince === null) return;
+    recordMetric('throttleWait', performance.now() - this.waitingSince, { plan: this.input.plan.name });
+    this.waitingSince = null;
   }
 
   finished(): void {
@@ -235,6 +251,7 @@ async function walk(
       },
       'backfill batch committed',
     );
+    recordMetric('batchDuration', committedMs, { plan: plan.name });
     tracker.batch(batch.rows, batch.end, segment, sizer.size);
     ends.readBack(segment, lower, batch.end);
     if (batch.last) return 'done';

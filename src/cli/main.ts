@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, exitCodeOf, PgshiftError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { inSpan, startTelemetry, stopTelemetry } from '../telemetry.js';
 import { applyCommand } from './commands/apply.js';
 import { detectCommand } from './commands/detect.js';
 import { lintCommand } from './commands/lint.js';
@@ -30,11 +31,16 @@ export async function main(argv: readonly string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError();
   const plan = program.command('plan').description('apply, inspect and roll back plans').exitOverride();
+  // The command's name for its span: commander knows it only once it has picked the subcommand.
+  let command = 'plan';
+  plan.hook('preAction', (_plan, action) => {
+    command = `plan ${action.name()}`;
+  });
 
   const run: Run = async (o, fn) => {
     const output = createOutput(wantsJson(o), redactorFor([...(o.databaseUrl ?? []), process.env.DATABASE_URL]));
     try {
-      const result = await fn(output);
+      const result = await inSpan(`migrate ${command}`, { 'pgshift.command': command }, () => fn(output));
       for (const error of result.errors ?? []) output.error(error.message, { code: exitCodeOf(error) });
       exitCode = result.errors?.length ? exitCodeOf(result.errors[0]) : (result.exitCode ?? ExitCode.ok);
     } catch (error) {
@@ -58,6 +64,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   rehearseCommand(plan, run);
   for (const c of plan.commands) c.exitOverride();
 
+  // Only when OTEL_EXPORTER_OTLP_ENDPOINT (or a per-signal one) is set; otherwise nothing of OpenTelemetry is loaded.
+  await startTelemetry().catch((error: unknown) => process.stderr.write(`warning: OpenTelemetry not started: ${(error as Error).message}\n`));
   try {
     await program.parseAsync(argv as string[]);
   } catch (error) {
@@ -65,6 +73,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? ExitCode.ok : ExitCode.invalidInput;
     }
     throw error;
+  } finally {
+    await stopTelemetry();
   }
   return exitCode;
 }

@@ -5,6 +5,7 @@ import type { Phase, Action } from '../phases/phases.js';
 import { dropColumnIndexes } from './drop-indexes.js';
 import { runSqlStep } from './sql-step.js';
 import type { Step } from '../changes/steps.js';
+import { inSpan } from '../telemetry.js';
 
 /** Everything a phase's steps may need: what a backfill needs is all of it. */
 export type PhaseInput = BackfillInput;
@@ -15,7 +16,11 @@ export async function runPhaseSteps(input: PhaseInput, phase: Phase, action: Act
   const log = input.ctx.log.child({ phase, action });
   for (const step of steps) {
     const started = Date.now();
-    const outcome = await runStep({ ...input, ctx: { ...input.ctx, log } }, step);
+    const outcome = await inSpan(
+      `pgshift step ${step.kind}`,
+      { 'pgshift.plan': input.plan.name, 'pgshift.phase': phase, 'pgshift.action': action, 'pgshift.step': step.description },
+      () => runStep({ ...input, ctx: { ...input.ctx, log } }, step),
+    );
     log.debug({ step: step.description, outcome, ms: Date.now() - started }, `step ${outcome}: ${step.description}`);
   }
 }

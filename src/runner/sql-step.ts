@@ -10,6 +10,7 @@ import { resolveLocks, waitOutsideQueue, watched, type ResolvedLock } from './lo
 import { conflictingLockNames, type LockMode, type SqlStep } from '../changes/steps.js';
 import type { RunContext } from '../guard/context.js';
 import { stepFailure, timeoutSettings, watchBlockers, withGuards } from '../guard/guards.js';
+import { recordMetric } from '../telemetry.js';
 
 /**
  * Run one SQL step under its guards. A step that takes a table lock waits
@@ -92,7 +93,9 @@ async function runOutsideQueue(ctx: RunContext, step: SqlStep): Promise<'ran' | 
     // queue, and long enough (past deadlock_timeout) for PostgreSQL to cancel
     // an autovacuum in its way, as it does for a queued lock request.
     const inQueue = !locks.some((l) => conflictsWithApplication(l.mode));
+    const waitStarted = Date.now();
     const wait = inQueue ? ({ clear: true } as const) : await waitOutsideQueue(ctx, step, watched(locks), deadline, started);
+    if (!inQueue) recordMetric('lockWait', Date.now() - waitStarted, { table: ctx.table.display, gaveUp: !wait.clear });
     if (!wait.clear) {
       throw new LockTimeoutError(blockedTables(wait.blockers, locks) ?? ctx.table.display, step.description, attempts, wait.blockers, {
         waitedMs: Date.now() - started,
