@@ -93,6 +93,15 @@ export const DEFAULT_TARGET_BATCH_MS = 50;
 export const DEFAULT_BACKFILL_WORKERS = 1;
 /** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
 export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
+/**
+ * `backfill.abandoned_slot_after`: a logical slot that is inactive (no
+ * consumer attached) and has not moved for this long, as the runner sees it,
+ * is named in a warning and no longer waited for by `max_slot_lag`. Long
+ * enough for a CDC connector to restart or a SQL consumer to poll again;
+ * short enough that a slot someone forgot does not hold the backfill for
+ * ever (0 waits for every slot, however long it is stuck).
+ */
+export const DEFAULT_ABANDONED_SLOT_AFTER_MS = 600_000;
 /** The adaptive batch size stays within these bounds. */
 export const MIN_BATCH_ROWS = 50;
 export const MAX_BATCH_ROWS = 200_000;

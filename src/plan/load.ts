@@ -4,6 +4,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
 import type { z } from 'zod';
 import {
+  DEFAULT_ABANDONED_SLOT_AFTER_MS,
   DEFAULT_BACKFILL_WORKERS,
   DEFAULT_BATCH_SIZE,
   DEFAULT_LOCK_TIMEOUT_MS,
@@ -84,6 +85,12 @@ function build(data: PlanFile, name: string, file: string): Plan {
       targetBatchMs: data.backfill?.target_batch_ms === 0 ? null : (data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS),
       maxReplicaLagMs: data.backfill?.max_replica_lag ?? DEFAULT_MAX_REPLICA_LAG_MS,
       workers: data.backfill?.workers ?? DEFAULT_BACKFILL_WORKERS,
+      // 0 turns each of these throttles off, as for max_replica_lag.
+      maxSlotLagBytes: data.backfill?.max_slot_lag || null,
+      abandonedSlotAfterMs: data.backfill?.abandoned_slot_after ?? DEFAULT_ABANDONED_SLOT_AFTER_MS,
+      maxWalRateBytes: data.backfill?.max_wal_rate || null,
+      throttleQuery: data.backfill?.throttle_query ?? null,
+      maxActiveSessions: data.backfill?.max_active_sessions || null,
     },
     guards: {
       lockTimeoutMs: data.guards?.lock_timeout ?? DEFAULT_LOCK_TIMEOUT_MS,

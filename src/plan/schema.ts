@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { identifier } from '../changes/kinds/fields.js';
 import { kindFields } from '../changes/kinds/registry.js';
 import { toMilliseconds } from './duration.js';
+import { toBytes } from './size.js';
 
 /**
  * The one definition of the plan file format. TypeScript types are inferred
@@ -22,6 +23,19 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return ms;
 });
 
+/** A number of bytes, or a size as postgresql.conf writes it (`64MB`; units of 1024). */
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = toBytes(value);
+  if (bytes === null) {
+    ctx.addIssue({ code: 'custom', message: `is not a size (try "64MB" or "512kB"): ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+/** A size per second: `8MB`, `8MB/s`, or a number of bytes. */
+const rate = z.union([z.string().transform((v) => v.replace(/\s*\/\s*s(ec)?\s*$/i, '')), z.number()]).pipe(size);
+
 export const backfillSchema = z.strictObject({
   batch_size: z.number().int().min(1).max(10_000_000).optional(),
   pause: duration.optional(),
@@ -30,6 +44,16 @@ export const backfillSchema = z.strictObject({
   max_replica_lag: duration.optional(),
   /** Runners walking disjoint key ranges (a partitioned table: its partitions) at once, each with its own connection and checkpoint. */
   workers: z.number().int().min(1).max(16).optional(),
+  /** Wait while a logical replication slot is more than this behind the current WAL position (0 = off). */
+  max_slot_lag: size.optional(),
+  /** An inactive slot that has not moved for this long is named and no longer waited for (0 = always wait). */
+  abandoned_slot_after: duration.optional(),
+  /** WAL bytes per second the batches may write on average (0 = off). */
+  max_wal_rate: rate.optional(),
+  /** SQL run between batches, read-only; while it returns true the walk waits. */
+  throttle_query: z.string().trim().min(1).optional(),
+  /** Wait while more sessions than this (not pgshift's) are active or waiting (0 = off). */
+  max_active_sessions: z.number().int().min(0).optional(),
 });
 
 /** Lifecycle events a hook may run on (docs/hooks.md); the plan's `hooks:` keys and `--hook <event>=` use these names. */

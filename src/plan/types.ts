@@ -13,6 +13,16 @@ export interface BackfillSettings {
   readonly maxReplicaLagMs: number | null;
   /** Runners walking disjoint key ranges at once (1 = one runner). */
   readonly workers: number;
+  /** Wait while a logical replication slot is more than this many bytes behind; null = do not watch slots. */
+  readonly maxSlotLagBytes: number | null;
+  /** An inactive slot unmoved this long is named once and ignored; 0 = never ignored. */
+  readonly abandonedSlotAfterMs: number;
+  /** Average WAL bytes per second the batches may write; null = no cap. */
+  readonly maxWalRateBytes: number | null;
+  /** Read-only SQL returning true while the walk should wait; null = none. */
+  readonly throttleQuery: string | null;
+  /** Wait while more sessions than this, pgshift's aside, are active; null = do not watch. */
+  readonly maxActiveSessions: number | null;
 }
 
 /** Lock and statement guards, defaults applied. */

@@ -114,6 +114,37 @@ describe('parsePlan', () => {
     expect(parsePlan(SPLIT_YAML, 'a.yaml').backfill.targetBatchMs).toBe(50);
   });
 
+  it('reads the throttles on slots, WAL rate, sessions and a query, sizes in units of 1024, all off by default', () => {
+    const read = (backfill: string) => parsePlan(`table: users\nrename: { column: a, to: b }\nbackfill: ${backfill}\n`, 'plans/r.yaml').backfill;
+    expect(
+      read('{ max_slot_lag: 64MB, max_wal_rate: 8MB/s, max_active_sessions: 20, abandoned_slot_after: 2m, throttle_query: "SELECT false" }'),
+    ).toMatchObject({
+      maxSlotLagBytes: 64 * 1024 ** 2,
+      maxWalRateBytes: 8 * 1024 ** 2,
+      maxActiveSessions: 20,
+      abandonedSlotAfterMs: 120_000,
+      throttleQuery: 'SELECT false',
+    });
+    expect(read('{ max_slot_lag: 512kB, max_wal_rate: 1048576 }')).toMatchObject({ maxSlotLagBytes: 512 * 1024, maxWalRateBytes: 1024 ** 2 });
+    expect(read('{ max_slot_lag: 0, max_wal_rate: 0, max_active_sessions: 0 }')).toMatchObject({
+      maxSlotLagBytes: null,
+      maxWalRateBytes: null,
+      maxActiveSessions: null,
+    });
+    expect(read('{ batch_size: 10 }')).toMatchObject({
+      maxSlotLagBytes: null,
+      maxWalRateBytes: null,
+      throttleQuery: null,
+      maxActiveSessions: null,
+      abandonedSlotAfterMs: 600_000,
+    });
+    const problems = problemsOf('table: users\nrename: { column: a, to: b }\nbackfill: { max_slot_lag: lots, max_wal_rate: 5 parsecs, throttle_query: "" }\n');
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
+    expect(byPath['backfill.max_slot_lag']).toContain('is not a size (try "64MB" or "512kB")');
+    expect(byPath['backfill.max_wal_rate']).toContain('is not a size');
+    expect(byPath['backfill.throttle_query']).toBeDefined();
+  });
+
   it('refuses YAML that does not parse, naming the line', () => {
     const [p] = problemsOf('table: users\nrename: { column: a, to: b\n');
     expect(p!.line).toBeGreaterThan(0);
