@@ -102,6 +102,12 @@ export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
  * ever (0 waits for every slot, however long it is stuck).
  */
 export const DEFAULT_ABANDONED_SLOT_AFTER_MS = 600_000;
+/** How often, at most, the slot, session and `throttle_query` throttles are asked before a batch. */
+export const THROTTLE_RECHECK_MS = 1_000;
+/** `statement_timeout` of one `backfill.throttle_query` run: it runs between every second's batches, so it must be quick. */
+export const THROTTLE_QUERY_TIMEOUT_MS = 5_000;
+/** `max_wal_rate` lets the walk run ahead of its average by at most this much time's worth of WAL (after a wait, say). */
+export const WAL_RATE_BURST_MS = 1_000;
 /** The adaptive batch size stays within these bounds. */
 export const MIN_BATCH_ROWS = 50;
 export const MAX_BATCH_ROWS = 200_000;

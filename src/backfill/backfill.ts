@@ -15,6 +15,7 @@ import { BatchSizer } from './batch-size.js';
 import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, type KeyValue } from './keyset.js';
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 import { Steering } from './steering.js';
+import { Throttles } from './throttles.js';
 
 import { enterPlanTransaction, planTransactionSettings } from './plan-transaction.js';
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
@@ -90,6 +91,8 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
     : remainingSegments(facts.table, state).map((segment, i) => ({ ...segment, from: i === 0 ? state.lastKey : null }));
   const tracker = new ProgressTracker(input, state, segments.length === 0);
   const steering = new Steering(plan.name, plan.backfill, log);
+  // One for all workers: the slot, WAL, session and query throttles bound what the backfill does in all.
+  const throttles = new Throttles(plan.backfill, log, (w) => tracker.waiting(w));
   if (tracker.progress.done) {
     if (!state.finishedAt) await store.finishBackfill(plan.name);
     input.onProgress?.(tracker.progress);
@@ -100,14 +103,14 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   // about one batch long, and a connection opened then on a busy server could come after the wait has ended.
   void ctx.monitor().catch(() => undefined);
   if (ranges.length) {
-    await runWorkers(input, state, segments, workers, tracker, steering);
+    await runWorkers(input, state, segments, workers, tracker, steering, throttles);
   } else {
     const sizer = new BatchSizer(state.batchSize, plan.backfill.targetBatchMs, plan.guards.statementTimeoutMs);
     const lagProbe = new ReplicaLagProbe(ctx.client);
     const ends = await openBatchEnds(input, sizer, `pgshift bounds ${VERSION}`);
     try {
       for (const segment of segments) {
-        await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends, steering);
+        await walk(input, segment, segment.from, sizer, lagProbe, tracker, ends, steering, throttles);
       }
     } finally {
       await ends.close();
@@ -191,7 +194,7 @@ class ProgressTracker {
 /**
  * Walk one segment from `lower` (exclusive; null = its first key) to its
  * upper key, batch after batch, each committed with its checkpoint; between
- * batches, wait for lagging replicas and pause. `stop` is asked before each
+ * batches, wait for lagging replicas and the other throttles, and pause. `stop` is asked before each
  * batch (another worker failed).
  */
 async function walk(
@@ -203,6 +206,7 @@ async function walk(
   tracker: ProgressTracker,
   ends: BatchEnds,
   steering: Steering,
+  throttles: Throttles,
   stop: () => boolean = () => false,
   worker = 0,
 ): Promise<'done' | { readonly handedBackAt: KeyValue | null }> {
@@ -231,10 +235,12 @@ async function walk(
       await waitForReplicas(lagProbe, maxLag, ctx.log, (waiting) => tracker.waiting(waiting), tracker.hiddenLagWarned);
       replicasCheckedAt = performance.now();
     }
+    const walFrom = await throttles.beforeBatch(ctx.client, () => ctx.stillHeld?.());
     ctx.stillHeld?.();
     const batchStarted = performance.now();
     const batch = await runBatchWithRetries(input, sizer, segment, lower, ends);
     const committedMs = performance.now() - batchStarted;
+    await throttles.afterBatch(ctx.client, walFrom);
     ctx.log.debug(
       {
         rows: batch.rows,
@@ -301,6 +307,7 @@ async function runWorkers(
   workers: number,
   tracker: ProgressTracker,
   steering: Steering,
+  throttles: Throttles,
 ): Promise<void> {
   const { ctx, store, plan } = input;
   let failed: { error: unknown } | null = null;
@@ -323,7 +330,7 @@ async function runWorkers(
           const ends = await openBatchEnds(worker, sizer, `pgshift bounds ${n} ${VERSION}`);
           try {
             for (let segment = queue.shift(); segment && !stop(); segment = queue.shift()) {
-              const walked = await walk(worker, segment, segment.from, sizer, lagProbe, tracker, ends, steering, stop, n);
+              const walked = await walk(worker, segment, segment.from, sizer, lagProbe, tracker, ends, steering, throttles, stop, n);
               if (walked === 'done') continue;
               // Workers were tuned down: the range goes back to the queue where this worker stopped, for another to finish.
               queue.push({ ...segment, from: walked.handedBackAt });

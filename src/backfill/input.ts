@@ -24,7 +24,7 @@ export interface BackfillProgress {
   readonly rowsPerSecond: number;
   /** Seconds left at this run's rate; null while unknown. */
   readonly etaSeconds: number | null;
-  /** Why the backfill is waiting right now (replica lag), or null. */
+  /** Why the backfill is waiting right now (replica lag, a slot, the WAL rate, sessions, throttle_query, a pause), or null. */
   readonly waiting: string | null;
 }
 
