@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import { column, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import type { QualifiedName } from '../db/ident.js';
 import {
+  DEFAULT_ABANDONED_SLOT_AFTER_MS,
   DEFAULT_BATCH_SIZE,
   DEFAULT_LOCK_TIMEOUT_MS,
   DEFAULT_MAX_REPLICA_LAG_MS,
@@ -137,6 +138,11 @@ function render(
     `  pause: ${duration(DEFAULT_PAUSE_MS)}               # sleep between batches (default)`,
     `  target_batch_ms: ${DEFAULT_TARGET_BATCH_MS}      # each batch aims at this duration; 0 keeps batch_size (default)`,
     `  max_replica_lag: ${duration(DEFAULT_MAX_REPLICA_LAG_MS)}    # wait while a replica lags more than this; 0 = off (default)`,
+    `  max_slot_lag: 0            # wait while a logical slot is more than this behind, e.g. 1GB; 0 = off (default)`,
+    `  abandoned_slot_after: ${duration(DEFAULT_ABANDONED_SLOT_AFTER_MS)} # an inactive slot unmoved this long is named and ignored; 0 = never (default)`,
+    `  max_wal_rate: 0            # average WAL bytes per second, e.g. 16MB/s; 0 = off (default)`,
+    `  max_active_sessions: 0     # wait while more non-pgshift sessions than this are active; 0 = off (default)`,
+    `  # throttle_query: "SELECT ..." # your SQL, run as the runner between batches: true = wait`,
     'guards:',
     `  lock_timeout: ${duration(DEFAULT_LOCK_TIMEOUT_MS)}       # each attempt's lock wait: the most a query queues behind pgshift (default)`,
     `  max_wait: ${duration(DEFAULT_MAX_WAIT_MS)}           # how long a step waits in all for its locks, then exit 3 (default)`,
