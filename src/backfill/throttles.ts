@@ -29,13 +29,19 @@ interface Slot {
  * batch can write a lot of WAL, so a slot's headroom can go in one);
  * `throttle_query`, the plan author's and of unknown cost, runs at most once
  * per `THROTTLE_RECHECK_MS` for all walks together. While one walk waits,
- * the others wait for the same answer. The WAL rate is a token bucket over the
- * WAL each batch wrote (`pg_current_wal_lsn()` before and after it, counting
- * no byte twice when walks overlap): it starts empty, fills at
- * `max_wal_rate` up to `WAL_RATE_BURST_MS` worth, and a batch starts only
- * when it is not in debt. WAL other sessions write while a batch runs is
- * counted too, which errs on the slow side; WAL written between batches is
- * not the backfill's and is not counted.
+ * the others wait for the same answer.
+ *
+ * The WAL rate is a token bucket over the server's WAL, read with
+ * `pg_current_wal_lsn()` before and after each batch, counting no byte twice
+ * when walks overlap: it starts empty, fills at `max_wal_rate` up to
+ * `WAL_RATE_BURST_MS` worth, and a batch starts only when it is not in debt.
+ * A batch's window is charged whole (other sessions' WAL in it too, which
+ * errs on the slow side). The WAL between two batches is charged too, since
+ * much of it is the backfill's own (the read-back's pruning of the versions
+ * a batch replaced, its checkpoint), unless the walk was held longer than
+ * `WAL_RATE_BURST_MS` before its pacing (a pause, a replica or slot wait):
+ * the application's WAL meanwhile must not become a debt that stalls the
+ * walk once it goes on.
  */
 export class Throttles {
   private waiting: Promise<void> | null = null;
@@ -46,7 +52,9 @@ export class Throttles {
   private hiddenSessionsWarned = false;
   private tokens = 0;
   private filledAt = performance.now();
+  /** The WAL position charged up to, and when (0n: nothing charged yet). */
   private countedTo = 0n;
+  private countedAt = 0;
   private walSaidAt = -Infinity;
 
   constructor(
@@ -63,8 +71,8 @@ export class Throttles {
 
   /**
    * Before a batch: wait while a slot, the sessions or `throttle_query`
-   * say so, then for the WAL rate; returns the WAL position the batch
-   * starts from (null when the rate is not capped), for `afterBatch`.
+   * say so, then for the WAL rate; returns where the batch starts in the WAL
+   * (null when the rate is not capped), for `afterBatch`.
    */
   async beforeBatch(client: Client, stillHeld: () => void): Promise<bigint | null> {
     if (!this.any) return null;
@@ -76,19 +84,25 @@ export class Throttles {
       await this.waiting;
     }
     if (this.settings.maxWalRateBytes === null) return null;
+    // Held longer than the burst window since the last batch (paused, waiting for a replica, a slot…): what the
+    // server wrote meanwhile is the application's, and charging it would stall the walk once it goes on.
+    if (this.countedTo > 0n && performance.now() - this.countedAt > WAL_RATE_BURST_MS) this.countedTo = 0n;
     await this.paceWal(stillHeld);
     return this.walPosition(client);
   }
 
-  /** After a batch committed: charge the WAL it wrote (since `from`) to the rate. */
+  /** After a batch committed: charge the WAL since the last charge to the rate (see the class comment). */
   async afterBatch(client: Client, from: bigint | null): Promise<void> {
     if (from === null || this.settings.maxWalRateBytes === null) return;
     const to = await this.walPosition(client);
     // From where the last charge ended, not from this batch's start: what the walk causes between its batches
-    // (the read-back's pruning, the checkpoint rows) is its WAL too. Only the first batch starts the count.
-    const start = this.countedTo === 0n ? from : this.countedTo;
+    // (the read-back's pruning of the versions a batch replaced, its checkpoint rows) is its WAL too.
+    const start = this.countedTo > 0n ? this.countedTo : from;
     if (to > start) this.tokens -= Number(to - start);
-    if (to > this.countedTo) this.countedTo = to;
+    if (to > this.countedTo) {
+      this.countedTo = to;
+      this.countedAt = performance.now();
+    }
   }
 
   private async walPosition(client: Client): Promise<bigint> {
