@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { apply, rollback, verify, type Guards, type Phase, type Plan } from '../../src/index.js';
+import { apply, OldCodeError, rollback, verify, type Guards, type Phase, type Plan } from '../../src/index.js';
 import { ident } from '../../src/db/ident.js';
 import { DEFAULT_STATE_SCHEMA } from '../../src/defaults.js';
 import type { Logger } from '../../src/log.js';
@@ -25,6 +25,9 @@ export type Step = { readonly do: 'apply' | 'rollback'; readonly phase: Phase } 
 const up = (phase: Phase): Step => ({ do: 'apply', phase });
 const down = (phase: Phase): Step => ({ do: 'rollback', phase });
 const deploy = (...versions: Version[]): Step => ({ do: 'deploy', versions });
+
+/** How many times a gated phase is tried again while the old-code gate refuses, a quiet period apart. */
+const GATE_TRIES = 20;
 
 /** Up to switch-read and through it as releases go: v1 alone, then v2 beside it, then v1 retired. */
 const TO_STOP_WRITE: readonly Step[] = [
@@ -197,7 +200,14 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRep
           say(`${label} …`);
           if (slowHoldMs > 0) await workload.slowRequest(slowHoldMs);
           const started = performance.now();
-          const outcome = step.do === 'apply' ? (await apply([plan], step.phase, runOptions))[0]! : await rollback(plan, step.phase, runOptions);
+          let outcome = step.do === 'apply' ? (await apply([plan], step.phase, runOptions))[0]! : await rollback(plan, step.phase, runOptions);
+          // The old-code gate refuses while it saw old-code writes since its last look, and each such refusal starts
+          // it watching afresh: as a release pipeline would, try again until it has watched a quiet period in peace.
+          const quietMs = options.guards?.oldCodeQuietMs ?? plan.guards.oldCodeQuietMs;
+          for (let tries = 0; step.do === 'apply' && outcome.error instanceof OldCodeError && tries < GATE_TRIES; tries++) {
+            await sleep(quietMs);
+            outcome = (await apply([plan], step.phase, runOptions))[0]!;
+          }
           window.applyMs = performance.now() - started;
           if (outcome.error) {
             stepFailure = `${label} failed: ${outcome.error.message}`;

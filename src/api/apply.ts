@@ -15,7 +15,7 @@ import { waitingBehind, waitingText, type Waiting } from './queue.js';
 import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
 import { OldCodeError } from './old-code.js';
 import { recordPhase } from './record.js';
-import { checkBeforeMoving, oldCodeGate } from './gate.js';
+import { checkBeforeMoving, currentProgram, oldCodeGate, watchAfter } from './gate.js';
 
 /** What `apply` or `rollback` did to one plan. */
 export interface PlanOutcome {
@@ -119,7 +119,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   // A plan started by this run has nothing to drift from, and no old code to wait for yet.
   if (started) await checkBeforeMoving(session, state!, 'apply');
   const hooks = sessionHooks(session, facts, 'apply');
-  const { input, program } = phaseInput(session, facts, await tableOid(client, facts), hooks);
+  const { input } = phaseInput(session, facts, await tableOid(client, facts), hooks);
   const done: Phase[] = [];
   try {
     for (const phase of phases) {
@@ -127,6 +127,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         if (error instanceof OldCodeError) hooks.gateRefused(phase, error);
         throw error;
       });
+      const program = await currentProgram(session, state!);
       await hooks.observePhase(phase, () =>
         recordPhase(
           store,
@@ -143,6 +144,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         ),
       );
       done.push(phase);
+      await watchAfter(session, state!, phase);
     }
   } catch (error) {
     return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done, error: error as Error };

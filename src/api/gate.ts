@@ -1,12 +1,14 @@
 import { compileProgram } from '../changes/program.js';
 import { resolveChange } from '../changes/kinds/registry.js';
-import { objectNames } from '../changes/sql-objects.js';
-import type { Client } from '../db/client.js';
+import { objectNames, syncFunctions, syncTriggers, type SyncMode } from '../changes/sql-objects.js';
+import { withTransaction, type Client } from '../db/client.js';
+import { ident } from '../db/ident.js';
 import type { Action, Phase } from '../phases/phases.js';
 import type { Plan } from '../plan/types.js';
+import type { PhaseProgram } from '../changes/steps.js';
 import type { PlanState } from '../state/store.js';
 import { DriftError, findDrift, type DriftProblem } from './drift.js';
-import { lookForOldCode, OldCodeError, type OldCodeActivity } from './old-code.js';
+import { lookForOldCode, OldCodeError, oldCodeWatch, type OldCodeActivity } from './old-code.js';
 import type { PlanSession } from './session.js';
 import { recordMetric } from '../telemetry.js';
 
@@ -17,6 +19,72 @@ export const GATED_PHASES: readonly Phase[] = ['stop-write', 'contract'];
 export async function driftOf(client: Client, plan: Plan, state: PlanState): Promise<DriftProblem[]> {
   const change = resolveChange(plan.change, state.facts);
   return findDrift(client, state, compileProgram(plan, state.facts), change, objectNames(plan.name, state.facts));
+}
+
+/**
+ * The plan's phase program compiled with the gate's current generation, so a
+ * phase that redefines the sync functions keeps the mark's session setting
+ * (read again before each phase: the gate may have started a generation).
+ */
+export async function currentProgram(session: PlanSession, state: PlanState): Promise<PhaseProgram> {
+  const { generation } = await oldCodeWatch(session.client, session.store.schema, session.plan.name, state.startedAt);
+  return compileProgram(session.plan, state.facts, generation);
+}
+
+/** The phase after which the gate watches: from here old code may run beside new code, and stop-write waits for it to go. */
+const WATCH_AFTER: readonly Phase[] = ['switch-read'];
+
+/**
+ * Start a new generation of the old-code gate's watch: the sync functions
+ * are redefined (CREATE OR REPLACE FUNCTION, in the mode they are in) with a
+ * mark whose session setting carries the new generation, so every session,
+ * whichever client it serves now, records again on its next old-side write;
+ * the generation and its start are stored with them, in one transaction.
+ *
+ * CREATE OR REPLACE FUNCTION updates the function's row in pg_proc and takes
+ * no lock on the table or its trigger (it locks only the pg_proc row it
+ * updates). A statement that calls the function never locks it, so no
+ * application write waits; each session recompiles the function on its next
+ * call after the commit (plpgsql checks the row's version).
+ * The start is taken last, just before the commit: a write between it and
+ * the commit is then at worst counted in the new generation by a session not
+ * yet recorded, never missed by one.
+ *
+ * Nothing happens for a plan without sync functions (a metadata-only retype,
+ * a drop) or a state schema older than version 8 (ensure() upgrades it first).
+ */
+export async function startOldCodeGeneration(client: Client, schema: string, plan: Plan, state: PlanState): Promise<number | null> {
+  if (state.facts.retype?.metadataOnly) return null;
+  const { generation } = await oldCodeWatch(client, schema, plan.name, state.startedAt);
+  const next = generation + 1;
+  const names = objectNames(plan.name, state.facts, next);
+  const [first] = syncTriggers(names, state.facts);
+  if (!first) return null;
+  const { rows } = await client.query<{ mode: string | null }>(
+    `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
+    [`${first.fn}()`],
+  );
+  const mode = rows[0]?.mode as SyncMode | null | undefined;
+  if (!mode) return null;
+  const change = resolveChange(plan.change, state.facts);
+  return withTransaction(client, async () => {
+    await client.query(`SET LOCAL lock_timeout = ${plan.guards.lockTimeoutMs}`);
+    for (const sql of syncFunctions(change, names, state.facts, mode)) await client.query(sql);
+    await client.query(
+      `UPDATE ${ident(schema)}.plans SET old_code_generation = $2, old_code_generation_at = clock_timestamp() WHERE name = $1 AND old_code_generation = $3`,
+      [plan.name, next, generation],
+    );
+    return next;
+  });
+}
+
+/** After `phase` was applied: start watching afresh when it is one the gate watches after (see {@link startOldCodeGeneration}). */
+export async function watchAfter(session: PlanSession, state: PlanState, phase: Phase): Promise<void> {
+  const { client, store, plan, log } = session;
+  if (!WATCH_AFTER.includes(phase) || plan.guards.oldCodeQuietMs <= 0) return;
+  await store.ensure();
+  const generation = await startOldCodeGeneration(client, store.schema, plan, state);
+  if (generation !== null) log.info({ phase, generation }, `old-code gate: watching for old-code writes afresh (generation ${generation})`);
 }
 
 /** Old-code activity of a started plan; `record` (runners only) stores what pg_stat_statements showed. */
@@ -58,8 +126,10 @@ export async function checkBeforeMoving(session: PlanSession, state: PlanState, 
 
 /**
  * Right before `stop-write` or `contract`: refuse (exit 2) while old code
- * was seen within `guards.old_code_quiet`, or with `--force` go on with a
- * warning. Checked before each such phase, so a run that takes a plan
+ * may be active (a write recorded since the current generation started, a
+ * statement seen within `guards.old_code_quiet`, or a generation younger
+ * than that), or with `--force` go on with a warning. A refusal that saw
+ * writes starts a new generation, so the next check measures afresh. Checked before each such phase, so a run that takes a plan
  * through several phases waits here too.
  */
 export async function oldCodeGate(session: PlanSession, state: PlanState, phase: Phase): Promise<void> {
@@ -69,6 +139,8 @@ export async function oldCodeGate(session: PlanSession, state: PlanState, phase:
   const activity = await oldCodeOf(client, store.schema, plan, state, true);
   recordMetric('gateState', activity?.recent ? 1 : 0, { plan: plan.name, phase });
   if (!activity?.recent) return;
+  // Writes were seen: measure afresh, so the next look asks only about writes after this one.
+  if (activity.writers.length) await startOldCodeGeneration(client, store.schema, plan, state);
   const error = new OldCodeError(plan.name, phase, activity);
   if (!options.force) throw error;
   log.warn({ oldCode: activity }, `going past the old-code gate (--force): ${error.message}`);

@@ -5,7 +5,7 @@ import { OLD_CODE_STATEMENT_CHARS, OLD_CODE_STATEMENTS_SHOWN, OLD_CODE_WRITERS_S
 import { ExitCode, PgshiftError } from '../errors.js';
 import { stateSchemaVersion } from '../state/schema.js';
 
-/** A client session that wrote the old columns, as the server knew it. */
+/** A client session that wrote the old columns, as the server knew it at its latest recorded write. */
 export interface OldCodeWriter {
   readonly pid: number;
   readonly applicationName: string | null;
@@ -14,8 +14,13 @@ export interface OldCodeWriter {
   readonly clientAddress: string | null;
   /** Its first write of the old columns. */
   readonly firstAt: Date;
-  /** The session is still connected: the old code that wrote through it may write again. */
-  readonly connected: boolean;
+  /**
+   * Its latest recorded write: the first of the current generation, if it
+   * wrote since that started (it records once per generation, see
+   * changes/old-code-mark.ts). Behind a pooler the session is a server
+   * connection, and the client is the one named here.
+   */
+  readonly lastAt: Date;
 }
 
 /** A statement naming an old column (and no new one) that pg_stat_statements saw run. */
@@ -33,15 +38,24 @@ export interface OldCodeActivity {
   readonly quietMs: number;
   /** Client sessions that wrote the old columns since the plan started. */
   readonly sessions: number;
-  /** The latest first write of such a session. */
-  readonly lastSessionAt: Date | null;
-  /** Sessions still connected, or whose first write was within the quiet window; latest first. */
+  /** The latest recorded write of the old columns since the plan started. */
+  readonly lastWriteAt: Date | null;
+  /** The gate's current generation (0: the plan's own start; a plan not yet watched). */
+  readonly generation: number;
+  /** When the current generation started: writes are looked for since then. */
+  readonly watchingSince: Date;
+  /** Sessions whose write was recorded since the current generation started; latest first. */
   readonly writers: readonly OldCodeWriter[];
   /** Whether pg_stat_statements could be read in this database. */
   readonly statementsWatched: boolean;
   /** Statements naming an old column seen within the quiet window. */
   readonly statements: readonly OldCodeStatement[];
-  /** Anything seen within the quiet window: `stop-write` and `contract` wait. */
+  /**
+   * Old code may still be active: a write was recorded since the generation
+   * started, a statement was seen within the quiet window, or the generation
+   * is younger than the quiet period (it has not watched long enough to say).
+   * `stop-write` and `contract` wait.
+   */
   readonly recent: boolean;
 }
 
@@ -55,7 +69,8 @@ export class OldCodeError extends PgshiftError {
   ) {
     super(
       `plan "${plan}": old code still uses the old columns, so ${phase} waits: ${describeOldCode(activity)}. ` +
-        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${quietPeriod(activity.quietMs)}), ` +
+        `Stop that code and wait until nothing was seen for guards.old_code_quiet (${quietPeriod(activity.quietMs)}) ` +
+        'after the last look that saw it, ' +
         'or pass --force to go on anyway (recorded in migrate plan log).',
     );
   }
@@ -66,13 +81,12 @@ export function quietPeriod(ms: number): string {
   return ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
-/** The facts in one line: which sessions wrote, since when, whether still connected, and the statements. */
+/** The facts in one line: which sessions wrote since when, the statements, or how long the gate has watched. */
 export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): string {
   const parts: string[] = [];
   if (a.writers.length) {
-    const connected = a.writers.filter((w) => w.connected).length;
     parts.push(
-      `${a.writers.length} client session${a.writers.length === 1 ? '' : 's'} wrote the old columns (${connected} still connected), ` +
+      `${a.writers.length} client session${a.writers.length === 1 ? '' : 's'} wrote the old columns since ${since(a.watchingSince, now)}: ` +
         a.writers.map((w) => writerText(w, now)).join('; '),
     );
   }
@@ -81,7 +95,16 @@ export function describeOldCode(a: OldCodeActivity, now: Date = new Date()): str
       `statements naming an old column: ${a.statements.map((s) => `${JSON.stringify(s.query)} (${s.calls} calls${s.user ? ` by ${s.user}` : ''})`).join('; ')}`,
     );
   }
+  if (!parts.length && a.recent) {
+    parts.push(`no old-code write seen since ${since(a.watchingSince, now)}, which is less than guards.old_code_quiet ago`);
+  }
   return parts.join('; ') || 'nothing seen';
+}
+
+const secondsAgo = (at: Date, now: Date): number => Math.max(0, Math.round((now.getTime() - at.getTime()) / 1000));
+
+function since(at: Date, now: Date): string {
+  return `the gate started watching afresh ${secondsAgo(at, now)} s ago (${at.toISOString()})`;
 }
 
 function writerText(w: OldCodeWriter, now: Date): string {
@@ -90,8 +113,7 @@ function writerText(w: OldCodeWriter, now: Date): string {
     `application_name ${JSON.stringify(w.applicationName ?? '')}`,
     `user ${w.user ?? '?'}`,
     `address ${w.clientAddress ?? 'local socket'}`,
-    `first write ${Math.max(0, Math.round((now.getTime() - w.firstAt.getTime()) / 1000))} s ago (${w.firstAt.toISOString()})`,
-    w.connected ? 'still connected' : 'disconnected',
+    `wrote ${secondsAgo(w.lastAt, now)} s ago (${w.lastAt.toISOString()})`,
   ].join(', ');
 }
 
@@ -104,57 +126,82 @@ export interface OldCodeSubject {
   readonly quietMs: number;
 }
 
+/** The gate's current generation of a plan and when it started (a plan from before state schema version 8: 0, since its start). */
+export interface OldCodeWatch {
+  readonly generation: number;
+  readonly since: Date;
+}
+
+/** Read a plan's watch; generation 0 started when the plan did, which is what the mark of a plan in flight before generations means. */
+export async function oldCodeWatch(client: Client, schema: string, plan: string, startedAt: Date): Promise<OldCodeWatch> {
+  if ((await stateSchemaVersion(client, schema)) < 8) return { generation: 0, since: startedAt };
+  const { rows } = await client.query<{ generation: number; since: Date | null }>(
+    `SELECT old_code_generation AS generation, old_code_generation_at AS since FROM ${ident(schema)}.plans WHERE name = $1`,
+    [plan],
+  );
+  return { generation: rows[0]?.generation ?? 0, since: rows[0]?.since ?? startedAt };
+}
+
 /**
- * Look for old-code activity. With `record`, the runner also stores the
- * pg_stat_statements counts it saw (a statement whose count grew since is
- * seen again) and forgets write records a week old; without it (`status`),
- * nothing is written. A state schema older than version 4 has no records.
+ * Look for old-code activity: writes recorded since the current generation
+ * started, statements seen within the quiet window. With `record`, the
+ * runner also stores the pg_stat_statements counts it saw (a statement whose
+ * count grew since is seen again) and forgets write records a week old;
+ * without it (`status`), nothing is written. A state schema older than
+ * version 4 has no records.
  */
 export async function lookForOldCode(client: Client, schema: string, subject: OldCodeSubject, record: boolean): Promise<OldCodeActivity> {
   const s = ident(schema);
-  const versioned = (await stateSchemaVersion(client, schema)) >= 4;
+  const version = await stateSchemaVersion(client, schema);
+  const versioned = version >= 4;
+  const watch = await oldCodeWatch(client, schema, subject.plan, subject.startedAt);
   const windowMs = subject.quietMs;
   let sessions = 0;
-  let lastSessionAt: Date | null = null;
+  let lastWriteAt: Date | null = null;
   let writers: OldCodeWriter[] = [];
   if (versioned) {
+    // last_at is null for a row recorded before state schema version 8: its first write is its last known one.
+    const last = version >= 8 ? 'coalesce(w.last_at, w.first_at)' : 'w.first_at';
     const total = await client.query<{ sessions: number; last: Date | null }>(
-      `SELECT count(*)::float8 AS sessions, max(first_at) AS last FROM ${s}.old_code_writes WHERE plan = $1 AND first_at >= $2`,
+      `SELECT count(*)::float8 AS sessions, max(${last}) AS last FROM ${s}.old_code_writes w WHERE w.plan = $1 AND w.first_at >= $2`,
       [subject.plan, subject.startedAt],
     );
     sessions = total.rows[0]?.sessions ?? 0;
-    lastSessionAt = total.rows[0]?.last ?? null;
+    lastWriteAt = total.rows[0]?.last ?? null;
     if (windowMs > 0) {
-      // Still connected: the same pid with the same start (a role that may not see another's backend_start matches on the pid).
+      // A write since the generation started, whoever's connection carried it; never whether a session is still connected.
       const recent = await client.query<OldCodeWriter>(
-        `SELECT w.pid, w.application_name AS "applicationName", w.usename AS "user", host(w.client_addr) AS "clientAddress", w.first_at AS "firstAt",
-                EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start)) AS connected
+        `SELECT w.pid, w.application_name AS "applicationName", w.usename AS "user", host(w.client_addr) AS "clientAddress",
+                w.first_at AS "firstAt", ${last} AS "lastAt"
            FROM ${s}.old_code_writes w
-          WHERE w.plan = $1 AND w.first_at >= $2
-          ORDER BY w.first_at DESC`,
-        [subject.plan, subject.startedAt],
+          WHERE w.plan = $1 AND w.first_at >= $2 AND ${last} >= $3
+          ORDER BY ${last} DESC LIMIT ${OLD_CODE_WRITERS_SHOWN}`,
+        [subject.plan, subject.startedAt, watch.since],
       );
-      const since = Date.now() - windowMs;
-      writers = recent.rows.filter((w) => w.connected || w.firstAt.getTime() >= since).slice(0, OLD_CODE_WRITERS_SHOWN);
+      writers = recent.rows;
     }
     if (record) {
-      // Sessions gone a week ago tell nothing any gate asks.
-      await client.query(
-        `DELETE FROM ${s}.old_code_writes w WHERE first_at < now() - interval '7 days'
-            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid AND (a.backend_start IS NULL OR a.backend_start = w.backend_start))`,
-      );
+      // Sessions that wrote nothing for a week tell nothing any gate asks.
+      await client.query(`DELETE FROM ${s}.old_code_writes w WHERE ${last} < now() - interval '7 days'`);
     }
   }
   const seen = await statementsNamingOldColumns(client, s, subject, versioned, record);
   const statements = seen === null ? [] : seen.filter((x) => windowMs > 0 && Date.now() - x.seenAt.getTime() <= windowMs).slice(0, OLD_CODE_STATEMENTS_SHOWN);
+  // The database's clock, as the generation's start and the records are.
+  const { rows: clock } = await client.query<{ young: boolean }>(`SELECT $1::timestamptz > now() - make_interval(secs => $2 / 1000.0) AS young`, [
+    watch.since,
+    windowMs,
+  ]);
   return {
     quietMs: subject.quietMs,
     sessions,
-    lastSessionAt,
+    lastWriteAt,
+    generation: watch.generation,
+    watchingSince: watch.since,
     writers,
     statementsWatched: seen !== null,
     statements,
-    recent: writers.length > 0 || statements.length > 0,
+    recent: writers.length > 0 || statements.length > 0 || (windowMs > 0 && Boolean(clock[0]?.young)),
   };
 }
 

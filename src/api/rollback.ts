@@ -5,7 +5,7 @@ import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
 import { recordPhase } from './record.js';
-import { checkBeforeMoving } from './gate.js';
+import { checkBeforeMoving, currentProgram } from './gate.js';
 import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type RunOptions } from './session.js';
 
 /**
@@ -36,7 +36,8 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     if (lacking.length) throw new PlanError(lacking);
     await checkBeforeMoving(session, state, 'rollback');
     const hooks = sessionHooks(session, state.facts, 'rollback');
-    const { input, program } = phaseInput(session, state.facts, await tableOid(client, state.facts), hooks);
+    const { input } = phaseInput(session, state.facts, await tableOid(client, state.facts), hooks);
+    const program = await currentProgram(session, state);
     const done: Phase[] = [];
     try {
       for (const phase of phases) {

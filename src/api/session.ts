@@ -1,5 +1,4 @@
 import type { BackfillProgress } from '../backfill/backfill.js';
-import { compileProgram } from '../changes/program.js';
 import { resolveChange } from '../changes/kinds/registry.js';
 import { objectNames } from '../changes/sql-objects.js';
 import type { PlanFacts } from '../changes/model.js';
@@ -14,7 +13,6 @@ import { runContext } from '../guard/context.js';
 import { withPlanLock, type PlanLease } from '../runner/plan-lock.js';
 import { toMilliseconds } from '../plan/duration.js';
 import type { PhaseInput } from '../runner/run-phase.js';
-import type { PhaseProgram } from '../changes/steps.js';
 import { StateStore, inFlight, type PlanState } from '../state/store.js';
 import { PlanHooks, type RunHooks } from './hooks.js';
 
@@ -120,8 +118,8 @@ export function sessionHooks(session: PlanSession, facts: PlanFacts, action: 'ap
   return new PlanHooks({ plan, table: display(facts.table), action, databaseUrl: options.databaseUrl, cli: options.hooks, log });
 }
 
-/** What running a phase needs, compiled from the plan and its recorded facts; `hooks` hear the backfill's progress too. */
-export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number, hooks?: PlanHooks): { input: PhaseInput; program: PhaseProgram } {
+/** What running a phase needs, from the plan and its recorded facts (the program: gate.ts's currentProgram); `hooks` hear the backfill's progress too. */
+export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: number, hooks?: PlanHooks): { input: PhaseInput } {
   const { client, store, plan, log, options, lease } = session;
   const ctx = runContext({
     client,
@@ -146,7 +144,7 @@ export function phaseInput(session: PlanSession, facts: PlanFacts, tableOid: num
           }
         : (hooks?.onProgress ?? options.onProgress),
   };
-  return { input, program: compileProgram(plan, facts) };
+  return { input };
 }
 
 /** The table's current oid (0 when it no longer exists), for lock diagnostics. */

@@ -28,16 +28,17 @@ export interface CompiledPlan {
 /**
  * Compile a plan into its six phases' steps. Pure: the same plan and facts
  * always give the same SQL, which is what `plan show` prints and what the
- * unit tests pin down.
+ * unit tests pin down. `generation` is the old-code gate's current one (see
+ * old-code-mark.ts), so a phase that redefines the sync functions keeps it.
  */
-export function compileProgram(plan: CompiledPlan, facts: PlanFacts): PhaseProgram {
+export function compileProgram(plan: CompiledPlan, facts: PlanFacts, generation = 0): PhaseProgram {
   const kind = kindOf(plan.change);
   const own = kind.program?.(plan.change, facts);
   if (own) return own;
   const change = kind.resolve(plan.change, facts);
   // Only a rename records what it carries.
   const carry = kind.carries ? facts.carry : undefined;
-  const names = objectNames(plan.name, facts);
+  const names = objectNames(plan.name, facts, generation);
   const t = qualified(facts.table);
   const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', syncFunctions(change, names, facts, mode));
   const oldWithDefault = change.old.filter((c) => c.default !== null);

@@ -9,6 +9,8 @@ export const BODY_TAG = '$pgshift_body$';
 export interface ObjectNames {
   /** The plan's name, as the old-code gate records it. */
   readonly plan: string;
+  /** The old-code gate's current generation: the sync functions' mark sets a session setting named after it (old-code-mark.ts). */
+  readonly oldCodeGeneration: number;
   readonly forward: (index: number) => string;
   readonly reverse: (index: number) => string;
   /** The sync function (of UPDATE events only, when the plan has one trigger per event). */
@@ -23,12 +25,13 @@ export interface ObjectNames {
   readonly uniqueIndex: (column: string) => string;
 }
 
-/** Deterministic, length-safe names for a plan's generated objects. */
-export function objectNames(plan: string, facts: PlanFacts): ObjectNames {
+/** Deterministic, length-safe names for a plan's generated objects; `generation` is the old-code gate's (0 before it watches). */
+export function objectNames(plan: string, facts: PlanFacts, generation = 0): ObjectNames {
   const schema = facts.stateSchema;
   const fn = (name: string): string => qualified({ schema, name });
   return {
     plan,
+    oldCodeGeneration: generation,
     forward: (i) => fn(objectName(plan, `fwd${i}`)),
     reverse: (i) => fn(objectName(plan, `rev${i}`)),
     syncFunction: fn(objectName(plan, 'sync')),
@@ -253,7 +256,7 @@ export function syncFunction(change: ColumnChange, names: ObjectNames, facts: Pl
   // re-derive the old side. Only a new-code update could, so only that branch asks (and the one-way body).
   const notBackfill = inline ? `current_setting(${literal(BACKFILL_SETTING)}, true) IS DISTINCT FROM 'on'` : null;
   // The old-code gate's evidence (old-code-mark.ts): where a client, not the trigger, wrote the old side.
-  const mark = (depth: number, when?: string): string[] => oldCodeMark(names.plan, facts.stateSchema, pad(depth), when);
+  const mark = (depth: number, when?: string): string[] => oldCodeMark(names.plan, names.oldCodeGeneration, facts.stateSchema, pad(depth), when);
   const anyOld = change.old.map((c) => `NEW.${ident(c.name)} IS NOT NULL`).join(' OR ');
   const oldUpdate = `(${changed(change.old)}) AND NOT (${changed(change.new)})`;
   const newUpdate = notBackfill ? `(${changed(change.new)}) AND ${notBackfill}` : changed(change.new);

@@ -310,6 +310,77 @@ function version7(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 8: the old-code gate judges writes, not connections (issue 22).
+ *
+ * - `plans.old_code_generation` and `old_code_generation_at`: the gate's
+ *   current generation and when it started. The sync functions' mark sets a
+ *   session setting named after the generation (changes/old-code-mark.ts);
+ *   pgshift starts a new one when it starts watching and whenever a check saw
+ *   writes, so every session records again on its next old-side write. A
+ *   plan started before this version is in generation 0, started when the
+ *   plan started (null here).
+ * - `old_code_writes.last_at`: the session's latest recorded write. A
+ *   session recorded in an earlier generation moves it on, once per
+ *   generation (a row older than the generation's start), so a session
+ *   calling `old_code_write()` in a loop still writes nothing; its
+ *   application_name, user and address follow the latest write, which behind
+ *   a pooler is the client that wrote. Null for rows recorded before this
+ *   version: their first write is their last known one.
+ * - `old_code_write()` keeps version 6's checks of its caller and its cap.
+ */
+function version8(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `ALTER TABLE ${s}.plans ADD COLUMN IF NOT EXISTS old_code_generation integer NOT NULL DEFAULT 0 CHECK (old_code_generation >= 0)`,
+    `ALTER TABLE ${s}.plans ADD COLUMN IF NOT EXISTS old_code_generation_at timestamptz`,
+    `ALTER TABLE ${s}.old_code_writes ADD COLUMN IF NOT EXISTS last_at timestamptz`,
+    `CREATE OR REPLACE FUNCTION ${s}.old_code_write(plan_name text) RETURNS void
+      LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+      AS $pgshift_ow$
+      DECLARE
+        target regclass;
+        watch_from timestamptz;
+        started timestamptz := coalesce((SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a),
+                                        pg_catalog.pg_postmaster_start_time());
+      BEGIN
+        SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', p.facts #>> '{table,schema}', p.facts #>> '{table,name}')), p.old_code_generation_at
+          INTO target, watch_from
+          FROM ${s}.plans p WHERE p.name = plan_name AND p.status IN ('in_progress', 'failed');
+        IF target IS NULL THEN
+          RAISE EXCEPTION 'pgshift: % is not a plan in flight', pg_catalog.quote_literal(pg_catalog.left(plan_name, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF NOT pg_catalog.has_any_column_privilege(session_user, target, 'INSERT, UPDATE')
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                            WHERE pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER')
+                              AND pg_catalog.has_any_column_privilege(r.oid, target, 'INSERT, UPDATE')) THEN
+          RAISE EXCEPTION 'pgshift: role % may not write %, so it is not old code of plan %', session_user, target, plan_name
+            USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF EXISTS (SELECT FROM ${s}.old_code_writes w WHERE w.plan = plan_name AND w.pid = pg_catalog.pg_backend_pid() AND w.backend_start = started) THEN
+          -- Recorded already: once more per generation, so a loop of calls writes nothing.
+          UPDATE ${s}.old_code_writes w
+             SET last_at = pg_catalog.clock_timestamp(), application_name = pg_catalog.left(pg_catalog.current_setting('application_name'), 64),
+                 usename = session_user, client_addr = pg_catalog.inet_client_addr()
+           WHERE w.plan = plan_name AND w.pid = pg_catalog.pg_backend_pid() AND w.backend_start = started
+             AND watch_from IS NOT NULL AND coalesce(w.last_at, w.first_at) < watch_from;
+          RETURN;
+        END IF;
+        IF (SELECT pg_catalog.count(*) FROM ${s}.old_code_writes w WHERE w.plan = plan_name) >= 1000 THEN
+          DELETE FROM ${s}.old_code_writes w
+           WHERE w.ctid = (SELECT o.ctid FROM ${s}.old_code_writes o WHERE o.plan = plan_name ORDER BY o.first_at LIMIT 1);
+        END IF;
+        INSERT INTO ${s}.old_code_writes (plan, pid, backend_start, first_at, last_at, application_name, usename, client_addr)
+        VALUES (plan_name, pg_catalog.pg_backend_pid(), started, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp(),
+                pg_catalog.left(pg_catalog.current_setting('application_name'), 64), session_user, pg_catalog.inet_client_addr())
+        ON CONFLICT (plan, pid, backend_start) DO NOTHING;
+      END
+      $pgshift_ow$`,
+    `GRANT EXECUTE ON FUNCTION ${s}.old_code_write(text) TO PUBLIC`,
+  ];
+}
+
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
@@ -359,6 +430,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
     statements: version6,
   },
   { version: 7, description: 'steer a running backfill: pause, resume, tune', statements: version7 },
+  { version: 8, description: 'the old-code gate in generations: writes seen since a time, not sessions still connected', statements: version8 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -76,6 +76,15 @@ describe('state schema versions', () => {
     expect(checks.map((c) => c.conname)).toEqual(['plans_kind_format']);
     await db.sql(`UPDATE pgshift.plans SET kind = 'drop' WHERE name = 'old-rename'`);
     await db.sql(`UPDATE pgshift.plans SET kind = 'rename' WHERE name = 'old-rename'`);
+    // Version 8: plans from before it are in the old-code gate's generation 0, started when they did.
+    expect(await db.sql(`SELECT name, old_code_generation AS g, old_code_generation_at AS at FROM pgshift.plans ORDER BY name`)).toEqual([
+      { name: 'old-rename', g: 0, at: null },
+      { name: 'split-users-full-name', g: 0, at: null },
+    ]);
+    expect(await db.sql(`SELECT to_regclass('pgshift.old_code_writes') IS NOT NULL AS t`)).toEqual([{ t: true }]);
+    expect(
+      await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = 'pgshift.old_code_writes'::regclass AND attname = 'last_at' AND NOT attisdropped`),
+    ).toEqual([{ attname: 'last_at' }]);
   });
 
   it('upgrades once when two runners start at the same moment', async () => {

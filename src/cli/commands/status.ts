@@ -71,8 +71,9 @@ function render(rows: readonly PlanStatus[]): string {
 function oldCodeText(a: OldCodeActivity): string {
   if (a.quietMs <= 0) return 'gate off (guards.old_code_quiet is 0)';
   const quiet = quietPeriod(a.quietMs);
-  const total = a.lastSessionAt
-    ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last began ${ago(a.lastSessionAt)}, none still connected`
+  const total = a.lastWriteAt
+    ? `${a.sessions} client session(s) wrote the old columns since the plan started, the last recorded write ${ago(a.lastWriteAt)}, ` +
+      `none since the gate started watching afresh ${ago(a.watchingSince)}`
     : 'no write of the old columns seen';
   const watched = a.statementsWatched ? '' : ' (pg_stat_statements not installed: reads are not seen)';
   return a.recent
