@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
+import { oldCodeSetting } from '../../src/changes/old-code-mark.js';
 import { PHASES } from '../../src/phases/phases.js';
 import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, RENAME_YAML, SPLIT_YAML } from '../helpers/fixtures.js';
@@ -339,6 +340,55 @@ describe('split: exact SQL of every phase', () => {
         expect(['guarded', 'lock-only']).toContain(step.timeouts);
       }
     }
+  });
+});
+
+describe("the old-code gate's generation in the sync functions", () => {
+  /** Every statement of every phase, both ways. */
+  const all = (generation: number, f: PlanFacts): string[] =>
+    PHASES.flatMap((phase) => {
+      const program = compileProgram(plan(SPLIT_YAML), f, generation);
+      return [...sql(program[phase].apply), ...sql(program[phase].rollback)];
+    });
+
+  it('changes only the session setting name of the mark: no test, call or statement more per row', () => {
+    for (const f of [
+      facts,
+      {
+        ...facts,
+        inline: {
+          label: 'pgshift_expr',
+          oldTypes: ['text'],
+          newTypes: ['text', 'text'],
+          forward: ['a', 'b'],
+          reverse: ['c'],
+          oldDefaults: [null],
+          bound: true,
+        },
+      },
+    ]) {
+      const first = all(0, f);
+      const third = all(3, f);
+      expect(third).not.toEqual(first);
+      expect(third.map((s) => s.replaceAll(`'pgshift.ow3_split_users_full_name'`, `'pgshift.ow_split_users_full_name'`))).toEqual(first);
+      // The only lines that differ are the mark's test of the setting and its set_config.
+      const changed = third.flatMap((s, i) => s.split('\n').filter((line, j) => line !== first[i]!.split('\n')[j]));
+      expect(new Set(changed.map((line) => line.trim().replace(/^IF .*current_setting/, 'IF … current_setting')))).toEqual(
+        new Set([
+          `IF … current_setting('pgshift.ow3_split_users_full_name', true) IS NULL THEN`,
+          `PERFORM set_config('pgshift.ow3_split_users_full_name', 'recorded', false);`,
+        ]),
+      );
+    }
+  });
+
+  it('names one setting per plan and generation; generation 0 keeps the name of plans in flight before generations', () => {
+    expect(oldCodeSetting('split-users-full-name')).toBe('pgshift.ow_split_users_full_name');
+    expect(oldCodeSetting('split-users-full-name', 0)).toBe('pgshift.ow_split_users_full_name');
+    expect(oldCodeSetting('split-users-full-name', 12)).toBe('pgshift.ow12_split_users_full_name');
+    // The digits end at the first underscore, so no plan name forges another's generation.
+    expect(oldCodeSetting('a', 12)).not.toBe(oldCodeSetting('2-a', 1));
+    expect(oldCodeSetting('1-a', 0)).not.toBe(oldCodeSetting('a', 1));
   });
 });
 
