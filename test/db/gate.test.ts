@@ -263,6 +263,51 @@ describe('old-code gate with pg_stat_statements', () => {
   });
 });
 
+describe('a plan in flight with the mark it had before generations', () => {
+  let db: TestDatabase;
+  let cli: (...args: string[]) => ReturnType<typeof runCli>;
+  beforeAll(async () => {
+    db = await freshDatabase();
+    cli = await usersDb(db, await planDir({ [`${PLAN}.yaml`]: YAML }));
+  });
+  const watch = async (): Promise<{ g: number; at: Date | null; mark: string | null }> =>
+    (
+      await db.sql<{ g: number; at: Date | null; mark: string | null }>(
+        `SELECT old_code_generation AS g, old_code_generation_at AS at,
+                substring(prosrc from 'pgshift\\.ow[0-9]*_split_users_full_name') AS mark
+           FROM pgshift.plans, pg_proc WHERE name = '${PLAN}' AND pg_proc.oid = to_regprocedure('"pgshift"."split-users-full-name_sync"()')`,
+      )
+    )[0]!;
+
+  it('is generation 0 since its start; the first look that sees writes starts generation 1 and it goes once quiet', async () => {
+    // With the gate off, switch-read starts no watch: the plan stands as one from before state schema version 8 would.
+    expect((await cli('apply', PLAN, '--phase', 'switch-read', '--old-code-quiet', '0')).code).toBe(0);
+    expect(await watch()).toEqual({ g: 0, at: null, mark: 'pgshift.ow_split_users_full_name' });
+    const old = await oldRelease(db.url);
+    afterAll(() => old.stop());
+    await waitFor(async () => (await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pgshift.old_code_writes`))[0]!.n > 0);
+
+    const refused = await cli('apply', PLAN, '--phase', 'stop-write');
+    expect(refused.code).toBe(2);
+    expect(refused.errors).toMatch(/application_name "old-release"/);
+    const first = await watch();
+    expect(first).toMatchObject({ g: 1, mark: 'pgshift.ow1_split_users_full_name' });
+    // The same session, recorded once already, records again in the new generation: its row's last write moves on.
+    await waitFor(
+      async () => (await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE last_at >= $1`, [first.at]))[0]!.n === 1,
+    );
+    expect((await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pgshift.old_code_writes`))[0]!.n).toBe(1);
+
+    await old.stop();
+    expect((await cli('apply', PLAN, '--phase', 'stop-write')).code).toBe(2);
+    expect(await watch()).toMatchObject({ g: 2, mark: 'pgshift.ow2_split_users_full_name' });
+    await sleep(WAIT_QUIET_MS);
+    expect((await cli('apply', PLAN, '--phase', 'stop-write')).code).toBe(0);
+    // stop-write redefined the function one-way in the current generation's name.
+    expect(await watch()).toMatchObject({ g: 2, mark: 'pgshift.ow2_split_users_full_name' });
+  });
+});
+
 describe('drift', () => {
   const UNIQUE_PLAN = 'split-users-unique';
   const yaml = splitPlanYaml(
