@@ -160,10 +160,11 @@ export async function lookForOldCode(client: Client, schema: string, subject: Ol
   let lastWriteAt: Date | null = null;
   let writers: OldCodeWriter[] = [];
   if (versioned) {
-    // last_at is null for a row recorded before state schema version 8: its first write is its last known one.
+    // last_at is null for a row recorded before state schema version 8: its first write is its last known one. A
+    // session recorded in an earlier life of the plan (rolled back and started again) counts by its latest write.
     const last = version >= 8 ? 'coalesce(w.last_at, w.first_at)' : 'w.first_at';
     const total = await client.query<{ sessions: number; last: Date | null }>(
-      `SELECT count(*)::float8 AS sessions, max(${last}) AS last FROM ${s}.old_code_writes w WHERE w.plan = $1 AND w.first_at >= $2`,
+      `SELECT count(*)::float8 AS sessions, max(${last}) AS last FROM ${s}.old_code_writes w WHERE w.plan = $1 AND ${last} >= $2`,
       [subject.plan, subject.startedAt],
     );
     sessions = total.rows[0]?.sessions ?? 0;
@@ -174,7 +175,7 @@ export async function lookForOldCode(client: Client, schema: string, subject: Ol
         `SELECT w.pid, w.application_name AS "applicationName", w.usename AS "user", host(w.client_addr) AS "clientAddress",
                 w.first_at AS "firstAt", ${last} AS "lastAt"
            FROM ${s}.old_code_writes w
-          WHERE w.plan = $1 AND w.first_at >= $2 AND ${last} >= $3
+          WHERE w.plan = $1 AND ${last} >= greatest($2::timestamptz, $3::timestamptz)
           ORDER BY ${last} DESC LIMIT ${OLD_CODE_WRITERS_SHOWN}`,
         [subject.plan, subject.startedAt, watch.since],
       );

@@ -306,6 +306,24 @@ describe('a plan in flight with the mark it had before generations', () => {
     // stop-write redefined the function one-way in the current generation's name.
     expect(await watch()).toMatchObject({ g: 2, mark: 'pgshift.ow2_split_users_full_name' });
   });
+
+  it('counts a session recorded in an earlier life of the plan by its latest write once the plan starts again', async () => {
+    const again = new pg.Client({ connectionString: db.url, application_name: 'old-again' });
+    await again.connect();
+    afterAll(() => again.end().catch(() => undefined));
+    // After stop-write a client writing the old side is old code: recorded in this life of the plan.
+    await again.query(`UPDATE users SET full_name = 'Old Again' WHERE id = 11`);
+    expect((await db.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pgshift.old_code_writes WHERE application_name = 'old-again'`))[0]!.n).toBe(1);
+    expect((await cli('rollback', PLAN, '--phase', 'expand')).code).toBe(0);
+    expect((await cli('apply', PLAN, '--phase', 'switch-read')).code).toBe(0);
+    // Watched past the quiet period with nothing written: the gate would open now.
+    await sleep(WAIT_QUIET_MS);
+    // The same session writes the old side again: its row (first write in the earlier life) moves its last write on.
+    await again.query(`UPDATE users SET full_name = 'Old Again' WHERE id = 12`);
+    const refused = await cli('apply', PLAN, '--phase', 'stop-write');
+    expect(refused.code).toBe(2);
+    expect(refused.errors).toMatch(/application_name "old-again"/);
+  });
 });
 
 describe('drift', () => {
