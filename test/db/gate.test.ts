@@ -305,6 +305,10 @@ describe('a plan in flight with the mark it had before generations', () => {
     expect((await cli('apply', PLAN, '--phase', 'stop-write')).code).toBe(0);
     // stop-write redefined the function one-way in the current generation's name.
     expect(await watch()).toMatchObject({ g: 2, mark: 'pgshift.ow2_split_users_full_name' });
+    // plan show prints what a phase would run now: in the current generation's name.
+    const shown = await cli('show', PLAN, '--phase', 'stop-write');
+    expect(shown.stdout).toContain(`'pgshift.ow2_split_users_full_name'`);
+    expect(shown.stdout).not.toContain(`'pgshift.ow_split_users_full_name'`);
   });
 
   it('counts a session recorded in an earlier life of the plan by its latest write once the plan starts again', async () => {
