@@ -46,9 +46,10 @@ const WATCH_AFTER: readonly Phase[] = ['switch-read'];
  * updates). A statement that calls the function never locks it, so no
  * application write waits; each session recompiles the function on its next
  * call after the commit (plpgsql checks the row's version).
- * The start is taken last, just before the commit: a write between it and
- * the commit is then at worst counted in the new generation by a session not
- * yet recorded, never missed by one.
+ * The start is taken last, just before the commit: sessions see the new
+ * function only from the commit on, so this keeps the one window in which a
+ * session recorded in the old generation writes unrecorded down to the
+ * commit itself.
  *
  * Nothing happens for a plan without sync functions (a metadata-only retype,
  * a drop) or a state schema older than version 8 (ensure() upgrades it first).
@@ -64,8 +65,9 @@ export async function startOldCodeGeneration(client: Client, schema: string, pla
     `SELECT substring(prosrc from '-- pgshift sync, mode (\\S+)') AS mode FROM pg_proc WHERE oid = to_regprocedure($1)`,
     [`${first.fn}()`],
   );
-  const mode = rows[0]?.mode as SyncMode | null | undefined;
-  if (!mode) return null;
+  const mode = rows[0]?.mode;
+  // No sync function (dropped by hand: drift says so), or one pgshift did not write: nothing to redefine.
+  if (!isSyncMode(mode)) return null;
   const change = resolveChange(plan.change, state.facts);
   return withTransaction(client, async () => {
     await client.query(`SET LOCAL lock_timeout = ${plan.guards.lockTimeoutMs}`);
@@ -77,6 +79,9 @@ export async function startOldCodeGeneration(client: Client, schema: string, pla
     return next;
   });
 }
+
+const SYNC_MODES: readonly string[] = ['two-way', 'two-way-defaults', 'one-way'] satisfies SyncMode[];
+const isSyncMode = (mode: string | null | undefined): mode is SyncMode => mode != null && SYNC_MODES.includes(mode);
 
 /** After `phase` was applied: start watching afresh when it is one the gate watches after (see {@link startOldCodeGeneration}). */
 export async function watchAfter(session: PlanSession, state: PlanState, phase: Phase): Promise<void> {
