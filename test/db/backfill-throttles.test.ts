@@ -86,8 +86,13 @@ describe('max_slot_lag', () => {
       const [outcome] = await running;
       expect(outcome!.error).toBeUndefined();
       expect(messages().some((m) => m.startsWith('throttles clear after'))).toBe(true);
-      await consume();
-      // Every row the walk changed reached the slot (the backfill's updates, and nothing else updated the table).
+      // Every row the walk changed reaches the slot (the backfill's updates, and nothing else updated the table).
+      // The batches commit asynchronously and a slot decodes only WAL already flushed (the WAL writer does it within
+      // wal_writer_delay): read until the last batch is there, never past 20,000.
+      await waitFor('every backfilled row decoded', async () => {
+        await consume();
+        return decodedUpdates >= 20_000;
+      });
       expect(decodedUpdates).toBe(20_000);
       expect(await inconsistentRows(db, 'slotted')).toBe(0);
     } finally {
