@@ -79,7 +79,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   const started = inFlight(state);
   if (!started) {
     // Before the catalog check: a plan queued behind another may name columns that one has yet to make.
-    const waiting = await waitingBehind(client, store, plan, queue);
+    const waiting = await waitingBehind(client, new Map((await store.all()).map((s) => [s.name, s])), plan, queue);
     if (waiting) {
       log.info({ waiting }, `${plan.name}: ${waitingText(waiting)}`);
       return { plan: plan.name, from: current, to: current, phases: [], waiting };

@@ -1,8 +1,9 @@
 import type { Client } from '../db/client.js';
-import { display, ident } from '../db/ident.js';
+import { resolveTable } from '../db/catalog.js';
+import { display } from '../db/ident.js';
 import type { Phase } from '../phases/phases.js';
 import type { Plan } from '../plan/types.js';
-import { inFlight, type PlanState, type StateStore } from '../state/store.js';
+import { inFlight, type PlanState } from '../state/store.js';
 
 /** The plan a plan that has not started waits for, and where that one stands. */
 export interface Waiting {
@@ -19,8 +20,7 @@ export interface Waiting {
  * in flight on its table (one started by hand out of order). One plan in
  * flight per table: the next starts once the one before it is contracted.
  */
-export async function waitingBehind(client: Client, store: StateStore, plan: Plan, queue: readonly Plan[]): Promise<Waiting | null> {
-  const states = new Map((await store.all()).map((s) => [s.name, s]));
+export async function waitingBehind(client: Client, states: ReadonlyMap<string, PlanState>, plan: Plan, queue: readonly Plan[]): Promise<Waiting | null> {
   const behind = (name: string): Waiting | null => {
     const s = states.get(name);
     if (s?.status === 'complete') return null;
@@ -37,22 +37,13 @@ export async function waitingBehind(client: Client, store: StateStore, plan: Pla
     if (s?.status === 'complete') continue;
     if ((s && inFlight(s) ? s.table : await tableName(client, earlier.table)) === table) return behind(earlier.name);
   }
-  const other = await store.inFlightOn(table, plan.name);
+  const other = [...states.values()].find((s) => s.name !== plan.name && s.table === table && inFlight(s));
   return other ? { behind: other.name, at: other.phase, status: other.status } : null;
 }
 
 /** `schema.table` of a plan's table as the catalog resolves it now (as written when it does not exist yet). */
 async function tableName(client: Client, table: Plan['table']): Promise<string> {
-  const written = [table.schema, table.name]
-    .filter((p): p is string => p !== undefined)
-    .map(ident)
-    .join('.');
-  const { rows } = await client.query<{ schema: string; name: string }>(
-    `SELECT n.nspname AS schema, c.relname AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.oid = pg_catalog.to_regclass($1)`,
-    [written],
-  );
-  return rows[0] ? display(rows[0]) : display({ schema: table.schema ?? 'public', name: table.name });
+  return display((await resolveTable(client, table)) ?? { schema: table.schema ?? 'public', name: table.name });
 }
 
 /** `waiting behind rename-users-user-name (at backfill)`. */

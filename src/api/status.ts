@@ -81,7 +81,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         drift: checked ? await driftOf(client, plan!, checked) : null,
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
         steering: state && inFlight(state) ? await store.control(name) : null,
-        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, store, plan, queue) : null,
+        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, queue) : null,
       });
     }
     return rows;

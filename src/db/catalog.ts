@@ -31,8 +31,8 @@ export async function resolveTable(client: Client, table: { schema?: string | un
   const text = table.schema ? `${ident(table.schema)}.${ident(table.name)}` : ident(table.name);
   const { rows } = await client.query<{ schema: string; name: string; relkind: string }>(
     `SELECT n.nspname AS schema, c.relname AS name, c.relkind
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.oid = to_regclass($1)`,
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = pg_catalog.to_regclass($1)`,
     [text],
   );
   const row = rows[0];
