@@ -50,15 +50,16 @@ export interface PlanStatus {
 /**
  * The state of each plan given (from files); with `includeUnlisted`, also
  * every plan the database knows that no file names, so nothing in flight
- * goes unseen.
+ * goes unseen. `queue` (default: `plans`) is the whole folder, whose release
+ * order says what a plan not started waits behind.
  */
-export async function status(plans: readonly Plan[], options: RunOptions = {}, includeUnlisted = false): Promise<PlanStatus[]> {
+export async function status(plans: readonly Plan[], options: RunOptions = {}, includeUnlisted = false, queue: readonly Plan[] = plans): Promise<PlanStatus[]> {
   return withState(options, async (client, store) => {
     const states = new Map((await store.all()).map((s) => [s.name, s]));
     const backfills = await store.allBackfills();
     const events = await store.lastEvents();
     const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
-    const queue = releaseOrder(plans, { known: false });
+    const order = releaseOrder(queue, { known: false });
     const rows: PlanStatus[] = [];
     for (const name of [...names].sort()) {
       const file = plans.find((p) => p.name === name);
@@ -81,7 +82,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         drift: checked ? await driftOf(client, plan!, checked) : null,
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
         steering: state && inFlight(state) ? await store.control(name) : null,
-        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, queue) : null,
+        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, order) : null,
       });
     }
     return rows;

@@ -24,6 +24,11 @@ describe("the project's own plans folder", () => {
 
   it('reaches contract with every plan by one apply --phase next per release, exiting 0 each time', async () => {
     const args = ['--dir', PLANS, '--database-url', db.url];
+    // Named alone, a plan is still placed by the whole folder: it waits behind the plan before it, not started yet.
+    const named = await runCli(['plan', 'status', 'split-users-full-name', '--json', ...args]);
+    expect(named.lines[0]).toEqual([
+      expect.objectContaining({ plan: 'split-users-full-name', waiting: { behind: 'rename-users-user-name', at: null, status: 'not_started' } }),
+    ]);
     const releases: string[][] = [];
     for (let release = 1; release <= 20; release++) {
       const status = await runCli(['plan', 'status', '--json', ...args]);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
 import { describeOldCode, quietPeriod, type OldCodeActivity } from '../../api/old-code.js';
 import { phaseIndex, PHASES } from '../../phases/phases.js';
-import { loadPlans } from '../../plan/load.js';
+import { loadPlans, readPlans } from '../../plan/load.js';
 import { runOnFleet, targetsOf, withFleetOptions, type FleetOptions } from '../fleet.js';
 import { runOptions, withCommonOptions, type CommonOptions } from '../options.js';
 import { ago, table } from '../output.js';
@@ -17,13 +17,15 @@ export function statusCommand(plan: Command, run: Run): void {
   withFleetOptions(command).action(async (names: string[], o: CommonOptions & FleetOptions) =>
     run(o, async (output) => {
       const plans = await loadPlans(o.dir, names);
+      // The whole folder decides the order, also when only some plans are named.
+      const queue = names.length ? (await readPlans(o.dir)).plans : plans;
       const targets = await targetsOf(o);
       if (targets.length > 1) {
         return runOnFleet(
           output,
           targets,
           o,
-          (url) => status(plans, runOptions(o, url), names.length === 0),
+          (url) => status(plans, runOptions(o, url), names.length === 0, queue),
           (rows) =>
             rows.map((r) => ({
               plan: r.plan,
@@ -33,7 +35,7 @@ export function statusCommand(plan: Command, run: Run): void {
             })),
         );
       }
-      const rows = await status(plans, runOptions(o), names.length === 0);
+      const rows = await status(plans, runOptions(o), names.length === 0, queue);
       if (output.json) output.document(rows);
       else output.result({}, render(rows));
       return {};
