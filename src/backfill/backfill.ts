@@ -493,7 +493,7 @@ async function analyzeNewColumns(input: BackfillInput, client: Client): Promise<
   const { ctx, plan, facts } = input;
   const started = performance.now();
   try {
-    const columns = input.change.new.map((c) => ident(c.name)).join(', ');
+    const columns = (input.inPlace?.columns ?? input.change.new.map((c) => c.name)).map(ident).join(', ');
     await withGuards(client, 'guarded', analyzeGuards(plan.guards), () => client.query(`ANALYZE ${qualified(facts.table)} (${columns})`));
     ctx.log.info({ ms: Math.round(performance.now() - started) }, `analyzed ${facts.table.schema}.${facts.table.name} after the backfill`);
   } catch (error) {

@@ -184,8 +184,10 @@ async function runBatch(
       'BEGIN',
       `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
       `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
-      planTransactionSettings(facts, true),
-      `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
+      planTransactionSettings(facts, true, input.inPlace !== undefined),
+      input.inPlace
+        ? `UPDATE ${qualified(table)} AS ${input.inPlace.alias} SET ${input.inPlace.set} WHERE ${range} AND ${input.inPlace.stale}`
+        : `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
     ];
     // A full batch covered exactly `size` keys; the last, partial one counts its own.
     const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));

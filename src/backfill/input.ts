@@ -1,4 +1,5 @@
 import type { ColumnChange, PlanFacts } from '../changes/model.js';
+import type { InPlaceFix } from '../changes/steps.js';
 import type { ObjectNames } from '../changes/sql-objects.js';
 import type { QualifiedName } from '../db/ident.js';
 import type { RunContext } from '../guard/context.js';
@@ -36,6 +37,8 @@ export interface BackfillInput {
   readonly facts: PlanFacts;
   readonly change: ColumnChange;
   readonly names: ObjectNames;
+  /** Fix existing rows in place instead of filling the new columns (the backfill step's `inPlace`). */
+  readonly inPlace?: InPlaceFix | undefined;
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
 }
 

@@ -20,9 +20,9 @@ export async function enterPlanTransaction(client: Client, facts: PlanFacts, bac
   await client.query(planTransactionSettings(facts, backfill));
 }
 
-/** The `SELECT set_config(…)` statement `enterPlanTransaction` runs, for a batch that sends it along with others. */
-export function planTransactionSettings(facts: PlanFacts, backfill: boolean): string {
-  const settings = [`pg_catalog.set_config('search_path', ${literal(facts.inline?.bound ? SAFE_SEARCH_PATH : facts.searchPath)}, true)`];
+/** The `SELECT set_config(…)` statement `enterPlanTransaction` runs, for a batch that sends it along with others; `bound`: its SQL binds every name already (an in-place fix). */
+export function planTransactionSettings(facts: PlanFacts, backfill: boolean, bound = false): string {
+  const settings = [`pg_catalog.set_config('search_path', ${literal(bound || facts.inline?.bound ? SAFE_SEARCH_PATH : facts.searchPath)}, true)`];
   if (backfill) {
     settings.push(`pg_catalog.set_config(${literal(BACKFILL_SETTING)}, 'on', true)`);
     // A batch and its checkpoint commit together, and both are derived from

@@ -74,10 +74,29 @@ export interface SqlStep {
   readonly concurrentIndex?: { readonly schema: string; readonly name: string } | undefined;
 }
 
-/** Fill the new columns of existing rows in keyset batches. */
+/** Fill the new columns of existing rows in keyset batches (or, with `inPlace`, fix a column of them). */
 export interface BackfillStep {
   readonly kind: 'backfill';
   readonly description: string;
+  /** Rewrite existing rows in place instead of filling new columns (a kind with a program of its own, e.g. `constrain`). */
+  readonly inPlace?: InPlaceFix | undefined;
+}
+
+/**
+ * What a backfill batch writes when it fixes rows in place: each batch runs
+ * `UPDATE table AS <alias> SET <set> WHERE <its key range> AND <stale>`. The
+ * texts name the row's columns through `alias` and every other name
+ * qualified (printed by PostgreSQL at plan start), so the batch runs under
+ * the fixed `search_path = pg_catalog, pg_temp`.
+ */
+export interface InPlaceFix {
+  readonly alias: string;
+  /** The assignments, e.g. `"email" = COALESCE(new.email, '')`. */
+  readonly set: string;
+  /** True for a row the batch must rewrite. */
+  readonly stale: string;
+  /** The columns the batch rewrites (ANALYZEd after it). */
+  readonly columns: readonly string[];
 }
 
 /** Count rows where old and new disagree; fail with exit 4 if any. */

@@ -30,7 +30,7 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
     case 'sql':
       return runSqlStep(input.ctx, step);
     case 'backfill': {
-      const result = await runBackfill({ ...input });
+      const result = await runBackfill({ ...input, inPlace: step.inPlace });
       return `${result.rowsDone} rows`;
     }
     case 'verify': {
