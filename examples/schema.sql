@@ -24,3 +24,12 @@ CREATE TABLE orders (
 );
 INSERT INTO orders (price)
 SELECT (g % 1000) || '.' || lpad((g % 100)::text, 2, '0') FROM generate_series(1, 10000) g;
+
+-- plans/constrain-subscribers-email.yaml: every tenth email is missing, every
+-- twentieth is not an address.
+CREATE TABLE subscribers (
+  id bigserial PRIMARY KEY,
+  email text
+);
+INSERT INTO subscribers (email)
+SELECT CASE WHEN g % 10 = 0 THEN NULL WHEN g % 20 = 5 THEN 'subscriber' || g ELSE 's' || g || '@example.com' END FROM generate_series(1, 10000) g;

@@ -118,6 +118,14 @@ const KINDS: Record<ChangeKind, Kind> = {
     old: (i) => ({ columns: { legacy_code: `L${i}`, note: `old ${i}` }, reads: { legacy_code: `L${i}`, note: `old ${i}` } }),
     new: (i) => ({ columns: { note: `new ${i}` }, reads: { note: `new ${i}` } }),
   },
+  constrain: {
+    // Old code leaves email out (NULL): from dual-write the trigger fixes it, run by the DML-only role, else its writes would fail.
+    ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, email text, note text)`,
+    yaml: (s) =>
+      `plan: roles-constrain\ntable: ${s}.people\nconstrain: { column: email, not_null: true, check: "email like '%@%'", fix: "coalesce(email, 'unknown') || '@invalid'" }\n${GUARDS}`,
+    old: (i) => ({ columns: { note: `old ${i}` }, reads: { note: `old ${i}` } }),
+    new: (i) => ({ columns: { email: `new${i}@example.com`, note: `new ${i}` }, reads: { email: `new${i}@example.com`, note: `new ${i}` } }),
+  },
 };
 
 /** Which code versions may run once `phase` is applied (design §2). */
