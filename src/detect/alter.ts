@@ -1,6 +1,7 @@
 import { as, list, rangeVar, str, tableKey, typeText, type Node, type ParsedStatement, type TableRef } from './ast.js';
 import { shown, type At, type FileState, type Finding } from './context.js';
 import { columnFacts, isSerial } from './schema.js';
+import { constrainNotNull } from './constrain.js';
 import { retypeSpans } from './spans.js';
 import { rewriteFree } from './types.js';
 
@@ -65,7 +66,8 @@ function judgeCommand(cmd: Node, t: TableRef, key: string, fresh: boolean, s: Pa
           'set-not-null',
           t,
           `SET NOT NULL on ${name} scans ${shown(t)} under ACCESS EXCLUSIVE: no reads or writes until every row is checked, and old code that writes NULL fails after it`,
-          `first ADD CONSTRAINT … CHECK (${name} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT in its own transaction (reads and writes go on), then SET NOT NULL (no scan), then drop the check; a future pgshift \`constrain\` plan will do this and fix old code's NULLs`,
+          `first ADD CONSTRAINT … CHECK (${name} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT in its own transaction (reads and writes go on), then SET NOT NULL (no scan), then drop the check; the pgshift \`constrain\` plan does this and fixes old code's NULLs`,
+          constrainNotNull(t, name),
         ),
       ];
     }

@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
 import { PLACEHOLDER } from '../plan/schema.js';
+import { constrainPlanBody } from './constrain.js';
 import { ident, type ColumnChangeSuggestion } from './context.js';
 
 /** A plan file `detect` proposes instead of an unsafe statement. */
@@ -41,16 +42,18 @@ export function suggestPlan(change: ColumnChangeSuggestion, source: string): Sug
       ? { plan: name, table, rename: { column: change.column, to: change.to } }
       : change.kind === 'drop'
         ? { plan: name, table, drop: { column: change.column } }
-        : {
-            plan: name,
-            table,
-            retype: {
-              column: change.column,
-              to: change.to,
-              as: `${change.column}_new`,
-              using: change.using ?? `${ident(change.column)}::${change.to}`,
-              reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
-            },
-          };
+        : change.kind === 'constrain'
+          ? { plan: name, table, ...constrainPlanBody(change) }
+          : {
+              plan: name,
+              table,
+              retype: {
+                column: change.column,
+                to: change.to,
+                as: `${change.column}_new`,
+                using: change.using ?? `${ident(change.column)}::${change.to}`,
+                reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
+              },
+            };
   return { name, yaml: `# Written by \`migrate plan detect\` for ${source}.\n${stringify(body)}` };
 }

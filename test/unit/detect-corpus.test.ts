@@ -31,6 +31,7 @@ const PLAN_KIND: Readonly<Record<string, string>> = {
   'drop-add-rename': 'rename',
   'drop-add-retype': 'retype',
   'retype-rewrite': 'retype',
+  'set-not-null': 'constrain',
 };
 
 /**

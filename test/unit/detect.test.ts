@@ -66,6 +66,7 @@ describe('detect', () => {
       'drizzle/0001_rename_username.sql',
       'prisma/20240201000000_rename_name/migration.sql',
       'prisma/20240301000000_price_decimal/migration.sql',
+      'prisma/20240501000000_required_email/migration.sql',
       'sql/004_orders_amount_numeric.sql',
       'sql/005_audit_and_display_name.sql',
     ]);
@@ -114,6 +115,17 @@ describe('detect: the classes real migrations showed it missed', () => {
     const { found, findings } = await detectSql(USERS, 'SELECT 1;\nALTER TABLE users DROP COLUMN bio;\n');
     expect(found).toEqual([[2, 'drop-column']]);
     expect(parsePlan(suggestedYaml(findings[0]!), 'x.yaml')).toMatchObject({ table: { name: 'users' }, change: { kind: 'drop', column: 'bio' } });
+  });
+
+  it('SET NOT NULL on an existing table, with the constrain plan (no fix: lint names the NULLs until one is written)', async () => {
+    const { found, findings } = await detectSql(USERS, 'ALTER TABLE users ALTER COLUMN bio SET NOT NULL;\n');
+    expect(found).toEqual([[1, 'set-not-null']]);
+    expect(findings[0]!.fix).toMatch(/the pgshift `constrain` plan does this and fixes old code's NULLs/);
+    expect(parsePlan(suggestedYaml(findings[0]!), 'x.yaml')).toMatchObject({
+      name: 'constrain-users-bio',
+      table: { name: 'users' },
+      change: { kind: 'constrain', column: 'bio', not_null: true },
+    });
   });
 
   it('DROP TABLE of an existing table, not of one the file creates', async () => {
