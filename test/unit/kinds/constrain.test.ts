@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ConstrainFacts } from '../../../src/changes/kinds/constrain/spec.js';
+import { constrain } from '../../../src/changes/kinds/constrain/index.js';
+import { parseReference, type ConstrainFacts } from '../../../src/changes/kinds/constrain/spec.js';
 import type { PlanFacts } from '../../../src/changes/model.js';
 import { compileProgram } from '../../../src/changes/program.js';
 import type { Step } from '../../../src/changes/steps.js';
@@ -146,5 +147,25 @@ describe('constrain without a fix', () => {
     expect(program.backfill).toEqual({ apply: [], rollback: [] });
     expect(program['stop-write']).toEqual({ apply: [], rollback: [] });
     expect(sql(program.contract.apply)[0]).toBe(`ALTER TABLE ${T} ALTER COLUMN "email" SET NOT NULL`);
+  });
+});
+
+describe('constrain in a plan file', () => {
+  const parse = (body: string) => () => plan(`plan: constrain-subscribers-email\ntable: public.subscribers\nconstrain: ${body}`);
+
+  it('refuses a plan that adds nothing (in the catalog check), a malformed reference and not_null: false, naming the field', () => {
+    expect(constrain.check({ column: 'email', fix: '1' })).toEqual([
+      { path: 'constrain', message: 'says nothing to add: give not_null: true, check or foreign_key' },
+    ]);
+    expect(parse('{ column: org_id, foreign_key: { references: orgs } }')).toThrow(/constrain\.foreign_key\.references: must be schema\.table\(column\)/);
+    expect(parse('{ column: email, not_null: false }')).toThrow(/constrain\.not_null: must be true \(leave it out otherwise\)/);
+  });
+
+  it('reads a reference with quoted parts as PostgreSQL folds them', () => {
+    expect(plan(`plan: p\ntable: t\nconstrain: { column: c, foreign_key: { references: 'Billing."Orgs"(ID)' } }`).change).toMatchObject({
+      kind: 'constrain',
+      foreign_key: { references: 'Billing."Orgs"(ID)' },
+    });
+    expect(parseReference('Billing."Orgs"(ID)')).toEqual({ table: { schema: 'billing', name: 'Orgs' }, column: 'id' });
   });
 });

@@ -1,5 +1,5 @@
 import { PlanError } from '../../../errors.js';
-import { needTargets, oldFacts, proposed, TEXTUAL, type ChangeKindModule, type KindProblem } from '../kind.js';
+import { needTargets, proposed, TEXTUAL, type ChangeKindModule, type KindProblem } from '../kind.js';
 import { learnConstrain } from './learn.js';
 import { constrainProgram } from './program.js';
 import { constrainSchema, type ConstrainFacts } from './spec.js';
@@ -34,10 +34,9 @@ export const constrain = {
     return problems;
   },
   learn: learnConstrain,
-  resolve: (change, facts) => {
-    const old = oldFacts(facts, change.column);
-    return { old: [{ name: old.name, type: old.type, notNull: old.notNull, default: old.default, reverse: 'NULL' }], new: [] };
-  },
+  // No column is replaced: old and new code write the same one. So nothing counts as an old side, and the old-code
+  // gate (which looks for statements naming old columns) does not mistake new code's writes of the column for old code's.
+  resolve: () => ({ old: [], new: [] }),
   program: (change, facts) =>
     constrainProgram(change, { ...facts, constrain: facts.constrain ?? { fix: null, check: null, checkDefinition: null, references: null } }),
   uniques: () => [],
