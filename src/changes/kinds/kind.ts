@@ -6,6 +6,7 @@ import type { QualifiedName } from '../../db/ident.js';
 import { PlanError } from '../../errors.js';
 import type { DependentView } from '../dependent-views.js';
 import type { ChangeOutline, ColumnChange, PlanFacts } from '../model.js';
+import type { ObjectNames } from '../sql-objects.js';
 import type { PhaseProgram } from '../steps.js';
 
 /**
@@ -47,8 +48,11 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   learn?(spec: z.output<Schema>, catalog: KindCatalog): Promise<{ readonly problems: readonly KindProblem[]; readonly facts: Facts }>;
   /** The old and new columns, which the shared six-phase program is compiled from. */
   resolve(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): ColumnChange;
-  /** A program of the kind's own, when the change has another shape than old ↔ new columns; undefined = the shared one. */
-  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): PhaseProgram | undefined;
+  /**
+   * A program of the kind's own, when the change has another shape than old ↔ new columns; undefined = the shared one.
+   * `names` are the plan's generated objects' names, for a program that makes functions or triggers of its own.
+   */
+  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>, names: ObjectNames): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */
