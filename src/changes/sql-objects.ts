@@ -97,14 +97,17 @@ export function expressionFunctions(change: ColumnChange, names: ObjectNames, fa
     // A column that reads other columns than the old ones (`reads`) has their types printed in `oldTypes`.
     const oldParams = (c: NewColumn): string => (c.reads ?? change.old).map((r, i) => `${ident(r.name)} ${inline.oldTypes[i]}`).join(', ');
     const newParams = change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]}`).join(', ');
+    // PostgreSQL prints a parameter used inside a subquery qualified by the printing function's name (the label):
+    // here the function has its own name, which qualifies its parameters the same way.
+    const own = (text: string, fn: string): string => text.replaceAll(`${inline.label}.`, `${ident(objectName(names.plan, fn))}.`);
     return [
       ...change.new.map(
         (c, i) => `CREATE OR REPLACE FUNCTION ${names.forward(i)}(${oldParams(c)}) RETURNS ${inline.newTypes[i]} LANGUAGE sql
-RETURN ${inline.forward[i]}`,
+RETURN ${own(inline.forward[i]!, `fwd${i}`)}`,
       ),
       ...change.old.map(
         (_, i) => `CREATE OR REPLACE FUNCTION ${names.reverse(i)}(${newParams}) RETURNS ${inline.oldTypes[i]} LANGUAGE sql
-RETURN ${inline.reverse[i]}`,
+RETURN ${own(inline.reverse[i]!, `rev${i}`)}`,
       ),
     ];
   }
