@@ -127,6 +127,8 @@ export interface ChangeOutline {
     readonly field: string;
     /** The name expressions over the new side use for it (retype: the old column's name); default `name`. */
     readonly exprName?: string | undefined;
+    /** The field its name was written in, for messages about the name; default `field` with `.type` made `.name`. */
+    readonly nameField?: string | undefined;
   }[];
   readonly expressions: readonly AuthoredExpression[];
 }

@@ -68,8 +68,9 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   }
   const added = new Set<string>();
   for (const add of outline.adds) {
-    if (column(facts, add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" already exists in ${display(table)}`);
-    if (added.has(add.name) || outline.reads.includes(add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
+    if (column(facts, add.name)) problem(add.nameField ?? add.field.replace(/\.type$/, '.name'), `column "${add.name}" already exists in ${display(table)}`);
+    if (added.has(add.name) || outline.reads.includes(add.name))
+      problem(add.nameField ?? add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
     added.add(add.name);
   }
   for (const p of kind.check?.(plan.change) ?? []) problem(p.path, p.message);

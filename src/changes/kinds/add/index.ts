@@ -82,8 +82,8 @@ function fillFunction(change: AddSpec, names: ObjectNames, facts: PlanFacts & Pa
  * backfill fills existing rows in keyset batches (a row is done once its
  * column is not NULL: the value may be volatile, so it is never recomputed);
  * switch-read enforces NOT NULL and UNIQUE the safe way; stop-write sets the
- * default for new code's inserts; contract drops the trigger. Every phase,
- * contract included, rolls back. See docs/kinds/add.md.
+ * default for new code's inserts; contract drops the trigger. Every phase
+ * has a rollback, contract's included. See docs/kinds/add.md.
  */
 export const add = {
   name: 'add',
@@ -94,7 +94,7 @@ export const add = {
   inverse: false,
   outline: (change) => ({
     reads: [],
-    adds: [{ name: change.column, type: change.type, field: 'add.type' }],
+    adds: [{ name: change.column, type: change.type, field: 'add.type', nameField: 'add.column' }],
     expressions: [
       { field: 'add.value', sql: change.value, over: 'row', gives: change.column },
       ...(change.default === undefined ? [] : [{ field: 'add.default', sql: change.default, over: 'row' as const, gives: change.column }]),
@@ -181,7 +181,8 @@ export const add = {
         rollback: [ddl(`remove the default of ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${col} DROP DEFAULT`])],
       };
     }
-    // Contract drops only what pgshift made; the column and its values stay, so it rolls back by installing them again.
+    // Contract drops only what pgshift made; the column and its values stay, so its rollback installs them again
+    // (the API refuses rolling back a plan that reached contract, for now whatever its kind).
     program.contract = { apply: remove, rollback: install };
     return program;
   },

@@ -49,6 +49,8 @@ export async function learnAdd(
     ).catch((error: unknown) => (error as Error).message);
     if (refused !== null) return refuse('add.default', `is not a valid default for ${ident(column)}: ${refused}`);
   }
+  // pgshift's printing names its helpers so; a value naming them could not be read back exactly.
+  if (value.toLowerCase().includes(INLINE_LABEL)) return refuse('add.value', `must not contain ${INLINE_LABEL}`);
   const view = `${INLINE_LABEL}_reads`;
   const reads = await inSavepoint(
     client,
