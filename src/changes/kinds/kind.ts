@@ -40,6 +40,8 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   readonly carries: boolean;
   /** `reverse` should give back the old value from what `using` made of it; `lint` samples real rows to check. */
   readonly inverse: boolean;
+  /** `plan new`'s `table.column` names the column the plan adds, which does not exist yet (`add`); default: existing columns. */
+  readonly namesNewColumn?: boolean;
   /** Columns that must exist, columns that must not yet, and the expressions to type-check. */
   outline(spec: z.output<Schema>): ChangeOutline;
   /** Checks between the kind's own fields that its schema cannot say, each with its field. */
@@ -88,6 +90,8 @@ export interface DeclaredUnique {
 /** `plan new`'s request, with the existing columns it names. */
 export interface Proposal {
   readonly targets: readonly string[];
+  /** The columns as `table.column` names them (for a kind that `namesNewColumn`, the one it adds). */
+  readonly named: readonly string[];
   readonly old: readonly ColumnFacts[];
   /** Propose a cast back where one is possible (false after the server refused one). */
   readonly castBack: boolean;

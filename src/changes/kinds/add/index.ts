@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { ident, literal, qualified } from '../../../db/ident.js';
-import { PlanError } from '../../../errors.js';
 import { addUniqueSafely, setNotNullSafely, unquote } from '../../constraints.js';
 import type { ColumnChange, PlanFacts } from '../../model.js';
 import {
@@ -16,7 +15,7 @@ import {
 import { ddl, emptyProgram, type Step } from '../../steps.js';
 import { canonicalType } from '../new-column.js';
 import { identifier, sqlExpression, typeName } from '../fields.js';
-import { declaredUnique, type ChangeKindModule } from '../kind.js';
+import { declaredUnique, needTargets, proposed, type ChangeKindModule } from '../kind.js';
 import { learnAdd, type AddFacts } from './learn.js';
 
 const schema = z.strictObject({
@@ -88,10 +87,11 @@ function fillFunction(change: AddSpec, names: ObjectNames, facts: PlanFacts & Pa
 export const add = {
   name: 'add',
   summary: 'add a column with a value for every row',
-  usage: 'not supported: write the plan file (docs/kinds/add.md)',
+  usage: 'plan new add table.new_column type',
   schema,
   carries: false,
   inverse: false,
+  namesNewColumn: true,
   outline: (change) => ({
     reads: [],
     adds: [{ name: change.column, type: change.type, field: 'add.type', nameField: 'add.column' }],
@@ -187,9 +187,10 @@ export const add = {
     return program;
   },
   uniques: (change) => declaredUnique('add.unique', change.column, change.unique),
-  propose() {
-    throw new PlanError([
-      { file: '', path: 'kind', message: 'plan new does not write add plans: the column does not exist yet; write the plan file (docs/kinds/add.md)' },
-    ]);
+  propose(request) {
+    needTargets(request, 1, this.usage);
+    const type = request.targets[0]!;
+    // The value is the plan's substance: only a person knows what existing rows and old code's inserts should get.
+    return { column: request.named[0], type, not_null: true, value: proposed(null, type) };
   },
 } satisfies ChangeKindModule<'add', typeof schema, AddFacts>;
