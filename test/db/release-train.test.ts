@@ -55,7 +55,8 @@ describe("the project's own plans folder", () => {
     expect(releases).toHaveLength(11);
     const final = await runCli(['plan', 'status', '--json', ...args]);
     expect((final.lines[0] as unknown as { status: string }[]).map((r) => r.status)).toEqual(Array(6).fill('complete'));
-  });
+    // Every plan of the folder through six phases, one CLI run per plan and release: it grows with plans/.
+  }, 600_000);
 });
 
 describe('plans that depend on each other', () => {
