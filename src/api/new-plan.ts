@@ -58,14 +58,17 @@ export async function newPlan(request: NewPlanRequest, options: RunOptions = {})
     const table = await resolveTable(client, splitTableName(tableText));
     if (!table) throw new PlanError([{ file: '', path: 'table', message: `table "${tableText}" does not exist (or is not a table)` }]);
     const facts = await readTableFacts(client, table);
-    const old = columns.map((name) => {
-      const c = column(facts, name);
-      if (!c) throw new PlanError([{ file: '', path: 'column', message: `column "${name}" does not exist in ${tableText}` }]);
-      return c;
-    });
+    // A kind that adds the column it names finds it taken in the catalog check below, with the reason.
+    const old = kindNamed(request.kind).namesNewColumn
+      ? []
+      : columns.map((name) => {
+          const c = column(facts, name);
+          if (!c) throw new PlanError([{ file: '', path: 'column', message: `column "${name}" does not exist in ${tableText}` }]);
+          return c;
+        });
     const name = request.name ?? planName(request.kind, table.name, ...columns);
     const file = path.join(request.dir ?? 'plans', `${name}.yaml`);
-    let change = propose(request, old);
+    let change = propose(request, columns, old);
     // Check what would be written, placeholders standing for typed NULLs, so a refusal names its reason now.
     const check = async (c: Record<string, unknown>): Promise<PlanError | null> => {
       const plan = parsePlan(
@@ -80,7 +83,7 @@ export async function newPlan(request: NewPlanRequest, options: RunOptions = {})
     let refusal = await check(change);
     if (refusal && request.kind === 'retype' && refusal.problems.every((p) => /^retype\.(using|reverse)$/.test(p.path))) {
       // The server has no cast for one direction: leave it to a person.
-      change = propose(request, old, false);
+      change = propose(request, columns, old, false);
       refusal = await check(change);
     }
     if (refusal) {
@@ -109,9 +112,9 @@ function splitSource(source: string): { table: string; columns: string[] } {
 }
 
 /** The kind's part of the plan file, expressions proposed where the kind can (see `ChangeKindModule.propose`). */
-function propose(r: NewPlanRequest, old: readonly ColumnFacts[], castBack = true): Record<string, unknown> {
+function propose(r: NewPlanRequest, named: readonly string[], old: readonly ColumnFacts[], castBack = true): Record<string, unknown> {
   const kind = kindNamed(r.kind);
-  return { [kind.name]: kind.propose({ targets: r.targets, old, castBack }) };
+  return { [kind.name]: kind.propose({ targets: r.targets, named, old, castBack }) };
 }
 
 const isProposed = (v: unknown): v is Proposed => typeof v === 'object' && v !== null && 'sql' in v && 'type' in v && Object.keys(v).length === 2;

@@ -15,6 +15,8 @@ const row = (cols: readonly { name: string }[]): string => `ROW(${cols.map((c) =
  * whose reverse is `concat_ws` gives '' for NULLs, and '' is a real name).
  */
 export function differsPredicate(change: ColumnChange, names: ObjectNames): string {
+  // Columns filled once derive nothing back: a row differs while one is still NULL.
+  if (change.new.every((c) => c.filledOnce)) return newSideStale(change, names);
   const newAllNull = change.new.map((c) => `${ident(c.name)} IS NULL`).join(' AND ');
   return `${newSideStale(change, names)}` + ` AND ((${newAllNull}) OR ${row(change.old)} IS DISTINCT FROM ROW(${reverseCalls(change, names).join(', ')}))`;
 }
@@ -25,7 +27,12 @@ export function differsPredicate(change: ColumnChange, names: ObjectNames): stri
  * or written by a run that was killed after its checkpoint) are left alone.
  */
 export function newSideStale(change: ColumnChange, names: ObjectNames): string {
-  return `${row(change.new)} IS DISTINCT FROM ROW(${forwardCalls(change, names).join(', ')})`;
+  const calls = forwardCalls(change, names);
+  const derived = change.new.flatMap((c, i) => (c.filledOnce ? [] : [{ c, call: calls[i]! }]));
+  // A column filled once is stale while NULL only: its value may be volatile, and a filled one is never recomputed.
+  const once = change.new.filter((c) => c.filledOnce).map((c) => `${ident(c.name)} IS NULL`);
+  if (!once.length) return `${row(change.new)} IS DISTINCT FROM ROW(${calls.join(', ')})`;
+  return [...(derived.length ? [`${row(derived.map((d) => d.c))} IS DISTINCT FROM ROW(${derived.map((d) => d.call).join(', ')})`] : []), ...once].join(' OR ');
 }
 
 /** `SET "new" = fwd("old"), ...`: the backfill's assignment. */

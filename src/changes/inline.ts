@@ -36,29 +36,8 @@ export async function inlineExpressions(
   const newNames = change.new.map((c) => c.exprName ?? c.name);
   if ([...oldNames, ...newNames].some((n) => TRIGGER_NAMES.has(n.toLowerCase()) || n.toLowerCase().startsWith('tg_'))) return undefined;
 
-  const print = async (params: readonly { name: string; type: string }[], expr: string, type: string): Promise<{ body: string; types: string[] }> => {
-    const fn = `pg_temp.${INLINE_LABEL}`;
-    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
-    await client.query(`DROP FUNCTION IF EXISTS ${fn}(${params.map((p) => p.type).join(', ')})`);
-    await client.query(
-      singleStatement(
-        `CREATE FUNCTION ${fn}(${params.map((p) => `${ident(p.name)} ${p.type}`).join(', ')}) RETURNS ${type} LANGUAGE sql RETURN (${expr})::${type}`,
-      ),
-    );
-    const oid = (await client.query<{ oid: number }>(`SELECT $1::regprocedure::oid AS oid`, [`${fn}(${params.map((p) => p.type).join(', ')})`])).rows[0]!.oid;
-    await client.query(`SELECT pg_catalog.set_config('search_path', '', true)`);
-    const { rows } = await client.query<{ body: string; types: string[] }>(
-      `SELECT pg_get_function_sqlbody(p.oid) AS body,
-              ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n) ORDER BY n) AS types
-         FROM pg_proc p WHERE p.oid = $1`,
-      [oid],
-    );
-    await client.query(`DROP FUNCTION ${fn}(${params.map((p) => p.type).join(', ')})`);
-    await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
-    const body = rows[0]!.body.trim();
-    if (!body.startsWith('RETURN ')) throw new Error(`unexpected function body from the server: ${body.slice(0, 40)}`);
-    return { body: body.slice('RETURN '.length).replace(/;$/, ''), types: rows[0]!.types };
-  };
+  const print = (params: readonly { name: string; type: string }[], expr: string, type: string): Promise<PrintedBody> =>
+    printBound(client, searchPath, params, expr, type);
 
   const oldParams = change.old.map((c) => ({ name: c.name, type: c.type }));
   const newParams = change.new.map((c) => ({ name: c.exprName ?? c.name, type: c.type }));
@@ -98,6 +77,49 @@ export async function inlineExpressions(
   return { label: INLINE_LABEL, oldTypes, newTypes, forward, reverse, oldDefaults, forwardOnNew, reverseOnNew, perEvent: true, bound: true };
 }
 
+/** A bound expression as {@link printBound} gives it: the body after `RETURN`, and the parameters' types as printed. */
+export interface PrintedBody {
+  readonly body: string;
+  readonly types: string[];
+}
+
+/**
+ * One expression over `params` as PostgreSQL prints it bound: the body of a
+ * temporary SQL-standard function created under `searchPath`, printed with
+ * an empty search_path (every name outside pg_catalog qualified), with its
+ * parameters' types printed the same way. Runs in the caller's transaction,
+ * which the caller rolls back (see {@link inlineExpressions}).
+ */
+export async function printBound(
+  client: Client,
+  searchPath: string,
+  params: readonly { name: string; type: string }[],
+  expr: string,
+  type: string,
+): Promise<PrintedBody> {
+  const fn = `pg_temp.${INLINE_LABEL}`;
+  await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
+  await client.query(`DROP FUNCTION IF EXISTS ${fn}(${params.map((p) => p.type).join(', ')})`);
+  await client.query(
+    singleStatement(
+      `CREATE FUNCTION ${fn}(${params.map((p) => `${ident(p.name)} ${p.type}`).join(', ')}) RETURNS ${type} LANGUAGE sql RETURN (${expr})::${type}`,
+    ),
+  );
+  const oid = (await client.query<{ oid: number }>(`SELECT $1::regprocedure::oid AS oid`, [`${fn}(${params.map((p) => p.type).join(', ')})`])).rows[0]!.oid;
+  await client.query(`SELECT pg_catalog.set_config('search_path', '', true)`);
+  const { rows } = await client.query<{ body: string; types: string[] }>(
+    `SELECT pg_get_function_sqlbody(p.oid) AS body,
+            ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n) ORDER BY n) AS types
+       FROM pg_proc p WHERE p.oid = $1`,
+    [oid],
+  );
+  await client.query(`DROP FUNCTION ${fn}(${params.map((p) => p.type).join(', ')})`);
+  await client.query(`SELECT pg_catalog.set_config('search_path', $1, true)`, [searchPath]);
+  const body = rows[0]!.body.trim();
+  if (!body.startsWith('RETURN ')) throw new Error(`unexpected function body from the server: ${body.slice(0, 40)}`);
+  return { body: body.slice('RETURN '.length).replace(/;$/, ''), types: rows[0]!.types };
+}
+
 /** {@link overNew} for each expression; undefined unless every one could be printed. */
 async function allOverNew(
   client: Client,
@@ -128,7 +150,7 @@ async function allOverNew(
  * misread cut is never used). Runs in the caller's transaction, which the
  * caller rolls back.
  */
-async function overNew(
+export async function overNew(
   client: Client,
   searchPath: string,
   params: readonly { name: string; type: string }[],

@@ -83,6 +83,18 @@ export interface NewColumn {
   readonly uniqueWith?: readonly string[] | undefined;
   /** The parameter name of this column in the reverse functions (retype: the old column's name); default `name`. */
   readonly exprName?: string | undefined;
+  /**
+   * The columns `forward` reads, when they are not the old columns (an `add`
+   * reads other columns of the row, which the plan keeps): the forward
+   * function's parameters, in order, with the types they are declared with.
+   */
+  readonly reads?: readonly { readonly name: string; readonly type: string }[] | undefined;
+  /**
+   * The column is given `forward`'s value once, where it is NULL, and never
+   * derived again (`add`: its value may be volatile, like a fresh uuid): a
+   * row is stale while the column is NULL, whatever `forward` gives now.
+   */
+  readonly filledOnce?: boolean | undefined;
 }
 
 /**
@@ -98,8 +110,8 @@ export interface ColumnChange {
 export interface AuthoredExpression {
   readonly field: string;
   readonly sql: string;
-  /** Names of the columns (old or new side) the expression may use. */
-  readonly over: 'old' | 'new';
+  /** Names of the columns the expression may use: the old side, the new side, or every column of the table (`row`). */
+  readonly over: 'old' | 'new' | 'row';
   /** The column whose value it gives. */
   readonly gives: string;
 }
@@ -115,6 +127,8 @@ export interface ChangeOutline {
     readonly field: string;
     /** The name expressions over the new side use for it (retype: the old column's name); default `name`. */
     readonly exprName?: string | undefined;
+    /** The field its name was written in, for messages about the name; default `field` with `.type` made `.name`. */
+    readonly nameField?: string | undefined;
   }[];
   readonly expressions: readonly AuthoredExpression[];
 }

@@ -33,12 +33,12 @@ export interface CompiledPlan {
  */
 export function compileProgram(plan: CompiledPlan, facts: PlanFacts, generation = 0): PhaseProgram {
   const kind = kindOf(plan.change);
-  const own = kind.program?.(plan.change, facts);
+  const names = objectNames(plan.name, facts, generation);
+  const own = kind.program?.(plan.change, facts, names);
   if (own) return own;
   const change = kind.resolve(plan.change, facts);
   // Only a rename records what it carries.
   const carry = kind.carries ? facts.carry : undefined;
-  const names = objectNames(plan.name, facts, generation);
   const t = qualified(facts.table);
   const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', syncFunctions(change, names, facts, mode));
   const oldWithDefault = change.old.filter((c) => c.default !== null);

@@ -1,5 +1,5 @@
 import { ident, literal, objectName, qualified } from '../db/ident.js';
-import type { ColumnChange, PlanFacts } from './model.js';
+import type { ColumnChange, NewColumn, PlanFacts } from './model.js';
 import { oldCodeMark } from './old-code-mark.js';
 
 /** Dollar-quote tag for generated function bodies; plan expressions may not contain it. */
@@ -94,25 +94,29 @@ export const SAFE_PATH_IN_TRANSACTION = `SELECT pg_catalog.set_config('search_pa
 export function expressionFunctions(change: ColumnChange, names: ObjectNames, facts: PlanFacts): string[] {
   const inline = facts.inline;
   if (inline?.bound) {
-    const oldParams = change.old.map((c, i) => `${ident(c.name)} ${inline.oldTypes[i]}`).join(', ');
+    // A column that reads other columns than the old ones (`reads`) has their types printed in `oldTypes`.
+    const oldParams = (c: NewColumn): string => (c.reads ?? change.old).map((r, i) => `${ident(r.name)} ${inline.oldTypes[i]}`).join(', ');
     const newParams = change.new.map((c, i) => `${ident(c.exprName ?? c.name)} ${inline.newTypes[i]}`).join(', ');
+    // PostgreSQL prints a parameter used inside a subquery qualified by the printing function's name (the label):
+    // here the function has its own name, which qualifies its parameters the same way.
+    const own = (text: string, fn: string): string => text.replaceAll(`${inline.label}.`, `${ident(objectName(names.plan, fn))}.`);
     return [
       ...change.new.map(
-        (_, i) => `CREATE OR REPLACE FUNCTION ${names.forward(i)}(${oldParams}) RETURNS ${inline.newTypes[i]} LANGUAGE sql
-RETURN ${inline.forward[i]}`,
+        (c, i) => `CREATE OR REPLACE FUNCTION ${names.forward(i)}(${oldParams(c)}) RETURNS ${inline.newTypes[i]} LANGUAGE sql
+RETURN ${own(inline.forward[i]!, `fwd${i}`)}`,
       ),
       ...change.old.map(
         (_, i) => `CREATE OR REPLACE FUNCTION ${names.reverse(i)}(${newParams}) RETURNS ${inline.oldTypes[i]} LANGUAGE sql
-RETURN ${inline.reverse[i]}`,
+RETURN ${own(inline.reverse[i]!, `rev${i}`)}`,
       ),
     ];
   }
-  const oldParams = change.old.map((c) => `${ident(c.name)} ${c.type}`).join(', ');
+  const oldParams = (c: NewColumn): string => (c.reads ?? change.old).map((r) => `${ident(r.name)} ${r.type}`).join(', ');
   const newParams = change.new.map((c) => `${ident(c.exprName ?? c.name)} ${c.type}`).join(', ');
   return [
     ...change.new.map(
       (c, i) =>
-        `CREATE OR REPLACE FUNCTION ${names.forward(i)}(${oldParams}) RETURNS ${c.type} LANGUAGE sql\n` +
+        `CREATE OR REPLACE FUNCTION ${names.forward(i)}(${oldParams(c)}) RETURNS ${c.type} LANGUAGE sql\n` +
         `AS ${BODY_TAG} SELECT (${c.forward})::${c.type} ${BODY_TAG}`,
     ),
     ...change.old.map(
@@ -126,9 +130,9 @@ RETURN ${inline.reverse[i]}`,
 /** Calls of every forward function on `source` (e.g. `NEW.` or `` for a table). */
 export function forwardCalls(change: ColumnChange, names: ObjectNames, source = ''): string[] {
   return change.new.map(
-    (_, i) =>
+    (c, i) =>
       `${names.forward(i)}(${list(
-        change.old.map((c) => c.name),
+        (c.reads ?? change.old).map((r) => r.name),
         source,
       )})`,
   );

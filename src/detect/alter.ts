@@ -1,5 +1,6 @@
 import { as, list, rangeVar, str, tableKey, typeText, type Node, type ParsedStatement, type TableRef } from './ast.js';
 import { shown, type At, type FileState, type Finding } from './context.js';
+import { addSuggestion } from './add.js';
 import { columnFacts, isSerial } from './schema.js';
 import { constrainNotNull } from './constrain.js';
 import { retypeSpans } from './spans.js';
@@ -126,7 +127,8 @@ function judgeAddColumn(def: Node, column: string, t: TableRef, key: string, sta
         'add-column-rewrite',
         t,
         `${rewrite}, so PostgreSQL rewrites ${shown(t)} and its indexes under ACCESS EXCLUSIVE: no reads or writes meanwhile`,
-        'add the column without a default (catalog-only), set the default for new rows, and fill existing rows in batches; a future pgshift `add` plan will do this',
+        'add the column without a default (catalog-only), set the default for new rows, and fill existing rows in batches: a pgshift `add` plan does this',
+        dflt && volatileCall(dflt.raw_expr) ? addSuggestion(def, column, t, dflt) : undefined,
       ),
     );
   else if (columnFacts(def).notNull && !dflt)
@@ -135,7 +137,8 @@ function judgeAddColumn(def: Node, column: string, t: TableRef, key: string, sta
         'add-column-required',
         t,
         `ADD COLUMN ${column} NOT NULL without a default fails on a table with rows, and once it exists the code running during the deploy, which does not write "${column}", fails on every insert`,
-        `add it nullable (or with a default), fill it, then make it NOT NULL the safe way; a future pgshift \`add\` plan will take "${column}" through the phases with a value for every row`,
+        `add it nullable (or with a default), fill it, then make it NOT NULL the safe way: a pgshift \`add\` plan takes "${column}" through the phases with a value for every row`,
+        addSuggestion(def, column, t, undefined),
       ),
     );
   for (const c of constraints) {

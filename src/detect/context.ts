@@ -26,7 +26,18 @@ export type ColumnChangeSuggestion =
   | { readonly kind: 'rename'; readonly table: TableRef; readonly column: string; readonly to: string }
   | { readonly kind: 'retype'; readonly table: TableRef; readonly column: string; readonly to: string; readonly using: string | undefined }
   | { readonly kind: 'drop'; readonly table: TableRef; readonly column: string }
-  | ConstrainSuggestion;
+  | ConstrainSuggestion
+  | {
+      readonly kind: 'add';
+      readonly table: TableRef;
+      readonly column: string;
+      readonly type: string;
+      readonly notNull: boolean;
+      /** The value every row gets, when the statement gave one pgshift can stand behind; else a placeholder. */
+      readonly value: string | undefined;
+      /** The value is also the default new code's inserts keep. */
+      readonly keepDefault: boolean;
+    };
 
 /** One unsafe statement. */
 export interface Finding {

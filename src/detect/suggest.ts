@@ -44,16 +44,29 @@ export function suggestPlan(change: ColumnChangeSuggestion, source: string): Sug
         ? { plan: name, table, drop: { column: change.column } }
         : change.kind === 'constrain'
           ? { plan: name, table, ...constrainPlanBody(change) }
-          : {
-              plan: name,
-              table,
-              retype: {
-                column: change.column,
-                to: change.to,
-                as: `${change.column}_new`,
-                using: change.using ?? `${ident(change.column)}::${change.to}`,
-                reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
-              },
-            };
+          : change.kind === 'add'
+            ? { plan: name, table, add: addBody(change) }
+            : {
+                plan: name,
+                table,
+                retype: {
+                  column: change.column,
+                  to: change.to,
+                  as: `${change.column}_new`,
+                  using: change.using ?? `${ident(change.column)}::${change.to}`,
+                  reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
+                },
+              };
   return { name, yaml: `# Written by \`migrate plan detect\` for ${source}.\n${stringify(body)}` };
+}
+
+/** An `add` plan's part: the value the statement gave, or a placeholder for the value of every existing row and old code's inserts. */
+function addBody(change: Extract<ColumnChangeSuggestion, { kind: 'add' }>): Record<string, unknown> {
+  return {
+    column: change.column,
+    type: change.type,
+    ...(change.notNull ? { not_null: true } : {}),
+    value: change.value ?? `${PLACEHOLDER} the value every existing row and old code's inserts get (an expression over the row)`,
+    ...(change.keepDefault && change.value ? { default: change.value } : {}),
+  };
 }

@@ -2,7 +2,7 @@ import type { PlanFacts } from '../changes/model.js';
 import { checkDependents } from './dependents.js';
 import { kindOf, resolveChange } from '../changes/kinds/registry.js';
 import { inlineExpressions } from '../changes/inline.js';
-import { BODY_TAG } from '../changes/sql-objects.js';
+import { BODY_TAG, objectNames } from '../changes/sql-objects.js';
 import { inSavepoint, singleStatement, withRolledBackTransaction, type Client } from '../db/client.js';
 import { column, isUniqueKey, readTableFacts, resolveTable, type ColumnFacts } from '../db/catalog.js';
 import { display, ident } from '../db/ident.js';
@@ -68,8 +68,9 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
   }
   const added = new Set<string>();
   for (const add of outline.adds) {
-    if (column(facts, add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" already exists in ${display(table)}`);
-    if (added.has(add.name) || outline.reads.includes(add.name)) problem(add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
+    if (column(facts, add.name)) problem(add.nameField ?? add.field.replace(/\.type$/, '.name'), `column "${add.name}" already exists in ${display(table)}`);
+    if (added.has(add.name) || outline.reads.includes(add.name))
+      problem(add.nameField ?? add.field.replace(/\.type$/, '.name'), `column "${add.name}" is named twice`);
     added.add(add.name);
   }
   for (const p of kind.check?.(plan.change) ?? []) problem(p.path, p.message);
@@ -125,8 +126,8 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
         problem(expr.field, `must not contain ${BODY_TAG}`);
         continue;
       }
-      const params = expr.over === 'old' ? oldParams : newParams;
-      const returns = expr.over === 'old' ? newTypes[expr.gives] : column(facts, expr.gives)?.type;
+      const params = expr.over === 'old' ? oldParams : expr.over === 'row' ? facts.columns : newParams;
+      const returns = expr.over === 'new' ? column(facts, expr.gives)?.type : newTypes[expr.gives];
       // Before anything evaluates it (planning may fold constants): code the runner does not trust never runs as the runner.
       const untrusted = await untrustedObjects(client, params, returns ?? 'text', expr.sql);
       for (const u of untrusted) problem(expr.field, untrustedMessage(u));
@@ -159,7 +160,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     ...(partitioning ? { partitioning } : {}),
   };
   // A kind with a program of its own (an in-place retype, a drop) has no trigger.
-  const inline = kind.program?.(plan.change, captured)
+  const inline = kind.program?.(plan.change, captured, objectNames(plan.name, captured))
     ? undefined
     : await withRolledBackTransaction(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
   const planFacts = inline ? { ...captured, inline } : captured;

@@ -39,6 +39,31 @@ async function throughSixPhases(plan: string): Promise<void> {
 }
 
 describe('plan new', () => {
+  it('add: names the column it adds, leaves the value to a person, and once written the plan runs through all six phases', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'pgshift-new-add-'));
+    const inOwn = (...args: string[]) => runCli(['plan', ...args, '--dir', own, '--database-url', db.url, '--json']);
+    const result = await inOwn('new', 'add', 'counters.label', 'text');
+    expect(result.errors).toBe('');
+    expect(result.lines[0]).toEqual({ event: 'new', plan: 'add-counters-label', file: path.join(own, 'add-counters-label.yaml'), placeholders: ['add.value'] });
+    const file = path.join(own, 'add-counters-label.yaml');
+    const text = await readFile(file, 'utf8');
+    expect(text).toMatch(/add:\n {2}column: label\n {2}type: text\n {2}not_null: true\n {2}value: .*TODO\(pgshift\):/);
+    const lint = await inOwn('lint');
+    expect(lint.code).toBe(2);
+    expect(lint.errors).toMatch(/add-counters-label\.yaml:\d+ add\.value: is a placeholder/);
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(file, text.replace(/value: .*TODO\(pgshift\):.*/, `value: "'hits: ' || hits"`));
+    for (const phase of PHASES) {
+      const applied = await inOwn('apply', 'add-counters-label', '--phase', 'next');
+      expect(applied.errors, phase).toBe('');
+      expect(applied.code, phase).toBe(0);
+    }
+    // The column it names must not exist: taken, it is refused with the reason.
+    const taken = await inOwn('new', 'add', 'counters.hits', 'bigint', '--name', 'add-hits-again');
+    expect(taken.code).toBe(2);
+    expect(taken.errors).toMatch(/add\.column: pgshift cannot make this change: column "hits" already exists/);
+  });
+
   it.each([
     ['rename', 'users.user_name', ['username'], 'rename-users-user-name'],
     ['split', 'users.full_name', ['first_name', 'last_name'], 'split-users-full-name'],

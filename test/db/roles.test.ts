@@ -126,6 +126,14 @@ const KINDS: Record<ChangeKind, Kind> = {
     old: (i) => ({ columns: { note: `old ${i}` }, reads: { note: `old ${i}` } }),
     new: (i) => ({ columns: { email: `new${i}@example.com`, note: `new ${i}` }, reads: { email: `new${i}@example.com`, note: `new ${i}` } }),
   },
+  add: {
+    // Old code never names country_code: the trigger fills it from the row; new code writes it.
+    ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, country text NOT NULL DEFAULT 'FR', note text)`,
+    yaml: (s) =>
+      `plan: roles-add\ntable: ${s}.people\nadd: { column: country_code, type: text, not_null: true, value: "lower(country)", default: "'xx'" }\n${GUARDS}`,
+    old: (i) => ({ columns: { note: `old ${i}` }, reads: { note: `old ${i}`, country_code: 'fr' } }),
+    new: (i) => ({ columns: { note: `new ${i}`, country_code: 'fr' }, reads: { note: `new ${i}`, country_code: 'fr' } }),
+  },
 };
 
 /** Which code versions may run once `phase` is applied (design §2). */

@@ -180,6 +180,22 @@ describe('detect: the classes real migrations showed it missed', () => {
     expect(findings.at(-1)!.fix).toMatch(/`add` plan/);
   });
 
+  it('an add plan for a volatile default (the call is the value and the default) and for NOT NULL without a default (a placeholder)', async () => {
+    const { findings } = await detectSql(
+      USERS,
+      ['ALTER TABLE users ADD COLUMN token uuid NOT NULL DEFAULT gen_random_uuid();', 'ALTER TABLE users ADD COLUMN email text NOT NULL;'].join('\n'),
+    );
+    expect(findings.map((f) => f.rule)).toEqual(['add-column-rewrite', 'add-column-required']);
+    expect(parsePlan(suggestedYaml(findings[0]!), 'x.yaml')).toMatchObject({
+      name: 'add-users-token',
+      table: { name: 'users' },
+      change: { kind: 'add', column: 'token', type: 'uuid', not_null: true, value: 'gen_random_uuid()', default: 'gen_random_uuid()' },
+    });
+    const email = suggestedYaml(findings[1]!);
+    expect(email).toMatch(/add:\n {2}column: email\n {2}type: text\n {2}not_null: true\n {2}value: "TODO\(pgshift\):/);
+    expect(() => parsePlan(email, 'x.yaml')).toThrow(/add\.value: is a placeholder \(TODO\(pgshift\):\)/);
+  });
+
   it("a foreign key inside drizzle-kit's DO … EXCEPTION WHEN duplicate_object wrapper, at its line", async () => {
     const wrapped = (table: string): string =>
       `DO $$ BEGIN\n ALTER TABLE "${table}" ADD CONSTRAINT "${table}_org_fk" FOREIGN KEY ("org_id") REFERENCES "public"."orgs"("id") ON DELETE no action ON UPDATE no action;\nEXCEPTION\n WHEN duplicate_object THEN null;\nEND $$;\n`;

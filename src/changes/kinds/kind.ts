@@ -6,6 +6,7 @@ import type { QualifiedName } from '../../db/ident.js';
 import { PlanError } from '../../errors.js';
 import type { DependentView } from '../dependent-views.js';
 import type { ChangeOutline, ColumnChange, PlanFacts } from '../model.js';
+import type { ObjectNames } from '../sql-objects.js';
 import type { PhaseProgram } from '../steps.js';
 
 /**
@@ -39,6 +40,8 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   readonly carries: boolean;
   /** `reverse` should give back the old value from what `using` made of it; `lint` samples real rows to check. */
   readonly inverse: boolean;
+  /** `plan new`'s `table.column` names the column the plan adds, which does not exist yet (`add`); default: existing columns. */
+  readonly namesNewColumn?: boolean;
   /** Columns that must exist, columns that must not yet, and the expressions to type-check. */
   outline(spec: z.output<Schema>): ChangeOutline;
   /** Checks between the kind's own fields that its schema cannot say, each with its field. */
@@ -47,8 +50,11 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   learn?(spec: z.output<Schema>, catalog: KindCatalog): Promise<{ readonly problems: readonly KindProblem[]; readonly facts: Facts }>;
   /** The old and new columns, which the shared six-phase program is compiled from. */
   resolve(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): ColumnChange;
-  /** A program of the kind's own, when the change has another shape than old ↔ new columns; undefined = the shared one. */
-  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): PhaseProgram | undefined;
+  /**
+   * A program of the kind's own, when the change has another shape than old ↔ new columns; undefined = the shared one.
+   * `names` are the plan's generated objects' names, for a program that makes functions or triggers of its own.
+   */
+  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>, names: ObjectNames): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */
@@ -84,6 +90,8 @@ export interface DeclaredUnique {
 /** `plan new`'s request, with the existing columns it names. */
 export interface Proposal {
   readonly targets: readonly string[];
+  /** The columns as `table.column` names them (for a kind that `namesNewColumn`, the one it adds). */
+  readonly named: readonly string[];
   readonly old: readonly ColumnFacts[];
   /** Propose a cast back where one is possible (false after the server refused one). */
   readonly castBack: boolean;
