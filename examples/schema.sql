@@ -24,3 +24,12 @@ CREATE TABLE orders (
 );
 INSERT INTO orders (price)
 SELECT (g % 1000) || '.' || lpad((g % 100)::text, 2, '0') FROM generate_series(1, 10000) g;
+
+CREATE TABLE accounts (
+  id bigserial PRIMARY KEY,
+  email text NOT NULL,
+  deleted_at timestamptz
+);
+CREATE INDEX accounts_email_idx ON accounts (email);
+INSERT INTO accounts (email, deleted_at)
+SELECT 'A' || g || '@example.com', CASE WHEN g % 10 = 0 THEN now() END FROM generate_series(1, 10000) g;
