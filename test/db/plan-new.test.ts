@@ -45,6 +45,7 @@ describe('plan new', () => {
     ['merge', 'public.customers.street,city', ['address'], 'merge-customers-street-city'],
     ['retype', 'orders.price', ['numeric(10,2)'], 'retype-orders-price'],
     ['drop', 'customers.fax', [], 'drop-customers-fax'],
+    ['index', 'users.email', ['users_email_idx'], 'index-users-email'],
   ])('%s: writes a plan that lints clean and runs through all six phases', async (kind, source, targets, name) => {
     const result = await cli('new', kind, source, ...targets);
     expect(result.errors).toBe('');
