@@ -1,5 +1,6 @@
 import type { ColumnFacts, SchemaModel } from './schema.js';
 import type { TableRef } from './ast.js';
+import type { IndexSuggestion } from './index-plan.js';
 
 /** What `detect` found unsafe, and what to do instead. */
 export type FindingRule =
@@ -24,7 +25,8 @@ export type FindingRule =
 export type ColumnChangeSuggestion =
   | { readonly kind: 'rename'; readonly table: TableRef; readonly column: string; readonly to: string }
   | { readonly kind: 'retype'; readonly table: TableRef; readonly column: string; readonly to: string; readonly using: string | undefined }
-  | { readonly kind: 'drop'; readonly table: TableRef; readonly column: string };
+  | { readonly kind: 'drop'; readonly table: TableRef; readonly column: string }
+  | IndexSuggestion;
 
 /** One unsafe statement. */
 export interface Finding {
@@ -37,7 +39,7 @@ export interface Finding {
   readonly why: string;
   /** What to do instead. */
   readonly fix: string;
-  /** The pgshift plan that replaces it, for the column changes pgshift handles. */
+  /** The pgshift plan that replaces it, for the column and index changes pgshift handles. */
   readonly change?: ColumnChangeSuggestion | undefined;
 }
 
