@@ -165,6 +165,31 @@ describe('index: a unique build that meets duplicates', () => {
   });
 });
 
+describe('index: the names an expression meant at plan start', () => {
+  it('are the ones built, when a re-run of expand meets a look-alike and a search_path that prefers it', async () => {
+    await db.sql(`CREATE SCHEMA planted; CREATE TABLE logins (id bigserial PRIMARY KEY, email text NOT NULL);
+      INSERT INTO logins (email) SELECT 'u' || g || '@x' FROM generate_series(1, 100) g; INSERT INTO logins (email) VALUES ('U1@X')`);
+    const p = plan(`plan: logins-email\ntable: public.logins\nindex: { name: logins_email_key, expression: "lower(email)", unique: true }\n${GUARDS}`);
+    // The first attempt records the plan's facts, then fails on the duplicate.
+    const [failed] = await apply([p], 'expand', { databaseUrl: db.url });
+    expect(failed!.error?.message).toMatch(/could not create unique index "logins_email_key"/);
+    await db.sql(`DELETE FROM logins WHERE email = 'U1@X';
+      CREATE FUNCTION planted.lower(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT 'planted' $$`);
+    const url = new URL(db.url);
+    url.searchParams.set('options', '-c search_path=planted,pg_catalog,public');
+    const [again] = await apply([p], 'expand', { databaseUrl: url.toString() });
+    expect(again!.error).toBeUndefined();
+    const [def] = await db.sql<{ d: string; fn: string }>(
+      `SELECT pg_get_indexdef('logins_email_key'::regclass) AS d,
+              (SELECT p.oid::regprocedure::text FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = 'logins_email_key'::regclass AND d.refclassid = 'pg_proc'::regclass) AS fn`,
+    );
+    expect(def).toEqual({ d: 'CREATE UNIQUE INDEX logins_email_key ON public.logins USING btree (lower(email))', fn: null });
+    // The look-alike would have bound here: the build ran under pg_catalog, pg_temp, not the session's path.
+    expect(await db.sql(`SELECT count(*)::int AS n FROM pg_depend WHERE refobjid = 'planted.lower(text)'::regprocedure`)).toEqual([{ n: 0 }]);
+  });
+});
+
 describe('index: bad plans', () => {
   it('refuses each with its field named, before anything runs', async () => {
     await db.sql(`CREATE TABLE refusals (id bigserial PRIMARY KEY, email text, CONSTRAINT refusals_email_key UNIQUE (email));
