@@ -6,7 +6,8 @@ import { runContext } from '../../src/guard/context.js';
 import { runSqlStep } from '../../src/runner/sql-step.js';
 import type { Step } from '../../src/changes/steps.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
-import { plan } from '../helpers/fixtures.js';
+import { runCli } from '../helpers/cli.js';
+import { plan, planDir } from '../helpers/fixtures.js';
 
 /**
  * The index kind against a real server: a unique partial index replacing a
@@ -219,6 +220,11 @@ describe('index: bad plans', () => {
       databaseUrl: db.url,
     });
     expect(parted!.error?.message).toMatch(/index: public\.parted is partitioned/);
+    // Through the CLI: exit 2, the file and field named.
+    const dir = await planDir({ 'bad.yaml': `plan: bad\ntable: public.refusals\nindex: { name: x_idx, columns: [nope] }\n${GUARDS}` });
+    const cli = await runCli(['plan', 'apply', 'bad', '--phase', 'expand', '--dir', dir, '--database-url', db.url]);
+    expect(cli.code).toBe(2);
+    expect(cli.errors).toMatch(/bad\.yaml index\.columns: column "nope" does not exist in public\.refusals/);
     expect(await indexesOf('refusals')).toEqual(before);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.plans WHERE name = 'bad'`).catch(() => [{ n: 0 }])).toEqual([{ n: 0 }]);
   });
