@@ -191,6 +191,37 @@ describe('index: the names an expression meant at plan start', () => {
   });
 });
 
+describe('index: a look-alike planted before the plan starts', () => {
+  it('is refused, naming it and its owner, when the expression would bind it', async () => {
+    const owner = `lookalike_${db.name}`;
+    await db.sql(`CREATE ROLE ${owner} NOLOGIN; CREATE SCHEMA shady AUTHORIZATION ${owner};
+      CREATE TABLE members (id bigserial PRIMARY KEY, email text NOT NULL);
+      CREATE FUNCTION shady.lower(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT 'planted' $$;
+      ALTER FUNCTION shady.lower(text) OWNER TO ${owner}`);
+    try {
+      const url = new URL(db.url);
+      url.searchParams.set('options', '-c search_path=shady,pg_catalog,public');
+      const p = plan(`plan: members-email\ntable: public.members\nindex: { name: members_email_idx, expression: "lower(email)" }\n${GUARDS}`);
+      const [out] = await apply([p], 'expand', { databaseUrl: url.toString() });
+      expect(out!.error?.message).toMatch(
+        new RegExp(`index\\.expression: binds function shady\\.lower\\(text\\), owned by role "${owner}", which is neither a superuser`),
+      );
+      expect(await indexesOf('members')).toEqual(['members_pkey: CREATE UNIQUE INDEX members_pkey ON public.members USING btree (id)']);
+      // Written as the built-in it means, it is pg_catalog's, and the plan goes on.
+      const [meant] = await apply(
+        [plan(`plan: members-email\ntable: public.members\nindex: { name: members_email_idx, expression: "pg_catalog.lower(email)" }\n${GUARDS}`)],
+        'expand',
+        {
+          databaseUrl: url.toString(),
+        },
+      );
+      expect(meant!.error).toBeUndefined();
+    } finally {
+      await db.sql(`DROP SCHEMA shady CASCADE; DROP ROLE ${owner}`);
+    }
+  });
+});
+
 describe('index: bad plans', () => {
   it('refuses each with its field named, before anything runs', async () => {
     await db.sql(`CREATE TABLE refusals (id bigserial PRIMARY KEY, email text, CONSTRAINT refusals_email_key UNIQUE (email));

@@ -77,6 +77,37 @@ export async function existingIndex(client: Client, table: QualifiedName, name: 
 }
 
 /**
+ * The functions (also behind operators) and operators the index `oid`
+ * binds, from pg_depend, whose owner is neither a superuser nor a member of
+ * the runner: the build runs them as the runner, so whoever owns them would
+ * act with its rights (the look-alike a role planted in a schema on the
+ * search_path, issue 19). PostgreSQL records no dependency on its pinned
+ * built-ins, so those never appear.
+ */
+async function untrustedOf(client: Client, oid: number): Promise<{ object: string; owner: string }[]> {
+  const { rows } = await client.query<{ object: string; owner: string }>(
+    `WITH refs AS (
+       SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = $1
+     ), operators AS (
+       SELECT o.* FROM refs JOIN pg_catalog.pg_operator o ON refs.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND o.oid = refs.refobjid
+     ), functions AS (
+       SELECT refs.refobjid AS oid FROM refs WHERE refs.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+       UNION ALL
+       SELECT f FROM operators o, LATERAL pg_catalog.unnest(ARRAY[o.oprcode, o.oprrest, o.oprjoin]::pg_catalog.oid[]) AS f WHERE f <> 0::pg_catalog.oid
+     ), objects AS (
+       SELECT pg_catalog.concat('function ', n.nspname, '.', p.proname, '(', pg_catalog.pg_get_function_identity_arguments(p.oid), ')') AS object, p.proowner AS owner
+         FROM functions f JOIN pg_catalog.pg_proc p ON p.oid = f.oid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+       UNION ALL
+       SELECT pg_catalog.concat('operator ', n.nspname, '.', o.oprname), o.oprowner FROM operators o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+     )
+     SELECT DISTINCT o.object, r.rolname AS owner FROM objects o JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+      WHERE NOT r.rolsuper AND NOT pg_catalog.pg_has_role(o.owner, CURRENT_USER, 'USAGE') ORDER BY 1`,
+    [oid],
+  );
+  return rows;
+}
+
+/**
  * Check what the plan author wrote by building it on an empty temporary
  * copy of the table's columns (`LIKE`: names, types, collations), in a
  * savepoint rolled back after: the author's columns, expression and
@@ -102,6 +133,15 @@ export async function probeDefinition(
           singleStatement(`CREATE ${spec.unique ? 'UNIQUE ' : ''}INDEX pgshift_index_probe_idx ON pg_temp.pgshift_index_probe${using} (${spec.keys})${where}`),
         );
         const oid = (await client.query<{ oid: number }>(`SELECT 'pg_temp.pgshift_index_probe_idx'::pg_catalog.regclass::oid::int AS oid`)).rows[0]!.oid;
+        const untrusted = await untrustedOf(client, oid);
+        if (untrusted.length)
+          return untrusted
+            .map(
+              (u) =>
+                `binds ${u.object}, owned by role "${u.owner}", which is neither a superuser nor a member of the role running pgshift: ` +
+                'every build of the index (and every write to the table) would run it; schema-qualify the name you mean (pg_catalog.… for a built-in)',
+            )
+            .join('; ');
         const index = await readDefinition(client, oid);
         if (!index?.printed) return 'PostgreSQL printed it back in a form pgshift could not read';
         return { unique: index.unique, definition: index.definition };
@@ -109,6 +149,6 @@ export async function probeDefinition(
       { undo: true },
     );
   } catch (error) {
-    return (error as Error).message;
+    return `does not compile: ${(error as Error).message}`;
   }
 }

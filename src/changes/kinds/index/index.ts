@@ -105,7 +105,7 @@ export const index = {
       if (typeof probed === 'string')
         problems.push({
           path: spec.where === undefined ? `index.${spec.columns ? 'columns' : 'expression'}` : 'index',
-          message: `does not compile: ${probed}`,
+          message: probed,
         });
       else build = probed;
     }
