@@ -33,3 +33,11 @@ CREATE TABLE subscribers (
 );
 INSERT INTO subscribers (email)
 SELECT CASE WHEN g % 10 = 0 THEN NULL WHEN g % 20 = 5 THEN 'subscriber' || g ELSE 's' || g || '@example.com' END FROM generate_series(1, 10000) g;
+CREATE TABLE accounts (
+  id bigserial PRIMARY KEY,
+  email text NOT NULL,
+  deleted_at timestamptz
+);
+CREATE INDEX accounts_email_idx ON accounts (email);
+INSERT INTO accounts (email, deleted_at)
+SELECT 'A' || g || '@example.com', CASE WHEN g % 10 = 0 THEN now() END FROM generate_series(1, 10000) g;

@@ -1,6 +1,7 @@
 import type { ColumnFacts, SchemaModel } from './schema.js';
 import type { TableRef } from './ast.js';
 import type { ConstrainSuggestion } from './constrain.js';
+import type { IndexSuggestion } from './index-plan.js';
 
 /** What `detect` found unsafe, and what to do instead. */
 export type FindingRule =
@@ -37,7 +38,8 @@ export type ColumnChangeSuggestion =
       readonly value: string | undefined;
       /** The value is also the default new code's inserts keep. */
       readonly keepDefault: boolean;
-    };
+    }
+  | IndexSuggestion;
 
 /** One unsafe statement. */
 export interface Finding {
@@ -50,7 +52,7 @@ export interface Finding {
   readonly why: string;
   /** What to do instead. */
   readonly fix: string;
-  /** The pgshift plan that replaces it, for the column changes pgshift handles. */
+  /** The pgshift plan that replaces it, for the column and index changes pgshift handles. */
   readonly change?: ColumnChangeSuggestion | undefined;
 }
 

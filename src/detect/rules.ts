@@ -1,6 +1,7 @@
 import { as, list, rangeVar, str, tableKey, typeOf, type Node, type ParsedStatement, type TableRef } from './ast.js';
 import { judgeAlterTable } from './alter.js';
 import { newTransaction, shown, type At, type FileState, type Finding } from './context.js';
+import { indexSuggestion } from './index-plan.js';
 import { pairDrops } from './pairing.js';
 import { SchemaModel } from './schema.js';
 
@@ -92,7 +93,8 @@ function judge(s: ParsedStatement, state: FileState): Finding[] {
           'index-not-concurrent',
           t,
           `CREATE ${body.unique ? 'UNIQUE ' : ''}INDEX without CONCURRENTLY holds a SHARE lock on ${shown(t)} for the whole build: every write waits`,
-          'CREATE INDEX CONCURRENTLY, outside a transaction (most migration tools need a per-migration "no transaction" setting); a future pgshift `index` plan will run it as a phase',
+          'CREATE INDEX CONCURRENTLY, outside a transaction (most migration tools need a per-migration "no transaction" setting), or a pgshift `index` plan, which runs it as a phase',
+          indexSuggestion(body, t),
         ),
       ];
     }

@@ -2,6 +2,7 @@ import { stringify } from 'yaml';
 import { PLACEHOLDER } from '../plan/schema.js';
 import { constrainPlanBody } from './constrain.js';
 import { ident, type ColumnChangeSuggestion } from './context.js';
+import { indexFields } from './index-plan.js';
 
 /** A plan file `detect` proposes instead of an unsafe statement. */
 export interface SuggestedPlan {
@@ -35,28 +36,30 @@ function tableText(t: { schema: string | undefined; name: string }): string {
  * marked placeholder, which `lint` refuses until a person writes it.
  */
 export function suggestPlan(change: ColumnChangeSuggestion, source: string): SuggestedPlan {
-  const name = planName(change.kind, change.table.name, change.column);
+  const name = planName(change.kind, change.table.name, change.kind === 'index' ? change.name : change.column);
   const table = tableText(change.table);
   const body =
-    change.kind === 'rename'
-      ? { plan: name, table, rename: { column: change.column, to: change.to } }
-      : change.kind === 'drop'
-        ? { plan: name, table, drop: { column: change.column } }
-        : change.kind === 'constrain'
-          ? { plan: name, table, ...constrainPlanBody(change) }
-          : change.kind === 'add'
-            ? { plan: name, table, add: addBody(change) }
-            : {
-                plan: name,
-                table,
-                retype: {
-                  column: change.column,
-                  to: change.to,
-                  as: `${change.column}_new`,
-                  using: change.using ?? `${ident(change.column)}::${change.to}`,
-                  reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
-                },
-              };
+    change.kind === 'index'
+      ? { plan: name, table, index: indexFields(change) }
+      : change.kind === 'rename'
+        ? { plan: name, table, rename: { column: change.column, to: change.to } }
+        : change.kind === 'drop'
+          ? { plan: name, table, drop: { column: change.column } }
+          : change.kind === 'constrain'
+            ? { plan: name, table, ...constrainPlanBody(change) }
+            : change.kind === 'add'
+              ? { plan: name, table, add: addBody(change) }
+              : {
+                  plan: name,
+                  table,
+                  retype: {
+                    column: change.column,
+                    to: change.to,
+                    as: `${change.column}_new`,
+                    using: change.using ?? `${ident(change.column)}::${change.to}`,
+                    reverse: `${PLACEHOLDER} the old value from ${change.column} (e.g. ${ident(change.column)}::<old type>)`,
+                  },
+                };
   return { name, yaml: `# Written by \`migrate plan detect\` for ${source}.\n${stringify(body)}` };
 }
 

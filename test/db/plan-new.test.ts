@@ -71,6 +71,7 @@ describe('plan new', () => {
     ['retype', 'orders.price', ['numeric(10,2)'], 'retype-orders-price'],
     ['drop', 'customers.fax', [], 'drop-customers-fax'],
     ['constrain', 'subscribers.email', ['not_null'], 'constrain-subscribers-email'],
+    ['index', 'users.email', ['users_email_idx'], 'index-users-email'],
   ])('%s: writes a plan that lints clean and runs through all six phases', async (kind, source, targets, name) => {
     const result = await cli('new', kind, source, ...targets);
     expect(result.errors).toBe('');

@@ -134,6 +134,15 @@ const KINDS: Record<ChangeKind, Kind> = {
     old: (i) => ({ columns: { note: `old ${i}` }, reads: { note: `old ${i}`, country_code: 'fr' } }),
     new: (i) => ({ columns: { note: `new ${i}`, country_code: 'fr' }, reads: { note: `new ${i}`, country_code: 'fr' } }),
   },
+  index: {
+    // A partial index replacing a plain one of the same name: built under a temporary name, swapped at contract.
+    ddl: (t) =>
+      `CREATE TABLE ${t} (id bigserial PRIMARY KEY, email text NOT NULL DEFAULT 'x', note text); CREATE INDEX people_email_idx ON ${t} (lower(email))`,
+    yaml: (s) =>
+      `plan: roles-index\ntable: ${s}.people\nindex: { name: people_email_idx, expression: "lower(email)", where: "note IS NOT NULL", replaces: people_email_idx }\n${GUARDS}`,
+    old: (i) => ({ columns: { email: `Old${i}@x`, note: `old ${i}` }, reads: { email: `Old${i}@x`, note: `old ${i}` } }),
+    new: (i) => ({ columns: { email: `New${i}@x`, note: `new ${i}` }, reads: { email: `New${i}@x`, note: `new ${i}` } }),
+  },
 };
 
 /** Which code versions may run once `phase` is applied (design §2). */

@@ -34,6 +34,7 @@ const PLAN_KIND: Readonly<Record<string, string>> = {
   'set-not-null': 'constrain',
   'add-column-required': 'add',
   'add-column-rewrite': 'add',
+  'index-not-concurrent': 'index',
 };
 
 /**
@@ -115,6 +116,13 @@ describe('detect on a corpus of real migrations', () => {
         .split('\n')
         .slice(f.line - 1)
         .join('\n');
+      if (change.kind === 'index') {
+        // An index plan: the statement builds that index on that table, from those columns.
+        expect(statement, f.key).toMatch(new RegExp(`CREATE\\s+(UNIQUE\\s+)?INDEX\\s+(IF NOT EXISTS\\s+)?"?${change.name}"?\\s`, 'i'));
+        for (const c of [change.table.name, ...change.columns]) expect(statement, f.key).toContain(c);
+        expect(parsePlan(f.plan!.yaml, 'p.yaml'), f.key).toMatchObject({ table: { name: change.table.name }, change: { kind: 'index', name: change.name } });
+        continue;
+      }
       expect(statement, f.key).toMatch(new RegExp(`ALTER TABLE\\s+(IF EXISTS\\s+)?(ONLY\\s+)?"?${change.table.name}"?\\s`, 'i'));
       expect(statement, f.key).toContain(change.column);
       if (change.kind === 'rename') expect(text, f.key).toContain(change.to);

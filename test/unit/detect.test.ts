@@ -66,10 +66,31 @@ describe('detect', () => {
       'drizzle/0001_rename_username.sql',
       'prisma/20240201000000_rename_name/migration.sql',
       'prisma/20240301000000_price_decimal/migration.sql',
+      'prisma/20240401000000_order_user_index/migration.sql',
       'prisma/20240501000000_required_email/migration.sql',
       'sql/004_orders_amount_numeric.sql',
       'sql/005_audit_and_display_name.sql',
     ]);
+  });
+
+  it('proposes an index plan for a CREATE INDEX without CONCURRENTLY on plain columns, and none for an expression or predicate', async () => {
+    const { found, findings } = await detectSql(
+      USERS,
+      [
+        'CREATE UNIQUE INDEX users_org_name ON users (org_id, name);',
+        'CREATE INDEX users_lower_name ON users (lower(name));',
+        'CREATE INDEX users_named ON users (name) WHERE name IS NOT NULL;',
+        'CREATE INDEX users_name_desc ON users (name DESC);',
+        'CREATE INDEX ON users (bio);',
+      ].join('\n'),
+    );
+    expect(found).toEqual([1, 2, 3, 4, 5].map((line) => [line, 'index-not-concurrent']));
+    expect(findings.map((f) => f.plan !== undefined)).toEqual([true, false, false, false, false]);
+    expect(suggestedYaml(findings[0]!)).toContain('plan: index-users-users-org-name');
+    expect(parsePlan(suggestedYaml(findings[0]!), 'x.yaml')).toMatchObject({
+      table: { name: 'users' },
+      change: { kind: 'index', name: 'users_org_name', columns: ['org_id', 'name'], unique: true },
+    });
   });
 
   it('writes the plans, never over a file that exists', async () => {

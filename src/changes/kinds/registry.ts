@@ -4,6 +4,7 @@ import type { ChangeKindModule } from './kind.js';
 import { constrain } from './constrain/index.js';
 import { add } from './add/index.js';
 import { drop } from './drop/index.js';
+import { index } from './index/index.js';
 import { merge } from './merge/index.js';
 import { rename } from './rename/index.js';
 import { retype } from './retype/index.js';
@@ -14,7 +15,7 @@ import { split } from './split/index.js';
  * format, the `Change` type and parsing are derived from this list: adding
  * a kind is its module and one line here.
  */
-export const KINDS = [rename, split, merge, retype, drop, constrain, add] as const;
+export const KINDS = [rename, split, merge, retype, drop, constrain, add, index] as const;
 
 type Kind = (typeof KINDS)[number];
 export type ChangeKind = Kind['name'];

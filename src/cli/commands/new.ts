@@ -12,7 +12,10 @@ export function newCommand(plan: Command, run: Run): void {
       .command('new')
       .argument('<kind>', CHANGE_KINDS.join(' | '))
       .argument('<source>', '[schema.]table.column (merge: table.col1,col2)')
-      .argument('[targets...]', 'rename: new name; split: new columns; merge: new column; retype: new type; drop: none'),
+      .argument(
+        '[targets...]',
+        'rename: new name; split: new columns; merge: new column; retype: new type; drop: none; index: its name (source: table.col1,col2)',
+      ),
   )
     .description('write a plan file from the live catalog, with its expressions proposed and every default spelled out')
     .option('--name <plan>', 'the plan name (default: kind-table-column)')
