@@ -24,3 +24,11 @@ CREATE TABLE orders (
 );
 INSERT INTO orders (price)
 SELECT (g % 1000) || '.' || lpad((g % 100)::text, 2, '0') FROM generate_series(1, 10000) g;
+
+CREATE TABLE suppliers (
+  id bigserial PRIMARY KEY,
+  name text NOT NULL,
+  country text
+);
+INSERT INTO suppliers (name, country)
+SELECT 'Supplier ' || g, (ARRAY['PT', 'NO', 'EC'])[1 + g % 3] FROM generate_series(1, 1000) g;

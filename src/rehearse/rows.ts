@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { outlineOf } from '../changes/kinds/registry.js';
 import type { Client } from '../db/client.js';
 import { ident, literal } from '../db/ident.js';
 import { PlanError } from '../errors.js';
@@ -21,8 +22,7 @@ interface ColumnInfo {
 
 /** The columns the plan replaces: their values must make its `using` expressions meaningful. */
 export function oldColumnsOf(plan: Plan): string[] {
-  const c = plan.change;
-  return c.kind === 'merge' ? [...c.columns] : [c.column];
+  return [...outlineOf(plan.change).reads];
 }
 
 /**

@@ -51,5 +51,6 @@ describe('example plans', () => {
       const status = await cli('status', name);
       expect(status.lines[0]).toEqual([expect.objectContaining({ plan: name, phase: 'contract', status: 'complete' })]);
     }
-  });
+    // Six CLI runs per plan, one plan per kind: more than the default timeout on a shared two-core machine.
+  }, 600_000);
 });

@@ -43,6 +43,7 @@ describe("the project's own plans folder", () => {
     expect(releases[0]).toEqual([
       'drop-customers-fax: applied expand; now at expand',
       'merge-customers-address: waiting behind drop-customers-fax (at expand)',
+      'rename-table-suppliers-vendors: applied expand; now at expand',
       'rename-users-user-name: applied expand; now at expand',
       'retype-orders-price: applied expand; now at expand',
       'split-users-full-name: waiting behind rename-users-user-name (at expand)',
@@ -52,7 +53,7 @@ describe("the project's own plans folder", () => {
     // Six releases for the first plan of each table, and the second, started at the sixth, five more.
     expect(releases).toHaveLength(11);
     const final = await runCli(['plan', 'status', '--json', ...args]);
-    expect((final.lines[0] as unknown as { status: string }[]).map((r) => r.status)).toEqual(Array(5).fill('complete'));
+    expect((final.lines[0] as unknown as { status: string }[]).map((r) => r.status)).toEqual(Array(6).fill('complete'));
   });
 });
 

@@ -51,6 +51,8 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
+  /** What `lint` should say of every plan of this kind that will not stop it, e.g. what old code can no longer do. */
+  warnings?(spec: z.output<Schema>): string[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */
   propose(request: Proposal): Record<string, unknown>;
 }

@@ -1,0 +1,94 @@
+import type { Client } from '../../../db/client.js';
+import type { QualifiedName } from '../../../db/ident.js';
+import type { KindProblem } from '../kind.js';
+
+/** A privilege of the table's that the compatibility view gets too (the owner's own are implicit). */
+export interface TableGrant {
+  /** The role, or null for PUBLIC. */
+  readonly grantee: string | null;
+  /** `SELECT`, `INSERT`, … in PostgreSQL's order. */
+  readonly privileges: readonly string[];
+  /** Granted on these columns only (a column privilege), or on the whole table when absent. */
+  readonly columns?: readonly string[] | undefined;
+  readonly grantable: boolean;
+}
+
+/** What a rename-table learns at plan start, kept in the plan's facts under `renameTable`. */
+export interface RenameTableFacts {
+  readonly renameTable: {
+    /** The table's owner, who owns the compatibility view too (on PostgreSQL 14 its privileges are the ones checked on the table). */
+    readonly owner: string;
+    /** The table's grants and column grants at plan start, given on the view as well. */
+    readonly grants: readonly TableGrant[];
+    /** PostgreSQL 15 or later: the view is `security_invoker`, so the caller's privileges and row policies apply on the table. */
+    readonly securityInvoker: boolean;
+  };
+}
+
+/**
+ * Read what the view needs, and refuse what the rename cannot do safely: a
+ * name already taken in the schema (by a relation or a type: the table's row
+ * type is renamed with it), and on PostgreSQL 14 a table with row-level
+ * security, whose policies a view without `security_invoker` would apply as
+ * the view's owner instead of the caller.
+ */
+export async function learnRenameTable(client: Client, table: QualifiedName, to: string): Promise<{ problems: KindProblem[]; facts: RenameTableFacts }> {
+  const problems: KindProblem[] = [];
+  const { rows: taken } = await client.query<{ what: string }>(
+    `SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view' WHEN 'S' THEN 'a sequence' WHEN 'i' THEN 'an index' ELSE 'a table' END AS what
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2
+     UNION ALL
+     SELECT 'a type' FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+      WHERE n.nspname = $1 AND t.typname = $2 AND t.typrelid = 0`,
+    [table.schema, to],
+  );
+  if (taken.length) problems.push({ path: 'rename-table.to', message: `${taken[0]!.what} named "${to}" already exists in schema "${table.schema}"` });
+  if (to === table.name) problems.push({ path: 'rename-table.to', message: `the table is already named "${to}"` });
+
+  const { rows: rel } = await client.query<{ owner: string; rls: boolean }>(
+    `SELECT pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity AS rls
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+    [table.schema, table.name],
+  );
+  const { rows: version } = await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`);
+  const securityInvoker = Number(version[0]!.v) >= 150000;
+  if (rel[0]!.rls && !securityInvoker)
+    problems.push({
+      path: 'rename-table',
+      message:
+        `${table.schema}.${table.name} has row-level security; before PostgreSQL 15 a view cannot be security_invoker, so old code's ` +
+        `queries through the view "${table.name}" would be checked against the policies as the view's owner, not as themselves; ` +
+        'rename it in one step (ALTER TABLE … RENAME) with old code stopped, or upgrade to PostgreSQL 15',
+    });
+
+  // Grants made by anyone, to anyone but the owner (whose privileges come with owning the view); one row per grantee and grant option.
+  const { rows: grants } = await client.query<{ grantee: string | null; privileges: string[]; columns: string[] | null; grantable: boolean }>(
+    `WITH t AS (SELECT c.oid, c.relowner, c.relacl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = $2),
+          whole AS (SELECT a.grantee, a.privilege_type, a.is_grantable FROM t, pg_catalog.aclexplode(t.relacl) a WHERE a.grantee <> t.relowner),
+          cols AS (SELECT a.grantee, a.privilege_type, a.is_grantable, att.attname, att.attnum
+                     FROM t JOIN pg_catalog.pg_attribute att ON att.attrelid = t.oid AND att.attnum > 0 AND NOT att.attisdropped,
+                          pg_catalog.aclexplode(att.attacl) a
+                    WHERE a.grantee <> t.relowner)
+     SELECT CASE WHEN grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(grantee)::text END AS grantee,
+            pg_catalog.array_agg(privilege_type::text ORDER BY privilege_type) AS privileges, NULL::text[] AS columns, is_grantable AS grantable
+       FROM whole GROUP BY grantee, is_grantable
+     UNION ALL
+     SELECT grantee, ARRAY[privilege_type::text], columns, grantable FROM (
+       SELECT CASE WHEN grantee = 0 THEN NULL ELSE pg_catalog.pg_get_userbyid(grantee)::text END AS grantee, privilege_type, is_grantable AS grantable,
+              pg_catalog.array_agg(attname::text ORDER BY attnum) AS columns
+         FROM cols GROUP BY grantee, privilege_type, is_grantable) c
+     ORDER BY 1 NULLS FIRST, 3 NULLS FIRST, 2, 4`,
+    [table.schema, table.name],
+  );
+  return {
+    problems,
+    facts: {
+      renameTable: {
+        owner: rel[0]!.owner,
+        securityInvoker,
+        grants: grants.map((g) => ({ grantee: g.grantee, privileges: g.privileges, ...(g.columns ? { columns: g.columns } : {}), grantable: g.grantable })),
+      },
+    },
+  };
+}
