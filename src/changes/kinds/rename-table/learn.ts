@@ -20,7 +20,10 @@ export interface RenameTableFacts {
     readonly owner: string;
     /** The table's grants and column grants at plan start, given on the view as well. */
     readonly grants: readonly TableGrant[];
-    /** PostgreSQL 15 or later: the view is `security_invoker`, so the caller's privileges and row policies apply on the table. */
+    /**
+     * The view is `security_invoker` (PostgreSQL 15 or later, and no column grants): the caller's privileges and row
+     * policies apply on the table. Otherwise the owner's privileges are checked on the table, the caller's on the view.
+     */
     readonly securityInvoker: boolean;
   };
 }
@@ -35,7 +38,7 @@ export interface RenameTableFacts {
 export async function learnRenameTable(client: Client, table: QualifiedName, to: string): Promise<{ problems: KindProblem[]; facts: RenameTableFacts }> {
   const problems: KindProblem[] = [];
   const { rows: taken } = await client.query<{ what: string }>(
-    `SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view' WHEN 'S' THEN 'a sequence' WHEN 'i' THEN 'an index' ELSE 'a table' END AS what
+    `SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view' WHEN 'S' THEN 'a sequence' WHEN 'i' THEN 'an index' WHEN 'c' THEN 'a type' ELSE 'a table' END AS what
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2
      UNION ALL
      SELECT 'a type' FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
@@ -44,22 +47,6 @@ export async function learnRenameTable(client: Client, table: QualifiedName, to:
   );
   if (taken.length) problems.push({ path: 'rename-table.to', message: `${taken[0]!.what} named "${to}" already exists in schema "${table.schema}"` });
   if (to === table.name) problems.push({ path: 'rename-table.to', message: `the table is already named "${to}"` });
-
-  const { rows: rel } = await client.query<{ owner: string; rls: boolean }>(
-    `SELECT pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity AS rls
-       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
-    [table.schema, table.name],
-  );
-  const { rows: version } = await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`);
-  const securityInvoker = Number(version[0]!.v) >= 150000;
-  if (rel[0]!.rls && !securityInvoker)
-    problems.push({
-      path: 'rename-table',
-      message:
-        `${table.schema}.${table.name} has row-level security; before PostgreSQL 15 a view cannot be security_invoker, so old code's ` +
-        `queries through the view "${table.name}" would be checked against the policies as the view's owner, not as themselves; ` +
-        'rename it in one step (ALTER TABLE … RENAME) with old code stopped, or upgrade to PostgreSQL 15',
-    });
 
   // Grants made by anyone, to anyone but the owner (whose privileges come with owning the view); one row per grantee and grant option.
   const { rows: grants } = await client.query<{ grantee: string | null; privileges: string[]; columns: string[] | null; grantable: boolean }>(
@@ -81,6 +68,29 @@ export async function learnRenameTable(client: Client, table: QualifiedName, to:
      ORDER BY 1 NULLS FIRST, 3 NULLS FIRST, 2, 4`,
     [table.schema, table.name],
   );
+  const { rows: rel } = await client.query<{ owner: string; rls: boolean }>(
+    `SELECT pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity AS rls
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+    [table.schema, table.name],
+  );
+  const { rows: version } = await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`);
+  const invokerExists = Number(version[0]!.v) >= 150000;
+  // A security_invoker view checks the caller's privileges on every column it selects (all of them), so a role granted
+  // only some columns could not use it at all; the owner's view, with the same grants on it, checks those columns right.
+  const columnGrants = grants.some((g) => g.columns !== null);
+  const securityInvoker = invokerExists && !columnGrants;
+  if (rel[0]!.rls && !securityInvoker)
+    problems.push({
+      path: 'rename-table',
+      message: invokerExists
+        ? `${table.schema}.${table.name} has row-level security and column grants: a security_invoker view (which applies the policies ` +
+          'to the caller) would refuse roles granted only some columns, and a view checked as its owner would skip the policies; ' +
+          'rename it in one step (ALTER TABLE … RENAME) with old code stopped, or grant those roles SELECT on the whole table'
+        : `${table.schema}.${table.name} has row-level security; before PostgreSQL 15 a view cannot be security_invoker, so old code's ` +
+          `queries through the view "${table.name}" would be checked against the policies as the view's owner, not as themselves; ` +
+          'rename it in one step (ALTER TABLE … RENAME) with old code stopped, or upgrade to PostgreSQL 15',
+    });
+
   return {
     problems,
     facts: {
