@@ -25,6 +25,8 @@ import type { PhaseProgram } from '../steps.js';
 export interface ChangeKindModule<Name extends string, Schema extends z.ZodType, Facts extends object = object> {
   /** The plan file's key for this kind, e.g. `rename`. */
   readonly name: Name;
+  /** What `plan new`'s source names: `table` for a kind that changes the table itself (rename-table); default `table.column`. */
+  readonly source?: 'table' | undefined;
   /** One line for `--help` and the docs. */
   readonly summary: string;
   /** How `plan new` is called for this kind, e.g. `plan new rename table.column new_name`. */

@@ -11,8 +11,8 @@ export function newCommand(plan: Command, run: Run): void {
     plan
       .command('new')
       .argument('<kind>', CHANGE_KINDS.join(' | '))
-      .argument('<source>', '[schema.]table.column (merge: table.col1,col2)')
-      .argument('[targets...]', 'rename: new name; split: new columns; merge: new column; retype: new type; drop: none'),
+      .argument('<source>', '[schema.]table.column (merge: table.col1,col2; rename-table: [schema.]table)')
+      .argument('[targets...]', 'rename: new name; split: new columns; merge: new column; retype: new type; drop: none; rename-table: new name'),
   )
     .description('write a plan file from the live catalog, with its expressions proposed and every default spelled out')
     .option('--name <plan>', 'the plan name (default: kind-table-column)')

@@ -37,6 +37,7 @@ export const VIEW_LIMITS = [
  */
 export const renameTable = {
   name: 'rename-table',
+  source: 'table',
   summary: 'rename a table; old code uses a view under the old name until contract',
   usage: 'the new name: plan new rename-table schema.table new_name',
   schema,
