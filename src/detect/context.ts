@@ -24,7 +24,8 @@ export type FindingRule =
 export type ColumnChangeSuggestion =
   | { readonly kind: 'rename'; readonly table: TableRef; readonly column: string; readonly to: string }
   | { readonly kind: 'retype'; readonly table: TableRef; readonly column: string; readonly to: string; readonly using: string | undefined }
-  | { readonly kind: 'drop'; readonly table: TableRef; readonly column: string };
+  | { readonly kind: 'drop'; readonly table: TableRef; readonly column: string }
+  | { readonly kind: 'rename-table'; readonly table: TableRef; readonly to: string };
 
 /** One unsafe statement. */
 export interface Finding {
