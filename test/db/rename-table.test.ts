@@ -148,6 +148,37 @@ describe('rename-table', () => {
     expect(refused.code).toBe(2);
   });
 
+  it('holds back a plan written for the new name until the rename is contracted, as one for the old name', async () => {
+    await db.sql(
+      `CREATE TABLE bins (id bigserial PRIMARY KEY, label text, legacy text); INSERT INTO bins (label) SELECT 'b' || g FROM generate_series(1, 20) g`,
+    );
+    const dir = await planDir({
+      'a-rename-table-bins.yaml': 'table: bins\nrename-table: { to: boxes2 }\n',
+      'b-drop-boxes2-legacy.yaml': 'table: boxes2\nafter: a-rename-table-bins\ndrop: { column: legacy }\n',
+      'c-drop-bins-legacy.yaml': 'table: bins\ndrop: { column: legacy }\n',
+    });
+    const first = await cli(dir, 'apply', '--phase', 'switch-read', 'a-rename-table-bins');
+    expect(first.code).toBe(0);
+    // Named alone, without after:, a plan on the new name still waits: the table is the one in flight.
+    const alone = await planDir({ 'b-drop-boxes2-legacy.yaml': 'table: boxes2\ndrop: { column: legacy }\n' });
+    const copy = await runCli(['plan', 'apply', '--phase', 'next', '--no-json', '--dir', alone, '--database-url', db.url]);
+    expect(copy.code).toBe(0);
+    expect(copy.stdout).toContain('b-drop-boxes2-legacy: waiting behind a-rename-table-bins (at switch-read)');
+    const status = await cli(dir, 'status', '--json');
+    expect(status.lines[0]).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ plan: 'b-drop-boxes2-legacy', waiting: expect.objectContaining({ behind: 'a-rename-table-bins' }) }),
+        expect.objectContaining({ plan: 'c-drop-bins-legacy', waiting: expect.objectContaining({ behind: 'a-rename-table-bins' }) }),
+      ]),
+    );
+    const contract = await cli(dir, 'apply', '--phase', 'contract', 'a-rename-table-bins');
+    expect(contract.code).toBe(0);
+    const next = await cli(dir, 'apply', '--phase', 'expand', 'b-drop-boxes2-legacy');
+    expect(next.errors).toBe('');
+    expect(next.code).toBe(0);
+    expect(await db.sql(`SELECT phase FROM pgshift.plans WHERE name = 'b-drop-boxes2-legacy'`)).toEqual([{ phase: 'expand' }]);
+  });
+
   it('is refused up front when the new name is taken, changing nothing', async () => {
     await db.sql(`CREATE TABLE parcels (id bigserial PRIMARY KEY, code text); CREATE TYPE boxes AS (a int); CREATE VIEW crates AS SELECT 1 AS one`);
     for (const [to, what] of [

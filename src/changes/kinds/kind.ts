@@ -53,6 +53,11 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
+  /**
+   * Other names the plan's table goes by while the plan is in flight (rename-table: the new one), from the facts it
+   * recorded: the release queue holds a plan written for one of them back as it holds one written for the table's name.
+   */
+  alsoNamed?(facts: PlanFacts & Partial<Facts>): QualifiedName[];
   /** What `lint` should say of every plan of this kind that will not stop it, e.g. what old code can no longer do. */
   warnings?(spec: z.output<Schema>): string[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */

@@ -19,6 +19,7 @@ function factsFor(serverVersion: number, table = { schema: 'public', name: 'cust
     stateSchema: 'pgshift',
     serverVersion,
     renameTable: {
+      to: 'clients',
       owner: 'owner',
       securityInvoker: serverVersion >= 150000,
       grants: [
@@ -122,6 +123,10 @@ describe('rename-table: names are quoted, and lint says what old code cannot do'
       'ALTER TABLE "Sales"."Client ""List""" RENAME TO "Customer List"',
     ]);
     expect(sql(program.contract.apply)).toEqual(['DROP VIEW IF EXISTS "Sales"."Customer List"']);
+  });
+
+  it('gives the release queue the new name as another name of the table', () => {
+    expect(renameTable.alsoNamed(factsFor(180000))).toEqual([{ schema: 'public', name: 'clients' }]);
   });
 
   it('warns of every limit of the view', () => {

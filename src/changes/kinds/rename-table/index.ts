@@ -91,6 +91,8 @@ export const renameTable = {
     };
     return program;
   },
+  // From start to contract a plan written for the new name must wait behind this one, as one for the old name does.
+  alsoNamed: (facts) => (facts.renameTable ? [{ schema: facts.table.schema, name: facts.renameTable.to }] : []),
   uniques: () => [],
   warnings: (change) => [
     `rename-table: from switch-read until contract old code reaches the table through the view under its old name, renamed to ${change.to}; ` +

@@ -16,6 +16,8 @@ export interface TableGrant {
 /** What a rename-table learns at plan start, kept in the plan's facts under `renameTable`. */
 export interface RenameTableFacts {
   readonly renameTable: {
+    /** The table's new name, in its schema (for the release queue: see `alsoNamed`). */
+    readonly to: string;
     /** The table's owner, who owns the compatibility view too (on PostgreSQL 14 its privileges are the ones checked on the table). */
     readonly owner: string;
     /** The table's grants and column grants at plan start, given on the view as well. */
@@ -95,6 +97,7 @@ export async function learnRenameTable(client: Client, table: QualifiedName, to:
     problems,
     facts: {
       renameTable: {
+        to,
         owner: rel[0]!.owner,
         securityInvoker,
         grants: grants.map((g) => ({ grantee: g.grantee, privileges: g.privileges, ...(g.columns ? { columns: g.columns } : {}), grantable: g.grantable })),
