@@ -179,6 +179,31 @@ describe('rename-table', () => {
     expect(await db.sql(`SELECT phase FROM pgshift.plans WHERE name = 'b-drop-boxes2-legacy'`)).toEqual([{ phase: 'expand' }]);
   });
 
+  it('is refused up front when the runner may not create the view in the schema, naming the grant', async () => {
+    const runner = `rt_runner_${db.name.replace(/^pgshift_/, '')}`;
+    await db.sql(`CREATE ROLE ${runner} LOGIN PASSWORD 'pw' NOSUPERUSER; GRANT CREATE ON DATABASE ${db.name} TO ${runner}`);
+    try {
+      await db.sql(
+        `CREATE SCHEMA shut; GRANT USAGE ON SCHEMA shut TO ${runner}; CREATE TABLE shut.crates (id bigserial PRIMARY KEY); ALTER TABLE shut.crates OWNER TO ${runner}`,
+      );
+      const dir = await planDir({ 'rename-table-crates.yaml': 'table: shut.crates\nrename-table: { to: boxes }\n' });
+      const url = new URL(db.url);
+      url.username = runner;
+      url.password = 'pw';
+      // A state schema of the runner's own: the one the other tests made is the superuser's.
+      const args = ['plan', 'lint', '--dir', dir, '--database-url', url.toString(), '--schema', `${runner}_state`];
+      const lint = await runCli(args);
+      expect(lint.code).toBe(2);
+      expect(lint.errors).toContain(
+        `switch-read creates the view "crates" in schema "shut", which needs CREATE there: GRANT CREATE ON SCHEMA "shut" TO "${runner}"`,
+      );
+      await db.sql(`GRANT CREATE ON SCHEMA shut TO ${runner}`);
+      expect(await runCli(args)).toMatchObject({ code: 0, errors: '' });
+    } finally {
+      await db.sql(`DROP SCHEMA shut CASCADE; REVOKE ALL ON DATABASE ${db.name} FROM ${runner}; DROP OWNED BY ${runner}; DROP ROLE ${runner}`);
+    }
+  });
+
   it('is refused up front when the new name is taken, changing nothing', async () => {
     await db.sql(`CREATE TABLE parcels (id bigserial PRIMARY KEY, code text); CREATE TYPE boxes AS (a int); CREATE VIEW crates AS SELECT 1 AS one`);
     for (const [to, what] of [

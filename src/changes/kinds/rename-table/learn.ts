@@ -1,5 +1,5 @@
 import type { Client } from '../../../db/client.js';
-import type { QualifiedName } from '../../../db/ident.js';
+import { ident, type QualifiedName } from '../../../db/ident.js';
 import type { KindProblem } from '../kind.js';
 
 /** A privilege of the table's that the compatibility view gets too (the owner's own are implicit). */
@@ -70,11 +70,27 @@ export async function learnRenameTable(client: Client, table: QualifiedName, to:
      ORDER BY 1 NULLS FIRST, 3 NULLS FIRST, 2, 4`,
     [table.schema, table.name],
   );
-  const { rows: rel } = await client.query<{ owner: string; rls: boolean }>(
-    `SELECT pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity AS rls
+  const { rows: rel } = await client.query<{ owner: string; rls: boolean; create: boolean; ownerCreates: boolean }>(
+    `SELECT pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity AS rls,
+            pg_catalog.has_schema_privilege(n.oid, 'CREATE') AS create,
+            c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
+              OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
+              OR pg_catalog.has_schema_privilege(c.relowner, n.oid, 'CREATE') AS "ownerCreates"
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
     [table.schema, table.name],
   );
+  // Said now (exit 2) rather than met at switch-read as `permission denied`.
+  if (!rel[0]!.create)
+    problems.push({
+      path: 'rename-table',
+      message: `switch-read creates the view "${table.name}" in schema "${table.schema}", which needs CREATE there: GRANT CREATE ON SCHEMA ${ident(table.schema)} TO ${ident(await currentUser(client))}`,
+    });
+  // Giving the view to the table's owner (when the runner is another role) needs that owner to have CREATE on the schema too.
+  if (!rel[0]!.ownerCreates)
+    problems.push({
+      path: 'rename-table',
+      message: `the view "${table.name}" is given to the table's owner "${rel[0]!.owner}", who needs CREATE on schema "${table.schema}": GRANT CREATE ON SCHEMA ${ident(table.schema)} TO ${ident(rel[0]!.owner)}`,
+    });
   const { rows: version } = await client.query<{ v: string }>(`SELECT pg_catalog.current_setting('server_version_num') AS v`);
   const invokerExists = Number(version[0]!.v) >= 150000;
   // A security_invoker view checks the caller's privileges on every column it selects (all of them), so a role granted
@@ -104,4 +120,8 @@ export async function learnRenameTable(client: Client, table: QualifiedName, to:
       },
     },
   };
+}
+
+async function currentUser(client: Client): Promise<string> {
+  return (await client.query<{ role: string }>(`SELECT CURRENT_USER::text AS role`)).rows[0]!.role;
 }
