@@ -41,3 +41,10 @@ CREATE TABLE accounts (
 CREATE INDEX accounts_email_idx ON accounts (email);
 INSERT INTO accounts (email, deleted_at)
 SELECT 'A' || g || '@example.com', CASE WHEN g % 10 = 0 THEN now() END FROM generate_series(1, 10000) g;
+CREATE TABLE suppliers (
+  id bigserial PRIMARY KEY,
+  name text NOT NULL,
+  country text
+);
+INSERT INTO suppliers (name, country)
+SELECT 'Supplier ' || g, (ARRAY['PT', 'NO', 'EC'])[1 + g % 3] FROM generate_series(1, 1000) g;

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { kindOf } from '../changes/kinds/registry.js';
 import { resolveTable } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import type { QualifiedName } from '../db/ident.js';
@@ -53,6 +54,8 @@ export async function lint(
     for (const plan of plans) {
       const state = stateReachable ? await store.get(plan.name) : null;
       const warnings = await roleWarnings(client, plan, store.schema, state?.facts.table);
+      // What the kind itself wants said of every such plan (rename-table: what old code cannot do through its view).
+      warnings.push(...(kindOf(plan.change).warnings?.(plan.change) ?? []));
       const writable = await writableSchemaWarnings(client, state?.facts.searchPath, store.schema);
       if (options.strict) problems.push(...strictProblems(plan, writable));
       else warnings.push(...writable);

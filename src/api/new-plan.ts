@@ -53,7 +53,9 @@ export interface NewPlanResult {
  * refused with the reason (exit 2), and nothing is written.
  */
 export async function newPlan(request: NewPlanRequest, options: RunOptions = {}): Promise<NewPlanResult> {
-  const { table: tableText, columns } = splitSource(request.source);
+  // A kind that changes the table itself (rename-table) is given the table alone, and its plan is named after the target too.
+  const wholeTable = kindNamed(request.kind).source === 'table';
+  const { table: tableText, columns } = wholeTable ? { table: request.source, columns: [] } : splitSource(request.source);
   return withState(options, async (client, store) => {
     const table = await resolveTable(client, splitTableName(tableText));
     if (!table) throw new PlanError([{ file: '', path: 'table', message: `table "${tableText}" does not exist (or is not a table)` }]);
@@ -66,7 +68,7 @@ export async function newPlan(request: NewPlanRequest, options: RunOptions = {})
           if (!c) throw new PlanError([{ file: '', path: 'column', message: `column "${name}" does not exist in ${tableText}` }]);
           return c;
         });
-    const name = request.name ?? planName(request.kind, table.name, ...columns);
+    const name = request.name ?? planName(request.kind, table.name, ...columns, ...(wholeTable ? request.targets : []));
     const file = path.join(request.dir ?? 'plans', `${name}.yaml`);
     let change = propose(request, columns, old);
     // Check what would be written, placeholders standing for typed NULLs, so a refusal names its reason now.

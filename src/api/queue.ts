@@ -1,5 +1,6 @@
 import type { Client } from '../db/client.js';
 import { resolveTable } from '../db/catalog.js';
+import { kindNamed } from '../changes/kinds/registry.js';
 import { display } from '../db/ident.js';
 import type { Phase } from '../phases/phases.js';
 import type { Plan } from '../plan/types.js';
@@ -35,10 +36,15 @@ export async function waitingBehind(client: Client, states: ReadonlyMap<string, 
   for (const earlier of queue.slice(0, Math.max(0, index))) {
     const s = states.get(earlier.name);
     if (s?.status === 'complete') continue;
-    if ((s && inFlight(s) ? s.table : await tableName(client, earlier.table)) === table) return behind(earlier.name);
+    if ((s && inFlight(s) ? namesOf(s) : [await tableName(client, earlier.table)]).includes(table)) return behind(earlier.name);
   }
-  const other = [...states.values()].find((s) => s.name !== plan.name && s.table === table && inFlight(s));
+  const other = [...states.values()].find((s) => s.name !== plan.name && namesOf(s).includes(table) && inFlight(s));
   return other ? { behind: other.name, at: other.phase, status: other.status } : null;
+}
+
+/** Every name an in-flight plan's table goes by: the one it started on, and any its kind gives it meanwhile (a rename-table's new one). */
+function namesOf(s: PlanState): string[] {
+  return [s.table, ...(kindNamed(s.kind).alsoNamed?.(s.facts) ?? []).map(display)];
 }
 
 /** `schema.table` of a plan's table as the catalog resolves it now (as written when it does not exist yet). */

@@ -39,7 +39,8 @@ export type ColumnChangeSuggestion =
       /** The value is also the default new code's inserts keep. */
       readonly keepDefault: boolean;
     }
-  | IndexSuggestion;
+  | IndexSuggestion
+  | { readonly kind: 'rename-table'; readonly table: TableRef; readonly to: string };
 
 /** One unsafe statement. */
 export interface Finding {

@@ -3,6 +3,7 @@ import { judgeAlterTable } from './alter.js';
 import { newTransaction, shown, type At, type FileState, type Finding } from './context.js';
 import { indexSuggestion } from './index-plan.js';
 import { pairDrops } from './pairing.js';
+import { renameTableFinding } from './rename-table.js';
 import { SchemaModel } from './schema.js';
 
 export type { Finding } from './context.js';
@@ -180,12 +181,7 @@ function judgeRename(body: Node, state: FileState, at: At): Finding[] {
   state.renamedAway.set(
     key,
     isTable
-      ? at(
-          'rename-table',
-          from,
-          `RENAME TO ${to}: the code running during the deploy still queries "${from.name}" and fails from the moment this commits`,
-          'rename it across releases: a future pgshift `rename-table` plan (old code on the old name through a view, new code on the new one); until then, add a view under the new name, move the code to it, and rename later',
-        )
+      ? renameTableFinding(at, from, to)
       : at(
           'rename-type',
           from,

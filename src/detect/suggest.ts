@@ -3,6 +3,7 @@ import { PLACEHOLDER } from '../plan/schema.js';
 import { constrainPlanBody } from './constrain.js';
 import { ident, type ColumnChangeSuggestion } from './context.js';
 import { indexFields } from './index-plan.js';
+import { renameTablePlan } from './rename-table.js';
 
 /** A plan file `detect` proposes instead of an unsafe statement. */
 export interface SuggestedPlan {
@@ -36,6 +37,10 @@ function tableText(t: { schema: string | undefined; name: string }): string {
  * marked placeholder, which `lint` refuses until a person writes it.
  */
 export function suggestPlan(change: ColumnChangeSuggestion, source: string): SuggestedPlan {
+  if (change.kind === 'rename-table') {
+    const name = planName(change.kind, change.table.name, change.to);
+    return { name, yaml: renameTablePlan(change, name, tableText(change.table), source) };
+  }
   const name = planName(change.kind, change.table.name, change.kind === 'index' ? change.name : change.column);
   const table = tableText(change.table);
   const body =

@@ -72,6 +72,7 @@ describe('plan new', () => {
     ['drop', 'customers.fax', [], 'drop-customers-fax'],
     ['constrain', 'subscribers.email', ['not_null'], 'constrain-subscribers-email'],
     ['index', 'users.email', ['users_email_idx'], 'index-users-email'],
+    ['rename-table', 'public.suppliers', ['vendors'], 'rename-table-suppliers-vendors'],
   ])('%s: writes a plan that lints clean and runs through all six phases', async (kind, source, targets, name) => {
     const result = await cli('new', kind, source, ...targets);
     expect(result.errors).toBe('');
@@ -111,6 +112,9 @@ describe('plan new', () => {
     const missing = await cli('new', 'rename', 'counters.nope', 'x');
     expect(missing.code).toBe(2);
     expect(missing.errors).toMatch(/column "nope" does not exist in counters/);
+    const tableTaken = await cli('new', 'rename-table', 'counters', 'orders');
+    expect(tableTaken.code).toBe(2);
+    expect(tableTaken.errors).toMatch(/pgshift cannot make this change: a table named "orders" already exists in schema "public"/);
     expect(await describeDatabase(db)).toEqual(before);
     const again = await cli('new', 'rename', 'users.email', 'username');
     expect(again.code).toBe(2);

@@ -71,6 +71,8 @@ interface Kind {
   readonly yaml: (schema: string) => string;
   readonly old: (i: number) => Write;
   readonly new: (i: number) => Write;
+  /** The table's name each code version uses, when they differ (rename-table); default `people`. */
+  readonly tables?: { readonly old: string; readonly new: string };
 }
 
 const GUARDS = 'backfill: { batch_size: 40, pause: 0ms }\nguards: { lock_timeout: 2s, statement_timeout: 20s, retries: 3 }';
@@ -143,6 +145,14 @@ const KINDS: Record<ChangeKind, Kind> = {
     old: (i) => ({ columns: { email: `Old${i}@x`, note: `old ${i}` }, reads: { email: `Old${i}@x`, note: `old ${i}` } }),
     new: (i) => ({ columns: { email: `New${i}@x`, note: `new ${i}` }, reads: { email: `New${i}@x`, note: `new ${i}` } }),
   },
+  'rename-table': {
+    // Old code uses the view under the old name from switch-read until contract drops it; new code the renamed table.
+    ddl: (t) => `CREATE TABLE ${t} (id bigserial PRIMARY KEY, full_name text NOT NULL DEFAULT 'anonymous', note text)`,
+    yaml: (s) => `plan: roles-rename-table\ntable: ${s}.people\nrename-table: { to: persons }\n${GUARDS}`,
+    old: (i) => ({ columns: { full_name: `Old ${i}`, note: `old ${i}` }, reads: { full_name: `Old ${i}`, note: `old ${i}` } }),
+    new: (i) => ({ columns: { note: `new ${i}` }, reads: { note: `new ${i}` } }),
+    tables: { old: 'people', new: 'persons' },
+  },
 };
 
 /** Which code versions may run once `phase` is applied (design §2). */
@@ -153,28 +163,30 @@ function versionsAt(phase: Phase | null): { old: boolean; new: boolean } {
 
 describe.each(CHANGE_KINDS)('%s with an owner runner, a DML-only application role and a read-only role', (kindName) => {
   const kind = KINDS[kindName];
-  const schema = `roles_${kindName}`;
+  const schema = `roles_${kindName.replaceAll('-', '_')}`;
   const table = `${schema}.people`;
   const planName = `roles-${kindName}`;
+  const relation = (version: 'old' | 'new'): string => `${schema}.${kind.tables?.[version] ?? 'people'}`;
   let n = 0;
 
   /** The application writes as each code version allowed at `at` would; the reader reads the phase. */
   async function traffic(at: Phase | null, step: string): Promise<void> {
     const allowed = versionsAt(at);
-    const ids = (await db.sql<{ id: string }>(`SELECT id FROM ${table} ORDER BY id LIMIT 20`)).map((r) => r.id);
+    const ids = (await db.sql<{ id: string }>(`SELECT id FROM ${relation(allowed.old ? 'old' : 'new')} ORDER BY id LIMIT 20`)).map((r) => r.id);
     for (const version of ['old', 'new'] as const) {
       if (!allowed[version]) continue;
       for (const verb of ['insert', 'update'] as const) {
         const w = kind[version](++n);
+        const rel = relation(version);
         const cols = Object.keys(w.columns);
         const values = Object.values(w.columns);
         const { rows } =
           verb === 'insert'
             ? await app.query<{ id: string }>(
-                `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`,
+                `INSERT INTO ${rel} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING id`,
                 values,
               )
-            : await app.query<{ id: string }>(`UPDATE ${table} SET ${cols.map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1 RETURNING id`, [
+            : await app.query<{ id: string }>(`UPDATE ${rel} SET ${cols.map((c, i) => `${c} = $${i + 2}`).join(', ')} WHERE id = $1 RETURNING id`, [
                 ids[n % ids.length],
                 ...values,
               ]);
@@ -186,7 +198,7 @@ describe.each(CHANGE_KINDS)('%s with an owner runner, a DML-only application rol
         const [row] = await db.sql<Record<string, unknown>>(
           `SELECT ${Object.keys(expected)
             .map((c) => `${c}::text AS ${c}`)
-            .join(', ')} FROM ${table} WHERE id = $1`,
+            .join(', ')} FROM ${rel} WHERE id = $1`,
           [rows[0]!.id],
         );
         expect(row, `${step}: ${version} code ${verb}`).toEqual(expected);

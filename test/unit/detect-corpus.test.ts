@@ -35,6 +35,7 @@ const PLAN_KIND: Readonly<Record<string, string>> = {
   'add-column-required': 'add',
   'add-column-rewrite': 'add',
   'index-not-concurrent': 'index',
+  'rename-table': 'rename-table',
 };
 
 /**
@@ -124,6 +125,12 @@ describe('detect on a corpus of real migrations', () => {
         continue;
       }
       expect(statement, f.key).toMatch(new RegExp(`ALTER TABLE\\s+(IF EXISTS\\s+)?(ONLY\\s+)?"?${change.table.name}"?\\s`, 'i'));
+      if (change.kind === 'rename-table') {
+        // A table rename names no column: the plan names the statement's table and its new name.
+        expect(statement, f.key).toMatch(new RegExp(`RENAME\\s+TO\\s+"?${change.to}"?`, 'i'));
+        expect(parsePlan(f.plan!.yaml, 'p.yaml'), f.key).toMatchObject({ table: { name: change.table.name }, change: { kind: 'rename-table', to: change.to } });
+        continue;
+      }
       expect(statement, f.key).toContain(change.column);
       if (change.kind === 'rename') expect(text, f.key).toContain(change.to);
       const yaml = f.plan!.yaml;

@@ -155,8 +155,8 @@ describe('detect: the classes real migrations showed it missed', () => {
     expect(findings[0]!.change).toBeUndefined();
   });
 
-  it('a table renamed, and an enum type renamed, but not a Prisma enum swap', async () => {
-    const { found } = await detectSql(
+  it('a table renamed, with the rename-table plan, and an enum type renamed, but not a Prisma enum swap', async () => {
+    const { found, findings } = await detectSql(
       USERS + "CREATE TYPE \"Role\" AS ENUM ('A', 'B');\nCREATE TYPE mood AS ENUM ('x');\n",
       [
         'ALTER TABLE users RENAME TO accounts;',
@@ -176,6 +176,13 @@ describe('detect: the classes real migrations showed it missed', () => {
       [1, 'rename-table'],
       [2, 'rename-type'],
     ]);
+    expect(findings[0]!.change).toEqual({ kind: 'rename-table', table: { schema: undefined, name: 'users' }, to: 'accounts' });
+    expect(parsePlan(findings[0]!.plan!.yaml, 'x.yaml')).toMatchObject({
+      name: 'rename-table-users-accounts',
+      table: { name: 'users' },
+      change: { kind: 'rename-table', to: 'accounts' },
+    });
+    expect(findings[1]!.plan).toBeUndefined();
   });
 
   it('ADD COLUMN that rewrites the table (SERIAL, identity, a volatile default), and NOT NULL without a default', async () => {

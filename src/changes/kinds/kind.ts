@@ -26,6 +26,8 @@ import type { PhaseProgram } from '../steps.js';
 export interface ChangeKindModule<Name extends string, Schema extends z.ZodType, Facts extends object = object> {
   /** The plan file's key for this kind, e.g. `rename`. */
   readonly name: Name;
+  /** What `plan new`'s source names: `table` for a kind that changes the table itself (rename-table); default `table.column`. */
+  readonly source?: 'table' | undefined;
   /** One line for `--help` and the docs. */
   readonly summary: string;
   /** How `plan new` is called for this kind, e.g. `plan new rename table.column new_name`. */
@@ -57,6 +59,13 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>, names: ObjectNames): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
+  /**
+   * Other names the plan's table goes by while the plan is in flight (rename-table: the new one), from the facts it
+   * recorded: the release queue holds a plan written for one of them back as it holds one written for the table's name.
+   */
+  alsoNamed?(facts: PlanFacts & Partial<Facts>): QualifiedName[];
+  /** What `lint` should say of every plan of this kind that will not stop it, e.g. what old code can no longer do. */
+  warnings?(spec: z.output<Schema>): string[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */
   propose(request: Proposal): Record<string, unknown>;
 }

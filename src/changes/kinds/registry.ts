@@ -7,6 +7,7 @@ import { drop } from './drop/index.js';
 import { index } from './index/index.js';
 import { merge } from './merge/index.js';
 import { rename } from './rename/index.js';
+import { renameTable } from './rename-table/index.js';
 import { retype } from './retype/index.js';
 import { split } from './split/index.js';
 
@@ -15,7 +16,7 @@ import { split } from './split/index.js';
  * format, the `Change` type and parsing are derived from this list: adding
  * a kind is its module and one line here.
  */
-export const KINDS = [rename, split, merge, retype, drop, constrain, add, index] as const;
+export const KINDS = [rename, split, merge, retype, drop, constrain, add, index, renameTable] as const;
 
 type Kind = (typeof KINDS)[number];
 export type ChangeKind = Kind['name'];

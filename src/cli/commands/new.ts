@@ -11,10 +11,10 @@ export function newCommand(plan: Command, run: Run): void {
     plan
       .command('new')
       .argument('<kind>', CHANGE_KINDS.join(' | '))
-      .argument('<source>', '[schema.]table.column (merge: table.col1,col2)')
+      .argument('<source>', '[schema.]table.column (merge: table.col1,col2; rename-table: [schema.]table)')
       .argument(
         '[targets...]',
-        'rename: new name; split: new columns; merge: new column; retype: new type; drop: none; index: its name (source: table.col1,col2)',
+        'rename: new name; split: new columns; merge: new column; retype: new type; drop: none; index: its name (source: table.col1,col2); rename-table: new name',
       ),
   )
     .description('write a plan file from the live catalog, with its expressions proposed and every default spelled out')
