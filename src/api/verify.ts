@@ -24,7 +24,7 @@ export async function verify(plan: Plan, options: RunOptions = {}): Promise<Veri
     const state = await store.get(plan.name);
     const at = state && state.status !== 'rolled_back' ? state.phase : null;
     // A kind with a program of its own (an in-place retype, a drop) keeps no second side to compare.
-    if (at && kindOf(plan.change).program?.(plan.change, state!.facts)) return { differing: 0, sampleKeys: [], rowsChecked: 0, drift: [] };
+    if (at && kindOf(plan.change).program?.(plan.change, state!.facts, plan.name)) return { differing: 0, sampleKeys: [], rowsChecked: 0, drift: [] };
     if (!state || phaseIndex(at) < phaseIndex('dual-write') || at === 'contract') {
       throw new PlanError(`plan "${plan.name}" is at ${at ?? 'no phase'}: verify needs both sides and the functions, from dual-write to stop-write`);
     }

@@ -159,7 +159,7 @@ export async function checkAgainstCatalog(client: Client, plan: Plan, stateSchem
     ...(partitioning ? { partitioning } : {}),
   };
   // A kind with a program of its own (an in-place retype, a drop) has no trigger.
-  const inline = kind.program?.(plan.change, captured)
+  const inline = kind.program?.(plan.change, captured, plan.name)
     ? undefined
     : await withRolledBackTransaction(client, () => inlineExpressions(client, resolveChange(plan.change, captured), searchPath, version));
   const planFacts = inline ? { ...captured, inline } : captured;

@@ -1,6 +1,7 @@
 import { unquote } from '../changes/constraints.js';
 import type { PlanFacts } from '../changes/model.js';
 import { compileProgram } from '../changes/program.js';
+import { archivedBy } from '../changes/archive.js';
 import { objectNames, syncTriggers } from '../changes/sql-objects.js';
 import type { Client } from '../db/client.js';
 import { display, functionSignatureSql, qualified } from '../db/ident.js';
@@ -82,6 +83,20 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
       problems.push(
         `${r.kind === 'i' ? `index on ${r.on}` : `relation (relkind ${r.kind})`} ${index} exists, owned by "${r.owner}", and this plan did not make it`,
       );
+  }
+
+  // An archive name already a column: contract would fail on its RENAME COLUMN (a column left by another plan, or the user's).
+  if (phases.includes('contract')) {
+    for (const c of archivedBy(program)) {
+      const { rows } = await client.query<{ old: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o WHERE o.attrelid = a.attrelid AND o.attname = $3 AND NOT o.attisdropped) AS old
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+        [table, c.archive, c.column],
+      );
+      // Archived by this plan already (the old column is gone) is a contract half done, not a clash.
+      if (rows[0] && (rows[0].old || !started))
+        problems.push(`column "${c.archive}" of ${display(facts.table)} exists, the name contract archives "${c.column}" under`);
+    }
   }
 
   return problems.map((what) => ({

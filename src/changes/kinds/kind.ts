@@ -48,7 +48,7 @@ export interface ChangeKindModule<Name extends string, Schema extends z.ZodType,
   /** The old and new columns, which the shared six-phase program is compiled from. */
   resolve(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): ColumnChange;
   /** A program of the kind's own, when the change has another shape than old ↔ new columns; undefined = the shared one. */
-  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>): PhaseProgram | undefined;
+  program?(spec: z.output<Schema>, facts: PlanFacts & Partial<Facts>, plan: string): PhaseProgram | undefined;
   /** The unique indexes the plan declares on new columns, with the field each was written in. */
   uniques(spec: z.output<Schema>): DeclaredUnique[];
   /** `plan new`: the kind's part of the plan file for these columns and arguments, expressions proposed where possible. */
