@@ -1,6 +1,7 @@
 import { PlanError } from '../errors.js';
 import { phaseIndex, phasesToRollBack, previousPhase, type Phase } from '../phases/phases.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
+import { nameClashes } from '../plan/name-clash.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
@@ -31,6 +32,7 @@ export async function rollback(plan: Plan, target: Phase | 'current' = 'current'
     if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
 
     const lacking = await runPrivilegeProblems(client, plan, state.facts.table, store.schema, phases);
+    if (phases.includes('contract')) lacking.push(...(await nameClashes(client, plan, state.facts, ['contract'], true, 'rollback')));
     if (lacking.length) throw new PlanError(lacking);
     await checkBeforeMoving(session, state, 'rollback');
     const hooks = sessionHooks(session, state.facts, 'rollback');

@@ -28,13 +28,25 @@ const INDEX = new RegExp(String.raw`^CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?
  *   owned by the runner (`current_user`, exactly: for a superuser every
  *   role's membership holds);
  * - a relation of an index's name that is not an index on the table the
- *   program builds it on, or any, before the plan has started.
+ *   program builds it on, or any, before the plan has started;
+ * - a column of an archive name contract would rename an old column to.
+ *
+ * `action` `rollback` reads what the phases' rollbacks create instead
+ * (contract's rollback creates the functions and the trigger again).
  *
  * Reads the catalog only.
  */
-export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, phases: readonly Phase[], started: boolean): Promise<PlanProblem[]> {
+export async function nameClashes(
+  client: Client,
+  plan: Plan,
+  facts: PlanFacts,
+  phases: readonly Phase[],
+  started: boolean,
+  action: 'apply' | 'rollback' = 'apply',
+): Promise<PlanProblem[]> {
   const program = compileProgram(plan, facts);
-  const statements = phases.flatMap((p) => program[p].apply.flatMap((step) => (step.kind === 'sql' ? step.statements : [])));
+  // A rollback that creates objects again (contract's: the functions and the trigger) is checked as an apply is.
+  const statements = phases.flatMap((p) => program[p][action].flatMap((step) => (step.kind === 'sql' ? step.statements : [])));
   const problems: string[] = [];
   const table = qualified(facts.table);
 
@@ -86,7 +98,7 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
   }
 
   // An archive name already a column: contract would fail on its RENAME COLUMN (a column left by another plan, or the user's).
-  if (phases.includes('contract')) {
+  if (action === 'apply' && phases.includes('contract')) {
     for (const c of archivedBy(program)) {
       const { rows } = await client.query<{ old: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o WHERE o.attrelid = a.attrelid AND o.attname = $3 AND NOT o.attisdropped) AS old

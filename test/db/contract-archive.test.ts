@@ -117,6 +117,28 @@ describe('rename rolled back from contract', () => {
   });
 });
 
+describe('rollback of contract and objects planted since', () => {
+  it("refuses (exit 2, nothing changed) when a function of the name it would create again is not the runner's", async () => {
+    const role = `planter_${db.name.replace(/^pgshift_/, '')}`;
+    await db.sql(`CREATE TABLE planted (id bigserial PRIMARY KEY, a text); INSERT INTO planted (a) VALUES ('x')`);
+    const dir = await planDir({ 'rename-planted.yaml': 'table: planted\nrename: { column: a, to: b }\n' });
+    const url = ['--dir', dir, '--database-url', db.url];
+    expect((await runCli(['plan', 'apply', '--phase', 'contract', ...url])).code).toBe(0);
+    await db.sql(`CREATE ROLE ${role} NOLOGIN`);
+    try {
+      await db.sql(
+        `CREATE FUNCTION pgshift."rename-planted_fwd0"(a text) RETURNS text LANGUAGE sql AS 'SELECT a'; ALTER FUNCTION pgshift."rename-planted_fwd0"(text) OWNER TO ${role}`,
+      );
+      const refused = await runCli(['plan', 'rollback', 'rename-planted', ...url]);
+      expect(refused.code).toBe(2);
+      expect(refused.errors).toMatch(new RegExp(`function pgshift\\."rename-planted_fwd0"\\(text\\) exists and is owned by "${role}", not by the runner`));
+      expect(await columnsOf('planted')).toEqual(['id', '_pgshift_rename-planted_a', 'b']);
+    } finally {
+      await db.sql(`DROP OWNED BY ${role} CASCADE; DROP ROLE ${role}`);
+    }
+  });
+});
+
 describe('purge and contract.keep', () => {
   const splitYaml = (name: string, table: string, keep?: string): string => `
 plan: ${name}
