@@ -206,5 +206,6 @@ describe.each(CHANGE_KINDS)('%s with an owner runner, a DML-only application rol
       expect(again.code, `apply ${phase} again`).toBe(0);
     }
     await traffic('contract', 'at contract, again');
-  });
+    // Eighteen CLI runs per kind, each a process of its own: on a loaded two-core machine that passes the default two minutes.
+  }, 300_000);
 });
