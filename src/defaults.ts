@@ -56,6 +56,13 @@ export const DEFAULT_RETRIES = 8;
  * replaces this default for plans that do not set it.
  */
 export const DEFAULT_OLD_CODE_QUIET_MS = 15 * 60_000;
+
+/**
+ * `contract.keep`: how long contract keeps the old columns archived (renamed
+ * aside) before the first `apply` after it drops them. A week covers a
+ * release found wrong after contract; `0` drops them at contract.
+ */
+export const DEFAULT_CONTRACT_KEEP_MS = 7 * 24 * 60 * 60_000;
 /** At most this many old-code sessions are named. */
 export const OLD_CODE_WRITERS_SHOWN = 5;
 /** At most this many old-code statements from pg_stat_statements are named. */

@@ -7,6 +7,7 @@ export { pause, resume, tune, type Tuning } from './api/steer.js';
 export type { Waiting } from './api/queue.js';
 export type { BackfillControl } from './state/store.js';
 export { rollback } from './api/rollback.js';
+export { purge, type PurgeOutcome } from './api/purge.js';
 export { status, type PlanStatus } from './api/status.js';
 export { history } from './api/log.js';
 export { detect, type DetectResult, type Detection } from './api/detect.js';

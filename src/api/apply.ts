@@ -16,6 +16,8 @@ import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, typ
 import { OldCodeError } from './old-code.js';
 import { recordPhase } from './record.js';
 import { checkBeforeMoving, currentProgram, oldCodeGate, watchAfter } from './gate.js';
+import { purgeIfDue } from './purge.js';
+import type { ArchivedColumn } from '../changes/steps.js';
 
 /** What `apply` or `rollback` did to one plan. */
 export interface PlanOutcome {
@@ -30,6 +32,8 @@ export interface PlanOutcome {
   readonly error?: PgshiftError | Error | undefined;
   /** Set when the plan has not started because another must go first (see {@link Waiting}); not an error. */
   readonly waiting?: Waiting | undefined;
+  /** Archived columns this run dropped, `contract.keep` having run out (`apply` of a complete plan). */
+  readonly purged?: readonly ArchivedColumn[] | undefined;
 }
 
 /** `apply`'s options: a run's, and the whole folder's plans, which decide the order (see `releaseOrder`). */
@@ -74,7 +78,11 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   const redo = state?.unfinishedAction === 'rollback' ? current : null;
   let phases = phasesToApply(current, target);
   if (redo) phases = target === 'next' ? [redo] : phaseIndex(target) >= phaseIndex(redo) ? [redo, ...phases] : [];
-  if (!phases.length) return { plan: plan.name, from: current, to: current, phases: [] };
+  if (!phases.length) {
+    // The first apply after contract.keep drops what contract archived.
+    const purged = state ? await purgeIfDue(session, state) : [];
+    return { plan: plan.name, from: current, to: current, phases: [], ...(purged.length ? { purged } : {}) };
+  }
 
   const started = inFlight(state);
   if (!started) {

@@ -83,7 +83,9 @@ function expectations(program: PhaseProgram, change: ColumnChange, names: Object
       add(`index ${index}`, firstMention(program, index), null, `SELECT to_regclass(${lit(`${ident(facts.table.schema)}.${index}`)}) IS NOT NULL AS present`);
     }
   }
-  const dropped = (c: string): number | null => firstMention(program, `DROP COLUMN IF EXISTS ${ident(c)}`);
+  // contract archives an old column (renames it aside) where it used to drop it: either removes its name.
+  const dropped = (c: string): number | null =>
+    firstMention(program, `DROP COLUMN IF EXISTS ${ident(c)}`) ?? firstMention(program, `RENAME COLUMN ${ident(c)} TO `);
   for (const c of change.old) {
     add(`column ${ident(c.name)}`, -1, dropped(c.name), attr(c.name, 'true'));
     if (c.notNull)

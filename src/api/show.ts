@@ -1,4 +1,5 @@
 import { compileProgram } from '../changes/program.js';
+import { archivedBy, purgeSteps } from '../changes/archive.js';
 import { PHASES, type Phase } from '../phases/phases.js';
 import { checkAgainstCatalog } from '../plan/catalog-check.js';
 import type { Plan } from '../plan/types.js';
@@ -12,6 +13,8 @@ export interface ShownPhase {
   readonly phase: Phase;
   readonly apply: readonly Step[];
   readonly rollback: readonly Step[];
+  /** contract: what `plan purge`, or the first apply after `contract.keep`, runs on the archive. */
+  readonly purge?: readonly Step[] | undefined;
 }
 
 /**
@@ -28,6 +31,7 @@ export async function show(plan: Plan, phase?: Phase, options: RunOptions = {}):
     // A started plan's sync functions carry the old-code gate's current generation in their mark.
     const generation = started ? (await oldCodeWatch(client, store.schema, plan.name, state!.startedAt)).generation : 0;
     const program = compileProgram(plan, facts, generation);
-    return PHASES.filter((p) => !phase || p === phase).map((p) => ({ phase: p, ...program[p] }));
+    const purge = purgeSteps(facts.table, archivedBy(program), facts.views);
+    return PHASES.filter((p) => !phase || p === phase).map((p) => ({ phase: p, ...program[p], ...(p === 'contract' && purge.length ? { purge } : {}) }));
   });
 }

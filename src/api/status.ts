@@ -3,7 +3,8 @@ import type { DriftProblem } from './drift.js';
 import { driftOf, oldCodeOf } from './gate.js';
 import type { OldCodeActivity } from './old-code.js';
 import type { Plan } from '../plan/types.js';
-import type { BackfillControl, BackfillState, LastEvent } from '../state/store.js';
+import type { ArchiveState, BackfillControl, BackfillState, LastEvent } from '../state/store.js';
+import type { ArchivedColumn } from '../changes/steps.js';
 import { withOverrides, withState, type RunOptions } from './session.js';
 import { waitingBehind, type Waiting } from './queue.js';
 import { releaseOrder } from '../plan/queue.js';
@@ -18,6 +19,16 @@ export interface BackfillStatus {
   readonly rowsPerSecond: number | null;
   /** Seconds left at that rate (null when unknown or finished). */
   readonly etaSeconds: number | null;
+}
+
+/** A plan's archived old columns. */
+export interface ArchiveStatus {
+  /** Each old column and the name it is archived under. */
+  readonly columns: readonly ArchivedColumn[];
+  /** When the first apply drops them (`contract.keep`). */
+  readonly until: Date | null;
+  /** When they were dropped (`plan purge` or an apply after `until`); then contract cannot be rolled back. */
+  readonly purgedAt: Date | null;
 }
 
 /** One line of `migrate plan status`. */
@@ -43,6 +54,8 @@ export interface PlanStatus {
   readonly oldCode: OldCodeActivity | null;
   /** How its backfill is steered (`pause`, `tune`): paused, and the settings recorded over the plan file's; null when never steered. */
   readonly steering: BackfillControl | null;
+  /** What contract archived and until when (null when nothing is: before contract, or rolled back). */
+  readonly archive: ArchiveStatus | null;
   /** For a plan that has not started: the plan it waits behind in the release order (null when it may start, or unknown without its file). */
   readonly waiting: Waiting | null;
 }
@@ -58,6 +71,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
     const states = new Map((await store.all()).map((s) => [s.name, s]));
     const backfills = await store.allBackfills();
     const events = await store.lastEvents();
+    const archives = await store.allArchives();
     const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
     const order = releaseOrder(queue, { known: false });
     const rows: PlanStatus[] = [];
@@ -82,11 +96,16 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         drift: checked ? await driftOf(client, plan!, checked) : null,
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
         steering: state && inFlight(state) ? await store.control(name) : null,
+        archive: archiveStatus(state?.status === 'complete' ? archives.get(name) : undefined),
         waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, order) : null,
       });
     }
     return rows;
   });
+}
+
+function archiveStatus(a: ArchiveState | undefined): ArchiveStatus | null {
+  return a?.archivedAt ? { columns: a.columns, until: a.keepUntil, purgedAt: a.purgedAt } : null;
 }
 
 function backfillStatus(bf: BackfillState): BackfillStatus {

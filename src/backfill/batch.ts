@@ -10,7 +10,7 @@ import { stepFailure, watchBlockers } from '../guard/guards.js';
 import type { BackfillInput, Segment } from './input.js';
 import { planTransactionSettings } from './plan-transaction.js';
 import type { BatchSizer } from './batch-size.js';
-import { fillNewAssignments, newSideStale } from './consistency.js';
+import { differsPredicate, fillNewAssignments, newSideStale } from './consistency.js';
 import { rangeWhereLiteral, type KeyValue } from './keyset.js';
 import type { BatchEnd, BatchEnds } from './bounds.js';
 
@@ -187,7 +187,7 @@ async function runBatch(
       planTransactionSettings(facts, true, input.inPlace !== undefined),
       input.inPlace
         ? `UPDATE ${qualified(table)} AS ${input.inPlace.alias} SET ${input.inPlace.set} WHERE ${range} AND ${input.inPlace.stale}`
-        : `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${newSideStale(change, names)}`,
+        : `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${input.onlyDiffering ? differsPredicate(change, names) : newSideStale(change, names)}`,
     ];
     // A full batch covered exactly `size` keys; the last, partial one counts its own.
     const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));

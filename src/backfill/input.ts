@@ -40,6 +40,13 @@ export interface BackfillInput {
   /** Fix existing rows in place instead of filling the new columns (the backfill step's `inPlace`). */
   readonly inPlace?: InPlaceFix | undefined;
   readonly onProgress?: ((progress: BackfillProgress) => void) | undefined;
+  /**
+   * Rewrite only rows whose two sides disagree both ways (`differsPredicate`),
+   * not every row whose filled side differs from its expression: contract's
+   * rollback refills the old side so, keeping an untouched row's archived
+   * value where `reverse` would not give it back exactly.
+   */
+  readonly onlyDiffering?: boolean | undefined;
 }
 
 /** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */

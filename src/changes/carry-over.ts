@@ -162,6 +162,28 @@ export function contractCarryAfter(carry: CarryOver, table: QualifiedName): stri
   ];
 }
 
+/**
+ * contract's rollback, with the old column back under its name: the copies
+ * take their names from before contract again (so the originals' names are
+ * free for the indexes rebuilt from the plan's state) and owned sequences
+ * move back to the old column. Renames take SHARE UPDATE EXCLUSIVE on an
+ * index, ACCESS EXCLUSIVE on the table for a constraint; `OWNED BY` SHARE
+ * ROW EXCLUSIVE on the sequence: catalog updates within one short
+ * transaction.
+ */
+export function contractCarryUndo(carry: CarryOver, table: QualifiedName, oldColumn: string): string[] {
+  const swap = <T extends CarriedNames>(o: T): T => ({ ...o, tempName: o.finalName, finalName: o.tempName });
+  const back: CarryOver = {
+    ...carry,
+    indexes: carry.indexes.map((i) => ({ ...swap(i), partitions: i.partitions?.map((p) => ({ ...p, tempName: p.finalName, finalName: p.tempName })) })),
+    constraints: carry.constraints.map(swap),
+  };
+  return [
+    ...contractCarryAfter(back, table),
+    ...carry.ownedSequences.map((s) => `ALTER SEQUENCE ${qualified(s)} OWNED BY ${qualified(table)}.${ident(oldColumn)}`),
+  ];
+}
+
 /** expand: the column comment, carried with the definition (COMMENT ON takes SHARE UPDATE EXCLUSIVE). */
 export function carryComment(carry: CarryOver | undefined, table: QualifiedName, newColumn: string): string[] {
   return carry?.comment != null ? [`COMMENT ON COLUMN ${qualified(table)}.${ident(newColumn)} IS ${literal(carry.comment)}`] : [];

@@ -1,7 +1,8 @@
 import { ident, literal, qualified } from '../db/ident.js';
 import { ddl, lockingAll, type PhaseProgram, type SqlStep, type Step } from './steps.js';
-import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, contractLocks, dropCarriedSteps } from './carry-over.js';
-import { contractViewStatements, redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
+import { carryComment, carryOverSteps, contractCarryAfter, contractCarryBefore, contractCarryUndo, contractLocks, dropCarriedSteps } from './carry-over.js';
+import { archivedColumns, noneOfColumns, recordArchive, renameColumns } from './archive.js';
+import { redefineViewsSteps, restoreViewsSteps } from './dependent-views.js';
 import { partitionIndexName } from '../db/partitions.js';
 import { addUniqueSafely, setNotNullSafely, unquote } from './constraints.js';
 import { buildPartitionedIndex, dropPartitionedIndex, type PartitionedIndex } from './partitioned-index.js';
@@ -43,6 +44,10 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts, generation 
   const sync = (mode: SyncMode): SqlStep => ddl(`sync trigger function: ${mode}`, 'none', syncFunctions(change, names, facts, mode));
   const oldWithDefault = change.old.filter((c) => c.default !== null);
   const oldNotNull = change.old.filter((c) => c.notNull);
+  const archived = archivedColumns(
+    plan.name,
+    change.old.map((c) => c.name),
+  );
   const functions = [
     ...syncTriggers(names, facts).map((s) => `${s.fn}()`),
     ...change.new.map((_, i) => signature(names.forward(i), change.old)),
@@ -158,46 +163,97 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts, generation 
       apply: [
         {
           kind: 'drop-indexes',
-          description: `drop CONCURRENTLY the indexes on ${change.old.map((c) => c.name).join(', ')} that no constraint needs (SHARE UPDATE EXCLUSIVE: reads and writes go on), so the transaction that drops the column does not unlink their files under ACCESS EXCLUSIVE`,
+          description: `drop CONCURRENTLY the indexes on ${change.old.map((c) => c.name).join(', ')} that no constraint needs (SHARE UPDATE EXCLUSIVE: reads and writes go on), recording their definitions for contract's rollback, so no index of a column nothing writes costs the application's writes`,
           table: facts.table,
           columns: change.old.map((c) => c.name),
         },
-        carry
-          ? lockingAll(
-              ddl(
-                `drop the sync trigger, ${change.old[0]!.name} and what used it; the copies take their final names (catalog-only)`,
-                'ACCESS EXCLUSIVE',
-                [
-                  ...dropTriggers(names, facts, t),
-                  ...contractCarryBefore(carry, facts.table, change.new[0]!.name),
-                  ...contractViewStatements(facts.views),
-                  `ALTER TABLE ${t} DROP COLUMN IF EXISTS ${ident(change.old[0]!.name)}`,
-                  ...contractCarryAfter(carry, facts.table),
-                ],
-                // One transaction: once the old column is gone, the renames were made with it.
-                `SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${literal(t)}) AND attname = ${literal(change.old[0]!.name)} AND NOT attisdropped) AS done`,
-              ),
-              contractLocks(carry, facts.table),
-            )
-          : ddl(
-              `drop the sync trigger and ${change.old.map((c) => c.name).join(', ')} (catalog-only)` +
-                (facts.retype?.notCarried?.length ? `; this also drops ${facts.retype.notCarried.join(', ')}, not carried to the new type` : ''),
-              'ACCESS EXCLUSIVE',
-              [
-                ...dropTriggers(names, facts, t),
-                ...contractViewStatements(facts.views),
-                `ALTER TABLE ${t} ${change.old.map((c) => `DROP COLUMN IF EXISTS ${ident(c.name)}`).join(', ')}`,
-              ],
+        lockingAll(
+          ddl(
+            `drop the sync trigger; archive ${archived.map((c) => `${c.column} as ${c.archive}`).join(', ')} (catalog-only)` +
+              (carry ? `; drop what used ${change.old[0]!.name} and give the copies their final names` : '') +
+              (facts.retype?.notCarried?.length
+                ? `; ${facts.retype.notCarried.join(', ')}, not carried to the new type: an index goes with the step before, a constraint stays on the archive until purge drops it`
+                : ''),
+            'ACCESS EXCLUSIVE',
+            [
+              ...dropTriggers(names, facts, t),
+              ...(carry ? contractCarryBefore(carry, facts.table, change.new[0]!.name) : []),
+              // The originals not dropped CONCURRENTLY (a partitioned table's): their copies take their names below.
+              ...(carry
+                ? carry.indexes.filter((i) => !i.constraint).map((i) => `DROP INDEX IF EXISTS ${qualified({ schema: facts.table.schema, name: i.name })}`)
+                : []),
+              ...renameColumns(facts.table, archived),
+              ...(carry ? contractCarryAfter(carry, facts.table) : []),
+            ],
+            // One transaction: once the old columns have left their names, the rest was done with them.
+            noneOfColumns(
+              facts.table,
+              change.old.map((c) => c.name),
             ),
+          ),
+          carry ? contractLocks(carry, facts.table) : [],
+        ),
         ddl(
           'drop the functions',
           'none',
           functions.map((f) => `DROP FUNCTION IF EXISTS ${f}`),
         ),
+        recordArchive(archived),
       ],
-      rollback: [{ kind: 'refuse', description: 'contract dropped the old columns: their data is gone, so it cannot be rolled back' }],
+      rollback: contractRollback(),
     },
   };
+
+  /**
+   * Back to stop-write: the functions and the one-way trigger again, in the
+   * transaction that gives the old columns their names back (so no write
+   * after it leaves them stale), then every row's old columns from `reverse`
+   * (rows new code wrote since contract), then the indexes contract dropped.
+   */
+  function contractRollback(): Step[] {
+    const unrestorable = carry ? [...carry.constraints.map((c) => c.name), ...carry.indexes.filter((i) => i.constraint).map((i) => i.name)] : [];
+    if (unrestorable.length || (carry && facts.partitioning && carry.indexes.length))
+      return [
+        {
+          kind: 'refuse',
+          description: unrestorable.length
+            ? `contract dropped ${unrestorable.join(', ')} with ${change.old[0]!.name}'s name, which its rollback does not build again`
+            : `contract dropped the partitioned indexes on ${change.old[0]!.name}, which its rollback does not build again`,
+        },
+      ];
+    return [
+      ddl('create the expression functions and the one-way sync function', 'none', [
+        ...(facts.inline?.bound ? [SAFE_PATH_IN_TRANSACTION] : []),
+        ...expressionFunctions(change, names, facts),
+        ...syncFunctions(change, names, facts, 'one-way'),
+      ]),
+      lockingAll(
+        ddl(
+          `give ${archived.map((c) => c.archive).join(', ')} their names back and install the one-way sync trigger (catalog-only)`,
+          'ACCESS EXCLUSIVE',
+          [
+            ...renameColumns(facts.table, archived, true),
+            ...(carry ? contractCarryUndo(carry, facts.table, change.old[0]!.name) : []),
+            ...createTriggers(names, facts),
+          ],
+          noneOfColumns(
+            facts.table,
+            archived.map((c) => c.archive),
+          ),
+        ),
+        carry ? contractLocks(carry, facts.table) : [],
+      ),
+      {
+        kind: 'refill-old',
+        description: `set ${change.old.map((c) => c.name).join(', ')} of every row from reverse, in keyset batches (rows written since contract)`,
+      },
+      {
+        kind: 'restore-indexes',
+        description: `build again CONCURRENTLY the indexes contract dropped on ${change.old.map((c) => c.name).join(', ')}`,
+        table: facts.table,
+      },
+    ];
+  }
 }
 
 function triggerGone(names: ObjectNames, facts: PlanFacts, t: string): string {

@@ -129,13 +129,49 @@ export interface DropIndexesStep {
   readonly columns: readonly string[];
 }
 
+/** An old column contract renamed aside instead of dropping it, and the name it has there. */
+export interface ArchivedColumn {
+  readonly column: string;
+  readonly archive: string;
+}
+
+/**
+ * Record in the plan's state what contract archived (the columns under their
+ * archive names) and until when it keeps them (`contract.keep`); with a keep
+ * of 0 the archive is purged at once, as contract dropped the columns before.
+ */
+export interface RecordArchiveStep {
+  readonly kind: 'record-archive';
+  readonly description: string;
+  readonly columns: readonly ArchivedColumn[];
+}
+
+/**
+ * contract's rollback: give the old columns of every row the value `reverse`
+ * gives from the new ones, in keyset batches through the backfill (resumable:
+ * a re-run carries on from its checkpoint). Rows new code wrote after
+ * contract have stale or NULL old columns until then.
+ */
+export interface RefillOldStep {
+  readonly kind: 'refill-old';
+  readonly description: string;
+}
+
+/** contract's rollback: build again, CONCURRENTLY, the indexes contract dropped on the old columns (their definitions are in the plan's state). */
+export interface RestoreIndexesStep {
+  readonly kind: 'restore-indexes';
+  readonly description: string;
+  readonly table: QualifiedName;
+}
+
 /** Refuse: this direction cannot be undone (contract's rollback). */
 export interface RefuseStep {
   readonly kind: 'refuse';
   readonly description: string;
 }
 
-export type Step = SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | DropIndexesStep | RefuseStep;
+export type Step =
+  SqlStep | BackfillStep | VerifyStep | ResetBackfillStep | DropIndexesStep | RecordArchiveStep | RefillOldStep | RestoreIndexesStep | RefuseStep;
 
 /** The steps of one phase in each direction. */
 export interface PhaseSteps {

@@ -12,6 +12,7 @@ import { tuneCommand } from './commands/tune.js';
 import { newCommand } from './commands/new.js';
 import { rehearseCommand } from './commands/rehearse.js';
 import { rollbackCommand } from './commands/rollback.js';
+import { purgeCommand } from './commands/purge.js';
 import { showCommand } from './commands/show.js';
 import { statusCommand } from './commands/status.js';
 import type { Run } from './commands/types.js';
@@ -52,6 +53,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   applyCommand(plan, run);
   statusCommand(plan, run);
   rollbackCommand(plan, run);
+  purgeCommand(plan, run);
   verifyCommand(plan, run);
   showCommand(plan, run);
   lintCommand(plan, run);

@@ -1,9 +1,9 @@
 import parseDuration from 'parse-duration';
 
-const DURATION_SHAPE = /^\s*\d+(\.\d+)?\s*(ms|s|sec|m|min|h)?\s*$/i;
+const DURATION_SHAPE = /^\s*\d+(\.\d+)?\s*(ms|s|sec|m|min|h|d)?\s*$/i;
 
 /**
- * Milliseconds from `2s`, `20ms`, `1.5m`, or a bare number of milliseconds;
+ * Milliseconds from `2s`, `20ms`, `1.5m`, `7d`, or a bare number of milliseconds;
  * null when the text is not a duration.
  */
 export function toMilliseconds(value: string | number): number | null {

@@ -7,6 +7,7 @@ import {
   DEFAULT_ABANDONED_SLOT_AFTER_MS,
   DEFAULT_BACKFILL_WORKERS,
   DEFAULT_BATCH_SIZE,
+  DEFAULT_CONTRACT_KEEP_MS,
   DEFAULT_LOCK_TIMEOUT_MS,
   DEFAULT_PAUSE_MS,
   DEFAULT_TARGET_BATCH_MS,
@@ -99,6 +100,8 @@ function build(data: PlanFile, name: string, file: string): Plan {
       maxWaitMs: data.guards?.max_wait ?? DEFAULT_MAX_WAIT_MS,
       oldCodeQuietMs: data.guards?.old_code_quiet ?? defaultOldCodeQuiet(),
     },
+    // Not in the checksum, like the guards: keeping the archive longer or shorter is not an edit of the migration.
+    contract: { keepMs: data.contract?.keep ?? DEFAULT_CONTRACT_KEEP_MS },
     hooks: toHooks(data.hooks),
     checksum,
   };

@@ -1,6 +1,7 @@
 import { unquote } from '../changes/constraints.js';
 import type { PlanFacts } from '../changes/model.js';
 import { compileProgram } from '../changes/program.js';
+import { archivedBy } from '../changes/archive.js';
 import { objectNames, syncTriggers } from '../changes/sql-objects.js';
 import type { Client } from '../db/client.js';
 import { display, functionSignatureSql, qualified } from '../db/ident.js';
@@ -27,13 +28,25 @@ const INDEX = new RegExp(String.raw`^CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?
  *   owned by the runner (`current_user`, exactly: for a superuser every
  *   role's membership holds);
  * - a relation of an index's name that is not an index on the table the
- *   program builds it on, or any, before the plan has started.
+ *   program builds it on, or any, before the plan has started;
+ * - a column of an archive name contract would rename an old column to.
+ *
+ * `action` `rollback` reads what the phases' rollbacks create instead
+ * (contract's rollback creates the functions and the trigger again).
  *
  * Reads the catalog only.
  */
-export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, phases: readonly Phase[], started: boolean): Promise<PlanProblem[]> {
+export async function nameClashes(
+  client: Client,
+  plan: Plan,
+  facts: PlanFacts,
+  phases: readonly Phase[],
+  started: boolean,
+  action: 'apply' | 'rollback' = 'apply',
+): Promise<PlanProblem[]> {
   const program = compileProgram(plan, facts);
-  const statements = phases.flatMap((p) => program[p].apply.flatMap((step) => (step.kind === 'sql' ? step.statements : [])));
+  // A rollback that creates objects again (contract's: the functions and the trigger) is checked as an apply is.
+  const statements = phases.flatMap((p) => program[p][action].flatMap((step) => (step.kind === 'sql' ? step.statements : [])));
   const problems: string[] = [];
   const table = qualified(facts.table);
 
@@ -82,6 +95,20 @@ export async function nameClashes(client: Client, plan: Plan, facts: PlanFacts, 
       problems.push(
         `${r.kind === 'i' ? `index on ${r.on}` : `relation (relkind ${r.kind})`} ${index} exists, owned by "${r.owner}", and this plan did not make it`,
       );
+  }
+
+  // An archive name already a column: contract would fail on its RENAME COLUMN (a column left by another plan, or the user's).
+  if (action === 'apply' && phases.includes('contract')) {
+    for (const c of archivedBy(program)) {
+      const { rows } = await client.query<{ old: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o WHERE o.attrelid = a.attrelid AND o.attname = $3 AND NOT o.attisdropped) AS old
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+        [table, c.archive, c.column],
+      );
+      // Archived by this plan already (the old column is gone) is a contract half done, not a clash.
+      if (rows[0] && (rows[0].old || !started))
+        problems.push(`column "${c.archive}" of ${display(facts.table)} exists, the name contract archives "${c.column}" under`);
+    }
   }
 
   return problems.map((what) => ({

@@ -38,6 +38,8 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['old_code_statements', ['SELECT', 'INSERT', 'UPDATE']],
   // pause, resume, tune: the walk reads it before each batch; the steering commands write it.
   ['backfill_control', ['SELECT', 'INSERT', 'UPDATE']],
+  // contract records what it archived; its rollback and purge update or forget it.
+  ['archives', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

@@ -80,6 +80,11 @@ export const guardsSchema = z.strictObject({
   old_code_quiet: duration.optional(),
 });
 
+export const contractSchema = z.strictObject({
+  /** How long the archived old columns are kept before the first apply after it drops them (`0`: at contract). */
+  keep: duration.optional(),
+});
+
 /** A plan file as written. Exactly one change kind must be present (checked in `load`). */
 export const planFileSchema = z.strictObject({
   plan: z.string().regex(PLAN_NAME, 'must be kebab-case: lowercase letters, digits and single dashes').max(60).optional(),
@@ -96,6 +101,7 @@ export const planFileSchema = z.strictObject({
   ...kindFields,
   backfill: backfillSchema.optional(),
   guards: guardsSchema.optional(),
+  contract: contractSchema.optional(),
   hooks: hooksSchema.optional(),
 });
 

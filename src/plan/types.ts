@@ -38,6 +38,12 @@ export interface Guards {
   readonly oldCodeQuietMs: number;
 }
 
+/** What contract does with the old columns, defaults applied. */
+export interface ContractSettings {
+  /** How long the archived old columns are kept before the first `apply` after it drops them; 0 = dropped at contract. */
+  readonly keepMs: number;
+}
+
 /** A lifecycle event a hook runs on. */
 export type HookEvent = (typeof HOOK_EVENTS)[number];
 
@@ -70,6 +76,8 @@ export interface Plan {
   readonly change: Change;
   readonly backfill: BackfillSettings;
   readonly guards: Guards;
+  /** `contract:`; undefined for a plan built in code (the defaults). */
+  readonly contract?: ContractSettings | undefined;
   /** `hooks:`; undefined for a plan built in code (no hooks, the defaults). */
   readonly hooks?: HookSettings | undefined;
   /**

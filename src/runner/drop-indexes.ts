@@ -2,6 +2,8 @@ import { qualified, type QualifiedName } from '../db/ident.js';
 import type { RunContext } from '../guard/context.js';
 import { stepFailure } from '../guard/guards.js';
 import type { DropIndexesStep } from '../changes/steps.js';
+import { SAFE_PATH_IN_TRANSACTION } from '../changes/sql-objects.js';
+import { withTransaction } from '../db/client.js';
 
 /**
  * Drop, with `DROP INDEX CONCURRENTLY`, every index on `step.columns` of the
@@ -17,11 +19,16 @@ import type { DropIndexesStep } from '../changes/steps.js';
  * from the catalog when the step runs (`pg_depend` of the index on the
  * column, which covers expression and partial indexes), so a re-run after a
  * failure finds only what is left. Runs outside a transaction, with no lock
- * or statement timeout, like CREATE INDEX CONCURRENTLY.
+ * or statement timeout, like CREATE INDEX CONCURRENTLY. `save` is given the
+ * definitions (`pg_get_indexdef`) before the first drop, for contract's
+ * rollback to build them again.
  */
-export async function dropColumnIndexes(ctx: RunContext, step: DropIndexesStep): Promise<number> {
-  const { rows } = await ctx.client.query<{ schema: string; name: string }>(
-    `SELECT DISTINCT n.nspname AS schema, c.relname AS name
+export async function dropColumnIndexes(ctx: RunContext, step: DropIndexesStep, save?: (definitions: string[]) => Promise<void>): Promise<number> {
+  // Definitions printed under an empty path (`SAFE_SEARCH_PATH`), so every name in them is qualified.
+  const { rows } = await withTransaction(ctx.client, async () => {
+    await ctx.client.query(SAFE_PATH_IN_TRANSACTION);
+    return ctx.client.query<{ schema: string; name: string; definition: string }>(
+      `SELECT DISTINCT n.nspname AS schema, c.relname AS name, pg_catalog.pg_get_indexdef(c.oid) AS definition
        FROM pg_attribute a
        JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND d.classid = 'pg_class'::regclass
        JOIN pg_index i ON i.indexrelid = d.objid
@@ -31,11 +38,14 @@ export async function dropColumnIndexes(ctx: RunContext, step: DropIndexesStep):
         AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
         AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
       ORDER BY 1, 2`,
-    [qualified(step.table), step.columns],
-  );
+      [qualified(step.table), step.columns],
+    );
+  });
+  // Recorded before any is dropped, so a run killed between two drops has kept them all.
+  if (rows.length) await save?.(rows.map((r) => r.definition));
   try {
     await ctx.client.query('SET lock_timeout = 0; SET statement_timeout = 0');
-    for (const index of rows as QualifiedName[]) {
+    for (const index of rows.map((r): QualifiedName => ({ schema: r.schema, name: r.name }))) {
       ctx.stillHeld?.();
       ctx.log.info({ index: `${index.schema}.${index.name}` }, `dropping index ${index.schema}.${index.name} CONCURRENTLY before the columns go`);
       await ctx.client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${qualified(index)}`);

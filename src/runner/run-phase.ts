@@ -3,6 +3,7 @@ import { verifyBackfill, verifyRows } from '../backfill/verify.js';
 import { PlanError, VerificationError } from '../errors.js';
 import type { Phase, Action } from '../phases/phases.js';
 import { dropColumnIndexes } from './drop-indexes.js';
+import { recordArchive, refillOld, restoreIndexes } from './archive.js';
 import { runSqlStep } from './sql-step.js';
 import type { Step } from '../changes/steps.js';
 import { inSpan } from '../telemetry.js';
@@ -46,8 +47,16 @@ async function runStep(input: PhaseInput, step: Step): Promise<string> {
       await input.store.resetBackfill(input.plan.name);
       return 'reset';
     case 'drop-indexes':
-      return `${await dropColumnIndexes(input.ctx, step)} dropped`;
+      return `${await dropColumnIndexes(input.ctx, step, (definitions) => input.store.saveArchivedIndexes(input.plan.name, definitions))} dropped`;
+    case 'record-archive':
+      return recordArchive(input, step);
+    case 'refill-old':
+      return `${(await refillOld(input)).rowsDone} rows`;
+    case 'restore-indexes':
+      return `${await restoreIndexes(input, step)} built`;
     case 'refuse':
-      throw new PlanError(`plan "${input.plan.name}": ${step.description}. Restore from a backup if you need the old columns back.`);
+      throw new PlanError(
+        `plan "${input.plan.name}": ${step.description}, so it cannot be rolled back. Restore from a backup if you need the old columns back.`,
+      );
   }
 }

@@ -381,6 +381,49 @@ function version8(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 9: contract archives the old columns instead of dropping them
+ * (issue 20). One row per plan whose contract renamed its old columns aside:
+ * `columns` maps each old column to its archive name; `indexes` holds the
+ * definitions (`pg_get_indexdef`) of the plain indexes contract dropped
+ * CONCURRENTLY, rebuilt by contract's rollback; `archived_at` and `keep`
+ * say when the first `apply` drops the archive (`contract.keep`);
+ * `refilling` marks a rollback of contract whose refill of the old columns
+ * has started (its checkpoint is then its own, not the forward backfill's);
+ * `purged_at` is set once the archived columns are dropped. Its own table,
+ * so it touches nothing another version adds to `plans`; of `plans` it
+ * only relaxes version 1's CHECK that a plan at contract is complete: a
+ * rollback of contract leaves it in flight at contract until it is done.
+ */
+function version9(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    // A plan at contract may now be rolled back: while that runs (or after it failed) it is in flight at contract.
+    // Version 1 named the CHECK that forbade it after the table (plans_check); it is found by its text, not that name.
+    `DO $pgshift_v9$ DECLARE c name; BEGIN
+       FOR c IN SELECT k.conname FROM pg_catalog.pg_constraint k
+                 WHERE k.conrelid = pg_catalog.to_regclass(${literal(`${s}.plans`)}) AND k.contype = 'c'
+                   AND pg_catalog.pg_get_constraintdef(k.oid) LIKE '%(status = ''complete''::text)%'
+                   AND pg_catalog.pg_get_constraintdef(k.oid) LIKE '%''contract''::text%'
+       LOOP
+         EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', ${literal(`${s}.plans`)}, c);
+       END LOOP;
+     END $pgshift_v9$`,
+    `ALTER TABLE ${s}.plans ADD CONSTRAINT plans_complete_at_contract CHECK (status <> 'complete' OR phase = 'contract')`,
+    `CREATE TABLE IF NOT EXISTS ${s}.archives (
+      plan text PRIMARY KEY REFERENCES ${s}.plans (name) ON DELETE CASCADE,
+      columns jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(columns) = 'array'),
+      indexes jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(indexes) = 'array'),
+      archived_at timestamptz,
+      keep interval CHECK (keep >= interval '0'),
+      refilling boolean NOT NULL DEFAULT false,
+      purged_at timestamptz,
+      CHECK ((archived_at IS NULL) = (keep IS NULL)),
+      CHECK (purged_at IS NULL OR archived_at IS NOT NULL)
+    )`,
+  ];
+}
+
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
@@ -392,6 +435,7 @@ export const STATE_TABLES: readonly string[] = [
   'old_code_writes',
   'old_code_statements',
   'backfill_control',
+  'archives',
 ];
 
 /** The functions of the state schema (the plans' own functions live there too, under other names). */
@@ -431,6 +475,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   },
   { version: 7, description: 'steer a running backfill: pause, resume, tune', statements: version7 },
   { version: 8, description: 'the old-code gate in generations: writes seen since a time, not sessions still connected', statements: version8 },
+  { version: 9, description: 'contract archives the old columns: their archive names, dropped indexes, how long they are kept', statements: version9 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

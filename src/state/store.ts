@@ -5,6 +5,7 @@ import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
 import { assertTrustedState } from './trust.js';
 import type { PlanFacts } from '../changes/model.js';
+import type { ArchivedColumn } from '../changes/steps.js';
 import type { Action, Phase, Status } from '../phases/phases.js';
 import type { ChangeKind } from '../changes/kinds/registry.js';
 import { VERSION } from '../version.js';
@@ -110,6 +111,24 @@ export interface HistoryEvent {
   readonly forced: boolean;
 }
 
+/** What a plan's contract archived (`pgshift.archives`, state schema version 9). */
+export interface ArchiveState {
+  /** Each old column with the name it is archived under. */
+  readonly columns: readonly ArchivedColumn[];
+  /** `pg_get_indexdef` of each index contract dropped on the old columns, built again by its rollback. */
+  readonly indexes: readonly string[];
+  /** When contract archived the columns; null while contract has not finished. */
+  readonly archivedAt: Date | null;
+  /** When the first `apply` drops them (`archivedAt` + `contract.keep`); null while contract has not finished. */
+  readonly keepUntil: Date | null;
+  /** A rollback of contract has started refilling the old columns (its backfill checkpoint is its own). */
+  readonly refilling: boolean;
+  /** When the archived columns were dropped; contract can no longer be rolled back. */
+  readonly purgedAt: Date | null;
+  /** Not purged, and `keepUntil` has passed by the database's clock: the next `apply` drops them. */
+  readonly due: boolean;
+}
+
 /** Is a plan in flight: started and neither complete nor rolled back? */
 export function inFlight(state: PlanState | null): boolean {
   return state !== null && (state.status === 'in_progress' || state.status === 'failed');
@@ -117,6 +136,12 @@ export function inFlight(state: PlanState | null): boolean {
 
 const PLAN_COLUMNS = `name, table_name AS "table", kind, checksum, phase, status, unfinished_phase AS "unfinishedPhase",
   unfinished_action AS "unfinishedAction", last_error AS "lastError", facts, started_at AS "startedAt", updated_at AS "updatedAt"`;
+
+const ARCHIVE_COLUMNS = `columns, indexes, archived_at AS "archivedAt", archived_at + keep AS "keepUntil", refilling, purged_at AS "purgedAt",
+  (purged_at IS NULL AND archived_at + keep <= now()) IS TRUE AS due`;
+
+/** The state schema version that has `archives`. */
+const ARCHIVES_VERSION = 9;
 
 const BACKFILL_COLUMNS = `upper_key AS "upperKey", last_key AS "lastKey", rows_done::float8 AS "rowsDone",
   rows_estimated::float8 AS "rowsEstimated", batch_size AS "batchSize", started_at AS "startedAt", updated_at AS "updatedAt",
@@ -217,11 +242,12 @@ export class StateStore {
    * killed mid-phase leaves the plan saying which phase is half done.
    */
   async markUnfinished(name: string, phase: Phase, action: Action): Promise<void> {
-    await this.client.query(`UPDATE ${this.s}.plans SET unfinished_phase = $2, unfinished_action = $3, updated_at = now() WHERE name = $1`, [
-      name,
-      phase,
-      action,
-    ]);
+    // A complete plan whose contract is being rolled back is in flight again.
+    await this.client.query(
+      `UPDATE ${this.s}.plans SET unfinished_phase = $2, unfinished_action = $3, status = CASE WHEN status = 'complete' THEN 'in_progress' ELSE status END,
+         updated_at = now() WHERE name = $1`,
+      [name, phase, action],
+    );
   }
 
   /** A phase failed part-way; the plan keeps its last completed phase. */
@@ -418,5 +444,54 @@ export class StateStore {
   /** Forget the checkpoint (backfill rolled back). */
   async resetBackfill(name: string): Promise<void> {
     await this.client.query(`DELETE FROM ${this.s}.backfill WHERE plan = $1`, [name]);
+  }
+
+  /** What the plan's contract archived, or null (never archived, rolled back, or a state schema older than version 9). */
+  async archive(name: string): Promise<ArchiveState | null> {
+    if (!(await this.exists()) || this.version! < ARCHIVES_VERSION) return null;
+    const { rows } = await this.client.query<ArchiveState>(`SELECT ${ARCHIVE_COLUMNS} FROM ${this.s}.archives WHERE plan = $1`, [name]);
+    return rows[0] ?? null;
+  }
+
+  /** Every plan's archive, by plan name. */
+  async allArchives(): Promise<Map<string, ArchiveState>> {
+    if (!(await this.exists()) || this.version! < ARCHIVES_VERSION) return new Map();
+    const { rows } = await this.client.query<ArchiveState & { plan: string }>(`SELECT plan, ${ARCHIVE_COLUMNS} FROM ${this.s}.archives`);
+    return new Map(rows.map(({ plan, ...a }) => [plan, a]));
+  }
+
+  /** contract is about to drop these indexes CONCURRENTLY: keep their definitions (once each) for its rollback. */
+  async saveArchivedIndexes(name: string, definitions: readonly string[]): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.archives AS a (plan, indexes) VALUES ($1, $2::jsonb)
+       ON CONFLICT (plan) DO UPDATE SET indexes = (SELECT coalesce(jsonb_agg(DISTINCT d), '[]') FROM jsonb_array_elements(a.indexes || EXCLUDED.indexes) AS e(d))`,
+      [name, JSON.stringify(definitions)],
+    );
+  }
+
+  /** contract archived `columns` now, to be kept for `keepMs`. */
+  async recordArchive(name: string, columns: readonly ArchivedColumn[], keepMs: number): Promise<void> {
+    await this.client.query(
+      `INSERT INTO ${this.s}.archives AS a (plan, columns, archived_at, keep) VALUES ($1, $2::jsonb, now(), make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (plan) DO UPDATE SET columns = EXCLUDED.columns, archived_at = coalesce(a.archived_at, EXCLUDED.archived_at),
+         keep = EXCLUDED.keep, refilling = false, purged_at = NULL`,
+      [name, JSON.stringify(columns), keepMs],
+    );
+  }
+
+  /** contract's rollback starts refilling the old columns: from here on the backfill checkpoint is the refill's. */
+  async markRefilling(name: string): Promise<void> {
+    await this.client.query(`UPDATE ${this.s}.archives SET refilling = true WHERE plan = $1`, [name]);
+  }
+
+  /** The archived columns were dropped. */
+  async markPurged(name: string): Promise<void> {
+    await this.client.query(`UPDATE ${this.s}.archives SET purged_at = now() WHERE plan = $1 AND archived_at IS NOT NULL`, [name]);
+  }
+
+  /** contract was rolled back: nothing is archived any more. */
+  async forgetArchive(name: string): Promise<void> {
+    if (!(await this.exists()) || this.version! < ARCHIVES_VERSION) return;
+    await this.client.query(`DELETE FROM ${this.s}.archives WHERE plan = $1`, [name]);
   }
 }

@@ -144,15 +144,15 @@ describe('plans in flight', () => {
     expect(forced.code).toBe(0);
   });
 
-  it('refuses to roll back contract, saying the data is gone', async () => {
+  it('refuses to roll back contract once its archive is dropped (contract.keep: 0), saying the data is gone', async () => {
     await db.sql(`CREATE TABLE gone (id int PRIMARY KEY, a text)`);
-    const dir = await planDir({ 'gone.yaml': 'plan: gone\ntable: gone\nrename: { column: a, to: b }\n' });
+    const dir = await planDir({ 'gone.yaml': 'plan: gone\ntable: gone\nrename: { column: a, to: b }\ncontract: { keep: 0 }\n' });
     const url = ['--dir', dir, '--database-url', db.url];
     expect((await runCli(['plan', 'apply', '--phase', 'contract', ...url])).code).toBe(0);
     const before = await describeDatabase(db);
     const refused = await runCli(['plan', 'rollback', 'gone', ...url]);
     expect(refused.code).toBe(2);
-    expect(refused.errors).toMatch(/data is gone/);
+    expect(refused.errors).toMatch(/the old columns contract archived \(_pgshift_gone_a\) were dropped .*so contract cannot be rolled back/);
     expect(await describeDatabase(db)).toEqual(before);
   });
 });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, rollback, show, type Phase } from '../../src/index.js';
+import { apply, purge, rollback, show, type Phase } from '../../src/index.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
 
@@ -162,10 +162,16 @@ describe('merge street + city into address', () => {
     await newCodeWrites();
     await newSideMatches();
     expect(await declared()).toEqual({ notNull: true, default: "'nowhere, nocity'::text", unique: ['UNIQUE (address)'] });
-    const columns = await db.sql<{ name: string }>(
-      `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
-    );
-    expect(columns.map((c) => c.name)).toEqual(['id', 'name', 'address']);
+    const columns = async (): Promise<string[]> =>
+      (
+        await db.sql<{ name: string }>(
+          `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'people'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+        )
+      ).map((c) => c.name);
+    // contract archived street and city; purge drops them.
+    expect(await columns()).toEqual(['id', 'name', '_pgshift_merge-address_street', '_pgshift_merge-address_city', 'address']);
+    await purge(p, { databaseUrl: db.url });
+    expect(await columns()).toEqual(['id', 'name', 'address']);
     expect(await db.sql(`SELECT count(*)::int AS n FROM people`)).toEqual([{ n: 500 + n + 1 }]);
   });
 });

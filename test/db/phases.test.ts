@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, rollback, status, verify } from '../../src/index.js';
+import { apply, purge, rollback, status, verify } from '../../src/index.js';
 import { PHASES, phaseIndex, type Phase } from '../../src/phases/phases.js';
 import { describeTable } from '../helpers/catalog.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
@@ -9,6 +9,8 @@ import { plan, splitPlanYaml } from '../helpers/fixtures.js';
  * Every change kind through all six phases with writes from the code versions
  * that may run at each phase, and back from every phase to nothing: no write
  * is lost, every row ends consistent, the table definition is restored.
+ * Back from contract too: new code's rows written after it get their old
+ * columns from `reverse`.
  */
 
 let db: TestDatabase;
@@ -151,13 +153,18 @@ describe.each(Object.keys(KINDS))('%s', (kindName) => {
     }
     const [st] = await status([p], options);
     expect(st).toMatchObject({ phase: 'contract', status: 'complete', next: null });
-    const columns = (await describeTable(db, s.table)).columns!.map((c) => (c as { name: string }).name);
-    expect(columns).toEqual(['id', 'note', ...kind.newColumns]);
+    // contract archived the old columns under names no code uses; purge drops them.
+    const archived = kind.oldColumns.map((c) => `_pgshift_${p.name}_${c}`);
+    expect(st!.archive).toMatchObject({ columns: kind.oldColumns.map((c, i) => ({ column: c, archive: archived[i] })), purgedAt: null });
+    const names = async (): Promise<string[]> => (await describeTable(db, s.table)).columns!.map((c) => (c as { name: string }).name);
+    expect(await names()).toEqual(['id', ...archived, 'note', ...kind.newColumns]);
+    expect((await purge(p, options)).purged.map((c) => c.archive)).toEqual(archived);
+    expect(await names()).toEqual(['id', 'note', ...kind.newColumns]);
     // Nothing of pgshift's is left on the table.
     expect((await describeTable(db, s.table)).triggers).toEqual([]);
   });
 
-  it.each(PHASES.filter((p) => p !== 'contract'))('rolls back from %s to nothing, losing no write and restoring the table', async (top) => {
+  it.each(PHASES)('rolls back from %s to nothing, losing no write and restoring the table', async (top) => {
     const s = new Scenario(kind, `${kindName}_back_${top.replace('-', '_')}`);
     await s.create(500);
     const before = await describeTable(db, s.table);

@@ -108,6 +108,11 @@ describe('a runner without CREATE on the database', () => {
       expect.objectContaining({ event: 'apply', phases: ['expand', 'dual-write', 'backfill', 'switch-read', 'stop-write', 'contract'] }),
     );
     expect(await db.sql(`SELECT team_state.phase('split-own-schema') AS p`)).toEqual([{ p: 'contract' }]);
+    // contract archived full_name; purge, with the state in the same schema, drops it.
+    expect(await columnsOf('own_schema')).toEqual(['id', '_pgshift_split-own-schema_full_name', 'user_name', 'email', 'first_name', 'last_name']);
+    const purged = await cli(runner, 'purge', dir, 'split-own-schema', '--schema', 'team_state');
+    expect(purged.errors).toBe('');
+    expect(purged.code).toBe(0);
     expect(await columnsOf('own_schema')).toEqual(['id', 'user_name', 'email', 'first_name', 'last_name']);
     expect(await db.sql(`SELECT count(*)::int AS n FROM own_schema WHERE first_name IS NULL`)).toEqual([{ n: 0 }]);
     expect(await schemaExists('pgshift')).toBe(false);

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, rollback, type Phase } from '../../src/index.js';
+import { apply, purge, rollback, type Phase } from '../../src/index.js';
 import { describeTable } from '../helpers/catalog.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
@@ -195,7 +195,8 @@ describe('rename carries the column definition', () => {
     written.push({ column: 'username', name: await newCodeWrites() });
     for (const w of written) expect(await hasUser('username', w.name)).toBe(true);
 
-    // The same definition as a plain RENAME COLUMN (column order aside: username is last here).
+    // Once the archived user_name is purged, the same definition as a plain RENAME COLUMN (column order aside: username is last here).
+    expect((await purge(p, { databaseUrl: db.url })).purged).toEqual([{ column: 'user_name', archive: `_pgshift_${p.name}_user_name` }]);
     await db.sql(PLAIN_RENAME);
     const ours = await catalogOf('public');
     const plain = await catalogOf('plain');

@@ -144,8 +144,16 @@ describe('rename-table', () => {
     expect(await db.sql(`SELECT count(*)::int AS n FROM stores`)).toEqual([{ n: 53 }]);
     expect(await db.sql(`SELECT pg_get_serial_sequence('stores', 'id') AS seq`)).toEqual([{ seq: 'public.shops_id_seq' }]);
     await appClient.query(`INSERT INTO stores (name) VALUES ('after contract')`);
-    const refused = await cli(dir, 'rollback', 'rename-table-shops-stores');
-    expect(refused.code).toBe(2);
+    // Contract's rollback makes the view again: old code's name works, and the plan is back at stop-write.
+    const undone = await cli(dir, 'rollback', 'rename-table-shops-stores');
+    expect(undone.errors).toBe('');
+    expect(undone.code).toBe(0);
+    expect([await relkind('shops'), await relkind('stores')]).toEqual(['v', 'r']);
+    await appClient.query(`INSERT INTO shops (name) VALUES ('after contract rollback')`);
+    expect(await db.sql(`SELECT count(*)::int AS n FROM stores`)).toEqual([{ n: 55 }]);
+    const again = await cli(dir, 'apply', '--phase', 'contract');
+    expect(again.code).toBe(0);
+    expect([await relkind('shops'), await relkind('stores')]).toEqual([null, 'r']);
   });
 
   it('holds back a plan written for the new name until the rename is contracted, as one for the old name', async () => {

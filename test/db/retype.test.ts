@@ -266,9 +266,11 @@ table: notes
 retype: { column: body, to: text, using: "upper(body)", reverse: "lower(body)::varchar(50)" }`);
     const [a] = await show(rewrite, 'expand', { databaseUrl: db.url });
     expect(a!.apply[0]!.description).toMatch(/^add body_new.*not an in-place ALTER TYPE: changing .+ to text with this "using" rewrites/);
-    // The copy says what contract will drop with the old column.
+    // The copy says what contract drops and what stays on the archived column until purge.
     const [contract] = await show(rewrite, 'contract', { databaseUrl: db.url });
-    expect(contract!.apply[1]!.description).toMatch(/this also drops index notes_body_idx, not carried to the new type/);
+    expect(contract!.apply[1]!.description).toMatch(
+      /index notes_body_idx, not carried to the new type: an index goes with the step before, a constraint stays on the archive/,
+    );
     const named = plan(`
 plan: retype-label-named
 table: tags

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { apply, lint, LockTimeoutError, PhaseFailedError, PlanError, rollback, show, type Phase } from '../../src/index.js';
+import { apply, lint, LockTimeoutError, PhaseFailedError, PlanError, purge, rollback, show, type Phase } from '../../src/index.js';
 import { PHASES, phaseIndex } from '../../src/phases/phases.js';
 import { describeDatabase } from '../helpers/catalog.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
@@ -191,13 +191,15 @@ describe.each(Object.keys(KINDS))('%s: dependent views go along', (kindName) => 
     }
     expect(await db.sql(`SELECT relname FROM pg_class WHERE relname LIKE 'name_lengths_pgshift%'`)).toEqual([]);
 
-    // And all the way through contract: the old column goes, the views keep answering.
+    // And all the way through contract: the old column is archived, the views keep answering; purge drops it and the parked originals.
     for (const phase of PHASES) {
       const [outcome] = await apply([p], 'next', run);
       expect(outcome!.error, `apply ${phase} again`).toBeUndefined();
       await writeAt(phase);
       await expectViews(s, names, `${phase} (second run)`);
     }
+    await purge(p, run);
+    await expectViews(s, names, 'purge');
     expect(await db.sql(`SELECT attname FROM pg_attribute WHERE attrelid = '${s}.users'::regclass AND attname = 'full_name' AND NOT attisdropped`)).toEqual([]);
     expect(await db.sql(`SELECT relname FROM pg_class WHERE relname LIKE 'name_lengths_pgshift%'`)).toEqual([]);
     const final = await definitions(s);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DependentView } from '../../src/changes/dependent-views.js';
 import type { ColumnChange, PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
+import { archivedBy, purgeSteps } from '../../src/changes/archive.js';
 import { substitute } from '../../src/plan/view-rewrite.js';
 import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan, SPLIT_YAML } from '../helpers/fixtures.js';
@@ -109,10 +110,12 @@ describe('compiled steps', () => {
     expect(rollback).toContain('DROP MATERIALIZED VIEW IF EXISTS "public"."snap_pgshift_new"');
   });
 
-  it('contract drops the parked original in the transaction that drops the old column, before it', () => {
+  it('contract keeps the parked original (it reads the archived column); purge drops it in the transaction that drops the column, before it', () => {
     const [, main] = program.contract.apply as SqlStep[];
-    const drop = main!.statements.indexOf('DROP MATERIALIZED VIEW IF EXISTS "public"."snap_pgshift_old"');
+    expect(main!.statements.join('\n')).not.toContain('snap_pgshift_old');
+    const [purge] = purgeSteps(facts.table, archivedBy(program), facts.views);
+    const drop = purge!.statements.indexOf('DROP MATERIALIZED VIEW IF EXISTS "public"."snap_pgshift_old"');
     expect(drop).toBeGreaterThan(-1);
-    expect(drop).toBeLessThan(main!.statements.findIndex((s) => s.includes('DROP COLUMN')));
+    expect(drop).toBeLessThan(purge!.statements.findIndex((s) => s.includes('DROP COLUMN')));
   });
 });

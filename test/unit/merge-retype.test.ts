@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PlanFacts } from '../../src/changes/model.js';
 import { compileProgram } from '../../src/changes/program.js';
+import { archivedBy, purgeSteps } from '../../src/changes/archive.js';
 import { PHASES } from '../../src/phases/phases.js';
 import type { SqlStep, Step } from '../../src/changes/steps.js';
 import { plan } from '../helpers/fixtures.js';
@@ -91,8 +92,14 @@ merge:
     ]);
   });
 
-  it('contract drops both old columns', () => {
-    expect(sql(program.contract.apply)[2]).toBe('ALTER TABLE "public"."people" DROP COLUMN IF EXISTS "street", DROP COLUMN IF EXISTS "city"');
+  it('contract archives both old columns in one transaction; purge drops them', () => {
+    expect(sql(program.contract.apply).slice(2, 4)).toEqual([
+      'ALTER TABLE "public"."people" RENAME COLUMN "street" TO "_pgshift_merge-address_street"',
+      'ALTER TABLE "public"."people" RENAME COLUMN "city" TO "_pgshift_merge-address_city"',
+    ]);
+    expect(sql(purgeSteps(facts.table, archivedBy(program)))).toEqual([
+      'ALTER TABLE "public"."people" DROP COLUMN IF EXISTS "_pgshift_merge-address_street", DROP COLUMN IF EXISTS "_pgshift_merge-address_city"',
+    ]);
   });
 });
 
@@ -130,8 +137,8 @@ retype: { column: price, to: "numeric(10,2)", using: "price::numeric(10,2)", rev
     );
   });
 
-  it('contract drops the old column; the new one keeps its name', () => {
-    expect(sql(program.contract.apply)[2]).toBe('ALTER TABLE "public"."products" DROP COLUMN IF EXISTS "price"');
+  it('contract archives the old column; the new one keeps its name', () => {
+    expect(sql(program.contract.apply)[2]).toBe('ALTER TABLE "public"."products" RENAME COLUMN "price" TO "_pgshift_retype-price_price"');
   });
 
   it('in place when the probe found no rewrite: one ALTER in expand, nothing elsewhere', () => {

@@ -320,17 +320,34 @@ describe('split: exact SQL of every phase', () => {
     ]);
   });
 
-  it('contract drops trigger, old column and functions; its rollback is refused', () => {
+  it('contract drops the trigger and functions and archives the old column; its rollback renames it back and refills it', () => {
     expect(sql(program.contract.apply)).toEqual([
       '-- drop-indexes',
       'DROP TRIGGER IF EXISTS "pgshift_split-users-full-name" ON "public"."users"',
-      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "full_name"',
+      'ALTER TABLE "public"."users" RENAME COLUMN "full_name" TO "_pgshift_split-users-full-name_full_name"',
       'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_sync"()',
       'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd0"(text)',
       'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_fwd1"(text)',
       'DROP FUNCTION IF EXISTS "pgshift"."split-users-full-name_rev0"(text, text)',
+      '-- record-archive',
     ]);
-    expect(program.contract.rollback.map((s) => s.kind)).toEqual(['refuse']);
+    expect(program.contract.apply.find((s) => s.kind === 'record-archive')).toMatchObject({
+      columns: [{ column: 'full_name', archive: '_pgshift_split-users-full-name_full_name' }],
+    });
+    const back = sql(program.contract.rollback);
+    expect(back.map((s) => s.split('\n')[0])).toEqual([
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd0"("full_name" text) RETURNS text LANGUAGE sql',
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_fwd1"("full_name" text) RETURNS text LANGUAGE sql',
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_rev0"("first_name" text, "last_name" text) RETURNS text LANGUAGE sql',
+      'CREATE OR REPLACE FUNCTION "pgshift"."split-users-full-name_sync"() RETURNS trigger LANGUAGE plpgsql',
+      'ALTER TABLE "public"."users" RENAME COLUMN "_pgshift_split-users-full-name_full_name" TO "full_name"',
+      'CREATE OR REPLACE TRIGGER "pgshift_split-users-full-name" BEFORE INSERT OR UPDATE ON "public"."users"',
+      '-- refill-old',
+      '-- restore-indexes',
+    ]);
+    // The trigger comes back one-way, as stop-write left it, in the transaction that gives the column its name back.
+    expect(back[3]).toContain('-- pgshift sync, mode one-way');
+    expect(sqlSteps(program.contract.rollback)[1]).toMatchObject({ lock: 'ACCESS EXCLUSIVE', transaction: true, timeouts: 'guarded' });
   });
 
   it('runs every DDL step in a transaction under the guards', () => {
@@ -400,7 +417,7 @@ describe('rename: exact SQL', () => {
     const functions = sql(program['dual-write'].apply);
     expect(functions[0]).toContain('("user_name" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT ("user_name")::text $pgshift_body$');
     expect(functions[1]).toContain('("username" text) RETURNS text LANGUAGE sql\nAS $pgshift_body$ SELECT ("username")::text $pgshift_body$');
-    expect(sql(program.contract.apply)).toContain('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
+    expect(sql(program.contract.apply)).toContain('ALTER TABLE "public"."users" RENAME COLUMN "user_name" TO "_pgshift_rename-users-user-name_user_name"');
   });
 
   it('every phase, both directions', () => {
@@ -424,10 +441,11 @@ describe('rename: exact SQL', () => {
     expect(sql(program.contract.apply)).toEqual([
       '-- drop-indexes',
       `DROP TRIGGER IF EXISTS ${trigger} ON "public"."users"`,
-      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"',
+      'ALTER TABLE "public"."users" RENAME COLUMN "user_name" TO "_pgshift_rename-users-user-name_user_name"',
       ...drops,
+      '-- record-archive',
     ]);
-    expect(program.contract.rollback.map((s) => s.kind)).toEqual(['refuse']);
+    expect(program.contract.rollback.map((s) => s.kind)).toEqual(['sql', 'sql', 'refill-old', 'restore-indexes']);
   });
 
   it('carries the default of a renamed column from expand, and its NOT NULL from switch-read', () => {

@@ -146,7 +146,7 @@ describe('rename carry-over: exact SQL', () => {
     ]);
   });
 
-  it('contract drops the originals and the column in one transaction, then the copies take their final names', () => {
+  it('contract drops the originals and archives the column in one transaction, then the copies take their final names', () => {
     const [drop, step] = program.contract.apply as [DropIndexesStep, SqlStep];
     // First the plain indexes on the old column go CONCURRENTLY, outside the transaction.
     expect(drop).toMatchObject({ kind: 'drop-indexes', table: { schema: 'public', name: 'users' }, columns: ['user_name'] });
@@ -157,7 +157,10 @@ describe('rename carry-over: exact SQL', () => {
       'ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_user_name_check"',
       'ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_user_name_key"',
       'ALTER SEQUENCE "public"."users_user_name_seq" OWNED BY "public"."users"."username"',
-      'ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"',
+      // Dropped CONCURRENTLY by the step before; on a partitioned table, here (their copies take their names below).
+      'DROP INDEX IF EXISTS "public"."users_lower_user_name_idx"',
+      'DROP INDEX IF EXISTS "public"."by_login"',
+      'ALTER TABLE "public"."users" RENAME COLUMN "user_name" TO "_pgshift_rename-users-user-name_user_name"',
       'ALTER TABLE "public"."users" RENAME CONSTRAINT "users_username_key_pgshift" TO "users_username_key"',
       'ALTER INDEX "public"."users_lower_username_idx_pgshift" RENAME TO "users_lower_username_idx"',
       'ALTER INDEX "public"."by_login_pgshift" RENAME TO "by_login"',
@@ -165,14 +168,33 @@ describe('rename carry-over: exact SQL', () => {
       'ALTER TABLE "public"."users" RENAME CONSTRAINT "users_username_fkey_pgshift" TO "users_username_fkey"',
       'ALTER TABLE "shop"."orders" RENAME CONSTRAINT "orders_user_name_fkey_pgshift" TO "orders_user_name_fkey"',
     ]);
-    expect(step!.skipIf).toContain(`attname = 'user_name'`);
-    expect(program.contract.rollback).toEqual([expect.objectContaining({ kind: 'refuse' })]);
+    expect(step!.skipIf).toContain(`attname IN ('user_name')`);
+    // Its rollback does not build the dropped constraints again: refused, naming them.
+    expect(program.contract.rollback).toEqual([
+      {
+        kind: 'refuse',
+        description:
+          "contract dropped users_user_name_check, users_user_name_fkey, orders_user_name_fkey, users_user_name_key with user_name's name, which its rollback does not build again",
+      },
+    ]);
+  });
+
+  it('rolls contract back where only plain indexes were carried: copies renamed back, sequence owned by the old column again', () => {
+    const plain = { ...facts, carry: { ...facts.carry!, constraints: [], indexes: facts.carry!.indexes.filter((i) => !i.constraint) } };
+    const back = compileProgram(plan(RENAME_YAML), plain).contract.rollback;
+    expect(back.map((s) => s.kind)).toEqual(['sql', 'sql', 'refill-old', 'restore-indexes']);
+    expect((back[1] as SqlStep).statements.filter((s) => !s.startsWith('CREATE OR REPLACE TRIGGER'))).toEqual([
+      'ALTER TABLE "public"."users" RENAME COLUMN "_pgshift_rename-users-user-name_user_name" TO "user_name"',
+      'ALTER INDEX "public"."users_lower_username_idx" RENAME TO "users_lower_username_idx_pgshift"',
+      'ALTER INDEX "public"."by_login" RENAME TO "by_login_pgshift"',
+      'ALTER SEQUENCE "public"."users_user_name_seq" OWNED BY "public"."users"."user_name"',
+    ]);
   });
 
   it('compiles as before for a plan started without carry-over facts', () => {
     const { carry: _carry, ...old } = facts;
     const bare = compileProgram(plan(RENAME_YAML), old);
-    expect(sql(bare.contract.apply)[2]).toBe('ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "user_name"');
+    expect(sql(bare.contract.apply)[2]).toBe('ALTER TABLE "public"."users" RENAME COLUMN "user_name" TO "_pgshift_rename-users-user-name_user_name"');
   });
 });
 

@@ -72,6 +72,7 @@ export function report(output: Output, verb: 'apply' | 'rollback', x: PlanOutcom
       : x.waiting
         ? `${x.plan}: ${waitingText(x.waiting)}`
         : `${x.plan}: nothing to do (at ${x.to ?? 'no phase'})`;
+  const purged = x.purged?.length ? `; contract.keep ran out: dropped ${x.purged.map((c) => c.archive).join(', ')}` : '';
   output.result(
     {
       event: verb,
@@ -82,7 +83,8 @@ export function report(output: Output, verb: 'apply' | 'rollback', x: PlanOutcom
       ok: !x.error,
       ...(x.error ? { error: x.error.message } : {}),
       ...(x.waiting ? { waiting: { behind: x.waiting.behind, at: x.waiting.at, status: x.waiting.status } } : {}),
+      ...(x.purged?.length ? { purged: x.purged } : {}),
     },
-    text,
+    text + purged,
   );
 }

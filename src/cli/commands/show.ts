@@ -17,8 +17,15 @@ export function showCommand(plan: Command, run: Run): void {
         const phases = await show(p!, o.phase === 'all' ? undefined : o.phase, runOptions(o));
         for (const ph of phases) {
           output.result(
-            { event: 'show', plan: name, phase: ph.phase, apply: ph.apply, rollback: ph.rollback },
-            [`-- phase ${ph.phase}: apply`, ...ph.apply.map(stepText), `-- phase ${ph.phase}: rollback`, ...ph.rollback.map(stepText), ''].join('\n'),
+            { event: 'show', plan: name, phase: ph.phase, apply: ph.apply, rollback: ph.rollback, ...(ph.purge ? { purge: ph.purge } : {}) },
+            [
+              `-- phase ${ph.phase}: apply`,
+              ...ph.apply.map(stepText),
+              `-- phase ${ph.phase}: rollback`,
+              ...ph.rollback.map(stepText),
+              ...(ph.purge ? [`-- phase ${ph.phase}: purge (plan purge, or the first apply after contract.keep)`, ...ph.purge.map(stepText)] : []),
+              '',
+            ].join('\n'),
           );
         }
         return {};

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { status, type BackfillStatus, type PlanStatus } from '../../api/status.js';
+import { status, type ArchiveStatus, type BackfillStatus, type PlanStatus } from '../../api/status.js';
 import { describeOldCode, quietPeriod, type OldCodeActivity } from '../../api/old-code.js';
 import { phaseIndex, PHASES } from '../../phases/phases.js';
 import { loadPlans, readPlans } from '../../plan/load.js';
@@ -47,6 +47,7 @@ function render(rows: readonly PlanStatus[]): string {
   const notes = rows.flatMap((r) => [
     ...(r.drift ?? []).map((d) => `${r.plan}: drift: ${d.message}`),
     ...(r.oldCode ? [`${r.plan}: old code: ${oldCodeText(r.oldCode)}`] : []),
+    ...(r.archive ? [`${r.plan}: ${archiveText(r.archive)}`] : []),
     ...(r.steering ? [`${r.plan}: backfill ${r.steering.paused ? 'paused' : 'steered'} by ${r.steering.changedBy} ${ago(r.steering.changedAt)}`] : []),
   ]);
   return [
@@ -81,6 +82,14 @@ function oldCodeText(a: OldCodeActivity): string {
   return a.recent
     ? `seen within guards.old_code_quiet (${quiet}), stop-write and contract wait: ${describeOldCode(a)}`
     : `${total}; quiet for guards.old_code_quiet (${quiet}): safe to go on${watched}`;
+}
+
+/** What contract archived: kept until when (rollback of contract still possible), or dropped. */
+function archiveText(a: ArchiveStatus): string {
+  const columns = a.columns.map((c) => `${c.column} as ${c.archive}`).join(', ');
+  return a.purgedAt
+    ? `archive dropped ${ago(a.purgedAt)} (${columns}): contract can no longer be rolled back`
+    : `archived ${columns} until ${a.until?.toISOString() ?? '?'}; the first apply after drops them (plan purge: now), rollback brings them back`;
 }
 
 function backfillText(b: BackfillStatus): string {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { DropFacts } from '../../../src/changes/kinds/drop/index.js';
 import type { PlanFacts } from '../../../src/changes/model.js';
 import { compileProgram } from '../../../src/changes/program.js';
+import { archivedBy, purgeSteps } from '../../../src/changes/archive.js';
 import type { Step } from '../../../src/changes/steps.js';
 import { PHASES } from '../../../src/phases/phases.js';
 import { plan } from '../../helpers/fixtures.js';
@@ -41,26 +42,47 @@ describe('drop a nullable column: exact SQL both ways', () => {
     }
   });
 
-  it('contract drops the indexes on the column concurrently, then the column; its rollback is refused', () => {
+  it('contract drops the indexes on the column concurrently, then archives the column; its rollback renames it back and rebuilds them', () => {
+    const skipIf = (column: string): string =>
+      `SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass('"public"."customers"')\n` +
+      `            AND attname IN ('${column}') AND NOT attisdropped) AS done`;
     expect(program.contract.apply).toEqual([
       {
         kind: 'drop-indexes',
-        description: 'drop the indexes on fax concurrently (reads and writes go on)',
+        description: "drop the indexes on fax concurrently (reads and writes go on), recording their definitions for contract's rollback",
         table: { schema: 'public', name: 'customers' },
         columns: ['fax'],
       },
       {
         kind: 'sql',
-        description: 'drop fax (catalog-only)',
-        statements: ['ALTER TABLE "public"."customers" DROP COLUMN IF EXISTS "fax"'],
+        description: 'archive fax as _pgshift_drop-customers-fax_fax (catalog-only)',
+        statements: ['ALTER TABLE "public"."customers" RENAME COLUMN "fax" TO "_pgshift_drop-customers-fax_fax"'],
         lock: 'ACCESS EXCLUSIVE',
         transaction: true,
         timeouts: 'guarded',
-        skipIf: undefined,
+        skipIf: skipIf('fax'),
+      },
+      {
+        kind: 'record-archive',
+        description: "record fax as _pgshift_drop-customers-fax_fax in the plan's state, kept for contract.keep (0: purged now)",
+        columns: [{ column: 'fax', archive: '_pgshift_drop-customers-fax_fax' }],
       },
     ]);
     expect(program.contract.rollback).toEqual([
-      { kind: 'refuse', description: 'contract dropped fax and its data; restore it from a backup if it is needed again' },
+      {
+        kind: 'sql',
+        description:
+          'give _pgshift_drop-customers-fax_fax its name back (catalog-only); rows inserted since contract keep the value they got (the default, or NULL)',
+        statements: ['ALTER TABLE "public"."customers" RENAME COLUMN "_pgshift_drop-customers-fax_fax" TO "fax"'],
+        lock: 'ACCESS EXCLUSIVE',
+        transaction: true,
+        timeouts: 'guarded',
+        skipIf: skipIf('_pgshift_drop-customers-fax_fax'),
+      },
+      { kind: 'restore-indexes', description: 'build again CONCURRENTLY the indexes contract dropped on fax', table: { schema: 'public', name: 'customers' } },
+    ]);
+    expect(sql(purgeSteps({ schema: 'public', name: 'customers' }, archivedBy(program)))).toEqual([
+      'ALTER TABLE "public"."customers" DROP COLUMN IF EXISTS "_pgshift_drop-customers-fax_fax"',
     ]);
   });
 });
@@ -89,12 +111,19 @@ describe('drop a NOT NULL column without a default: exact SQL both ways', () => 
     expect(program.expand.rollback[0]).toMatchObject({ lock: 'ACCESS EXCLUSIVE', transaction: true, timeouts: 'guarded' });
   });
 
-  it('then does nothing until contract, which drops the indexes and the column as for a nullable one', () => {
+  it('then does nothing until contract, which drops the indexes and archives the column as for a nullable one, keeping its NOT NULL and default', () => {
     for (const phase of ['dual-write', 'backfill', 'switch-read', 'stop-write'] as const) {
       expect(program[phase], phase).toEqual({ apply: [], rollback: [] });
     }
-    expect(sql(program.contract.apply)).toEqual(['-- drop-indexes', 'ALTER TABLE "public"."customers" DROP COLUMN IF EXISTS "fax"']);
-    expect(sql(program.contract.rollback)).toEqual(['-- refuse']);
+    expect(sql(program.contract.apply)).toEqual([
+      '-- drop-indexes',
+      'ALTER TABLE "public"."customers" RENAME COLUMN "fax" TO "_pgshift_drop-customers-fax_fax"',
+      '-- record-archive',
+    ]);
+    expect(sql(program.contract.rollback)).toEqual([
+      'ALTER TABLE "public"."customers" RENAME COLUMN "_pgshift_drop-customers-fax_fax" TO "fax"',
+      '-- restore-indexes',
+    ]);
   });
 });
 
@@ -103,6 +132,7 @@ describe('drop: names are quoted', () => {
     const facts = { ...factsFor(col('Fax No', 'text', true)), table: { schema: 'Sales', name: 'Customer List' } };
     const program = compileProgram(plan(`plan: drop-fax\ntable: '"Sales"."Customer List"'\ndrop: { column: Fax No, default: "'none'" }`), facts);
     expect(sql(program.expand.apply)).toEqual([`ALTER TABLE "Sales"."Customer List" ALTER COLUMN "Fax No" SET DEFAULT 'none'`]);
-    expect(sql(program.contract.apply)[1]).toBe('ALTER TABLE "Sales"."Customer List" DROP COLUMN IF EXISTS "Fax No"');
+    expect(sql(program.contract.apply)[1]).toBe('ALTER TABLE "Sales"."Customer List" RENAME COLUMN "Fax No" TO "_pgshift_drop-fax_Fax No"');
+    expect(sql(purgeSteps(facts.table, archivedBy(program)))).toEqual(['ALTER TABLE "Sales"."Customer List" DROP COLUMN IF EXISTS "_pgshift_drop-fax_Fax No"']);
   });
 });

@@ -3,7 +3,7 @@ import type { RenameTableFacts } from '../../../src/changes/kinds/rename-table/l
 import { renameTable, VIEW_LIMITS } from '../../../src/changes/kinds/rename-table/index.js';
 import type { PlanFacts } from '../../../src/changes/model.js';
 import { compileProgram } from '../../../src/changes/program.js';
-import type { Step } from '../../../src/changes/steps.js';
+import type { SqlStep, Step } from '../../../src/changes/steps.js';
 import { plan } from '../../helpers/fixtures.js';
 
 const sql = (steps: readonly Step[]): string[] => steps.flatMap((s) => (s.kind === 'sql' ? s.statements : [`-- ${s.kind}`]));
@@ -80,7 +80,7 @@ describe('rename-table on PostgreSQL 15 and later: exact SQL both ways', () => {
     ]);
   });
 
-  it('contract drops the view only; its rollback is refused', () => {
+  it('contract drops the view only; its rollback creates it again, locking the table in ACCESS SHARE', () => {
     expect(program.contract.apply).toEqual([
       {
         kind: 'sql',
@@ -92,7 +92,9 @@ describe('rename-table on PostgreSQL 15 and later: exact SQL both ways', () => {
         skipIf: `SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('"public"."customers"') AND relkind = 'v') AS done`,
       },
     ]);
-    expect(sql(program.contract.rollback)).toEqual(['-- refuse']);
+    const [again] = program.contract.rollback as SqlStep[];
+    expect(again!.statements).toEqual((program['switch-read'].apply[0] as SqlStep).statements.slice(1));
+    expect(again!.locks).toEqual([{ table: { schema: 'public', name: 'clients' }, mode: 'ACCESS SHARE' }]);
   });
 });
 

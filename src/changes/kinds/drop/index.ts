@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { display, ident, literal, qualified } from '../../../db/ident.js';
 import { ddl, emptyProgram } from '../../steps.js';
+import { archivedColumns, noneOfColumns, recordArchive, renameColumns } from '../../archive.js';
 import { identifier, sqlExpression } from '../fields.js';
 import { needTargets, oldFacts, proposed, type ChangeKindModule, type KindProblem } from '../kind.js';
 
@@ -78,7 +79,7 @@ export const drop = {
     const old = oldFacts(facts, change.column);
     return { old: [{ name: old.name, type: old.type, notNull: old.notNull, default: old.default, reverse: 'NULL' }], new: [] };
   },
-  program: (change, facts) => {
+  program: (change, facts, names) => {
     const t = qualified(facts.table);
     const col = ident(change.column);
     const drop = facts.drop ?? { setDefault: false };
@@ -99,19 +100,34 @@ export const drop = {
         rollback: [ddl(`remove the default of ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} ALTER COLUMN ${col} DROP DEFAULT`])],
       };
     }
+    const archived = archivedColumns(names.plan, [change.column]);
     program.contract = {
       apply: [
-        // The column's indexes go first, CONCURRENTLY (see runner/drop-indexes), so no index file is unlinked under ACCESS EXCLUSIVE.
+        // The column's indexes go first, CONCURRENTLY (see runner/drop-indexes), so no write keeps paying for them.
         {
           kind: 'drop-indexes',
-          description: `drop the indexes on ${change.column} concurrently (reads and writes go on)`,
+          description: `drop the indexes on ${change.column} concurrently (reads and writes go on), recording their definitions for contract's rollback`,
           table: facts.table,
           columns: [change.column],
         },
-        // DROP COLUMN takes ACCESS EXCLUSIVE but only marks the column dropped in the catalog: no rewrite; its space is reclaimed as rows are rewritten.
-        ddl(`drop ${change.column} (catalog-only)`, 'ACCESS EXCLUSIVE', [`ALTER TABLE ${t} DROP COLUMN IF EXISTS ${col}`]),
+        // RENAME COLUMN takes ACCESS EXCLUSIVE for a catalog update only. NOT NULL and the default stay: new code's inserts, which leave the column out, still satisfy them.
+        ddl(
+          `archive ${change.column} as ${archived[0]!.archive} (catalog-only)`,
+          'ACCESS EXCLUSIVE',
+          renameColumns(facts.table, archived),
+          noneOfColumns(facts.table, [change.column]),
+        ),
+        recordArchive(archived),
       ],
-      rollback: [{ kind: 'refuse', description: `contract dropped ${change.column} and its data; restore it from a backup if it is needed again` }],
+      rollback: [
+        ddl(
+          `give ${archived[0]!.archive} its name back (catalog-only); rows inserted since contract keep the value they got (the default, or NULL)`,
+          'ACCESS EXCLUSIVE',
+          renameColumns(facts.table, archived, true),
+          noneOfColumns(facts.table, [archived[0]!.archive]),
+        ),
+        { kind: 'restore-indexes', description: `build again CONCURRENTLY the indexes contract dropped on ${change.column}`, table: facts.table },
+      ],
     };
     return program;
   },

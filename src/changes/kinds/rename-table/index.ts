@@ -87,7 +87,19 @@ export const renameTable = {
         // DROP VIEW takes ACCESS EXCLUSIVE on the view alone, catalog-only: the table under the new name is not locked.
         ddl(`drop the view ${old.name} old code used (catalog-only)`, 'ACCESS EXCLUSIVE', [`DROP VIEW IF EXISTS ${qualified(old)}`], isNotView(old)),
       ],
-      rollback: [{ kind: 'refuse', description: `contract dropped the view ${old.name}; the table is ${change.to}` }],
+      rollback: [
+        // The view again, as switch-read made it: CREATE VIEW takes ACCESS SHARE on the table it reads (no write waits)
+        // and creates a relation no one holds yet; the grants and comment touch the view alone.
+        {
+          ...ddl(
+            `create the view ${old.name} over ${change.to} again for old code (catalog-only)`,
+            'ACCESS SHARE',
+            createViewStatements(old, renamed, view),
+            isView(old),
+          ),
+          locks: [{ table: renamed, mode: 'ACCESS SHARE' }],
+        },
+      ],
     };
     return program;
   },
