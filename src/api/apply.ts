@@ -9,7 +9,7 @@ import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
-import { releaseOrder } from '../plan/queue.js';
+import { planColumns, releaseOrder } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
 import { waitingBehind, waitingText, type Waiting } from './queue.js';
 import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
@@ -79,7 +79,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   const started = inFlight(state);
   if (!started) {
     // Before the catalog check: a plan queued behind another may name columns that one has yet to make.
-    const waiting = await waitingBehind(client, new Map((await store.all()).map((s) => [s.name, s])), plan, queue);
+    const waiting = await waitingBehind(client, new Map((await store.all()).map((s) => [s.name, s])), plan, queue, await store.claims());
     if (waiting) {
       log.info({ waiting }, `${plan.name}: ${waitingText(waiting)}`);
       return { plan: plan.name, from: current, to: current, phases: [], waiting };
@@ -95,14 +95,17 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         throw new PlanBusyError(plan.name, `a runner that started it while this one was checking the catalog (now at ${now!.phase ?? 'no phase'})`);
       }
     }
+    const columns = planColumns(plan);
     try {
-      await store.start(plan.name, plan.change.kind, plan.checksum, facts);
+      await store.start(plan.name, plan.change.kind, plan.checksum, facts, columns);
     } catch (error) {
-      // Another plan on the same table started between our look and our insert (the partial unique index says so): wait behind it.
+      // Another plan on one of its columns started between our look and our insert (its claim on the column says so): wait behind it.
       if (sqlState(error) === SqlState.uniqueViolation) {
-        const other = await store.inFlightOn(display(facts.table), plan.name);
+        const other = await store.inFlightOverlapping(display(facts.table), columns, plan.name);
         if (other) return { plan: plan.name, from: current, to: current, phases: [], waiting: { behind: other.name, at: other.phase, status: other.status } };
-        throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+        throw new PlanError([
+          { file: plan.file, path: 'table', message: `another plan in flight on ${display(facts.table)} claims one of ${columns.join(', ')}` },
+        ]);
       }
       // A privilege the check above does not know of: still nothing changed but the state schema, so say it is input to fix.
       if (sqlState(error) === INSUFFICIENT_PRIVILEGE)

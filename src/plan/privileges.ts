@@ -38,6 +38,8 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['old_code_statements', ['SELECT', 'INSERT', 'UPDATE']],
   // pause, resume, tune: the walk reads it before each batch; the steering commands write it.
   ['backfill_control', ['SELECT', 'INSERT', 'UPDATE']],
+  // The columns each plan in flight claims on its table: written when a plan starts, cleared when it leaves flight.
+  ['plan_columns', ['SELECT', 'INSERT', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

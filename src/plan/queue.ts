@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { outlineOf } from '../changes/kinds/registry.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import type { Plan } from './types.js';
 
@@ -6,8 +7,10 @@ import type { Plan } from './types.js';
  * The order plans ship in: by file name, each after the plans its `after:`
  * names. With `known: false` (a library caller passing some plans, not a
  * folder) an `after:` naming a plan not given is no problem: that plan's
- * state in the database is what `apply` waits for. Plans on one table go one at a time in this order (a plan starts
- * once the ones before it on its table are contracted), and a plan with
+ * state in the database is what `apply` waits for. Plans on one table whose
+ * columns overlap (`overlapping`) go one at a time in this order (a plan
+ * starts once the ones before it on its columns are contracted); plans on
+ * one table with disjoint columns are in flight together. A plan with
  * `after:` also waits for the plans it names, on any table. The order is a
  * stable topological sort: among the plans free to go, the first file name
  * goes first, so a folder without `after:` keeps its file order.
@@ -75,6 +78,20 @@ function circleThrough(start: Plan, byName: ReadonlyMap<string, Plan>): string[]
     return null;
   };
   return walk(start);
+}
+
+/**
+ * Every column a plan reads, writes, adds or drops, from its kind's
+ * `outline()`: what it claims on its table while in flight.
+ */
+export function planColumns(plan: Plan): string[] {
+  const outline = outlineOf(plan.change);
+  return [...new Set([...outline.reads, ...outline.adds.map((a) => a.name)])].sort();
+}
+
+/** Two column lists share a column (null = a plan whose columns are unknown, which claims its whole table). */
+export function overlapping(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  return a === null || b === null || a.some((c) => b.includes(c));
 }
 
 function fileKey(p: Plan): string {
