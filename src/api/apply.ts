@@ -8,13 +8,14 @@ import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
-import { runPhaseSteps } from '../runner/run-phase.js';
+import { runPhaseSteps, type PhaseInput } from '../runner/run-phase.js';
 import { planColumns, releaseOrder } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
 import { waitingBehind, waitingText, type Waiting } from './queue.js';
 import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
 import { OldCodeError } from './old-code.js';
 import { recordPhase } from './record.js';
+import { withBackfillPartners } from './joint-backfill.js';
 import { checkBeforeMoving, currentProgram, oldCodeGate, watchAfter } from './gate.js';
 
 /** What `apply` or `rollback` did to one plan. */
@@ -52,9 +53,9 @@ export async function apply(plans: readonly Plan[], target: Phase | 'next', opti
   const queue = releaseOrder(options.queue ?? plans, { known: options.queue !== undefined });
   const ordered = [...queue.filter((q) => plans.some((p) => p.name === q.name)), ...plans.filter((p) => !queue.some((q) => q.name === p.name))];
   const outcomes: PlanOutcome[] = [];
-  for (const plan of ordered) {
+  for (const [i, plan] of ordered.entries()) {
     try {
-      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target, queue)));
+      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target, queue, ordered.slice(i + 1))));
     } catch (error) {
       outcomes.push({ plan: plan.name, from: null, to: null, phases: [], error: error as Error });
     }
@@ -62,7 +63,7 @@ export async function apply(plans: readonly Plan[], target: Phase | 'next', opti
   return outcomes;
 }
 
-async function applyOne(session: PlanSession, target: Phase | 'next', queue: readonly Plan[]): Promise<PlanOutcome> {
+async function applyOne(session: PlanSession, target: Phase | 'next', queue: readonly Plan[], later: readonly Plan[]): Promise<PlanOutcome> {
   const { client, store, plan, log } = session;
   let state = await store.get(plan.name);
   await checkChecksum(session, state);
@@ -131,21 +132,25 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         throw error;
       });
       const program = await currentProgram(session, state!);
-      await hooks.observePhase(phase, () =>
-        recordPhase(
-          store,
-          plan.name,
-          phase,
-          'apply',
-          async () => {
-            log.info({ phase }, `applying ${phase}`);
-            await runPhaseSteps(input, phase, 'apply', program[phase].apply);
-            await session.lease.check();
-            await store.moveTo(plan.name, phase);
-          },
-          { forced: Boolean(session.options.force), lease: session.lease },
-        ),
-      );
+      const run = async (alongside: readonly PhaseInput[]): Promise<void> =>
+        hooks.observePhase(phase, () =>
+          recordPhase(
+            store,
+            plan.name,
+            phase,
+            'apply',
+            async () => {
+              log.info({ phase }, `applying ${phase}`);
+              await runPhaseSteps(alongsideOf(input, alongside), phase, 'apply', program[phase].apply);
+              await session.lease.check();
+              await store.moveTo(plan.name, phase);
+            },
+            { forced: Boolean(session.options.force), lease: session.lease },
+          ),
+        );
+      // Other plans of this run at the same table's backfill are walked with this one: one walk fills them all.
+      if (phase === 'backfill') await withBackfillPartners(session, (await store.get(plan.name))!, target, later, run);
+      else await run([]);
       done.push(phase);
       await watchAfter(session, state!, phase);
     }
@@ -156,4 +161,14 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
     await hooks.flush();
   }
   return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done };
+}
+
+/** The phase's input with the plans walked alongside it, whose leases are checked with its own before every batch. */
+function alongsideOf(input: PhaseInput, alongside: readonly PhaseInput[]): PhaseInput {
+  if (!alongside.length) return input;
+  const stillHeld = (): void => {
+    input.ctx.stillHeld?.();
+    for (const other of alongside) other.ctx.stillHeld?.();
+  };
+  return { ...input, ctx: { ...input.ctx, stillHeld }, alongside };
 }

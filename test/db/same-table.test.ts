@@ -20,12 +20,13 @@ beforeAll(async () => {
 });
 
 const GUARDS = 'backfill: { batch_size: 40, pause: 0ms }\nguards: { lock_timeout: 2s, statement_timeout: 20s, retries: 3 }';
-const RENAME = (table: string): string => `plan: a-rename\ntable: public.${table}\nrename: { column: user_name, to: username }\n${GUARDS}\n`;
-const SPLIT = (table: string): string =>
-  `plan: b-split\ntable: public.${table}\nsplit:\n  column: full_name\n  into:\n` +
+const RENAME = (table: string, guards = GUARDS, name = 'a-rename'): string =>
+  `plan: ${name}\ntable: public.${table}\nrename: { column: user_name, to: username }\n${guards}\n`;
+const SPLIT = (table: string, guards = GUARDS, name = 'b-split'): string =>
+  `plan: ${name}\ntable: public.${table}\nsplit:\n  column: full_name\n  into:\n` +
   `    - { name: first_name, type: text, using: "split_part(full_name, ' ', 1)" }\n` +
   `    - { name: last_name, type: text, using: "nullif(substr(full_name, strpos(full_name, ' ') + 1), full_name)" }\n` +
-  `  reverse: "concat_ws(' ', first_name, last_name)"\n${GUARDS}\n`;
+  `  reverse: "concat_ws(' ', first_name, last_name)"\n${guards}\n`;
 
 /** Rows whose two sides disagree, for either plan (NULL-safe). */
 async function wrongRows(table: string): Promise<number> {
@@ -159,7 +160,9 @@ describe('two plans sharing a column on one table', () => {
     expect(started).toHaveLength(1);
     // It waits behind the one that won, whether it saw it started only (at no phase yet) or at expand already.
     expect(waiting).toEqual([expect.objectContaining({ phases: [], waiting: expect.objectContaining({ behind: started[0]!.plan, status: 'in_progress' }) })]);
-    expect(await db.sql(`SELECT name FROM pgshift.plans WHERE status = 'in_progress'`)).toEqual([{ name: started[0]!.plan }]);
+    expect(await db.sql(`SELECT name FROM pgshift.plans WHERE status = 'in_progress' AND table_name = 'public.accounts'`)).toEqual([
+      { name: started[0]!.plan },
+    ]);
     expect(await db.sql(`SELECT DISTINCT plan FROM pgshift.plan_columns WHERE table_name = 'public.accounts'`)).toEqual([{ plan: started[0]!.plan }]);
 
     // Once the first is rolled back whole, its claims are gone and the second starts.
@@ -194,5 +197,114 @@ describe('two plans sharing a column on one table', () => {
     expect(out.code, out.stderr).toBe(0);
     expect(out.lines).toEqual([expect.objectContaining({ plan: 'f-rename', phases: [], waiting: { behind: 'e-drop', at: null, status: 'in_progress' } })]);
     expect(await db.sql(`SELECT name FROM pgshift.plans WHERE table_name = 'public.ledger'`)).toEqual([{ name: 'e-drop' }]);
+  });
+});
+
+describe('two plans with disjoint columns at backfill in one apply', () => {
+  // A batch may wait for a held row up to lock_timeout rather than about one batch, so the kill finds one waiting.
+  const SLOW = 'backfill: { batch_size: 200, pause: 0ms, target_batch_ms: 15000 }\nguards: { lock_timeout: 30s, statement_timeout: 60s, retries: 2 }';
+
+  /** A table of `rows` people and both plans at dual-write; returns the CLI's arguments for the folder. */
+  async function atDualWrite(table: string, rows: number): Promise<string[]> {
+    await db.sql(`CREATE TABLE ${table} (id bigserial PRIMARY KEY, user_name text, full_name text, note text)`);
+    await db.sql(`INSERT INTO ${table} (user_name, full_name) SELECT 'user' || g, 'First' || g || ' Last' || g FROM generate_series(1, ${rows}) g`);
+    const dir = await planDir({ [`${table}-a.yaml`]: RENAME(table, SLOW, `${table}-a`), [`${table}-b.yaml`]: SPLIT(table, SLOW, `${table}-b`) });
+    const args = ['--dir', dir, '--database-url', db.url];
+    const out = await runCli(['plan', 'apply', '--phase', 'dual-write', ...args]);
+    expect(out.code, out.stderr).toBe(0);
+    return args;
+  }
+
+  /** Each plan's checkpoint, and the batch transactions its checkpoints recorded. */
+  async function walks(table: string): Promise<{ plan: string; last_key: unknown; rows_done: number; finished: boolean; batches: string[] }[]> {
+    return db.sql(
+      `SELECT b.plan, b.last_key, b.rows_done::int AS rows_done, b.finished_at IS NOT NULL AS finished,
+              coalesce((SELECT array_agg(x.xid::text ORDER BY x.xid::text) FROM pgshift.backfill_batches x WHERE x.plan = b.plan), '{}') AS batches
+         FROM pgshift.backfill b WHERE b.plan LIKE $1 ORDER BY b.plan`,
+      [`${table}-_`],
+    );
+  }
+
+  /** Both plans' final checks passed: each recorded its own backfill phase as applied. */
+  async function bothAtBackfill(table: string): Promise<void> {
+    expect(await db.sql(`SELECT name, phase, status, unfinished_phase FROM pgshift.plans WHERE name LIKE $1 ORDER BY name`, [`${table}-_`])).toEqual([
+      { name: `${table}-a`, phase: 'backfill', status: 'in_progress', unfinished_phase: null },
+      { name: `${table}-b`, phase: 'backfill', status: 'in_progress', unfinished_phase: null },
+    ]);
+    expect(
+      await db.sql(`SELECT plan, outcome FROM pgshift.events WHERE phase = 'backfill' AND action = 'apply' AND plan LIKE $1 ORDER BY plan, id`, [`${table}-_`]),
+    ).toEqual([
+      { plan: `${table}-a`, outcome: 'succeeded' },
+      { plan: `${table}-b`, outcome: 'succeeded' },
+    ]);
+  }
+
+  it("walk the table once, each row written once for both, with each plan's checkpoint and final check its own", async () => {
+    const rows = 2_000;
+    const args = await atDualWrite('walked', rows);
+    const out = await runCli(['plan', 'apply', '--phase', 'next', '--no-json', ...args], { PGSHIFT_LOG_LEVEL: 'info' });
+    expect(out.errors).toBe('');
+    expect(out.code).toBe(0);
+    expect(out.stderr).toContain('backfill of walked-a together with walked-b (one walk)');
+    expect(out.stderr).not.toContain('backfill of walked-b');
+    expect(out.stdout).toContain('walked-a: applied backfill; now at backfill');
+    expect(out.stdout).toContain('walked-b: applied backfill; now at backfill');
+    const [a, b] = await walks('walked');
+    // One walk: the same batch transactions are both plans' batches, and every row's current version is one of them.
+    expect(a!.batches.length).toBeGreaterThan(1);
+    expect(b!.batches).toEqual(a!.batches);
+    expect({ ...a, plan: 'walked-b' }).toEqual(b);
+    expect(b).toMatchObject({ rows_done: rows, finished: true });
+    const [versions] = await db.sql<{ rows: number; batch: number }>(
+      `SELECT count(*)::int AS rows, count(*) FILTER (WHERE xmin::text = ANY ($1::text[]))::int AS batch FROM walked`,
+      [(await db.sql<{ x: string }>(`SELECT pg_catalog.xid(xid)::text AS x FROM pgshift.backfill_batches WHERE plan = 'walked-a'`)).map((r) => r.x)],
+    );
+    expect(versions).toEqual({ rows, batch: rows });
+    expect(await wrongRows('walked')).toBe(0);
+    await bothAtBackfill('walked');
+  });
+
+  it('resume as one walk after the runner is killed mid-walk, both plans complete and right', async () => {
+    const rows = 3_000;
+    const args = await atDualWrite('killed', rows);
+    // The application holds a row near the middle, so a batch is certainly in flight, waiting, when we kill.
+    const app = await db.connect();
+    await app.query('BEGIN');
+    await app.query(`SELECT * FROM killed WHERE id = 2100 FOR UPDATE`);
+    const env = { PGSHIFT_LOG_LEVEL: 'info' };
+    const run = startCli(['plan', 'apply', '--phase', 'next', ...args], env);
+    await waitFor('a batch waiting for the application', async () => {
+      const [row] = await db.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'pgshift %' AND wait_event = 'transactionid'`,
+      );
+      return row!.n > 0;
+    });
+    const before = await walks('killed');
+    expect(before[0]!.rows_done).toBeGreaterThan(0);
+    expect(before[0]!.rows_done).toBeLessThan(2_100);
+    expect({ ...before[0], plan: 'killed-b' }).toEqual(before[1]);
+    run.child.kill('SIGKILL');
+    await run.done;
+    await app.query('ROLLBACK');
+    await app.end();
+    await waitFor('the killed runner backends to end', async () => (await runnerBackend(db)) === undefined);
+    // The batch in flight rolled back with both checkpoints; both plans say their backfill is half done.
+    expect(await walks('killed')).toEqual(before);
+    expect(await db.sql(`SELECT name, unfinished_phase, unfinished_action FROM pgshift.plans WHERE name LIKE 'killed-_' ORDER BY name`)).toEqual([
+      { name: 'killed-a', unfinished_phase: 'backfill', unfinished_action: 'apply' },
+      { name: 'killed-b', unfinished_phase: 'backfill', unfinished_action: 'apply' },
+    ]);
+
+    const resumed = await runCli(['plan', 'apply', '--phase', 'next', '--no-json', ...args], env);
+    expect(resumed.errors).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stderr).toContain(
+      `resuming killed-a backfill together with killed-b (one walk) at key ${(before[0]!.last_key as string[])[0]} (${before[0]!.rows_done} of ~${rows} rows done)`,
+    );
+    const after = await walks('killed');
+    expect(after[0]).toMatchObject({ rows_done: rows, finished: true });
+    expect({ ...after[0], plan: 'killed-b' }).toEqual(after[1]);
+    expect(await wrongRows('killed')).toBe(0);
+    await bothAtBackfill('killed');
   });
 });
