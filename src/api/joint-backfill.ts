@@ -31,8 +31,8 @@ interface WalkShape {
  * applying `backfill` before the walk, as its own run would: a runner
  * killed mid-walk leaves it saying so, and its checkpoint says where the
  * walk stood. Its phase is recorded, and its final check run, by its own
- * turn in the same run, which finds its walk done. A partner whose lease
- * another runner holds is left to walk alone.
+ * turn in the same run, which finds its walk done. A partner that cannot
+ * be opened (another runner holds its lease) is left to walk alone.
  */
 export async function withBackfillPartners<T>(
   session: PlanSession,
@@ -69,8 +69,13 @@ export async function withBackfillPartners<T>(
         return open(i + 1);
       });
     } catch (error) {
-      if (!entered && error instanceof PlanBusyError) return open(i + 1);
-      throw error;
+      // A partner that cannot be opened (another runner holds it, or anything else) walks alone in its own turn, which says why.
+      if (entered) throw error;
+      session.log.info(
+        { partner: candidates[i]!.name, err: (error as Error).message },
+        `backfill of ${session.plan.name}: ${candidates[i]!.name} walks alone${error instanceof PlanBusyError ? ' (another runner holds it)' : ''}`,
+      );
+      return open(i + 1);
     }
   };
   try {
