@@ -44,10 +44,12 @@ export interface ApplyOptions extends RunOptions {
  * including the named one (a no-op when already there, so a retried pipeline
  * step is harmless). Plans run one after the other, in the folder's release
  * order (`releaseOrder`); a failing plan does not stop the others, and its
- * error is in its outcome. A plan that may not start yet (another on its
- * table goes first, or one its `after:` names is not contracted) is left
- * waiting, which is not an error: a pipeline runs `apply --phase next` at
- * every release and each plan starts when its turn comes.
+ * error is in its outcome. A plan that may not start yet (another sharing
+ * a column of its table goes first, or one its `after:` names is not
+ * contracted) is left waiting, which is not an error: a pipeline runs
+ * `apply --phase next` at every release and each plan starts when its turn
+ * comes. Plans of the run at one table's `backfill` together are filled by
+ * one walk (`withBackfillPartners`), each finishing its phase in its turn.
  */
 export async function apply(plans: readonly Plan[], target: Phase | 'next', options: ApplyOptions = {}): Promise<PlanOutcome[]> {
   const queue = releaseOrder(options.queue ?? plans, { known: options.queue !== undefined });
