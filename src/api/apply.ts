@@ -8,13 +8,14 @@ import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { strictProblems, writableSchemaWarnings } from '../plan/writable-schemas.js';
 import { INSUFFICIENT_PRIVILEGE } from '../plan/privileges.js';
 import type { Plan } from '../plan/types.js';
-import { runPhaseSteps } from '../runner/run-phase.js';
-import { releaseOrder } from '../plan/queue.js';
+import { runPhaseSteps, type PhaseInput } from '../runner/run-phase.js';
+import { claimedColumns, releaseOrder } from '../plan/queue.js';
 import { inFlight } from '../state/store.js';
 import { waitingBehind, waitingText, type Waiting } from './queue.js';
 import { checkChecksum, phaseInput, sessionHooks, tableOid, withPlanSession, type PlanSession, type RunOptions } from './session.js';
 import { OldCodeError } from './old-code.js';
 import { recordPhase } from './record.js';
+import { withBackfillPartners } from './joint-backfill.js';
 import { checkBeforeMoving, currentProgram, oldCodeGate, watchAfter } from './gate.js';
 import { purgeIfDue } from './purge.js';
 import type { ArchivedColumn } from '../changes/steps.js';
@@ -47,18 +48,20 @@ export interface ApplyOptions extends RunOptions {
  * including the named one (a no-op when already there, so a retried pipeline
  * step is harmless). Plans run one after the other, in the folder's release
  * order (`releaseOrder`); a failing plan does not stop the others, and its
- * error is in its outcome. A plan that may not start yet (another on its
- * table goes first, or one its `after:` names is not contracted) is left
- * waiting, which is not an error: a pipeline runs `apply --phase next` at
- * every release and each plan starts when its turn comes.
+ * error is in its outcome. A plan that may not start yet (another sharing
+ * a column of its table goes first, or one its `after:` names is not
+ * contracted) is left waiting, which is not an error: a pipeline runs
+ * `apply --phase next` at every release and each plan starts when its turn
+ * comes. Plans of the run at one table's `backfill` together are filled by
+ * one walk (`withBackfillPartners`), each finishing its phase in its turn.
  */
 export async function apply(plans: readonly Plan[], target: Phase | 'next', options: ApplyOptions = {}): Promise<PlanOutcome[]> {
   const queue = releaseOrder(options.queue ?? plans, { known: options.queue !== undefined });
   const ordered = [...queue.filter((q) => plans.some((p) => p.name === q.name)), ...plans.filter((p) => !queue.some((q) => q.name === p.name))];
   const outcomes: PlanOutcome[] = [];
-  for (const plan of ordered) {
+  for (const [i, plan] of ordered.entries()) {
     try {
-      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target, queue)));
+      outcomes.push(await withPlanSession(plan, options, (session) => applyOne(session, target, queue, ordered.slice(i + 1))));
     } catch (error) {
       outcomes.push({ plan: plan.name, from: null, to: null, phases: [], error: error as Error });
     }
@@ -66,7 +69,7 @@ export async function apply(plans: readonly Plan[], target: Phase | 'next', opti
   return outcomes;
 }
 
-async function applyOne(session: PlanSession, target: Phase | 'next', queue: readonly Plan[]): Promise<PlanOutcome> {
+async function applyOne(session: PlanSession, target: Phase | 'next', queue: readonly Plan[], later: readonly Plan[]): Promise<PlanOutcome> {
   const { client, store, plan, log } = session;
   let state = await store.get(plan.name);
   await checkChecksum(session, state);
@@ -87,7 +90,7 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
   const started = inFlight(state);
   if (!started) {
     // Before the catalog check: a plan queued behind another may name columns that one has yet to make.
-    const waiting = await waitingBehind(client, new Map((await store.all()).map((s) => [s.name, s])), plan, queue);
+    const waiting = await waitingBehind(client, new Map((await store.all()).map((s) => [s.name, s])), plan, queue, await store.claims());
     if (waiting) {
       log.info({ waiting }, `${plan.name}: ${waitingText(waiting)}`);
       return { plan: plan.name, from: current, to: current, phases: [], waiting };
@@ -103,14 +106,18 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         throw new PlanBusyError(plan.name, `a runner that started it while this one was checking the catalog (now at ${now!.phase ?? 'no phase'})`);
       }
     }
+    // A whole-table plan claims every column the table has, so a column plan's start collides with it in the claims' key.
+    const columns = claimedColumns(plan, facts);
     try {
-      await store.start(plan.name, plan.change.kind, plan.checksum, facts);
+      await store.start(plan.name, plan.change.kind, plan.checksum, facts, columns);
     } catch (error) {
-      // Another plan on the same table started between our look and our insert (the partial unique index says so): wait behind it.
+      // Another plan on one of its columns started between our look and our insert (its claim on the column says so): wait behind it.
       if (sqlState(error) === SqlState.uniqueViolation) {
-        const other = await store.inFlightOn(display(facts.table), plan.name);
+        const other = await store.inFlightOverlapping(display(facts.table), columns, plan.name);
         if (other) return { plan: plan.name, from: current, to: current, phases: [], waiting: { behind: other.name, at: other.phase, status: other.status } };
-        throw new PlanError([{ file: plan.file, path: 'table', message: `another plan is already in flight on ${display(facts.table)}` }]);
+        throw new PlanError([
+          { file: plan.file, path: 'table', message: `another plan in flight on ${display(facts.table)} claims one of ${columns.join(', ')}` },
+        ]);
       }
       // A privilege the check above does not know of: still nothing changed but the state schema, so say it is input to fix.
       if (sqlState(error) === INSUFFICIENT_PRIVILEGE)
@@ -136,21 +143,25 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
         throw error;
       });
       const program = await currentProgram(session, state!);
-      await hooks.observePhase(phase, () =>
-        recordPhase(
-          store,
-          plan.name,
-          phase,
-          'apply',
-          async () => {
-            log.info({ phase }, `applying ${phase}`);
-            await runPhaseSteps(input, phase, 'apply', program[phase].apply);
-            await session.lease.check();
-            await store.moveTo(plan.name, phase);
-          },
-          { forced: Boolean(session.options.force), lease: session.lease },
-        ),
-      );
+      const run = async (alongside: readonly PhaseInput[]): Promise<void> =>
+        hooks.observePhase(phase, () =>
+          recordPhase(
+            store,
+            plan.name,
+            phase,
+            'apply',
+            async () => {
+              log.info({ phase }, `applying ${phase}`);
+              await runPhaseSteps(alongsideOf(input, alongside), phase, 'apply', program[phase].apply);
+              await session.lease.check();
+              await store.moveTo(plan.name, phase);
+            },
+            { forced: Boolean(session.options.force), lease: session.lease },
+          ),
+        );
+      // Other plans of this run at the same table's backfill are walked with this one: one walk fills them all.
+      if (phase === 'backfill') await withBackfillPartners(session, (await store.get(plan.name))!, target, later, run);
+      else await run([]);
       done.push(phase);
       await watchAfter(session, state!, phase);
     }
@@ -161,4 +172,14 @@ async function applyOne(session: PlanSession, target: Phase | 'next', queue: rea
     await hooks.flush();
   }
   return { plan: plan.name, from: current, to: done.at(-1) ?? current, phases: done };
+}
+
+/** The phase's input with the plans walked alongside it, whose leases are checked with its own before every batch. */
+function alongsideOf(input: PhaseInput, alongside: readonly PhaseInput[]): PhaseInput {
+  if (!alongside.length) return input;
+  const stillHeld = (): void => {
+    input.ctx.stillHeld?.();
+    for (const other of alongside) other.ctx.stillHeld?.();
+  };
+  return { ...input, ctx: { ...input.ctx, stillHeld }, alongside };
 }

@@ -3,6 +3,7 @@ import { resolveTable } from '../db/catalog.js';
 import { kindNamed } from '../changes/kinds/registry.js';
 import { display } from '../db/ident.js';
 import type { Phase } from '../phases/phases.js';
+import { overlapping, planColumns } from '../plan/queue.js';
 import type { Plan } from '../plan/types.js';
 import { inFlight, type PlanState } from '../state/store.js';
 
@@ -17,11 +18,20 @@ export interface Waiting {
 /**
  * Why a plan that has not started must wait, or null when it may start:
  * a plan its `after:` names is not contracted; a plan before it in the
- * release order, on the same table, is not contracted; or another plan is
- * in flight on its table (one started by hand out of order). One plan in
- * flight per table: the next starts once the one before it is contracted.
+ * release order, on the same table and sharing a column with it
+ * (`planColumns`), is not contracted; or another plan sharing a column is
+ * in flight on its table (one started by hand out of order). Plans on one
+ * table with disjoint columns do not wait for each other. `claims` are the
+ * columns each plan in flight claims (`StateStore.claims`; null for a state
+ * schema without them, whose plans in flight claim their whole table).
  */
-export async function waitingBehind(client: Client, states: ReadonlyMap<string, PlanState>, plan: Plan, queue: readonly Plan[]): Promise<Waiting | null> {
+export async function waitingBehind(
+  client: Client,
+  states: ReadonlyMap<string, PlanState>,
+  plan: Plan,
+  queue: readonly Plan[],
+  claims: ReadonlyMap<string, readonly string[]> | null,
+): Promise<Waiting | null> {
   const behind = (name: string): Waiting | null => {
     const s = states.get(name);
     if (s?.status === 'complete') return null;
@@ -32,13 +42,18 @@ export async function waitingBehind(client: Client, states: ReadonlyMap<string, 
     if (waiting) return waiting;
   }
   const table = await tableName(client, plan.table);
+  const columns = planColumns(plan);
+  const claimed = (s: PlanState): readonly string[] | null => claims?.get(s.name) ?? null;
   const index = queue.findIndex((p) => p.name === plan.name);
   for (const earlier of queue.slice(0, Math.max(0, index))) {
     const s = states.get(earlier.name);
     if (s?.status === 'complete') continue;
-    if ((s && inFlight(s) ? namesOf(s) : [await tableName(client, earlier.table)]).includes(table)) return behind(earlier.name);
+    const started = s && inFlight(s);
+    if (!(started ? namesOf(s) : [await tableName(client, earlier.table)]).includes(table)) continue;
+    // An earlier plan in flight is judged by what it claimed when it started; one not started yet, by its file.
+    if (overlapping(columns, started ? claimed(s) : planColumns(earlier))) return behind(earlier.name);
   }
-  const other = [...states.values()].find((s) => s.name !== plan.name && namesOf(s).includes(table) && inFlight(s));
+  const other = [...states.values()].find((s) => s.name !== plan.name && namesOf(s).includes(table) && inFlight(s) && overlapping(columns, claimed(s)));
   return other ? { behind: other.name, at: other.phase, status: other.status } : null;
 }
 

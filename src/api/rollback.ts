@@ -2,6 +2,7 @@ import { PlanError } from '../errors.js';
 import { phaseIndex, phasesToRollBack, previousPhase, type Phase } from '../phases/phases.js';
 import { runPrivilegeProblems } from '../plan/phase-privileges.js';
 import { nameClashes } from '../plan/name-clash.js';
+import { claimedColumns } from '../plan/queue.js';
 import type { Plan } from '../plan/types.js';
 import { runPhaseSteps } from '../runner/run-phase.js';
 import type { PlanOutcome } from './apply.js';
@@ -91,9 +92,12 @@ async function refuseUnlessArchived(session: PlanSession, state: PlanState): Pro
       `plan "${plan.name}" reached contract, which dropped the old columns (a pgshift before contract archived them): their data is gone and it cannot be rolled back. ` +
         'Write a new plan to go back, or restore from a backup.',
     );
-  const other = await store.inFlightOn(state.table, plan.name);
+  // Back in flight, the plan claims its columns again: not while another plan in flight holds one of them.
+  const columns = claimedColumns(plan, state.facts);
+  const other = await store.inFlightOverlapping(state.table, columns, plan.name);
   if (other)
     throw new PlanError(
-      `plan "${plan.name}": plan "${other.name}" is in flight on ${state.table} (at ${other.phase ?? 'no phase'}); roll it back or finish it before rolling back contract`,
+      `plan "${plan.name}": plan "${other.name}" is in flight on ${state.table} (at ${other.phase ?? 'no phase'}) with a column of this one; roll it back or finish it before rolling back contract`,
     );
+  if (state.status === 'complete') await store.claimAgain(plan.name, state.table, columns);
 }

@@ -74,6 +74,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
     const archives = await store.allArchives();
     const names = new Set([...plans.map((p) => p.name), ...(includeUnlisted ? states.keys() : [])]);
     const order = releaseOrder(queue, { known: false });
+    const claims = await store.claims();
     const rows: PlanStatus[] = [];
     for (const name of [...names].sort()) {
       const file = plans.find((p) => p.name === name);
@@ -97,7 +98,7 @@ export async function status(plans: readonly Plan[], options: RunOptions = {}, i
         oldCode: checked && phaseIndex(phase) >= phaseIndex('switch-read') ? await oldCodeOf(client, store.schema, plan!, checked, false) : null,
         steering: state && inFlight(state) ? await store.control(name) : null,
         archive: archiveStatus(state?.status === 'complete' ? archives.get(name) : undefined),
-        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, order) : null,
+        waiting: plan && !inFlight(state ?? null) && state?.status !== 'complete' ? await waitingBehind(client, states, plan, order, claims) : null,
       });
     }
     return rows;

@@ -59,13 +59,17 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   const ranges = await store.ranges(plan.name);
   const open = ranges.filter((r) => !r.finished);
   const workers = Math.max(1, Math.min(plan.backfill.workers, open.length));
+  const alongside = input.alongside ?? [];
+  if (alongside.length && (state.partitions || ranges.length))
+    throw new Error(`backfill of ${plan.name}: plans walked alongside need a single walk of a plain table`);
+  const together = alongside.length ? ` together with ${alongside.map((p) => p.plan.name).join(', ')} (one walk)` : '';
   if (fresh) {
     const where = state.partitions
       ? `${state.partitions.length} partitions, ${ranges.length ? `${workers} at a time, one worker each` : 'one at a time'}`
       : `up to key ${state.upperKey?.join(', ') ?? '(empty table)'}${ranges.length ? ` in ${ranges.length} key ranges, one worker each` : ''}`;
     log.info(
       { upperKey: state.upperKey, partitions: state.partitions, ranges, rowsEstimated: state.rowsEstimated },
-      `backfill of ${plan.name} ${where} (~${state.rowsEstimated} rows)`,
+      `backfill of ${plan.name}${together} ${where} (~${state.rowsEstimated} rows)`,
     );
   } else if (!state.finishedAt && ranges.length) {
     log.info(
@@ -77,7 +81,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   } else if (!state.finishedAt) {
     log.info(
       { partition: state.partition, lastKey: state.lastKey, rowsDone: state.rowsDone, rowsEstimated: state.rowsEstimated, batchSize: state.batchSize },
-      `resuming ${plan.name} backfill ${state.partition ? `in partition ${state.partition} ` : ''}at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
+      `resuming ${plan.name} backfill${together} ${state.partition ? `in partition ${state.partition} ` : ''}at key ${state.lastKey ? state.lastKey.join(', ') : '(start)'} (${state.rowsDone} of ~${state.rowsEstimated} rows done)`,
     );
   }
   const segments: (Segment & { readonly from: KeyValue | null })[] = ranges.length
@@ -94,7 +98,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   // One for all workers: the slot, WAL, session and query throttles bound what the backfill does in all.
   const throttles = new Throttles(plan.backfill, log, (w) => tracker.waiting(w));
   if (tracker.progress.done) {
-    if (!state.finishedAt) await store.finishBackfill(plan.name);
+    if (!state.finishedAt) for (const p of [input, ...alongside]) await store.finishBackfill(p.plan.name);
     input.onProgress?.(tracker.progress);
     return tracker.progress;
   }
@@ -116,7 +120,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
       await ends.close();
     }
   }
-  await store.finishBackfill(plan.name);
+  for (const p of [input, ...alongside]) await store.finishBackfill(p.plan.name);
   tracker.finished();
   return tracker.progress;
 }
@@ -406,9 +410,12 @@ async function startBackfill(input: BackfillInput): Promise<void> {
     const found = await ctx.client.query(upperKeySql(facts.table, facts.key));
     const upper = found.rows[0] ? readKey(found.rows[0], facts.key) : null;
     const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
-    const cuts = upper && plan.backfill.workers > 1 ? await splitKeys(ctx.client, facts, upper, estimate, plan.backfill.workers) : [];
+    const cuts =
+      upper && plan.backfill.workers > 1 && !input.alongside?.length ? await splitKeys(ctx.client, facts, upper, estimate, plan.backfill.workers) : [];
     await withTransaction(ctx.client, async () => {
       await store.startBackfill(plan.name, upper, estimate, plan.backfill.batchSize, since);
+      // Plans walked alongside start at the same horizon and upper key: the walk's batches are theirs too.
+      for (const other of input.alongside ?? []) await store.startBackfill(other.plan.name, upper, estimate, plan.backfill.batchSize, since);
       if (upper && cuts.length) {
         const bounds = [null, ...cuts, upper];
         await store.startRanges(

@@ -149,6 +149,10 @@ export async function runBatchWithRetries(
  *    the batch proves its own rows (see `verifyBackfill`);
  * 2. move the checkpoint in the same transaction, with the batch's
  *    transaction id.
+ * With plans walked alongside (`BackfillInput.alongside`), the one UPDATE
+ * sets every plan's new columns, of rows where any plan's new side is stale
+ * (a row right for one plan gets that plan's own value again), and every
+ * plan's checkpoint moves in the batch's transaction.
  * The end key was found beforehand (`BatchEnds`), so a batch is two round
  * trips, the values written as literals so that several statements share
  * one message: BEGIN, the guards and settings and the UPDATE (and, for the
@@ -166,7 +170,9 @@ async function runBatch(
   lower: KeyValue | null,
   boundMs: number,
 ): Promise<BatchResult> {
-  const { ctx, store, plan, facts, change, names } = input;
+  const { ctx, store, plan, facts } = input;
+  // Every plan this walk fills: their new columns in one UPDATE, each row written once for all of them.
+  const filled = [input, ...(input.alongside ?? [])];
   const client = ctx.client;
   const key = facts.key;
   const table = segment.table;
@@ -187,7 +193,8 @@ async function runBatch(
       planTransactionSettings(facts, true, input.inPlace !== undefined),
       input.inPlace
         ? `UPDATE ${qualified(table)} AS ${input.inPlace.alias} SET ${input.inPlace.set} WHERE ${range} AND ${input.inPlace.stale}`
-        : `UPDATE ${qualified(table)} SET ${fillNewAssignments(change, names)} WHERE ${range} AND ${input.onlyDiffering ? differsPredicate(change, names) : newSideStale(change, names)}`,
+        : `UPDATE ${qualified(table)} SET ${filled.map((p) => fillNewAssignments(p.change, p.names)).join(', ')}
+        WHERE ${range} AND (${input.onlyDiffering ? differsPredicate(input.change, input.names) : filled.map((p) => newSideStale(p.change, p.names)).join(' OR ')})`,
     ];
     // A full batch covered exactly `size` keys; the last, partial one counts its own.
     const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));
@@ -200,8 +207,10 @@ async function runBatch(
         : last && segment.next !== undefined
           ? store.checkpointSql(plan.name, null, rows, sizer.size, segment.next)
           : store.checkpointSql(plan.name, end, rows, sizer.size, segment.id);
+    // The other plans' checkpoints move with this one, in the batch's transaction (their walks are never split in ranges).
+    const alongside = filled.slice(1).map((p) => store.checkpointSql(p.plan.name, end, rows, sizer.size, segment.id));
     // COMMIT goes only once the UPDATE is seen done: a runner killed while its batch waits never commits it.
-    await multi(`${checkpoint};\nCOMMIT`);
+    await multi([checkpoint, ...alongside, 'COMMIT'].join(';\n'));
     const ms = performance.now() - started;
     sizer.observe(rows, ms + boundMs);
     return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, ahead: bound.ahead, last };

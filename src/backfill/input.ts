@@ -47,6 +47,14 @@ export interface BackfillInput {
    * value where `reverse` would not give it back exactly.
    */
   readonly onlyDiffering?: boolean | undefined;
+  /**
+   * Other plans in flight on the same table whose new columns this walk
+   * fills too, in the same batches: each with its own checkpoint, committed
+   * with every batch, and its own final check later (`backfill.md`, several
+   * plans, one walk). Their backfills start with this one's, or stand at the
+   * same checkpoint.
+   */
+  readonly alongside?: readonly BackfillInput[] | undefined;
 }
 
 /** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */

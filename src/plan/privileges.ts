@@ -40,6 +40,8 @@ const STATE_TABLE_PRIVILEGES: readonly (readonly [string, readonly string[]])[] 
   ['backfill_control', ['SELECT', 'INSERT', 'UPDATE']],
   // contract records what it archived; its rollback and purge update or forget it.
   ['archives', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+  // The columns each plan in flight claims on its table: written when a plan starts, cleared when it leaves flight.
+  ['plan_columns', ['SELECT', 'INSERT', 'DELETE']],
 ];
 
 /** SQLSTATE of `permission denied`. */

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { outlineOf } from '../changes/kinds/registry.js';
 import { PlanError, type PlanProblem } from '../errors.js';
 import type { Plan } from './types.js';
 
@@ -6,8 +7,10 @@ import type { Plan } from './types.js';
  * The order plans ship in: by file name, each after the plans its `after:`
  * names. With `known: false` (a library caller passing some plans, not a
  * folder) an `after:` naming a plan not given is no problem: that plan's
- * state in the database is what `apply` waits for. Plans on one table go one at a time in this order (a plan starts
- * once the ones before it on its table are contracted), and a plan with
+ * state in the database is what `apply` waits for. Plans on one table whose
+ * columns overlap (`overlapping`) go one at a time in this order (a plan
+ * starts once the ones before it on its columns are contracted); plans on
+ * one table with disjoint columns are in flight together. A plan with
  * `after:` also waits for the plans it names, on any table. The order is a
  * stable topological sort: among the plans free to go, the first file name
  * goes first, so a folder without `after:` keeps its file order.
@@ -75,6 +78,30 @@ function circleThrough(start: Plan, byName: ReadonlyMap<string, Plan>): string[]
     return null;
   };
   return walk(start);
+}
+
+/**
+ * Every column a plan reads, writes, adds or drops, from its kind's
+ * `outline()`: what it claims on its table while in flight.
+ */
+export function planColumns(plan: Plan): string[] | null {
+  const outline = outlineOf(plan.change);
+  const columns = [...new Set([...outline.reads, ...outline.adds.map((a) => a.name)])].sort();
+  // A kind that names no column changes the table as a whole (a rename-table): it claims all of it.
+  return columns.length ? columns : null;
+}
+
+/** The claim of a plan on its whole table, recorded beside every column it has (see apply). */
+export const WHOLE_TABLE = '*';
+
+/** What a plan claims when it goes into flight: its columns, or the whole table and every column it has. */
+export function claimedColumns(plan: Plan, facts: { readonly columns: readonly { readonly name: string }[] }): string[] {
+  return planColumns(plan) ?? [WHOLE_TABLE, ...facts.columns.map((c) => c.name)];
+}
+
+/** Two column lists share a column (null, or a claim on the whole table, overlaps everything). */
+export function overlapping(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  return a === null || b === null || a.includes(WHOLE_TABLE) || b.includes(WHOLE_TABLE) || a.some((c) => b.includes(c));
 }
 
 function fileKey(p: Plan): string {

@@ -424,6 +424,42 @@ function version9(schema: string): string[] {
   ];
 }
 
+/**
+ * Version 10: plans on one table whose columns are disjoint may be in
+ * flight together. The one-in-flight-per-table index gives way to
+ * `plan_columns`: every column a plan in flight reads, writes, adds or drops
+ * (its kind's `outline()`), one row each, unique per table and column. A
+ * plan's claims are inserted in the transaction that records its start and
+ * deleted when it is contracted or rolled back, so two runners starting
+ * overlapping plans at the same instant cannot both start: the second
+ * insert waits on the first one's index entry and fails with a unique
+ * violation once it commits (it is then told to wait behind it).
+ *
+ * A plan in flight from before this version has no list of its columns: it
+ * claims every column its table had at its start, and each column it adds,
+ * so it still keeps every other plan on its table waiting, as it did.
+ */
+function version10(schema: string): string[] {
+  const s = ident(schema);
+  return [
+    `CREATE TABLE IF NOT EXISTS ${s}.plan_columns (
+      plan text NOT NULL REFERENCES ${s}.plans (name) ON DELETE CASCADE,
+      table_name text NOT NULL,
+      column_name text NOT NULL,
+      PRIMARY KEY (table_name, column_name)
+    )`,
+    `CREATE INDEX IF NOT EXISTS plan_columns_plan ON ${s}.plan_columns (plan)`,
+    `INSERT INTO ${s}.plan_columns (plan, table_name, column_name)
+     SELECT DISTINCT p.name, p.table_name, c.name
+       FROM ${s}.plans p
+      CROSS JOIN LATERAL (SELECT e ->> 'name' AS name FROM pg_catalog.jsonb_array_elements(coalesce(p.facts -> 'columns', '[]')) e
+                          UNION SELECT k FROM pg_catalog.jsonb_object_keys(coalesce(p.facts -> 'newTypes', '{}')) k) c
+      WHERE p.status IN ('in_progress', 'failed') AND c.name IS NOT NULL
+     ON CONFLICT DO NOTHING`,
+    `DROP INDEX IF EXISTS ${s}.plans_one_in_flight_per_table`,
+  ];
+}
+
 /** The state tables version 2 knew: its step's SQL is frozen with them. */
 const STATE_TABLES_V2: readonly string[] = ['plans', 'events', 'backfill', 'schema_version', 'leases'];
 
@@ -436,6 +472,7 @@ export const STATE_TABLES: readonly string[] = [
   'old_code_statements',
   'backfill_control',
   'archives',
+  'plan_columns',
 ];
 
 /** The functions of the state schema (the plans' own functions live there too, under other names). */
@@ -476,6 +513,7 @@ export const STATE_MIGRATIONS: readonly StateMigration[] = [
   { version: 7, description: 'steer a running backfill: pause, resume, tune', statements: version7 },
   { version: 8, description: 'the old-code gate in generations: writes seen since a time, not sessions still connected', statements: version8 },
   { version: 9, description: 'contract archives the old columns: their archive names, dropped indexes, how long they are kept', statements: version9 },
+  { version: 10, description: 'plans on one table in flight together when their columns are disjoint', statements: version10 },
 ];
 
 /** The state schema version this pgshift writes and understands. */

@@ -1,5 +1,5 @@
 import type { Client } from '../db/client.js';
-import { actor } from '../db/client.js';
+import { actor, withTransaction } from '../db/client.js';
 import { display, ident, literal } from '../db/ident.js';
 import { STATE_SCHEMA_VERSION } from './migrations.js';
 import { assertNotNewer, ensureStateSchema, stateSchemaVersion } from './schema.js';
@@ -199,27 +199,73 @@ export class StateStore {
     return rows;
   }
 
-  /** The plan in flight on a table, other than `except`, if any. */
-  async inFlightOn(table: string, except: string): Promise<PlanState | null> {
+  /**
+   * The columns each plan in flight claims (see `start`), by plan. A state
+   * schema from before claims (version 10) has none: its plans in flight are
+   * then taken to claim their whole table.
+   */
+  async claims(): Promise<Map<string, readonly string[]> | null> {
+    if (!(await this.exists()) || (this.version ?? 0) < 10) return null;
+    const { rows } = await this.client.query<{ plan: string; columns: string[] }>(
+      `SELECT plan, array_agg(column_name ORDER BY column_name) AS columns FROM ${this.s}.plan_columns GROUP BY plan`,
+    );
+    return new Map(rows.map((r) => [r.plan, r.columns]));
+  }
+
+  /** The plan in flight on a table, other than `except`, that claims one of `columns`, if any. */
+  async inFlightOverlapping(table: string, columns: readonly string[], except: string): Promise<PlanState | null> {
     if (!(await this.exists())) return null;
     const { rows } = await this.client.query<PlanState>(
-      `SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans WHERE table_name = $1 AND name <> $2 AND status IN ('in_progress', 'failed')`,
-      [table, except],
+      `SELECT ${PLAN_COLUMNS} FROM ${this.s}.plans p
+        WHERE p.table_name = $1 AND p.name <> $3 AND p.status IN ('in_progress', 'failed')
+          AND EXISTS (SELECT FROM ${this.s}.plan_columns c WHERE c.plan = p.name AND c.table_name = $1 AND c.column_name = ANY ($2::text[]))
+        ORDER BY p.started_at LIMIT 1`,
+      [table, columns, except],
     );
     return rows[0] ?? null;
   }
 
-  /** Record a plan's start (or restart after a full rollback): checksum and facts. */
-  async start(name: string, kind: ChangeKind, checksum: string, facts: PlanFacts): Promise<void> {
+  /**
+   * Record a plan's start (or restart after a full rollback): checksum and
+   * facts, and the columns it claims on its table, in one transaction. A
+   * column is claimed by one plan in flight at most (the primary key of
+   * `plan_columns`), so of two runners starting overlapping plans at once
+   * the second fails with a unique violation and nothing of its start is
+   * recorded.
+   */
+  async start(name: string, kind: ChangeKind, checksum: string, facts: PlanFacts, columns: readonly string[]): Promise<void> {
     await this.ensure();
-    await this.client.query(
-      `INSERT INTO ${this.s}.plans (name, table_name, kind, checksum, phase, status, facts)
-       VALUES ($1, $2, $3, $4, NULL, 'in_progress', $5)
-       ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, kind = EXCLUDED.kind,
-         checksum = EXCLUDED.checksum, phase = NULL, status = 'in_progress', unfinished_phase = NULL,
-         unfinished_action = NULL, last_error = NULL, facts = EXCLUDED.facts, started_at = now(), updated_at = now()`,
-      [name, display(facts.table), kind, checksum, JSON.stringify(facts)],
-    );
+    await withTransaction(this.client, async () => {
+      await this.client.query(
+        `INSERT INTO ${this.s}.plans (name, table_name, kind, checksum, phase, status, facts)
+         VALUES ($1, $2, $3, $4, NULL, 'in_progress', $5)
+         ON CONFLICT (name) DO UPDATE SET table_name = EXCLUDED.table_name, kind = EXCLUDED.kind,
+           checksum = EXCLUDED.checksum, phase = NULL, status = 'in_progress', unfinished_phase = NULL,
+           unfinished_action = NULL, last_error = NULL, facts = EXCLUDED.facts, started_at = now(), updated_at = now()`,
+        [name, display(facts.table), kind, checksum, JSON.stringify(facts)],
+      );
+      await this.client.query(`DELETE FROM ${this.s}.plan_columns WHERE plan = $1`, [name]);
+      await this.client.query(`INSERT INTO ${this.s}.plan_columns (plan, table_name, column_name) SELECT $1, $2, c FROM unnest($3::text[]) c`, [
+        name,
+        display(facts.table),
+        [...new Set(columns)],
+      ]);
+    });
+  }
+
+  /**
+   * A contracted plan goes back into flight (contract's rollback): it claims
+   * its columns again, as at its start. The caller has looked for a plan in
+   * flight on them; one that started since fails here on the claims' key.
+   */
+  async claimAgain(name: string, table: string, columns: readonly string[]): Promise<void> {
+    if ((this.version ?? 0) < 10) return;
+    await this.client.query(`DELETE FROM ${this.s}.plan_columns WHERE plan = $1`, [name]);
+    await this.client.query(`INSERT INTO ${this.s}.plan_columns (plan, table_name, column_name) SELECT $1, $2, c FROM unnest($3::text[]) c`, [
+      name,
+      table,
+      [...new Set(columns)],
+    ]);
   }
 
   /** Accept an edited plan (`--force`): record its new checksum. */
@@ -230,9 +276,11 @@ export class StateStore {
   /** A phase finished in either direction: the plan now stands at `phase`. */
   async moveTo(name: string, phase: Phase | null): Promise<void> {
     const status: Status = phase === 'contract' ? 'complete' : phase === null ? 'rolled_back' : 'in_progress';
+    // A plan that leaves flight gives its columns up in the same statement: the next plan on them may start.
+    const release = status === 'in_progress' || (this.version ?? 0) < 10 ? '' : `, released AS (DELETE FROM ${this.s}.plan_columns WHERE plan = $1) `;
     await this.client.query(
-      `UPDATE ${this.s}.plans SET phase = $2, status = $3, unfinished_phase = NULL, unfinished_action = NULL,
-         last_error = NULL, updated_at = now() WHERE name = $1`,
+      `WITH moved AS (UPDATE ${this.s}.plans SET phase = $2, status = $3, unfinished_phase = NULL, unfinished_action = NULL,
+         last_error = NULL, updated_at = now() WHERE name = $1)${release} SELECT`,
       [name, phase, status],
     );
   }

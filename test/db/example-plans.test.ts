@@ -41,7 +41,7 @@ describe('example plans', () => {
   });
 
   it('each goes through all six phases, one release at a time', async () => {
-    // Plans on the same table go one after the other: one plan in flight per table.
+    // Each plan alone, one after the other, by name.
     for (const name of names) {
       for (const phase of PHASES) {
         const result = await cli('apply', name, '--phase', 'next');

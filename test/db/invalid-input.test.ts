@@ -116,7 +116,7 @@ describe('invalid input', () => {
 });
 
 describe('plans in flight', () => {
-  it('refuses an edited in-flight plan unless --force; a second plan on the same table waits behind it, changing nothing', async () => {
+  it('refuses an edited in-flight plan unless --force; a second plan on its column waits behind it, changing nothing', async () => {
     await db.sql(`CREATE TABLE flight (id int PRIMARY KEY, a text, b text)`);
     const original = 'plan: flight-a\ntable: flight\nrename: { column: a, to: a2 }\nguards: { lock_timeout: 1s }\n';
     const dir = await planDir({ 'flight-a.yaml': original });
@@ -133,8 +133,8 @@ describe('plans in flight', () => {
     const tuned = await planDir({ 'flight-a.yaml': original.replace('lock_timeout: 1s', 'lock_timeout: 3s') });
     expect((await runCli(['plan', 'status', 'flight-a', '--dir', tuned, '--database-url', db.url])).code).toBe(0);
 
-    const second = await planDir({ 'flight-a.yaml': original, 'flight-b.yaml': 'plan: flight-b\ntable: flight\nrename: { column: b, to: b2 }\n' });
-    // One plan in flight per table: the second waits for its turn, which is not an error (see release-train.test.ts).
+    const second = await planDir({ 'flight-a.yaml': original, 'flight-b.yaml': 'plan: flight-b\ntable: flight\nrename: { column: a, to: a9 }\n' });
+    // A plan sharing a column with one in flight waits for its turn, which is not an error (see release-train.test.ts).
     const other = await runCli(['plan', 'apply', 'flight-b', '--no-json', '--dir', second, '--database-url', db.url]);
     expect(other.code).toBe(0);
     expect(other.stdout).toContain('flight-b: waiting behind flight-a (at expand)');

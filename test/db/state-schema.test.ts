@@ -29,6 +29,10 @@ beforeAll(async () => {
                 VALUES ('old-rename', 'public.accounts', 'rename', repeat('a', 64), 'contract', 'complete', '{}')`);
   await db.sql(`INSERT INTO pgshift.events (plan, phase, action, outcome, started_at, actor, version)
                 VALUES ('old-rename', 'contract', 'apply', 'succeeded', now() - interval '1 day', 'ops@ci', '0.1.0')`);
+  // A plan 0.1.0 left in flight: it knew no list of its columns, so the upgrade claims its whole table for it.
+  await db.sql(`INSERT INTO pgshift.plans (name, table_name, kind, checksum, phase, status, facts)
+                VALUES ('old-split', 'public.ledger', 'split', repeat('b', 64), 'expand', 'in_progress',
+                        '{"columns": [{"name": "id"}, {"name": "entry"}], "newTypes": {"entry_day": "date"}}')`);
   dir = await planDir({ 'split-users-full-name.yaml': SPLIT_YAML });
 });
 
@@ -61,7 +65,17 @@ describe('state schema versions', () => {
     ]);
     expect(await db.sql(`SELECT name, status, phase FROM pgshift.plans ORDER BY name`)).toEqual([
       { name: 'old-rename', status: 'complete', phase: 'contract' },
+      { name: 'old-split', status: 'in_progress', phase: 'expand' },
       { name: 'split-users-full-name', status: 'in_progress', phase: 'dual-write' },
+    ]);
+    // Version 10's claims: the plan started now claims its own columns, the one from before every column its table had.
+    expect(await db.sql(`SELECT plan, table_name, column_name FROM pgshift.plan_columns ORDER BY plan, column_name`)).toEqual([
+      { plan: 'old-split', table_name: 'public.ledger', column_name: 'entry' },
+      { plan: 'old-split', table_name: 'public.ledger', column_name: 'entry_day' },
+      { plan: 'old-split', table_name: 'public.ledger', column_name: 'id' },
+      { plan: 'split-users-full-name', table_name: 'public.users', column_name: 'first_name' },
+      { plan: 'split-users-full-name', table_name: 'public.users', column_name: 'full_name' },
+      { plan: 'split-users-full-name', table_name: 'public.users', column_name: 'last_name' },
     ]);
     expect(await db.sql(`SELECT count(*)::int AS n FROM pgshift.events WHERE plan = 'old-rename'`)).toEqual([{ n: 1 }]);
     expect(
@@ -79,6 +93,7 @@ describe('state schema versions', () => {
     // Version 8: plans from before it are in the old-code gate's generation 0, started when they did.
     expect(await db.sql(`SELECT name, old_code_generation AS g, old_code_generation_at AS at FROM pgshift.plans ORDER BY name`)).toEqual([
       { name: 'old-rename', g: 0, at: null },
+      { name: 'old-split', g: 0, at: null },
       { name: 'split-users-full-name', g: 0, at: null },
     ]);
     expect(await db.sql(`SELECT to_regclass('pgshift.old_code_writes') IS NOT NULL AS t`)).toEqual([{ t: true }]);
