@@ -16,6 +16,7 @@ import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, typ
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 import { Steering } from './steering.js';
 import { Throttles } from './throttles.js';
+import { bypassRefusal, triggerBypass } from './trigger-bypass.js';
 
 import { enterPlanTransaction, planTransactionSettings } from './plan-transaction.js';
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
@@ -47,7 +48,8 @@ const REPLICA_RECHECK_MS = 1_000;
  * waits, exactly as one runner walks the whole; a resumed run picks every
  * unfinished range up where its checkpoint is.
  */
-export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
+export async function runBackfill(given: BackfillInput): Promise<BackfillProgress> {
+  const input = await withTriggerBypass(given);
   const { ctx, store, plan, facts } = input;
   const log = ctx.log;
   let state = await store.backfill(plan.name);
@@ -119,6 +121,22 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   await store.finishBackfill(plan.name);
   tracker.finished();
   return tracker.progress;
+}
+
+/**
+ * The input with the batches' trigger bypass when the runner may set
+ * `session_replication_role` (trigger-bypass.ts); says which path the
+ * batches take and why.
+ */
+async function withTriggerBypass(input: BackfillInput): Promise<BackfillInput> {
+  const { ctx, change, names, facts } = input;
+  const refusal = await bypassRefusal(ctx.client, facts.table, change, names, facts);
+  if (refusal) {
+    ctx.log.info({ refusal }, `backfill batches go through the sync trigger: ${refusal}`);
+    return { ...input, bypass: null };
+  }
+  ctx.log.info('backfill batches skip the sync trigger (session_replication_role = replica in their transactions)');
+  return { ...input, bypass: triggerBypass(change, names, facts) };
 }
 
 /** Rows done across every segment and worker, reported after every batch. */
