@@ -94,12 +94,12 @@ export const DEFAULT_TARGET_BATCH_MS = 50;
  * backfill decides at its start from the server (`defaultWorkers` in
  * backfill/default-workers.ts: a quarter of `max_parallel_workers`, half of
  * those idle, two connections per worker), at most this many. A second
- * worker took the phase from 1.14× to 0.82× one UPDATE on a 2-vCPU server
+ * worker is what took the phase under one UPDATE's time in bench/backfill
  * (docs/benchmarks.md); beyond a few workers one walk writes faster than
  * most replicas replay, so more stays the operator's call.
  */
 export const MAX_DEFAULT_WORKERS = 4;
-/** Without `backfill.workers`, one worker per this many rows at most (statistics' estimate): a smaller walk takes about a second. */
+/** Without `backfill.workers`, one worker per this many rows at most (statistics' estimate): a smaller walk is short enough alone. */
 export const MIN_ROWS_PER_DEFAULT_WORKER = 100_000;
 /** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
 export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;

@@ -36,12 +36,12 @@ const SPARE_CONNECTIONS = 4;
  * the server's parallel workers (its proxy for cores, see
  * {@link ServerFacts}), half of those not busy with the application's
  * statements right now, two connections per worker among those left, one
- * worker per `MIN_ROWS_PER_DEFAULT_WORKER` rows (a smaller walk is over in
- * about a second, where the split's sample and the connections cost more
- * than they save), and never more than `MAX_DEFAULT_WORKERS`; at least one. With PostgreSQL's
- * default `max_parallel_workers` (8) on an idle server that is 2; the
- * benchmark measured 2 workers at 0.82× one UPDATE against 1.14× with one
- * on a 2-vCPU server (docs/benchmarks.md). Throttles apply to all workers
+ * worker per `MIN_ROWS_PER_DEFAULT_WORKER` rows (a smaller walk is short,
+ * and the split's sample and the connections cost more than they save),
+ * and never more than `MAX_DEFAULT_WORKERS`; at least one. With
+ * PostgreSQL's default `max_parallel_workers` (8) on an idle server that is
+ * 2, which in bench/backfill took the phase under one UPDATE's time where
+ * one worker was over it (docs/benchmarks.md). Throttles apply to all workers
  * together, and each worker's batches stay as short as one runner's.
  */
 export function defaultWorkers(facts: ServerFacts): DefaultWorkers {
