@@ -59,7 +59,9 @@ export function defaultWorkers(facts: ServerFacts): DefaultWorkers {
 
 /** Read {@link ServerFacts} for `table` (settings, pg_stat_activity and pg_class; nothing locked). */
 export async function readServerFacts(client: Client, table: QualifiedName): Promise<ServerFacts> {
+  // oid against oid (see trigger-bypass.ts): no look-alike operator can match better than pg_catalog's.
   const rel = `${literal(qualified(table))}::pg_catalog.regclass`;
+  const oid = `${rel}::pg_catalog.oid`;
   const { rows } = await client.query<{ mpw: number; active: number; free: number; n: number }>(
     `SELECT pg_catalog.current_setting('max_parallel_workers')::int AS mpw,
             (SELECT count(*)::int FROM pg_catalog.pg_stat_activity a
@@ -70,7 +72,7 @@ export async function readServerFacts(client: Client, table: QualifiedName): Pro
              - coalesce((SELECT setting::int FROM pg_catalog.pg_settings WHERE name = 'reserved_connections'), 0)
              - (SELECT count(*)::int FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'client backend')) AS free,
             (SELECT coalesce(sum(GREATEST(c.reltuples, 0)), 0)::float8 FROM pg_catalog.pg_class c
-              WHERE c.relkind = 'r' AND (c.oid = ${rel} OR c.oid IN (SELECT p.relid FROM pg_catalog.pg_partition_tree(${rel}) p))) AS n`,
+              WHERE c.relkind = 'r' AND (c.oid = ${oid} OR c.oid IN (SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree(${rel}) p))) AS n`,
   );
   const r = rows[0]!;
   return { maxParallelWorkers: r.mpw, activeSessions: r.active, freeConnections: r.free, rows: r.n };

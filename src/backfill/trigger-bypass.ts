@@ -52,7 +52,9 @@ export async function maySetReplicationRole(client: Client): Promise<boolean> {
  * `change`'s new columns (see {@link TriggerBypass}).
  */
 export function bypassUnsafeSql(table: QualifiedName, change: ColumnChange, names: ObjectNames, facts: PlanFacts): string {
-  const rel = `${literal(qualified(table))}::pg_catalog.regclass`;
+  // Every comparison is between operands of one pg_catalog type (oid, not oid and regclass or an integer literal), so
+  // pg_catalog's own operator is an exact match that no look-alike in a schema on the search_path can beat.
+  const rel = `${literal(qualified(table))}::pg_catalog.regclass::pg_catalog.oid`;
   const ours = syncTriggers(names, facts)
     .map((t) => `pg_catalog.to_regprocedure(${literal(`${t.fn}()`)})`)
     .join(', ');
@@ -60,7 +62,7 @@ export function bypassUnsafeSql(table: QualifiedName, change: ColumnChange, name
   return `(EXISTS (SELECT FROM pg_catalog.pg_trigger t
      WHERE t.tgrelid = ${rel} AND t.tgenabled IN ('O', 'R')
        AND NOT COALESCE(t.tgfoid = ANY (ARRAY[${ours}]::pg_catalog.oid[]), false)
-       AND NOT (t.tgisinternal AND t.tgconstraint <> 0 AND NOT EXISTS (
+       AND NOT (t.tgisinternal AND t.tgconstraint <> 0::pg_catalog.oid AND NOT EXISTS (
          SELECT FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_attribute a ON a.attrelid = t.tgrelid
           WHERE c.oid = t.tgconstraint AND a.attname = ANY (ARRAY[${written}]::pg_catalog.name[])
             AND ((c.conrelid = t.tgrelid AND a.attnum = ANY (c.conkey)) OR (c.confrelid = t.tgrelid AND a.attnum = ANY (c.confkey))))))
