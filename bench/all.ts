@@ -5,14 +5,20 @@
  * - lock queue: the application's longest lock wait while a 3 s transaction
  *   blocks the migration, pgshift vs a plain ALTER under a 2 s lock_timeout;
  * - trigger: TPS of old code's writes under the dual-write trigger vs a plain
- *   table, vs the application writing both sides itself, and an empty
- *   plpgsql trigger's (pgbench), with commits not waiting for their WAL
- *   flush (CPU-bound) and then durable (synchronous_commit on);
+ *   table, vs the application writing both sides itself, and vs an empty
+ *   plpgsql trigger (the cost of having any trigger), with pgbench;
  * - backfill: the whole `apply --phase backfill` (verification included), with
- *   1 and 2 workers, vs one UPDATE of the same rows on an identical copy, with
- *   the runner's peak RSS.
+ *   the default workers, 1 and 2, vs one UPDATE of the same rows on an
+ *   identical copy, with the runner's peak RSS.
  *
- * Each part starts its own embedded PostgreSQL (or uses BENCH_DATABASE_URL).
+ * The trigger and backfill parts run twice, each on a server of its own
+ * started for it: a durable one (commits wait for their WAL flush, fsync and
+ * full_page_writes on) and a CPU-bound one (`fsync`, `synchronous_commit`
+ * and `full_page_writes` off: nothing waits for the disk, as on a server
+ * with a fast disk and a warm cache); each ratio is against its reference
+ * measured on the same server in the same run, and every line says which
+ * server it is from. Each part starts its own embedded PostgreSQL (or uses
+ * BENCH_DATABASE_URL, for both kinds).
  * `--rows` sets the backfill's rows (default 1000000; e.g. `--rows 1000000,10000000`),
  * `--quick` shortens the trigger rounds. The parts also run alone:
  * `npm run bench:lock-wait`, `bench:trigger`, `bench:backfill`.
@@ -21,6 +27,8 @@ import os from 'node:os';
 import { benchBackfill } from './backfill.js';
 import { lockWaitBench } from './lock-wait.js';
 import { DEFAULT_TRIGGER_BENCH, runTriggerBench } from './trigger.js';
+import { workersLabel } from './backfill.js';
+import type { ServerKind } from './server.js';
 import { DEFAULT_PAUSE_MS, DEFAULT_TARGET_BATCH_MS } from '../src/defaults.js';
 
 const arg = (name: string): string | undefined => {
@@ -47,42 +55,47 @@ lines.push(
     `vs ${Math.round(locks.reference.maxLockWaitMs)} ms with a plain ALTER (lock_timeout ${locks.referenceLockTimeoutMs} ms): ${x(locks.pgshift.maxLockWaitMs / Math.max(1, locks.reference.maxLockWaitMs))}`,
 );
 
-// Twice: CPU-bound (commits not waiting for their WAL flush), where a trigger's CPU shows most, and durable
-// (synchronous_commit on, the server's default and production's), where each commit waits for its flush.
-for (const durable of [false, true]) {
-  log(`trigger, synchronous_commit ${durable ? 'on' : 'off'}…`);
+const SERVERS: readonly ServerKind[] = ['durable', 'cpu-bound'];
+
+for (const server of SERVERS) {
+  // On the durable server sessions commit with its synchronous_commit (on); the CPU-bound one has it off.
+  const durable = server === 'durable';
+  log(`trigger, ${server} server…`);
   const trigger = await runTriggerBench(
-    { ...DEFAULT_TRIGGER_BENCH, durable, ...(quick ? { rounds: 3, seconds: 5 } : {}), log },
+    { ...DEFAULT_TRIGGER_BENCH, durable, server, ...(quick ? { rounds: 3, seconds: 5 } : {}), log },
     process.env.BENCH_DATABASE_URL,
   );
   for (const k of trigger.kinds) {
     lines.push(
-      `trigger, ${k.kind}, synchronous_commit ${durable ? 'on' : 'off'} (${trigger.options.rows} rows, median of ${trigger.options.rounds} alternating rounds): ` +
-        `trigger/plain ${x(k.triggerVsPlain)}, trigger/app-side dual write ${x(k.triggerVsApp)}, empty plpgsql trigger/app-side dual write ${x(k.floorVsApp)}` +
+      `[${server}] trigger, ${k.kind} (${trigger.options.rows} rows, median of ${trigger.options.rounds} alternating rounds): ` +
+        `trigger/app-side dual write ${x(k.triggerVsApp)}, trigger/empty plpgsql trigger ${x(k.triggerVsFloor)}, trigger/plain ${x(k.triggerVsPlain)}, ` +
+        `empty trigger/app-side ${x(k.floorVsApp)}` +
         (k.cpuPerTx
           ? `; server CPU per write ${k.cpuPerTx.trigger.toFixed(1)} µs vs ${k.cpuPerTx.app.toFixed(1)} µs app-side (empty trigger ${k.cpuPerTx.floor.toFixed(1)} µs)`
           : ''),
     );
   }
-}
-
-for (const rows of rowsList) {
-  log(`backfill, ${rows} rows…`);
-  const b = await benchBackfill({
-    rows,
-    workers: [1, 2],
-    pauseMs: DEFAULT_PAUSE_MS,
-    targetMs: DEFAULT_TARGET_BATCH_MS,
-    live: false,
-    clients: 4,
-    rate: 200,
-    baselineSeconds: 5,
-    print: log,
-  });
-  for (const p of b.phases) {
-    lines.push(
-      `backfill phase, ${rows} rows, ${p.workers} worker(s): ${(p.phaseMs / 1000).toFixed(2)} s vs one UPDATE ${(b.updateMs / 1000).toFixed(2)} s: ${x(p.ratio)}; runner peak RSS ${Math.round(p.peakRssMb)} MB`,
-    );
+  for (const rows of rowsList) {
+    log(`backfill, ${rows} rows, ${server} server…`);
+    const b = await benchBackfill({
+      rows,
+      workers: [0, 1, 2],
+      server,
+      pauseMs: DEFAULT_PAUSE_MS,
+      targetMs: DEFAULT_TARGET_BATCH_MS,
+      live: false,
+      clients: 4,
+      rate: 200,
+      baselineSeconds: 5,
+      print: log,
+    });
+    for (const p of b.phases) {
+      lines.push(
+        `[${server}] backfill phase, ${rows} rows, ${workersLabel(p)}: ${(p.phaseMs / 1000).toFixed(2)} s vs one UPDATE ${(b.updateMs / 1000).toFixed(2)} s: ${x(p.ratio)}; ` +
+          `runner peak RSS ${Math.round(p.peakRssMb)} MB`,
+      );
+    }
+    lines.push(`[${server}] the same UPDATE firing no trigger: ${(b.bareUpdateMs / 1000).toFixed(2)} s`);
   }
 }
 lines.push(`load average at end ${load()}`);

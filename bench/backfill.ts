@@ -5,7 +5,7 @@
  * runner's peak RSS; optionally what the backfill costs a live application
  * in latency. Prints figures; asserts nothing.
  *
- *   npm run bench:backfill -- --rows 1000000,10000000 [--workers 1,2] [--live --clients 4 --rate 50 --baseline-seconds 15] [--pause-ms 0 --target-ms 50]
+ *   npm run bench:backfill -- --rows 1000000,10000000 [--workers default,1,2] [--server durable|cpu-bound] [--live --clients 4 --rate 50 --baseline-seconds 15] [--pause-ms 0 --target-ms 50]
  *
  * For each size, identical tables of N rows get the same split plan applied
  * up to `dual-write` (so each carries the sync trigger):
@@ -15,8 +15,12 @@
  *   both alike; the ratio uses the mean of the two, which brackets a change
  *   in the (shared) machine's load;
  * - `bench_w<n>`, one per `--workers` value, in between: `migrate plan apply
- *   --phase backfill` with `backfill.workers: n`, run as a child process
- *   whose wall time (start to exit) is the figure;
+ *   --phase backfill` with `backfill.workers: n` (`bench_w0`: `default`,
+ *   the plan not setting it), run as a child process whose wall time (start
+ *   to exit) is the figure;
+ * - `bench_bare`, last: the same UPDATE with `session_replication_role =
+ *   replica`, which fires no trigger, as the backfill's batches do when the
+ *   runner may set it: what the UPDATE costs without the trigger's call;
  * - with `--live`, `bench_live`: the phase again while a paced point-read /
  *   point-write workload runs, compared with the same workload before and
  *   after it.
@@ -36,7 +40,7 @@ import { objectNames } from '../src/changes/sql-objects.js';
 import { ident, literal } from '../src/db/ident.js';
 import { parsePlan } from '../src/plan/load.js';
 import { DEFAULT_PAUSE_MS, DEFAULT_TARGET_BATCH_MS } from '../src/defaults.js';
-import { benchServer, scratchDatabase } from './server.js';
+import { benchServer, scratchDatabase, type ServerKind } from './server.js';
 import { percentile, startWorkload, type WorkloadResult } from './workload.js';
 import { splitPlanYaml } from '../test/helpers/fixtures.js';
 
@@ -45,8 +49,10 @@ const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bi
 /** What `benchBackfill` measures. */
 export interface BackfillBenchOptions {
   readonly rows: number;
-  /** One phase run per value of `backfill.workers`. */
+  /** One phase run per value of `backfill.workers`; 0 leaves it unset (the default, decided from the server). */
   readonly workers: readonly number[];
+  /** The embedded server to start (bench/server.ts); durable by default. */
+  readonly server?: ServerKind | undefined;
   readonly pauseMs: number;
   readonly targetMs: number;
   /** Also run the phase under a live workload (slower). */
@@ -60,7 +66,10 @@ export interface BackfillBenchOptions {
 
 /** One `apply --phase backfill` run. */
 export interface PhaseFigures {
+  /** `backfill.workers` in the plan; 0 = unset. */
   readonly workers: number;
+  /** The workers the default gave, from the runner's log (null when the plan set them). */
+  readonly defaultWorkers: number | null;
   /** CLI start to exit. */
   readonly phaseMs: number;
   readonly backfillStepMs: number;
@@ -83,6 +92,8 @@ export interface BackfillFigures {
   readonly updateMs: number;
   readonly updateBeforeMs: number;
   readonly updateAfterMs: number;
+  /** The same UPDATE firing no trigger (session_replication_role = replica). */
+  readonly bareUpdateMs: number;
   readonly phases: readonly PhaseFigures[];
   readonly live: { readonly p99BeforeMs: number; readonly p99DuringMs: number; readonly errors: number; readonly phaseMs: number } | null;
 }
@@ -94,14 +105,22 @@ function option(name: string, fallback: string): string {
 const numbers = (raw: string): number[] => raw.split(',').map((x) => Number(x.replaceAll('_', '')));
 
 const planYaml = (table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>, workers = 1): string =>
-  splitPlanYaml(table.replaceAll('_', '-'), `public.${table}`, `{ pause: ${o.pauseMs}ms, target_batch_ms: ${o.targetMs}, workers: ${workers} }`, '{}');
+  splitPlanYaml(
+    table.replaceAll('_', '-'),
+    `public.${table}`,
+    `{ pause: ${o.pauseMs}ms, target_batch_ms: ${o.targetMs}${workers ? `, workers: ${workers}` : ''} }`,
+    '{}',
+  );
 
 async function main(): Promise<void> {
   const live = process.argv.includes('--live');
   for (const rows of numbers(option('rows', '1000000'))) {
     await benchBackfill({
       rows,
-      workers: numbers(option('workers', '1,2')),
+      workers: option('workers', 'default,1,2')
+        .split(',')
+        .map((w) => (w === 'default' ? 0 : Number(w))),
+      server: option('server', 'durable') === 'cpu-bound' ? 'cpu-bound' : 'durable',
       pauseMs: Number(option('pause-ms', String(DEFAULT_PAUSE_MS))),
       targetMs: Number(option('target-ms', String(DEFAULT_TARGET_BATCH_MS))),
       live,
@@ -117,7 +136,7 @@ async function main(): Promise<void> {
 /** Measure the backfill phase against one UPDATE at one size, on a server of its own; print as it goes. */
 export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFigures> {
   const print = o.print ?? ((): void => undefined);
-  const server = await benchServer();
+  const server = await benchServer(o.server);
   const scratch = await scratchDatabase(server.adminUrl, `pgshift_bench_${process.pid}`);
   const { db, dbUrl } = scratch;
   try {
@@ -128,7 +147,7 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       `plan: backfill.pause ${o.pauseMs} ms, backfill.target_batch_ms ${o.targetMs}; load average at start ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`,
     );
     const phaseTables = o.workers.map((w) => `bench_w${w}`);
-    const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', ...(o.live ? ['bench_live'] : [])];
+    const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', 'bench_bare', ...(o.live ? ['bench_live'] : [])];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
     const t = performance.now();
     for (const table of tables) {
@@ -159,9 +178,11 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       runs.push(run);
     }
     const update2 = await singleUpdate(db, 'bench_update_2', o);
+    const bare = await singleUpdate(db, 'bench_bare', o, true);
     const updateMs = (update1.ms + update2.ms) / 2;
     const phases: PhaseFigures[] = runs.map((run, i) => ({
       workers: o.workers[i]!,
+      defaultWorkers: run.defaultWorkers,
       phaseMs: run.wallMs,
       backfillStepMs: run.steps.get('backfill') ?? NaN,
       verifyStepMs: run.steps.get('verify') ?? NaN,
@@ -176,10 +197,11 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
     print(
       `single UPDATE (${update1.rows} rows):        ${secs(updateMs)}  ${rate(o.rows, updateMs)}  (before the phases ${secs(update1.ms)}, after ${secs(update2.ms)})`,
     );
+    print(`the same UPDATE firing no trigger: ${secs(bare.ms)}  ${rate(o.rows, bare.ms)}  (session_replication_role = replica)`);
     for (const [i, f] of phases.entries()) {
       const run = runs[i]!;
       print(
-        `backfill phase, ${f.workers} worker${f.workers > 1 ? 's' : ''} (CLI start to exit): ${secs(f.phaseMs)}  ratio ${f.ratio.toFixed(2)}  ` +
+        `backfill phase, ${workersLabel(f)} (CLI start to exit): ${secs(f.phaseMs)}  ratio ${f.ratio.toFixed(2)}  ` +
           `(walk ${secs(f.backfillStepMs)}, final check ${secs(f.verifyStepMs)} reading ${f.verifyRowsRead ?? 'every'} rows, ANALYZE ${secs(f.analyzeMs)}, peak RSS ${f.peakRssMb.toFixed(0)} MB)`,
       );
       print(
@@ -230,6 +252,7 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       updateMs,
       updateBeforeMs: update1.ms,
       updateAfterMs: update2.ms,
+      bareUpdateMs: bare.ms,
       phases,
       live: liveFigures,
     };
@@ -244,7 +267,12 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
  * a transaction that sets `pgshift.backfill` as a batch does, so the
  * trigger stands aside for it just the same.
  */
-async function singleUpdate(db: pg.Client, table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>): Promise<{ ms: number; rows: number }> {
+async function singleUpdate(
+  db: pg.Client,
+  table: string,
+  o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>,
+  noTrigger = false,
+): Promise<{ ms: number; rows: number }> {
   await db.query('CHECKPOINT');
   const name = table.replaceAll('_', '-');
   const facts = (await db.query<{ facts: PlanFacts }>(`SELECT facts FROM pgshift.plans WHERE name = $1`, [name])).rows[0]!.facts;
@@ -252,10 +280,20 @@ async function singleUpdate(db: pg.Client, table: string, o: Pick<BackfillBenchO
   const set = fillNewAssignments(resolveChange(plan.change, facts), objectNames(plan.name, facts));
   const t = performance.now();
   await db.query('BEGIN');
-  await db.query(`SELECT set_config('search_path', ${literal(facts.searchPath)}, true), set_config('pgshift.backfill', 'on', true)`);
+  await db.query(
+    `SELECT set_config('search_path', ${literal(facts.searchPath)}, true), set_config('pgshift.backfill', 'on', true), ` +
+      `set_config('session_replication_role', ${noTrigger ? "'replica'" : "'origin'"}, true)`,
+  );
   const updated = await db.query(`UPDATE public.${ident(table)} SET ${set}`);
   await db.query('COMMIT');
   return { ms: performance.now() - t, rows: updated.rowCount ?? 0 };
+}
+
+/** `2 workers`, or `default (2 workers)` for a plan that left them unset. */
+export function workersLabel(f: Pick<PhaseFigures, 'workers' | 'defaultWorkers'>): string {
+  const n = f.workers || f.defaultWorkers || 0;
+  const label = `${n} worker${n === 1 ? '' : 's'}`;
+  return f.workers ? label : `default (${label})`;
 }
 
 async function workloadFor(dbUrl: string, o: BackfillBenchOptions, seconds: number): Promise<WorkloadResult> {
@@ -278,6 +316,8 @@ interface CliRun {
   readonly analyzeMs: number;
   /** Rows the final check read, from its log line; null when it read every row. */
   readonly verifyRowsRead: number | null;
+  /** The workers the default gave (`backfill.workers not set: N workers …`), or null. */
+  readonly defaultWorkers: number | null;
 }
 
 /** Run the real CLI as a child process, watching its peak RSS in /proc. */
@@ -300,6 +340,7 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
   const times: number[] = [];
   let analyzeMs = 0;
   let verifyRowsRead: number | null = null;
+  let defaultWorkers: number | null = null;
   let boundMs = 0;
   let updateMs = 0;
   let committedMs = 0;
@@ -316,6 +357,8 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
       rowsChanged?: number;
     };
     if (entry.msg?.startsWith('verify read ') && entry.rowsChanged !== undefined) verifyRowsRead = entry.rowsChanged;
+    const decided = /^backfill\.workers not set: (\d+) worker/.exec(entry.msg ?? '');
+    if (decided) defaultWorkers = Number(decided[1]);
     if (entry.msg?.startsWith('step ') && entry.step && entry.ms !== undefined) {
       const kind = entry.step.startsWith('fill ') ? 'backfill' : entry.step.startsWith('verify') ? 'verify' : entry.step;
       steps.set(kind, (steps.get(kind) ?? 0) + entry.ms);
@@ -349,6 +392,7 @@ async function cli(dbUrl: string, dir: string, args: string[]): Promise<CliRun> 
     },
     analyzeMs,
     verifyRowsRead,
+    defaultWorkers,
   };
 }
 

@@ -3,7 +3,7 @@
  * writes, against the same writes on a plain table and against the
  * application writing both sides itself. Prints figures; asserts nothing.
  *
- *   npm run bench:trigger -- [--rows 100000 --seconds 10 --rounds 5 --clients 2 --kinds split,rename --durable --breakdown]
+ *   npm run bench:trigger -- [--rows 100000 --seconds 10 --rounds 5 --clients 2 --kinds split,rename --durable --server durable|cpu-bound --breakdown]
  *
  * For each change kind, three identical tables of N rows:
  * - `plain`: old code's writes (old columns only), no trigger;
@@ -45,7 +45,7 @@ import { objectNames, syncFunction, syncTriggers, type SyncEvents } from '../src
 import { ident } from '../src/db/ident.js';
 import { silentLogger } from '../src/log.js';
 import { parsePlan } from '../src/plan/load.js';
-import { benchServer, scratchDatabase } from './server.js';
+import { benchServer, scratchDatabase, type ServerKind } from './server.js';
 import { SPLIT_CHANGE } from '../test/helpers/fixtures.js';
 
 /** A change kind the benchmark can run, with the writes of each variant. */
@@ -97,6 +97,8 @@ export interface TriggerBenchOptions {
   readonly kinds: readonly string[];
   /** Commit with the server's synchronous_commit (on) rather than off. */
   readonly durable: boolean;
+  /** The embedded server to start when no URL is given (bench/server.ts); durable by default. */
+  readonly server?: ServerKind | undefined;
   /** Also measure where the trigger's time goes (see {@link TriggerBreakdown}). */
   readonly breakdown?: boolean;
   /** Where progress lines go (default: nowhere). */
@@ -135,6 +137,8 @@ export interface KindFigures {
   readonly appVsPlain: number;
   /** Median TPS under an empty plpgsql trigger / median app-side dual write TPS: the most any plpgsql trigger can reach. */
   readonly floorVsApp: number;
+  /** Median trigger TPS / median TPS under an empty plpgsql trigger: the sync trigger against the cost of having any trigger. */
+  readonly triggerVsFloor: number;
   /** Median server CPU per transaction (µs) per variant, when the server's processes could be read. */
   readonly cpuPerTx: Readonly<Record<Variant, number>> | undefined;
 }
@@ -162,7 +166,7 @@ export const DEFAULT_TRIGGER_BENCH: TriggerBenchOptions = { rows: 100_000, secon
  */
 export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRIGGER_BENCH, adminUrl?: string): Promise<TriggerFigures> {
   const log = options.log ?? ((): void => undefined);
-  const server = adminUrl ? { adminUrl, description: 'given server', stop: async (): Promise<void> => undefined } : await benchServer();
+  const server = adminUrl ? { adminUrl, description: 'given server', stop: async (): Promise<void> => undefined } : await benchServer(options.server);
   const scratch = await scratchDatabase(server.adminUrl, `pgshift_bench_trigger_${process.pid}`);
   const { db, dbUrl } = scratch;
   try {
@@ -217,6 +221,7 @@ export async function runTriggerBench(options: TriggerBenchOptions = DEFAULT_TRI
         triggerVsApp: median.trigger / median.app,
         appVsPlain: median.app / median.plain,
         floorVsApp: median.floor / median.app,
+        triggerVsFloor: median.trigger / median.floor,
       };
     });
     const breakdown = options.breakdown && kinds.some((k) => k.kind === 'split') ? await measureBreakdown(db, log) : undefined;
@@ -594,7 +599,7 @@ export function formatTriggerFigures(f: TriggerFigures): string[] {
     lines.push(
       `  ${k.kind.padEnd(7)} plain ${k.median.plain.toFixed(0).padStart(6)}  app-side dual write ${k.median.app.toFixed(0).padStart(6)}  pgshift trigger ${k.median.trigger.toFixed(0).padStart(6)}` +
         `  empty plpgsql trigger ${k.median.floor.toFixed(0).padStart(6)}` +
-        `   trigger/plain ${k.triggerVsPlain.toFixed(2)}  trigger/app-dual ${k.triggerVsApp.toFixed(2)}  app-dual/plain ${k.appVsPlain.toFixed(2)}  empty-trigger/app-dual ${k.floorVsApp.toFixed(2)}`,
+        `   trigger/plain ${k.triggerVsPlain.toFixed(2)}  trigger/app-dual ${k.triggerVsApp.toFixed(2)}  app-dual/plain ${k.appVsPlain.toFixed(2)}  empty-trigger/app-dual ${k.floorVsApp.toFixed(2)}  trigger/empty-trigger ${k.triggerVsFloor.toFixed(2)}`,
     );
     if (cpuLine) lines.push(cpuLine);
   }
@@ -628,6 +633,7 @@ async function main(): Promise<void> {
     clients: num('clients', DEFAULT_TRIGGER_BENCH.clients),
     kinds: option('kinds')?.split(',') ?? DEFAULT_TRIGGER_BENCH.kinds,
     durable: process.argv.includes('--durable'),
+    server: option('server') === 'cpu-bound' ? 'cpu-bound' : 'durable',
     breakdown: process.argv.includes('--breakdown'),
     log: (line) => console.log(line),
   };

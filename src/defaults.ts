@@ -96,8 +96,18 @@ export const DEFAULT_PAUSE_MS = 0;
  * were chosen).
  */
 export const DEFAULT_TARGET_BATCH_MS = 50;
-/** `backfill.workers`: key ranges (or leaf partitions) walked at once, each on a connection of its own. */
-export const DEFAULT_BACKFILL_WORKERS = 1;
+/**
+ * `backfill.workers` has no fixed default: when a plan does not set it, the
+ * backfill decides at its start from the server (`defaultWorkers` in
+ * backfill/default-workers.ts: a quarter of `max_parallel_workers`, half of
+ * those idle, two connections per worker), at most this many. A second
+ * worker is what took the phase under one UPDATE's time in bench/backfill
+ * (docs/benchmarks.md); beyond a few workers one walk writes faster than
+ * most replicas replay, so more stays the operator's call.
+ */
+export const MAX_DEFAULT_WORKERS = 4;
+/** Without `backfill.workers`, one worker per this many rows at most (statistics' estimate): a smaller walk is short enough alone. */
+export const MIN_ROWS_PER_DEFAULT_WORKER = 100_000;
 /** `backfill.max_replica_lag`: wait between batches while a replica lags more than this. */
 export const DEFAULT_MAX_REPLICA_LAG_MS = 10_000;
 /**

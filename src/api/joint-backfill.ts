@@ -113,7 +113,7 @@ function walkable(w: WalkShape): boolean {
     // A walk that fixes a column in place (constrain) writes another UPDATE than a fill: it walks alone.
     w.program.backfill.apply.every((s) => s.kind !== 'backfill' || !s.inPlace) &&
     !w.facts.partitioning &&
-    w.plan.backfill.workers === 1 &&
+    (w.plan.backfill.workers ?? 1) === 1 &&
     w.ranges === 0 &&
     !w.backfill?.finishedAt &&
     !w.backfill?.partitions

@@ -16,6 +16,8 @@ import { keyAsText, keyOrder, partitionId, rangeWhere, readKey, upperKeySql, typ
 import { ReplicaLagProbe, waitForReplicas } from './throttle.js';
 import { Steering } from './steering.js';
 import { Throttles } from './throttles.js';
+import { bypassRefusal, triggerBypass } from './trigger-bypass.js';
+import { defaultWorkers, readServerFacts } from './default-workers.js';
 
 import { enterPlanTransaction, planTransactionSettings } from './plan-transaction.js';
 export type { BackfillInput, BackfillProgress, Segment } from './input.js';
@@ -47,7 +49,8 @@ const REPLICA_RECHECK_MS = 1_000;
  * waits, exactly as one runner walks the whole; a resumed run picks every
  * unfinished range up where its checkpoint is.
  */
-export async function runBackfill(input: BackfillInput): Promise<BackfillProgress> {
+export async function runBackfill(given: BackfillInput): Promise<BackfillProgress> {
+  const input = await withDefaultWorkers(await withTriggerBypass(given));
   const { ctx, store, plan, facts } = input;
   const log = ctx.log;
   let state = await store.backfill(plan.name);
@@ -58,7 +61,7 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   }
   const ranges = await store.ranges(plan.name);
   const open = ranges.filter((r) => !r.finished);
-  const workers = Math.max(1, Math.min(plan.backfill.workers, open.length));
+  const workers = Math.max(1, Math.min(workersOf(input), open.length));
   const alongside = input.alongside ?? [];
   if (alongside.length && (state.partitions || ranges.length))
     throw new Error(`backfill of ${plan.name}: plans walked alongside need a single walk of a plain table`);
@@ -123,6 +126,39 @@ export async function runBackfill(input: BackfillInput): Promise<BackfillProgres
   for (const p of [input, ...alongside]) await store.finishBackfill(p.plan.name);
   tracker.finished();
   return tracker.progress;
+}
+
+/**
+ * The input with the batches' trigger bypass when the runner may set
+ * `session_replication_role` (trigger-bypass.ts); says which path the
+ * batches take and why.
+ */
+async function withTriggerBypass(input: BackfillInput): Promise<BackfillInput> {
+  const { ctx, change, names, facts } = input;
+  const refusal = await bypassRefusal(ctx.client, facts.table, change, names, facts);
+  if (refusal) {
+    ctx.log.info({ refusal }, `backfill batches go through the sync trigger: ${refusal}`);
+    return { ...input, bypass: null };
+  }
+  ctx.log.info('backfill batches skip the sync trigger (session_replication_role = replica in their transactions)');
+  return { ...input, bypass: triggerBypass(change, names, facts) };
+}
+
+/**
+ * The input with `backfill.workers` decided from the server when the plan
+ * does not set it (default-workers.ts), and said in the log.
+ */
+async function withDefaultWorkers(input: BackfillInput): Promise<BackfillInput> {
+  const { ctx, plan } = input;
+  if (plan.backfill.workers !== null) return input;
+  const { workers, why } = defaultWorkers(await readServerFacts(ctx.client, input.facts.table));
+  ctx.log.info({ workers }, `backfill.workers not set: ${workers} worker${workers === 1 ? '' : 's'} (${why})`);
+  return { ...input, plan: { ...plan, backfill: { ...plan.backfill, workers } } };
+}
+
+/** The workers a backfill walks with, once `withDefaultWorkers` has decided. */
+function workersOf(input: BackfillInput): number {
+  return input.plan.backfill.workers ?? 1;
 }
 
 /** Rows done across every segment and worker, reported after every batch. */
@@ -410,8 +446,7 @@ async function startBackfill(input: BackfillInput): Promise<void> {
     const found = await ctx.client.query(upperKeySql(facts.table, facts.key));
     const upper = found.rows[0] ? readKey(found.rows[0], facts.key) : null;
     const estimate = await estimateRows(ctx.client, facts.table, plan.guards);
-    const cuts =
-      upper && plan.backfill.workers > 1 && !input.alongside?.length ? await splitKeys(ctx.client, facts, upper, estimate, plan.backfill.workers) : [];
+    const cuts = upper && workersOf(input) > 1 && !input.alongside?.length ? await splitKeys(ctx.client, facts, upper, estimate, workersOf(input)) : [];
     await withTransaction(ctx.client, async () => {
       await store.startBackfill(plan.name, upper, estimate, plan.backfill.batchSize, since);
       // Plans walked alongside start at the same horizon and upper key: the walk's batches are theirs too.
@@ -437,7 +472,7 @@ async function startBackfill(input: BackfillInput): Promise<void> {
   const walked = partitions.filter((p) => p.upperKey !== null);
   await withTransaction(ctx.client, async () => {
     await store.startBackfill(plan.name, null, estimate, plan.backfill.batchSize, since, partitions);
-    if (plan.backfill.workers > 1 && walked.length > 1)
+    if (workersOf(input) > 1 && walked.length > 1)
       await store.startRanges(
         plan.name,
         walked.map((p) => ({ lower: null, upper: [...p.upperKey!], partition: partitionId(p) })),

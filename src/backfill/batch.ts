@@ -153,6 +153,11 @@ export async function runBatchWithRetries(
  * sets every plan's new columns, of rows where any plan's new side is stale
  * (a row right for one plan gets that plan's own value again), and every
  * plan's checkpoint moves in the batch's transaction.
+ *
+ * With `input.bypass` (a runner that may set `session_replication_role`)
+ * the UPDATE is preceded by the lock it takes anyway and the setting that
+ * skips the sync trigger where nothing else would be skipped
+ * (trigger-bypass.ts).
  * The end key was found beforehand (`BatchEnds`), so a batch is two round
  * trips, the values written as literals so that several statements share
  * one message: BEGIN, the guards and settings and the UPDATE (and, for the
@@ -191,6 +196,7 @@ async function runBatch(
       `SET LOCAL lock_timeout = ${Math.round(guards.lockTimeoutMs)}`,
       `SET LOCAL statement_timeout = ${Math.round(guards.statementTimeoutMs)}`,
       planTransactionSettings(facts, true, input.inPlace !== undefined),
+      ...(input.bypass?.statements(table) ?? []),
       input.inPlace
         ? `UPDATE ${qualified(table)} AS ${input.inPlace.alias} SET ${input.inPlace.set} WHERE ${range} AND ${input.inPlace.stale}`
         : `UPDATE ${qualified(table)} SET ${filled.map((p) => fillNewAssignments(p.change, p.names)).join(', ')}
@@ -198,6 +204,7 @@ async function runBatch(
     ];
     // A full batch covered exactly `size` keys; the last, partial one counts its own.
     const results = await multi([...head, ...(bound.end ? [] : [`SELECT count(*)::float8 AS n FROM ${qualified(table)} WHERE ${range}`])].join(';\n'));
+    const updated = results[head.length - 1]!;
     const rows = bound.end ? bound.size : Number((results.at(-1)!.rows[0] as { n: number }).n);
     // The checkpoint records the size this batch was sized with, for a resumed run; the batch that finishes a partition
     // moves it to the start of the next one.
@@ -213,7 +220,7 @@ async function runBatch(
     await multi([checkpoint, ...alongside, 'COMMIT'].join(';\n'));
     const ms = performance.now() - started;
     sizer.observe(rows, ms + boundMs);
-    return { end, rows, written: results[4]!.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, ahead: bound.ahead, last };
+    return { end, rows, written: updated.rowCount ?? 0, ms: ms + boundMs, boundMs, updateMs: ms, ahead: bound.ahead, last };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;

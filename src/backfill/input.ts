@@ -6,6 +6,7 @@ import type { RunContext } from '../guard/context.js';
 import type { Plan } from '../plan/types.js';
 import type { StateStore } from '../state/store.js';
 import type { KeyValue } from './keyset.js';
+import type { TriggerBypass } from './trigger-bypass.js';
 
 /* What a backfill is given and what it reports, apart from the walk itself, so its parts (batch, verify) and its callers share them without importing one another. */
 
@@ -55,6 +56,8 @@ export interface BackfillInput {
    * same checkpoint.
    */
   readonly alongside?: readonly BackfillInput[] | undefined;
+  /** How batches skip the sync trigger, when the runner may (set by `runBackfill`; see trigger-bypass.ts). */
+  readonly bypass?: TriggerBypass | null | undefined;
 }
 
 /** One key range walked in keyset batches: the table, or one leaf partition of a partitioned table. */

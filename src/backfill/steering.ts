@@ -21,7 +21,7 @@ export function steered(file: BackfillSettings, control: BackfillControl | null)
   return {
     targetBatchMs: control?.targetBatchMs == null ? file.targetBatchMs : control.targetBatchMs === 0 ? null : control.targetBatchMs,
     pauseMs: control?.pauseMs ?? file.pauseMs,
-    workers: control?.workers ?? file.workers,
+    workers: control?.workers ?? file.workers ?? 1,
     maxReplicaLagMs: control?.maxReplicaLagMs ?? file.maxReplicaLagMs,
   };
 }

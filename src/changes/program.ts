@@ -105,7 +105,12 @@ export function compileProgram(plan: CompiledPlan, facts: PlanFacts, generation 
     },
     backfill: {
       apply: [
-        { kind: 'backfill', description: `fill ${change.new.map((c) => c.name).join(', ')} of existing rows in keyset batches` },
+        // Each batch holds ROW EXCLUSIVE on the table (its UPDATE's, and where it skips the trigger, taken one statement
+        // earlier: backfill/trigger-bypass.ts) and its rows' locks until it commits; `plan show` says so.
+        {
+          kind: 'backfill',
+          description: `fill ${change.new.map((c) => c.name).join(', ')} of existing rows in keyset batches (each one short transaction holding ROW EXCLUSIVE on the table and its rows' locks)`,
+        },
         { kind: 'verify', description: 'verify no row differs', scope: 'backfill' },
       ],
       rollback: [{ kind: 'reset-backfill', description: 'forget the backfill checkpoint (the new columns stay in sync)' }],

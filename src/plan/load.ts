@@ -5,7 +5,6 @@ import { LineCounter, parseDocument, isMap, type Document } from 'yaml';
 import type { z } from 'zod';
 import {
   DEFAULT_ABANDONED_SLOT_AFTER_MS,
-  DEFAULT_BACKFILL_WORKERS,
   DEFAULT_BATCH_SIZE,
   DEFAULT_CONTRACT_KEEP_MS,
   DEFAULT_LOCK_TIMEOUT_MS,
@@ -85,7 +84,8 @@ function build(data: PlanFile, name: string, file: string): Plan {
       // 0 turns the adaptive size off: every batch is `batch_size` rows.
       targetBatchMs: data.backfill?.target_batch_ms === 0 ? null : (data.backfill?.target_batch_ms ?? DEFAULT_TARGET_BATCH_MS),
       maxReplicaLagMs: data.backfill?.max_replica_lag ?? DEFAULT_MAX_REPLICA_LAG_MS,
-      workers: data.backfill?.workers ?? DEFAULT_BACKFILL_WORKERS,
+      // Unset: decided from the server when the backfill starts (backfill/default-workers.ts).
+      workers: data.backfill?.workers ?? null,
       // 0 turns each of these throttles off, as for max_replica_lag.
       maxSlotLagBytes: data.backfill?.max_slot_lag || null,
       abandonedSlotAfterMs: data.backfill?.abandoned_slot_after ?? DEFAULT_ABANDONED_SLOT_AFTER_MS,

@@ -11,8 +11,8 @@ export interface BackfillSettings {
   readonly targetBatchMs: number | null;
   /** Wait while a replica lags more than this; null = do not watch replicas. */
   readonly maxReplicaLagMs: number | null;
-  /** Runners walking disjoint key ranges at once (1 = one runner). */
-  readonly workers: number;
+  /** Runners walking disjoint key ranges at once (1 = one runner); null = decided from the server when the backfill starts. */
+  readonly workers: number | null;
   /** Wait while a logical replication slot is more than this many bytes behind; null = do not watch slots. */
   readonly maxSlotLagBytes: number | null;
   /** An inactive slot unmoved this long is named once and ignored; 0 = never ignored. */
