@@ -409,7 +409,9 @@ function version9(schema: string): string[] {
          EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', ${literal(`${s}.plans`)}, c);
        END LOOP;
      END $pgshift_v9$`,
-    `ALTER TABLE ${s}.plans ADD CONSTRAINT plans_complete_at_contract CHECK (status <> 'complete' OR phase = 'contract')`,
+    // Every step may run again on a state whose version went unrecorded (0.1.0 kept none): drop before adding.
+    `ALTER TABLE ${s}.plans DROP CONSTRAINT IF EXISTS plans_complete_at_contract,
+       ADD CONSTRAINT plans_complete_at_contract CHECK (status <> 'complete' OR phase = 'contract')`,
     `CREATE TABLE IF NOT EXISTS ${s}.archives (
       plan text PRIMARY KEY REFERENCES ${s}.plans (name) ON DELETE CASCADE,
       columns jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(columns) = 'array'),
