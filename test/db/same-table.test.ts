@@ -129,6 +129,12 @@ describe('two plans with disjoint columns on one table', () => {
     expect(contract.errors, 'apply contract').toBe('');
     expect(contract.code).toBe(0);
     await traffic('contract', 'at contract');
+    // Contract archived each plan's old columns; purged, the table is what the two plans made of it.
+    for (const plan of ['a-rename', 'b-split']) {
+      const purged = await runCli(['plan', 'purge', plan, ...args]);
+      expect(purged.errors, `purge ${plan}`).toBe('');
+      expect(purged.code).toBe(0);
+    }
     expect(
       (
         await db.sql<{ attname: string }>(
