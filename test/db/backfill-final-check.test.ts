@@ -3,7 +3,7 @@ import { apply, VerificationError } from '../../src/index.js';
 import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml, waitFor } from '../helpers/backfill.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
-import { startEmbedded } from '../helpers/server.js';
+import { startEmbedded, type TestServer } from '../helpers/server.js';
 import type { Plan } from '../../src/plan/types.js';
 
 /**
@@ -172,10 +172,15 @@ describe('reading each batch back beside the walk', () => {
   // server while this walk's batch is read back, keeps that batch's replaced versions (measured: one open transaction
   // in another database, and all 900 stay). The read-back then proves nothing here, though pgshift did its part.
   let solo: TestDatabase;
+  let server: TestServer | undefined;
   beforeAll(async () => {
-    const server = await startEmbedded({ prefix: 'pgshift-read-back' });
-    afterAll(() => server.stop());
+    server = await startEmbedded({ prefix: 'pgshift-read-back' });
     solo = await freshDatabase(server.adminUrl);
+  });
+  // At the suite's level: a hook registered inside beforeAll never runs, and the server outlived the run.
+  afterAll(async () => {
+    await solo?.client.end().catch(() => undefined);
+    await server?.stop();
   });
 
   it('prunes the versions each batch replaced while the walk goes on, before the final check reads the table', async () => {

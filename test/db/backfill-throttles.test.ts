@@ -6,7 +6,7 @@ import { parseLsn } from '../../src/backfill/throttle.js';
 import { capturingLogger, checkpoint, inconsistentRows, splitPlanYaml, waitFor } from '../helpers/backfill.js';
 import { freshDatabase, type TestDatabase } from '../helpers/db.js';
 import { plan } from '../helpers/fixtures.js';
-import { startEmbedded, TEST_FLAGS } from '../helpers/server.js';
+import { startEmbedded, TEST_FLAGS, type TestServer } from '../helpers/server.js';
 import type { Plan } from '../../src/plan/types.js';
 
 /**
@@ -22,10 +22,15 @@ import type { Plan } from '../../src/plan/types.js';
  */
 
 let db: TestDatabase;
+let server: TestServer | undefined;
 beforeAll(async () => {
-  const server = await startEmbedded({ flags: [...TEST_FLAGS, '-c', 'wal_level=logical', '-c', 'max_replication_slots=4'], prefix: 'pgshift-throttles' });
-  afterAll(() => server.stop());
+  server = await startEmbedded({ flags: [...TEST_FLAGS, '-c', 'wal_level=logical', '-c', 'max_replication_slots=4'], prefix: 'pgshift-throttles' });
   db = await freshDatabase(server.adminUrl);
+});
+// At the file's level: a hook registered inside beforeAll never runs, and the server outlived the run.
+afterAll(async () => {
+  await db?.client.end().catch(() => undefined);
+  await server?.stop();
 });
 
 const GUARDS = '{ lock_timeout: 5s, statement_timeout: 20s, retries: 2 }';
