@@ -9,7 +9,10 @@
  *   plpgsql trigger (the cost of having any trigger), with pgbench;
  * - backfill: the whole `apply --phase backfill` (verification included), with
  *   the default workers, 1 and 2, vs one UPDATE of the same rows on an
- *   identical copy, with the runner's peak RSS.
+ *   identical copy, with the runner's peak RSS; on the durable server also
+ *   the application's p99 (a paced point-read/point-write workload) without
+ *   the backfill, during it with the defaults, and during it with the impact
+ *   budget `backfill.max_active_sessions` (`APP_BUDGET`).
  *
  * The trigger and backfill parts run twice, each on a server of its own
  * started for it: a durable one (commits wait for their WAL flush, fsync and
@@ -57,6 +60,9 @@ lines.push(
 
 const SERVERS: readonly ServerKind[] = ['durable', 'cpu-bound'];
 
+/** The impact budget the bench tries: the workload's own 4 clients, so the walk yields once they are all busy at once. */
+const APP_BUDGET = 3;
+
 for (const server of SERVERS) {
   // On the durable server sessions commit with its synchronous_commit (on); the CPU-bound one has it off.
   const durable = server === 'durable';
@@ -83,10 +89,12 @@ for (const server of SERVERS) {
       server,
       pauseMs: DEFAULT_PAUSE_MS,
       targetMs: DEFAULT_TARGET_BATCH_MS,
-      live: false,
+      // The application's latency with and without the backfill, and with the impact budget, on the durable server.
+      live: durable,
       clients: 4,
       rate: 200,
-      baselineSeconds: 5,
+      baselineSeconds: 10,
+      budget: APP_BUDGET,
       print: log,
     });
     for (const p of b.phases) {
@@ -96,6 +104,16 @@ for (const server of SERVERS) {
       );
     }
     lines.push(`[${server}] the same UPDATE firing no trigger: ${(b.bareUpdateMs / 1000).toFixed(2)} s`);
+    if (b.live) {
+      const ms = (n: number): string => `${n.toFixed(2)} ms`;
+      lines.push(
+        `[${server}] application p99 (4 clients × 200 ops/s): ${ms(b.live.p99BeforeMs)} without the backfill, ${ms(b.live.p99DuringMs)} during it with the defaults ` +
+          `(${x(b.live.p99DuringMs / b.live.p99BeforeMs)}, phase ${(b.live.phaseMs / 1000).toFixed(2)} s)` +
+          (b.live.budget
+            ? `, ${ms(b.live.budget.p99DuringMs)} with max_active_sessions ${b.live.budget.sessions} (${x(b.live.budget.p99DuringMs / b.live.p99BeforeMs)}, phase ${(b.live.budget.phaseMs / 1000).toFixed(2)} s)`
+            : ''),
+      );
+    }
   }
 }
 lines.push(`load average at end ${load()}`);

@@ -5,7 +5,7 @@
  * runner's peak RSS; optionally what the backfill costs a live application
  * in latency. Prints figures; asserts nothing.
  *
- *   npm run bench:backfill -- --rows 1000000,10000000 [--workers default,1,2] [--server durable|cpu-bound] [--live --clients 4 --rate 50 --baseline-seconds 15] [--pause-ms 0 --target-ms 50]
+ *   npm run bench:backfill -- --rows 1000000,10000000 [--workers default,1,2] [--server durable|cpu-bound] [--live --clients 4 --rate 50 --baseline-seconds 15 --budget 2] [--pause-ms 0 --target-ms 50]
  *
  * For each size, identical tables of N rows get the same split plan applied
  * up to `dual-write` (so each carries the sync trigger):
@@ -23,7 +23,8 @@
  *   runner may set it: what the UPDATE costs without the trigger's call;
  * - with `--live`, `bench_live`: the phase again while a paced point-read /
  *   point-write workload runs, compared with the same workload before and
- *   after it.
+ *   after it; with `--budget N` also `bench_budget`: the same again with
+ *   `backfill.max_active_sessions: N`, what the impact budget buys.
  * Every table is freshly loaded, VACUUMed and ANALYZEd, and a CHECKPOINT
  * precedes each timed run. `benchBackfill()` is the same, for `npm run bench`.
  */
@@ -60,6 +61,8 @@ export interface BackfillBenchOptions {
   readonly clients: number;
   readonly rate: number;
   readonly baselineSeconds: number;
+  /** With `live`: also run the phase under the workload with `backfill.max_active_sessions` set to this (0: not). */
+  readonly budget?: number | undefined;
   /** Where to print the figures as they come (default: nowhere). */
   readonly print?: ((line: string) => void) | undefined;
 }
@@ -95,7 +98,14 @@ export interface BackfillFigures {
   /** The same UPDATE firing no trigger (session_replication_role = replica). */
   readonly bareUpdateMs: number;
   readonly phases: readonly PhaseFigures[];
-  readonly live: { readonly p99BeforeMs: number; readonly p99DuringMs: number; readonly errors: number; readonly phaseMs: number } | null;
+  readonly live: {
+    readonly p99BeforeMs: number;
+    readonly p99DuringMs: number;
+    readonly errors: number;
+    readonly phaseMs: number;
+    /** The same phase with `max_active_sessions` set (`budget`), or null. */
+    readonly budget: { readonly sessions: number; readonly p99DuringMs: number; readonly errors: number; readonly phaseMs: number } | null;
+  } | null;
 }
 
 function option(name: string, fallback: string): string {
@@ -104,11 +114,11 @@ function option(name: string, fallback: string): string {
 }
 const numbers = (raw: string): number[] => raw.split(',').map((x) => Number(x.replaceAll('_', '')));
 
-const planYaml = (table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>, workers = 1): string =>
+const planYaml = (table: string, o: Pick<BackfillBenchOptions, 'pauseMs' | 'targetMs'>, workers = 1, budget = 0): string =>
   splitPlanYaml(
     table.replaceAll('_', '-'),
     `public.${table}`,
-    `{ pause: ${o.pauseMs}ms, target_batch_ms: ${o.targetMs}${workers ? `, workers: ${workers}` : ''} }`,
+    `{ pause: ${o.pauseMs}ms, target_batch_ms: ${o.targetMs}${workers ? `, workers: ${workers}` : ''}${budget ? `, max_active_sessions: ${budget}` : ''} }`,
     '{}',
   );
 
@@ -127,6 +137,7 @@ async function main(): Promise<void> {
       clients: Number(option('clients', '4')),
       rate: Number(option('rate', '50')),
       baselineSeconds: Number(option('baseline-seconds', '15')),
+      budget: Number(option('budget', '0')),
       print: (line) => console.log(line),
     });
     console.log('');
@@ -147,7 +158,8 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       `plan: backfill.pause ${o.pauseMs} ms, backfill.target_batch_ms ${o.targetMs}; load average at start ${loadAverage.map((l) => l.toFixed(2)).join(' ')}`,
     );
     const phaseTables = o.workers.map((w) => `bench_w${w}`);
-    const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', 'bench_bare', ...(o.live ? ['bench_live'] : [])];
+    const budget = o.live ? (o.budget ?? 0) : 0;
+    const tables = ['bench_update_1', ...phaseTables, 'bench_update_2', 'bench_bare', ...(o.live ? ['bench_live'] : []), ...(budget ? ['bench_budget'] : [])];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pgshift-bench-plans-'));
     const t = performance.now();
     for (const table of tables) {
@@ -161,7 +173,9 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       );
       await db.query(`VACUUM ANALYZE ${table}`);
       const workers = /^bench_w(\d+)$/.exec(table)?.[1];
-      await writeFile(path.join(dir, `${table}.yaml`), planYaml(table, o, workers ? Number(workers) : 1));
+      // The live runs leave workers to the default, as a plan would; the budget run differs from the live one by its budget alone.
+      const live = table === 'bench_live' || table === 'bench_budget';
+      await writeFile(path.join(dir, `${table}.yaml`), planYaml(table, o, workers ? Number(workers) : live ? 0 : 1, table === 'bench_budget' ? budget : 0));
     }
     const size = (await db.query<{ s: string }>(`SELECT pg_size_pretty(pg_total_relation_size('bench_update_1')) AS s`)).rows[0]!.s;
     print(`loaded ${tables.length} tables in ${secs(performance.now() - t)} (${size} each)`);
@@ -227,7 +241,18 @@ export async function benchBackfill(o: BackfillBenchOptions): Promise<BackfillFi
       };
       const verify = await cli(dbUrl, dir, ['verify', 'bench-live']);
       const p99 = (w: WorkloadResult): number => percentile([...w.reads, ...w.writes], 99);
-      liveFigures = { p99BeforeMs: p99(baseline), p99DuringMs: p99(load), errors: load.errors, phaseMs: run.wallMs };
+      let budgetFigures: NonNullable<BackfillFigures['live']>['budget'] = null;
+      if (budget) {
+        await db.query('CHECKPOINT');
+        // The same workload on the table being walked (an identical copy of the live one), now under the budget.
+        const underBudget = startWorkload(dbUrl, 'bench_budget', o.rows, o.clients, o.rate);
+        const budgetRun = await cli(dbUrl, dir, ['apply', 'bench-budget', '--phase', 'backfill']);
+        const budgetLoad = await underBudget.stop();
+        if (budgetRun.code !== 0) throw new Error(`budget backfill failed: ${budgetRun.stderr}`);
+        budgetFigures = { sessions: budget, p99DuringMs: p99(budgetLoad), errors: budgetLoad.errors, phaseMs: budgetRun.wallMs };
+        print(`backfill phase with max_active_sessions ${budget} under the workload: ${secs(budgetRun.wallMs)}; during: ${lat(budgetLoad)}`);
+      }
+      liveFigures = { p99BeforeMs: p99(baseline), p99DuringMs: p99(load), errors: load.errors, phaseMs: run.wallMs, budget: budgetFigures };
       print(`backfill phase under the workload: ${secs(run.wallMs)}; workload (${o.clients} clients × ${o.rate} ops/s, p50 / p99 / max ms, errors):`);
       print(`  before and after:  ${lat(baseline)}`);
       print(`  during:            ${lat(load)}`);
