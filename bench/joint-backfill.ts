@@ -4,7 +4,12 @@
  * one after the other, measured in the same run. Prints figures; asserts
  * nothing.
  *
- *   npm run bench:joint-backfill -- --rows 1000000 --rounds 2
+ *   npm run bench:joint-backfill -- --rows 1000000 --rounds 2 [--workers 1]
+ *
+ * Without `--workers` the plans leave `backfill.workers` to the default:
+ * each walk alone then takes the default's workers, and the walk shared by
+ * both runs as one (docs/backfill.md). `--workers 1` gives every walk one
+ * worker, which measures what sharing the walk saves by itself.
  *
  * Each round loads two identical tables of N rows (full_name, user_name,
  * email), each with a rename of user_name and a split of full_name applied
@@ -43,9 +48,11 @@ interface Figures {
 }
 
 const kebab = (table: string): string => table.replaceAll('_', '-');
+const workers = option('workers', '');
+const backfill = workers ? `backfill: { workers: ${Number(workers)} }\n` : '';
 const plans = (table: string): Record<string, string> => ({
-  [`${kebab(table)}-a.yaml`]: `plan: ${kebab(table)}-a\ntable: public.${table}\nrename: { column: user_name, to: username }\n`,
-  [`${kebab(table)}-b.yaml`]: `plan: ${kebab(table)}-b\ntable: public.${table}\n${SPLIT_CHANGE}\n`,
+  [`${kebab(table)}-a.yaml`]: `plan: ${kebab(table)}-a\ntable: public.${table}\nrename: { column: user_name, to: username }\n${backfill}`,
+  [`${kebab(table)}-b.yaml`]: `plan: ${kebab(table)}-b\ntable: public.${table}\n${SPLIT_CHANGE}\n${backfill}`,
 });
 
 async function main(): Promise<void> {
